@@ -1,0 +1,1 @@
+"""Exact and near-duplicate detection, eval-set decontamination and the overlap audit."""

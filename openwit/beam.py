@@ -1,0 +1,204 @@
+"""Apache Beam glue shared by every stage: runners, options and the core-to-DoFn wrapper.
+
+Stages keep their logic in plain-Python cores (functions of one record); this module turns
+a core into a Beam transform whose rejected records go to a tagged output and are counted
+with Beam metrics. It imports Beam at the top: import it only inside commands that run a
+pipeline, never from ``openwit.cli`` at module level.
+
+Beam's own ``DirectRunner`` (2.77) first tries the Prism runner, which downloads a binary
+from GitHub at start with no timeout: offline that costs a failed DNS lookup, behind a
+firewall that drops packets it can stall. ``DirectRunner`` here means the FnApiRunner that
+DirectRunner falls back to for batch pipelines, started directly (docs/decisions.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+
+class _DropApitoolsWarning(logging.Filter):
+    """Beam warns at import that the GCP extra is missing; harmless without Dataflow."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
+def quiet_beam_logging() -> None:
+    """Keep Beam's import-time and per-bundle chatter out of the user's terminal."""
+    root = logging.getLogger()
+    if not any(isinstance(f, _DropApitoolsWarning) for f in root.filters):
+        root.addFilter(_DropApitoolsWarning())
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+
+
+quiet_beam_logging()
+
+import apache_beam as beam  # noqa: E402 - after the log filter above
+from apache_beam.metrics import Metrics  # noqa: E402
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+from apache_beam.runners.runner import PipelineRunner  # noqa: E402
+
+from openwit.errors import ConfigError  # noqa: E402
+from openwit.funnel import Rejection  # noqa: E402
+
+#: Runner names that mean "run here, in this process (or its worker subprocesses)".
+DIRECT_RUNNERS = frozenset({"DirectRunner", "SwitchingDirectRunner", "FnApiRunner"})
+
+#: Tag of the rejected-records output of :func:`apply_core`.
+REJECTED = "rejected"
+
+#: A stage core: one record in, any number of records or rejections out.
+Core = Callable[[dict[str, Any]], Iterable["dict[str, Any] | Rejection"]]
+
+
+class OfflineDirectRunner(PipelineRunner):
+    """The batch path of Beam's DirectRunner, without its Prism download attempt.
+
+    Honours ``direct_running_mode`` (in_memory, multi_threading, multi_processing) and
+    ``direct_num_workers`` exactly as DirectRunner does, since it is the same FnApiRunner.
+    """
+
+    def run_pipeline(self, pipeline: Any, options: Any) -> Any:
+        from apache_beam.portability.api import beam_provision_api_pb2
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+        encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+        provision = fn_runner.ExtendedProvisionInfo(
+            beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+        )
+        return fn_runner.FnApiRunner(provision_info=provision).run_pipeline(pipeline, options)
+
+
+def pipeline_options(runner: str, beam_options: Mapping[str, Any] | None = None) -> PipelineOptions:
+    """Beam ``PipelineOptions`` for ``runner`` plus extra options (``{"k": v}``).
+
+    Options are passed as Beam's own flags, so every runner's options work
+    (``direct_running_mode``, ``flink_master``, ``project``, ...).
+    """
+    options = {k: v for k, v in (beam_options or {}).items() if k != "runner"}
+    if runner not in DIRECT_RUNNERS:
+        options["runner"] = runner
+    try:
+        parsed = PipelineOptions.from_dictionary(options)
+    except Exception as exc:  # Beam raises plain exceptions for malformed values.
+        raise ConfigError(f"beam_options: {exc}") from None
+    _check_parses(parsed)
+    return parsed
+
+
+def _check_parses(options: PipelineOptions) -> None:
+    """Parse the flags now: Beam's argparse would otherwise exit mid-run with a usage dump."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            options.get_all_options()
+    except SystemExit:
+        lines = [line for line in captured.getvalue().splitlines() if "error:" in line]
+        message = lines[-1].split("error:", 1)[1].strip() if lines else "cannot be parsed"
+        raise ConfigError(f"beam_options: {message}") from None
+
+
+def make_runner(runner: str) -> PipelineRunner | str:
+    """A runner object for the direct runners, else the name for Beam to resolve."""
+    return OfflineDirectRunner() if runner in DIRECT_RUNNERS else runner
+
+
+def new_pipeline(
+    runner: str = "DirectRunner", beam_options: Mapping[str, Any] | None = None
+) -> beam.Pipeline:
+    """A pipeline on ``runner``; use as a context manager (``with new_pipeline() as p:``)."""
+    quiet_beam_logging()
+    return beam.Pipeline(runner=make_runner(runner), options=pipeline_options(runner, beam_options))
+
+
+def test_pipeline(**beam_options: Any) -> beam.Pipeline:
+    """A ``TestPipeline`` on the offline direct runner (``with test_pipeline() as p:``).
+
+    Tests use this instead of a bare ``TestPipeline()``, which would pick Beam's
+    DirectRunner and try to download Prism.
+    """
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    quiet_beam_logging()
+    return TestPipeline(
+        runner=OfflineDirectRunner(),
+        options=pipeline_options("DirectRunner", beam_options),
+        blocking=True,
+    )
+
+
+test_pipeline.__test__ = False  # type: ignore[attr-defined]  # pytest: not a test
+
+
+class CoreDoFn(beam.DoFn):
+    """Runs a stage core; rejections go to the ``rejected`` output, counted by reason.
+
+    The core is built in ``setup()`` (once per worker), so heavy state such as an automaton
+    or a model is never pickled with the transform. A core that raises on a record does not
+    stop the run: the record is rejected as ``stage_error`` with the exception in
+    ``detail``, and the funnel shows the count.
+    """
+
+    def __init__(self, stage: str, make_core: Callable[[], Core]) -> None:
+        self.stage = stage
+        self.make_core = make_core
+        self.core: Core | None = None
+        self.counters: dict[str, Any] = {}
+
+    def setup(self) -> None:
+        self.core = self.make_core()
+        self.kept = Metrics.counter(self.stage, "kept")
+
+    def _reject(self, rejection: Rejection) -> beam.pvalue.TaggedOutput:
+        counter = self.counters.get(rejection.reason)
+        if counter is None:
+            counter = Metrics.counter(self.stage, f"rejected_{rejection.reason}")
+            self.counters[rejection.reason] = counter
+        counter.inc()
+        return beam.pvalue.TaggedOutput(REJECTED, rejection.as_record())
+
+    def process(self, record: dict[str, Any]) -> Iterable[Any]:
+        assert self.core is not None, "setup() was not called"
+        try:
+            outputs = list(self.core(record))
+        except Exception as exc:  # counted as a rejection, never silently dropped
+            uid = record.get("uid", "") if isinstance(record, dict) else ""
+            detail = f"{type(exc).__name__}: {exc}"[:500]
+            yield self._reject(Rejection(uid, self.stage, "stage_error", detail))
+            return
+        for output in outputs:
+            if isinstance(output, Rejection):
+                yield self._reject(output)
+            else:
+                self.kept.inc()
+                yield output
+
+
+def apply_core(
+    records: beam.PCollection, stage: str, make_core: Callable[[], Core], label: str | None = None
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """Apply a core to a PCollection of records; returns ``(kept, rejected)``."""
+    outputs = records | (label or f"Apply {stage}") >> beam.ParDo(
+        CoreDoFn(stage, make_core)
+    ).with_outputs(REJECTED, main="kept")
+    return outputs.kept, outputs[REJECTED]
+
+
+def write_parquet(records: beam.PCollection, path_prefix: str, schema: Any, label: str) -> Any:
+    """Write dict records to ``PREFIX-SSSSS-of-NNNNN.parquet`` with an Arrow schema."""
+    return records | label >> beam.io.WriteToParquet(
+        path_prefix, schema, file_name_suffix=".parquet", codec="zstd"
+    )
+
+
+def read_parquet(pipeline: beam.Pipeline, files: Iterable[Any], label: str) -> beam.PCollection:
+    """Dict records from a list of Parquet files (an empty list gives an empty PCollection)."""
+    paths = sorted(str(f) for f in files)
+    if not paths:
+        return pipeline | label >> beam.Create([])
+    return pipeline | f"{label} files" >> beam.Create(paths) | label >> beam.io.ReadAllFromParquet()

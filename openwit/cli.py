@@ -1,0 +1,136 @@
+"""The ``openwit`` command line.
+
+Every command keeps its heavy imports (torch, apache_beam, img2dataset, open_clip) inside
+its body so that ``openwit --help`` stays fast. User mistakes raise
+:class:`openwit.errors.UserError`: one line on stderr, exit 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from openwit import __version__
+from openwit.errors import UserError
+
+# img2dataset imports albumentations, which otherwise checks PyPI for updates at import.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+app = typer.Typer(
+    name="openwit",
+    help="Build CLIP-style (WebImageText) image-text datasets, audit them, train on them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"openwit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def build(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Build config (YAML).")],
+    out: Annotated[Path | None, typer.Option(help="Build directory (overrides `out:`).")] = None,
+    runner: Annotated[
+        str | None, typer.Option(help="Beam runner: DirectRunner, FlinkRunner, SparkRunner, ...")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted build, keeping partial stage work.")
+    ] = False,
+    beam_option: Annotated[
+        list[str] | None, typer.Option("--beam-option", help="Extra Beam option KEY=VALUE.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: text.min_words=4.")
+    ] = None,
+) -> None:
+    """Candidates -> filtered, matched, balanced, downloaded, deduplicated webdataset shards.
+
+    Stages: ingest, text, match, balance, download, image, dedup, shard. A rerun with the
+    same config skips every stage that is complete.
+    """
+    from openwit.build import run_build
+    from openwit.config import load_build_config, parse_assignments
+    from openwit.console import BuildReporter, print_funnel, stdout
+
+    overrides = parse_assignments(set_ or [], "--set")
+    if out is not None:
+        overrides["out"] = str(out.resolve())
+    if runner is not None:
+        overrides["runner"] = runner
+    if beam_option:
+        overrides["beam_options"] = parse_assignments(beam_option, "--beam-option")
+    resolved = load_build_config(config, overrides)
+    outcome = run_build(resolved, until=until, resume=resume, reporter=BuildReporter())
+    print_funnel(outcome.funnel, outcome.manifest)
+    state = "complete" if outcome.complete else f"stopped after {outcome.manifest.get('until')}"
+    stdout.print(f"build {state}: {outcome.build_dir}")
+
+
+def _register_area_commands() -> None:
+    """Commands owned by the stage packages (each module is import-light)."""
+    from openwit.dedup.cli import register as register_dedup
+    from openwit.queries.cli import register as register_queries
+    from openwit.train.cli import register as register_train
+
+    register_queries(app)
+    register_dedup(app)
+    register_train(app)
+
+
+_register_area_commands()
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the demo writes everything.")] = Path("demo-out"),
+) -> None:
+    """Run every part that exists on a small bundled sample, offline."""
+    from openwit.demo import run_demo
+
+    run_demo(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``openwit`` script; returns the exit code."""
+    try:
+        app(args=argv, prog_name="openwit")  # standalone mode: usage errors exit 2 by themselves
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except UserError as exc:
+        from openwit.console import error
+
+        error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("openwit: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""The build config: one YAML file, read with ``yaml.safe_load``, validated by pydantic.
+
+Unknown keys, wrong types and out-of-range values are a :class:`ConfigError` whose message
+names the file and the dotted key. Relative paths in the file are relative to the file;
+command-line overrides are applied on top before validation, so they are checked the same
+way. The defaults are those of CONTRACTS.md.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from openwit.errors import ConfigError
+
+InputFormat = Literal["wat", "warc", "parquet", "jsonl", "csv", "tsv"]
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are checked."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputSpec(Section):
+    path: str = Field(description="file path or glob; local or any fsspec URL")
+    format: InputFormat | None = Field(None, description="taken from the file name when unset")
+    url_column: str = "url"
+    text_column: str = "caption"
+
+
+class TextConfig(Section):
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    min_lang_score: float = Field(0.5, ge=0.0, le=1.0)
+    min_words: int = Field(3, ge=0)
+    min_chars: int = Field(6, ge=0)
+
+
+class BalanceConfig(Section):
+    max_per_query: int = Field(20_000, ge=1)
+    seed: int = 0
+
+
+class DownloadConfig(Section):
+    allow_private_networks: bool = False
+    timeout_s: float = Field(10.0, gt=0, description="total per image, not per read")
+    max_bytes: int = Field(20_000_000, gt=0)
+    max_redirects: int = Field(5, ge=0)
+    threads_per_worker: int = Field(32, ge=1, le=1024)
+
+
+class ImageConfig(Section):
+    min_side: int = Field(200, ge=1)
+    max_aspect: float = Field(3.0, ge=1.0)
+    resize_max_side: int = Field(256, ge=8)
+
+
+class DedupConfig(Section):
+    near_duplicate_radius: int = Field(4, ge=0, le=64)
+    eval_sets: dict[str, str] = Field(default_factory=dict)
+    decontaminate: bool = False
+
+
+class ShardsConfig(Section):
+    samples_per_shard: int = Field(10_000, ge=1)
+
+
+class BuildConfig(Section):
+    out: str = "build"
+    runner: str = "DirectRunner"
+    beam_options: dict[str, Any] = Field(default_factory=dict)
+    queries: str = "queries.parquet"
+    inputs: list[InputSpec] = Field(default_factory=list)
+    text: TextConfig = Field(default_factory=TextConfig)
+    balance: BalanceConfig = Field(default_factory=BalanceConfig)
+    download: DownloadConfig = Field(default_factory=DownloadConfig)
+    image: ImageConfig = Field(default_factory=ImageConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    shards: ShardsConfig = Field(default_factory=ShardsConfig)
+
+    @field_validator("runner")
+    @classmethod
+    def _runner_name(cls, value: str) -> str:
+        if not value or not value.replace("_", "").isalnum():
+            raise ValueError(f"not a Beam runner name: {value!r}")
+        return value
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def hash(self) -> str:
+        """sha256 of the resolved config, as canonical JSON."""
+        return json_hash(self.to_json())
+
+
+def json_hash(value: Any) -> str:
+    """sha256 hex of ``value`` as canonical JSON (sorted keys, no whitespace)."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _resolve(path: Any, base: Path) -> Any:
+    if not isinstance(path, str) or not path or _is_url(path):
+        return path
+    expanded = Path(path).expanduser()
+    return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
+
+
+def resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make the path-valued keys of a raw config absolute against ``base``.
+
+    Works on the unvalidated mapping, so values of the wrong type are left for the
+    validator to report.
+    """
+    raw = copy.deepcopy(raw)
+    for key in ("out", "queries"):
+        if key in raw:
+            raw[key] = _resolve(raw[key], base)
+    inputs = raw.get("inputs")
+    if isinstance(inputs, list):
+        for item in inputs:
+            if isinstance(item, dict) and "path" in item:
+                item["path"] = _resolve(item["path"], base)
+    dedup = raw.get("dedup")
+    if isinstance(dedup, dict) and isinstance(dedup.get("eval_sets"), dict):
+        dedup["eval_sets"] = {k: _resolve(v, base) for k, v in dedup["eval_sets"].items()}
+    return raw
+
+
+def parse_assignments(pairs: Iterable[str], flag: str) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into ``{"a.b": 1, "c": "x"}``; values are YAML scalars."""
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        try:
+            result[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            result[key.strip()] = value
+    return result
+
+
+def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``raw["a"]["b"] = value`` for ``dotted == "a.b"``, creating mappings on the way."""
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line naming the source and each offending dotted key."""
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in item["loc"])
+        key = key.replace(".[", "[")
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{key}'")
+        else:
+            message = item["msg"]
+            got = item.get("input")
+            if not isinstance(got, dict | list):
+                message += f" (got {got!r})"
+            parts.append(f"{key}: {message}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; errors name the file (and line)."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, not {type(data).__name__}"
+        )
+    return data
+
+
+def load_build_config(
+    path: str | Path | None,
+    overrides: Mapping[str, Any] | None = None,
+) -> BuildConfig:
+    """Read, resolve and validate a build config.
+
+    ``overrides`` maps dotted keys to values (``{"runner": "FlinkRunner",
+    "text.min_words": 5}``); they win over the file. ``beam_options`` overrides are merged
+    into the file's mapping rather than replacing it. Path values in ``overrides`` are taken
+    as given (the CLI makes them absolute against the working directory).
+    """
+    if path is None:
+        raw: dict[str, Any] = {}
+        source = "config"
+    else:
+        path = Path(path)
+        raw = resolve_relative_paths(read_yaml_mapping(path), path.resolve().parent)
+        source = str(path)
+    for key, value in (overrides or {}).items():
+        if key == "beam_options" and isinstance(value, dict):
+            merged = dict(raw.get("beam_options") or {})
+            merged.update(value)
+            raw["beam_options"] = merged
+        else:
+            set_dotted(raw, key, value)
+    if overrides:
+        source += " (with command-line overrides)"
+    try:
+        return BuildConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None

@@ -1,0 +1,1 @@
+"""The build stages from crawl to shards: ingest, text, match, balance, download, image, shard."""

@@ -1,0 +1,116 @@
+"""The ``openwit`` command line: fast help, exit 2 with one line for user mistakes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from openwit.cli import main
+
+HEAVY_MODULES = ("torch", "apache_beam", "img2dataset", "open_clip", "webdataset", "pyarrow")
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "openwit.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_help_lists_every_command_of_the_contract():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("queries", "build", "audit", "train", "eval", "demo"):
+        assert command in result.stdout
+
+
+def test_importing_the_cli_pulls_in_no_heavy_library():
+    code = (
+        "import sys, json, openwit.cli\n"
+        f"print(json.dumps([m for m in {list(HEAVY_MODULES)!r} if m in sys.modules]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+
+
+def test_help_of_every_command_answers(capsys):
+    for args in (["build", "--help"], ["queries", "--help"], ["demo", "--help"]):
+        assert main(args) == 0
+    assert "--until" in capsys.readouterr().out
+
+
+def test_unknown_config_key_is_exit_2_naming_the_key_without_traceback(tmp_path):
+    (tmp_path / "pool.jsonl").write_text("{}\n")
+    (tmp_path / "bad.yaml").write_text("inputs:\n  - path: pool.jsonl\ntext:\n  min_wrods: 3\n")
+    result = run_cli("build", "--config", "bad.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown key 'text.min_wrods'" in result.stderr
+    assert "bad.yaml" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_input_file_is_exit_2_naming_the_file(tmp_path):
+    (tmp_path / "build.yaml").write_text("inputs:\n  - path: crawl/missing.warc.wat.gz\n")
+    result = run_cli("build", "--config", "build.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "missing.warc.wat.gz" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_file_is_exit_2(tmp_path, capsys):
+    assert main(["build", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("balance:\n  max_per_query: 0\n", "balance.max_per_query"),
+        ("text:\n  min_words: many\n", "text.min_words"),
+        ("inputs: [path: x]\n: : :\n", "invalid YAML"),
+        ("- just\n- a list\n", "must be a mapping"),
+        ("download:\n  threads_per_worker: -1\n", "download.threads_per_worker"),
+    ],
+)
+def test_bad_config_values_are_one_line_errors(tmp_path, capsys, body, message):
+    path = tmp_path / "build.yaml"
+    path.write_text(body)
+    assert main(["build", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert str(path) in err
+
+
+def test_set_override_is_validated_like_the_file(tmp_path, capsys):
+    path = tmp_path / "build.yaml"
+    path.write_text("inputs:\n  - path: build.yaml\n")
+    assert main(["build", "--config", str(path), "--set", "image.min_side=zero"]) == 2
+    assert "image.min_side" in capsys.readouterr().err
+
+
+def test_unbuilt_commands_say_so_with_exit_2(capsys):
+    for args in (["train", "--model", "openwit-tiny"], ["audit"], ["queries", "build"]):
+        assert main(args) == 2
+        assert "not built yet" in capsys.readouterr().err
+
+
+def test_usage_error_is_exit_2(capsys):
+    assert main(["build"]) == 2
+    assert "--config" in capsys.readouterr().err
+
+
+def test_demo_runs_and_lists_every_part(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "beam runner" in out
+    for stage in ("ingest", "download", "shard"):
+        assert f"build stage {stage}" in out

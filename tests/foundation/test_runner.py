@@ -1,0 +1,215 @@
+"""The stage runner on real Beam (DirectRunner): manifest, funnel, idempotent reruns, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from openwit.config import load_build_config
+from openwit.errors import ConfigError, FunnelLawError, UserError
+from openwit.runner import BuildRunner, build_lock
+from tests.foundation.toy_stages import (
+    CrashingFilter,
+    Interrupted,
+    LossyFilter,
+    ResumableCrashingFilter,
+    ResumableFilter,
+    ToyFilter,
+    ToyIngest,
+)
+
+LINES = [
+    {"url": "http://example.com/a.jpg", "caption": "a photo of a red bicycle"},
+    {"url": "http://example.com/b.jpg", "caption": "dog"},
+    "this line is not json",
+    {"url": "http://example.com/c.jpg", "caption": "sunset over the harbour"},
+    {"caption": "no url here"},
+    {"url": "http://example.com/d.jpg", "caption": "cat"},
+    {"url": "http://example.com/e.jpg", "caption": "three people on a mountain trail"},
+]
+
+
+def write_config(tmp_path: Path, **text: int) -> Path:
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text(
+        "\n".join(line if isinstance(line, str) else json.dumps(line) for line in LINES) + "\n"
+    )
+    config = tmp_path / "build.yaml"
+    text_yaml = "".join(f"\n  {k}: {v}" for k, v in text.items()) or " {}"
+    config.write_text(f"out: out\ninputs:\n  - path: pool.jsonl\ntext:{text_yaml}\n")
+    return config
+
+
+def mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_two_toy_stages_write_manifest_funnel_and_outputs(tmp_path):
+    config = load_build_config(write_config(tmp_path, min_chars=6))
+    outcome = BuildRunner(config, [ToyIngest(), ToyFilter()]).run()
+    out = tmp_path / "out"
+
+    assert outcome.ran == ["toy_ingest", "toy_filter"]
+    assert outcome.complete
+    funnel = json.loads((out / "funnel.json").read_text())
+    assert funnel == {
+        "toy_ingest": {"in": 7, "out": 5, "rejected": {"malformed_record": 2}},
+        "toy_filter": {"in": 5, "out": 3, "rejected": {"too_short": 2}},
+    }
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is True
+    assert manifest["config_hash"] == config.hash()
+    assert manifest["config"]["text"]["min_chars"] == 6
+    assert manifest["stage_order"] == ["toy_ingest", "toy_filter"]
+    for name in ("toy_ingest", "toy_filter"):
+        entry = manifest["stages"][name]
+        assert entry["status"] == "complete"
+        assert entry["seconds"] >= 0
+        assert entry["funnel"] == funnel[name]
+    assert manifest["stages"]["toy_ingest"]["stats"] == {"files": 1}
+    assert {"python", "apache-beam", "pyarrow"} <= set(manifest["versions"])
+
+    kept = pq.read_table(sorted((out / "stages" / "toy_filter").glob("part-*.parquet")))
+    assert sorted(kept.column("text").to_pylist()) == [
+        "a photo of a red bicycle",
+        "sunset over the harbour",
+        "three people on a mountain trail",
+    ]
+    rejections = pq.read_table(sorted((out / "rejections").glob("*.parquet")))
+    assert sorted(zip(rejections["stage"].to_pylist(), rejections["reason"].to_pylist())) == [
+        ("toy_filter", "too_short"),
+        ("toy_filter", "too_short"),
+        ("toy_ingest", "malformed_record"),
+        ("toy_ingest", "malformed_record"),
+    ]
+    assert not list((out / "stages").glob(".*.tmp")), "work directories are renamed into place"
+
+
+def test_rerun_with_same_config_rewrites_nothing(tmp_path):
+    config = load_build_config(write_config(tmp_path))
+    BuildRunner(config, [ToyIngest(), ToyFilter()]).run()
+    before = mtimes(tmp_path / "out")
+
+    outcome = BuildRunner(config, [ToyIngest(), ToyFilter()]).run()
+
+    assert outcome.ran == []
+    assert outcome.skipped == ["toy_ingest", "toy_filter"]
+    assert mtimes(tmp_path / "out") == before
+
+
+def test_changed_config_reruns_the_stage_that_depends_on_it_and_those_after(tmp_path):
+    path = write_config(tmp_path, min_chars=6)
+    BuildRunner(load_build_config(path), [ToyIngest(), ToyFilter()]).run()
+
+    changed = load_build_config(path, {"text.min_chars": 2})
+    outcome = BuildRunner(changed, [ToyIngest(), ToyFilter()]).run()
+
+    assert outcome.skipped == ["toy_ingest"]
+    assert outcome.ran == ["toy_filter"]
+    assert outcome.funnel.stages["toy_filter"].n_out == 5
+
+
+def test_until_stops_after_stage_one_and_resume_runs_only_stage_two(tmp_path):
+    config = load_build_config(write_config(tmp_path))
+    first = BuildRunner(config, [ToyIngest(), ToyFilter()]).run(until="toy_ingest")
+    assert first.ran == ["toy_ingest"]
+    assert not first.complete
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["until"] == "toy_ingest"
+    assert "toy_filter" not in manifest["stages"]
+    ingest_files = mtimes(tmp_path / "out" / "stages" / "toy_ingest")
+
+    second = BuildRunner(config, [ToyIngest(), ToyFilter()]).run(resume=True)
+
+    assert second.ran == ["toy_filter"]
+    assert second.skipped == ["toy_ingest"]
+    assert second.complete
+    assert mtimes(tmp_path / "out" / "stages" / "toy_ingest") == ingest_files
+
+
+def test_a_stage_killed_midway_is_rerun_by_resume_and_earlier_stages_are_kept(tmp_path):
+    config = load_build_config(write_config(tmp_path))
+    with pytest.raises(Interrupted):
+        BuildRunner(config, [ToyIngest(), CrashingFilter()]).run()
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["stages"]["toy_ingest"]["status"] == "complete"
+    assert manifest["stages"]["toy_filter"]["status"] == "failed"
+    assert manifest["complete"] is False
+
+    outcome = BuildRunner(config, [ToyIngest(), ToyFilter()]).run(resume=True)
+
+    assert outcome.ran == ["toy_filter"]
+    assert outcome.complete
+    assert not (tmp_path / "out" / "stages" / "toy_filter" / "partial-file").exists()
+
+
+def test_resume_hands_partial_work_to_a_resumable_stage(tmp_path):
+    config = load_build_config(write_config(tmp_path))
+    with pytest.raises(Interrupted):
+        BuildRunner(config, [ToyIngest(), ResumableCrashingFilter()]).run()
+
+    outcome = BuildRunner(config, [ToyIngest(), ResumableFilter()]).run(resume=True)
+
+    assert outcome.ran == ["toy_filter"]
+    stats = outcome.manifest["stages"]["toy_filter"]["stats"]
+    assert stats == {"resumed": True, "found": ["partial-file"]}
+
+
+def test_without_resume_a_resumable_stage_starts_from_scratch(tmp_path):
+    config = load_build_config(write_config(tmp_path))
+    with pytest.raises(Interrupted):
+        BuildRunner(config, [ToyIngest(), ResumableCrashingFilter()]).run()
+
+    outcome = BuildRunner(config, [ToyIngest(), ResumableFilter()]).run()
+
+    assert outcome.manifest["stages"]["toy_filter"]["stats"] == {"resumed": False, "found": []}
+
+
+def test_a_stage_that_loses_records_is_never_marked_complete(tmp_path):
+    config = load_build_config(write_config(tmp_path))
+    with pytest.raises(FunnelLawError, match="toy_filter"):
+        BuildRunner(config, [ToyIngest(), LossyFilter()]).run()
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["complete"] is False
+    assert manifest["stages"]["toy_filter"]["status"] == "failed"
+    assert "funnel law" in manifest["stages"]["toy_filter"]["error"]
+    assert not (tmp_path / "out" / "stages" / "toy_filter").exists()
+
+
+def test_until_must_name_a_stage(tmp_path):
+    config = load_build_config(write_config(tmp_path))
+    with pytest.raises(ConfigError, match="not a stage"):
+        BuildRunner(config, [ToyIngest(), ToyFilter()]).run(until="download")
+
+
+def test_two_builds_cannot_share_a_directory_at_once(tmp_path):
+    with build_lock(tmp_path), pytest.raises(UserError, match="another openwit build"):
+        with build_lock(tmp_path):
+            pass
+
+
+@pytest.mark.slow
+def test_multi_processing_direct_runner_gives_the_same_outputs(tmp_path):
+    path = write_config(tmp_path)
+    in_memory = BuildRunner(load_build_config(path), [ToyIngest(), ToyFilter()]).run()
+    multi = load_build_config(
+        path,
+        {
+            "out": str(tmp_path / "multi"),
+            "beam_options": {"direct_running_mode": "multi_processing", "direct_num_workers": 2},
+        },
+    )
+    outcome = BuildRunner(multi, [ToyIngest(), ToyFilter()]).run()
+
+    assert outcome.funnel.to_json() == in_memory.funnel.to_json()
+
+    def uids(root: Path) -> list[str]:
+        files = sorted((root / "stages" / "toy_filter").glob("part-*.parquet"))
+        return sorted(pq.read_table(files).column("uid").to_pylist())
+
+    assert uids(tmp_path / "multi") == uids(tmp_path / "out")
+    assert os.listdir(tmp_path / "multi" / "rejections")
