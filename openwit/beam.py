@@ -15,27 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from openwit.logs import quiet_beam_logging
 
-class _DropApitoolsWarning(logging.Filter):
-    """Beam warns at import that the GCP extra is missing; harmless without Dataflow."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "apitools not found" not in record.getMessage()
-
-
-def quiet_beam_logging() -> None:
-    """Keep Beam's import-time and per-bundle chatter out of the user's terminal."""
-    root = logging.getLogger()
-    if not any(isinstance(f, _DropApitoolsWarning) for f in root.filters):
-        root.addFilter(_DropApitoolsWarning())
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
-
-
-quiet_beam_logging()
+quiet_beam_logging()  # before Beam's import-time warning
 
 import apache_beam as beam  # noqa: E402 - after the log filter above
 from apache_beam.metrics import Metrics  # noqa: E402

@@ -45,14 +45,6 @@ def load_stage(name: str) -> Stage:
     return stage_class()
 
 
-def stage_is_built(name: str) -> bool:
-    try:
-        load_stage(name)
-    except NotBuiltYet:
-        return False
-    return True
-
-
 def stages_through(until: str | None) -> list[str]:
     """Stage names from the first through ``until`` (all when None)."""
     if until is None:

@@ -7,7 +7,6 @@ its body so that ``openwit --help`` stays fast. User mistakes raise
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -44,10 +43,9 @@ def _main(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    from openwit.logs import configure_logging
+
+    configure_logging(verbose)
 
 
 @app.command()

@@ -1,79 +1,88 @@
 """``openwit demo``: every part that exists, run on a small bundled sample, offline.
 
-The demo grows with the project: each step runs when its part is built and is listed as
-"not built yet" otherwise, so ``make demo`` always shows where the project stands.
+The demo is a chain of parts, each owned by its package and run in order:
+
+1. ``openwit.queries.demo``  -- build the query list from the bundled Wikipedia sample
+2. ``openwit.pipeline.demo`` -- serve the demo images on loopback and run ``openwit build``
+3. ``openwit.train.demo``    -- train the tiny model on the shards, zero-shot eval
+4. ``openwit.dedup.demo``    -- overlap audit of the eval set against the shards
+
+Each part is a module with ``run(ctx: DemoContext) -> str`` that reads what earlier parts
+left in the context, adds its own results, and returns a one-line summary. A part whose
+module does not exist yet is listed as "not built yet"; a part whose inputs are missing
+(an earlier part is not built) says what it skipped. So ``make demo`` always shows where
+the project stands.
 """
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from openwit.console import print_table, stdout
-from openwit.schemas import BUILD_STAGES
+
+#: (part name, module) in the order they run.
+DEMO_PARTS: tuple[tuple[str, str], ...] = (
+    ("queries", "openwit.queries.demo"),
+    ("build", "openwit.pipeline.demo"),
+    ("train", "openwit.train.demo"),
+    ("audit", "openwit.dedup.demo"),
+)
 
 
 @dataclass
-class DemoStep:
-    name: str
-    available: Callable[[], bool]
-    run: Callable[[Path], str]  # returns a one-line result
+class DemoContext:
+    """What the demo parts hand to each other. Paths are absolute, under ``out``."""
+
+    out: Path
+    queries: Path | None = None  # queries.parquet (queries part)
+    eval_sets: dict[str, Path] = field(default_factory=dict)  # name -> image folder
+    build_dir: Path | None = None  # the build directory (build part)
+    shards: Path | None = None  # build_dir / "shards"
+    model: str = "openwit-tiny"
+    checkpoint: Path | None = None  # trained checkpoint (train part)
+    results: dict[str, Any] = field(default_factory=dict)  # part name -> small JSON values
 
 
-def _module_exists(name: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def _check_stack(out: Path) -> str:
+def _stack_check(ctx: DemoContext) -> str:
     """Start a trivial Beam pipeline on the offline DirectRunner: the ground every stage uses."""
+    import apache_beam as beam
+
     from openwit.beam import new_pipeline
 
     started = time.perf_counter()
-    import apache_beam as beam
-
     with new_pipeline() as pipeline:
         _ = pipeline | beam.Create(range(1000)) | beam.combiners.Count.Globally()
-    return f"Beam DirectRunner (offline) ran a pipeline in {time.perf_counter() - started:.1f} s"
+    return f"offline DirectRunner ran a pipeline in {time.perf_counter() - started:.1f} s"
 
 
-def _command(*path: str) -> Callable[[], bool]:
-    def built() -> bool:
-        from openwit.cli import app
-        from openwit.stubs import command_is_built
-
-        return command_is_built(app, *path)
-
-    return built
-
-
-def demo_steps() -> list[DemoStep]:
-    from openwit.build import stage_is_built
-
-    steps = [DemoStep("beam runner", lambda: True, _check_stack)]
-    for command in (("queries", "build"), ("audit",), ("train",), ("eval",)):
-        steps.append(DemoStep("openwit " + " ".join(command), _command(*command), lambda _out: ""))
-    for stage in BUILD_STAGES:
-        steps.append(
-            DemoStep(f"build stage {stage}", lambda s=stage: stage_is_built(s), lambda _out: "")
-        )
-    return steps
+def _load_part(module_name: str) -> Callable[[DemoContext], str] | None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            return None
+        raise
+    return getattr(module, "run", None)
 
 
-def run_demo(out: Path) -> None:
+def run_demo(out: Path) -> DemoContext:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     stdout.print(f"openwit demo -> {out}")
-    rows = []
-    for step in demo_steps():
-        if not step.available():
-            rows.append([step.name, "not built yet", ""])
+    ctx = DemoContext(out=out)
+    rows = [["beam runner", "ok", _stack_check(ctx), 0.0]]
+    for name, module_name in DEMO_PARTS:
+        part = _load_part(module_name)
+        if part is None:
+            rows.append([name, "not built yet", "", 0.0])
             continue
-        rows.append([step.name, "ok", step.run(out)])
-    print_table("openwit demo", ["part", "status", "result"], rows)
+        started = time.perf_counter()
+        summary = part(ctx)
+        rows.append([name, "ok", summary, round(time.perf_counter() - started, 1)])
+    print_table("openwit demo", ["part", "status", "result", "seconds"], rows)
+    return ctx
