@@ -28,10 +28,9 @@ STAGE = "image"
 
 def hash_to_uint64(image_hash: Any) -> int:
     """An 8x8 imagehash as an integer (first bit of the first row highest)."""
-    value = 0
-    for bit in image_hash.hash.flatten():
-        value = (value << 1) | int(bit)
-    return value
+    import numpy as np
+
+    return int.from_bytes(np.packbits(image_hash.hash.ravel()).tobytes(), "big")
 
 
 def image_hashes(data: bytes) -> tuple[int, int]:

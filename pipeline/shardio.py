@@ -11,10 +11,8 @@ same samples give the same bytes.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
-import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,10 @@ from openwit.io import atomic_path, atomic_write_json
 from openwit.schemas import candidate_schema
 
 SHARD_DIGITS = 5
+_BLOCK = 512
+_RECORD = 20 * _BLOCK  # tar's record size: archives end on a multiple of it
+#: mode 0444, uid 0, gid 0, size (filled per member), mtime 0
+_FIXED_FIELDS = b"0000444\x00" + b"0000000\x00" * 2 + b"\x00" * 12 + b"00000000000\x00"
 #: The per-shard index: every candidate column except the image bytes (they are in the tar).
 INDEX_SCHEMA = pa.schema([f for f in candidate_schema("shard") if f.name != "image"])
 DIGEST_KEY = b"openwit.shard_digest"
@@ -118,21 +120,51 @@ def shard_complete(shards_dir: Path, index: int, digest: str) -> bool:
     return tar_ok and read_digest(shards_dir / f"{name}.parquet") == digest
 
 
+def _header_template() -> tuple[bytes, int]:
+    header = bytearray(_BLOCK)
+    header[100:148] = _FIXED_FIELDS
+    header[148:156] = b"        "  # the checksum counts its own field as spaces
+    header[156] = ord("0")  # regular file
+    header[257:265] = b"ustar\x0000"
+    return bytes(header), sum(header)
+
+
+def ustar_header(name: str, size: int) -> bytes:
+    """A 512-byte USTAR header for a regular file, as ``tarfile`` writes it with our fixed
+    fields (mode 0444, owner 0, mtime 0); built from a template, ~20x cheaper."""
+    if not MEMBER_NAME.match(name):
+        raise UnsafeMemberName(f"refusing tar member name {name!r}")
+    encoded, size_field = name.encode("ascii"), b"%011o\x00" % size
+    header = bytearray(_TEMPLATE)
+    header[0 : len(encoded)] = encoded
+    header[124:136] = size_field
+    checksum = _TEMPLATE_SUM + sum(encoded) + sum(size_field)
+    header[148:155] = b"%06o\x00" % checksum
+    return bytes(header)
+
+
+_TEMPLATE, _TEMPLATE_SUM = _header_template()
+
+
 def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> int:
-    """Write a tar of ``(name, bytes)`` members atomically; returns its size in bytes."""
+    """Write a tar of ``(name, bytes)`` members atomically; returns its size in bytes.
+
+    The output is byte for byte what ``tarfile`` writes in USTAR format (a test checks).
+    """
+    offset = 0
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            with tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for name, data in members:
-                    if not MEMBER_NAME.match(name):
-                        raise UnsafeMemberName(f"refusing tar member name {name!r}")
-                    info = tarfile.TarInfo(name)
-                    info.size = len(data)
-                    info.mode = 0o444
-                    info.mtime = 0
-                    tar.addfile(info, io.BytesIO(data))
-        size = tmp.stat().st_size
-    return size
+        with open(tmp, "wb", buffering=1 << 20) as handle:
+            for name, data in members:
+                handle.write(ustar_header(name, len(data)))
+                handle.write(data)
+                padding = -len(data) % _BLOCK
+                handle.write(b"\x00" * padding)
+                offset += _BLOCK + len(data) + padding
+            end = 2 * _BLOCK  # end-of-archive marker, then fill the last record
+            end += -(offset + end) % _RECORD
+            handle.write(b"\x00" * end)
+            offset += end
+    return offset
 
 
 def _members(records: list[dict[str, Any]]) -> Iterable[tuple[str, bytes]]:

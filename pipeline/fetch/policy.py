@@ -77,7 +77,7 @@ def parse_ipv4_number(part: str) -> int | None:
     if part[:2].lower() == "0x":
         base, digits = 16, part[2:]
         if not digits:
-            return 0  # "0x" alone is zero for inet_aton and the URL standard
+            return None  # zero for browsers, no number for inet_aton: never guess
     elif len(part) > 1 and part[0] == "0":
         base, digits = 8, part[1:]
     allowed = "0123456789abcdef"[:base]

@@ -11,28 +11,17 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
+from openwit.pipeline.demo import PoolCandidates as DemoPoolCandidates
+from openwit.pipeline.demo import pool_candidate
 
 from openwit.config import BuildConfig, load_build_config
-from openwit.schemas import candidate_schema, uid_for
 from openwit.stage import Stage, StageContext, StageResult
-
-BALANCE_SCHEMA = candidate_schema("balance")
 
 
 def candidate(url: str, caption: str, source: str = "pool.jsonl", offset: int = 0) -> dict:
     """A record as the balance stage passes it on."""
-    return {
-        "uid": uid_for(url, caption),
-        "url": url,
-        "text": caption,
-        "source": source,
-        "source_offset": offset,
-        "lang": "en",
-        "lang_score": 1.0,
-        "query_ids": [0],
-    }
+    return {**pool_candidate(url, caption, source, offset), "query_ids": [0]}
 
 
 def write_pool(path: Path, urls: list[str]) -> Path:
@@ -44,26 +33,12 @@ def write_pool(path: Path, urls: list[str]) -> Path:
     return path
 
 
-class PoolCandidates(Stage):
-    """Reads ``inputs[0]`` (JSONL) and writes balanced candidates, in files of
-    ``rows_per_file`` rows (several files, so work spreads over workers)."""
+class PoolCandidates(DemoPoolCandidates):
+    """Balanced candidates from the JSONL pool in ``inputs``, in files of 50 rows (several
+    files, so the work spreads over Beam workers)."""
 
     name = "candidates"
-    config_keys = ("inputs",)
     rows_per_file = 50
-
-    def run(self, ctx: StageContext) -> StageResult:
-        path = Path(ctx.config.inputs[0].path)
-        lines = path.read_text(encoding="utf-8").splitlines()
-        records = []
-        for offset, line in enumerate(lines):
-            item = json.loads(line)
-            records.append(candidate(item["url"], item["caption"], path.name, offset))
-        for start in range(0, max(len(records), 1), self.rows_per_file):
-            chunk = records[start : start + self.rows_per_file]
-            table = pa.Table.from_pylist(chunk, schema=BALANCE_SCHEMA)
-            pq.write_table(table, ctx.work_dir / f"part-{start // self.rows_per_file:05d}.parquet")
-        return StageResult(n_in=len(lines))
 
 
 class ReadyRecords(Stage):

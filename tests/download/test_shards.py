@@ -196,3 +196,26 @@ def test_member_names_outside_the_pattern_are_refused(tmp_path, key):
     with pytest.raises(UnsafeMemberName):
         write_tar(tmp_path / "x.tar", [(f"{key}.jpg", b"data")])
     assert not (tmp_path / "x.tar").exists()
+
+
+def test_tar_writer_output_is_byte_identical_to_tarfile(tmp_path):
+    import io
+    import os
+
+    members = [
+        ("000000000.jpg", os.urandom(1000)),
+        ("000000000.txt", "ünïcode caption".encode()),
+        ("000000000.json", b"{}"),
+        ("000000001.webp", b""),
+        ("000000001.txt", os.urandom(512)),
+        ("123456789.png", os.urandom(77_777)),
+    ]
+    size = write_tar(tmp_path / "ours.tar", members)
+    with tarfile.open(tmp_path / "ref.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o444, 0
+            tar.addfile(info, io.BytesIO(data))
+    ours = (tmp_path / "ours.tar").read_bytes()
+    assert ours == (tmp_path / "ref.tar").read_bytes()
+    assert size == len(ours)
