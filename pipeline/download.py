@@ -15,6 +15,7 @@ time budget), the next unit's images already keep the threads busy.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
@@ -71,20 +72,52 @@ class WorkUnit:
 
     @property
     def name(self) -> str:
-        return f"{self.index:06d}"
+        return f"{self.index:08d}"
 
 
-def plan_units(files: list[Path], records_per_unit: int) -> list[WorkUnit]:
-    """Cut the input into units, from Parquet footers only; the same input gives the same plan."""
-    units: list[WorkUnit] = []
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of one input file, and the number of its first work unit."""
+
+    path: str
+    row_group: int
+    rows: int
+    first_unit: int
+
+    def units(self, records_per_unit: int) -> list[WorkUnit]:
+        starts = range(0, self.rows, records_per_unit)
+        return [
+            WorkUnit(
+                self.first_unit + i,
+                self.path,
+                self.row_group,
+                s,
+                min(self.rows, s + records_per_unit),
+            )
+            for i, s in enumerate(starts)
+        ]
+
+
+def plan_row_groups(files: list[Path], records_per_unit: int) -> list[RowGroup]:
+    """The input's row groups with unit numbers, from Parquet footers only: the same input
+    always gets the same plan. Workers cut them into units (a billion-row input is a
+    million units, too many to list in the pipeline graph)."""
+    groups: list[RowGroup] = []
+    next_unit = 0
     for path in sorted(str(f) for f in files):
         metadata = pq.ParquetFile(path).metadata
         for group in range(metadata.num_row_groups):
             rows = metadata.row_group(group).num_rows
-            for start in range(0, rows, records_per_unit):
-                stop = min(rows, start + records_per_unit)
-                units.append(WorkUnit(len(units), path, group, start, stop))
-    return units
+            if rows:
+                groups.append(RowGroup(path, group, rows, next_unit))
+                next_unit += math.ceil(rows / records_per_unit)
+    return groups
+
+
+def plan_units(files: list[Path], records_per_unit: int) -> list[WorkUnit]:
+    """Every work unit of the input, in order."""
+    groups = plan_row_groups(files, records_per_unit)
+    return [unit for group in groups for unit in group.units(records_per_unit)]
 
 
 def part_path(work_dir: Path, unit: WorkUnit) -> Path:
@@ -168,15 +201,22 @@ class DownloadUnits(beam.DoFn):
         log.info("download unit %s: %d of %d kept", unit.name, stats["kept"], stats["records"])
 
 
-def _start_plan(work_dir: Path, units: list[WorkUnit], settings: DownloadSettings) -> None:
+def _start_plan(work_dir: Path, groups: list[RowGroup], settings: DownloadSettings) -> None:
     """Record the plan; partial work from a different plan (changed input or settings) goes."""
-    plan = {"units": json_hash([asdict(u) for u in units]), "settings": json_hash(asdict(settings))}
+    plan = {
+        "row_groups": json_hash([asdict(g) for g in groups]),
+        "settings": json_hash(asdict(settings)),
+    }
     path = work_dir / PLAN_FILE
     if path.is_file() and read_json(path) != plan:
         log.warning("download: the partial work was planned differently; starting over")
         for stale in work_dir.iterdir():
             stale.unlink()
     atomic_write_json(path, plan)
+
+
+def _units_done(work_dir: Path) -> int:
+    return sum(1 for _ in work_dir.glob("part-*.parquet"))
 
 
 def collect_stats(work_dir: Path) -> dict[str, Any]:
@@ -208,22 +248,24 @@ class DownloadStage(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         settings = DownloadSettings.from_config(ctx.config)
-        units = plan_units(ctx.input_files, settings.records_per_unit)
-        _start_plan(ctx.work_dir, units, settings)
-        todo = [u for u in units if not unit_done(ctx.work_dir, u)]
-        resumed = len(units) - len(todo)
-        if todo:
+        per_unit = settings.records_per_unit
+        groups = plan_row_groups(ctx.input_files, per_unit)
+        total = sum(math.ceil(g.rows / per_unit) for g in groups)
+        _start_plan(ctx.work_dir, groups, settings)
+        resumed = _units_done(ctx.work_dir)
+        if resumed < total:
             fn = DownloadUnits(settings, str(ctx.work_dir), self.resolver, self.connector)
             with ctx.new_pipeline() as pipeline:
                 _ = (
                     pipeline
-                    | "Work units" >> beam.Create(todo)
+                    | "Row groups" >> beam.Create(groups)
+                    | "Cut into work units" >> beam.FlatMap(RowGroup.units, per_unit)
                     | "Spread over workers" >> beam.Reshuffle()
                     | "Download" >> beam.ParDo(fn)
                 )
-        missing = [u.name for u in units if not unit_done(ctx.work_dir, u)]
-        if missing:
-            raise RuntimeError(f"download: {len(missing)} work units did not finish: {missing[:5]}")
+        done = _units_done(ctx.work_dir)
+        if done != total:
+            raise RuntimeError(f"download: {total - done} of {total} work units did not finish")
         stats = collect_stats(ctx.work_dir)
         stats["units_resumed"] = resumed
         return StageResult(stats=stats)

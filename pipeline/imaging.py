@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,6 +233,8 @@ class Img2datasetResizer:
     """
 
     def __init__(self, settings: ResizeSettings) -> None:
+        # img2dataset imports albumentations, which asks PyPI for updates unless told not to.
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
         import img2dataset.resizer as i2d
 
         i2d.SuppressStdoutStderr = _Silent  # the process-wide redirection races threads

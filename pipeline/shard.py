@@ -35,6 +35,7 @@ from openwit.pipeline.shardio import (
 )
 
 from openwit.beam import read_parquet, write_parquet
+from openwit.errors import UserError
 from openwit.funnel import Rejection, count_reasons, count_rows
 from openwit.io import atomic_write_json
 from openwit.schemas import KEY_DIGITS, REJECTION_SCHEMA, sample_key
@@ -139,7 +140,9 @@ class ShardStage(Stage):
             leftover.unlink()
         n_in = count_rows(ctx.input_files)
         if n_in >= 10**KEY_DIGITS:
-            raise RuntimeError(f"{n_in:,} samples do not fit {KEY_DIGITS}-digit keys")
+            raise UserError(
+                f"shard: {n_in:,} samples do not fit {KEY_DIGITS}-digit keys; split the build"
+            )
         if n_in:
             self._run_pipeline(ctx, shards, per_shard)
         rejected = sum(count_reasons(sorted(ctx.work_dir.glob(REJECTION_GLOB))).values())

@@ -133,3 +133,11 @@ def test_img2dataset_resizer_in_threads_leaves_stdout_alone():
     assert all(r.width == 256 for r in results)
     after = os.fstat(1), os.fstat(2)
     assert [(s.st_dev, s.st_ino) for s in before] == [(s.st_dev, s.st_ino) for s in after]
+
+
+def test_using_img2dataset_as_a_library_keeps_our_sigint_handler():
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    Img2datasetResizer(ResizeSettings(resizer="img2dataset"))(photo(300, 200))
+    assert signal.getsignal(signal.SIGINT) is before  # only its download() replaces it
