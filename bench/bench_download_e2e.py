@@ -1,7 +1,7 @@
 """End to end, images/s: openwit's download -> image -> shard against the img2dataset CLI.
 
 Both fetch the same loopback URL list (photo-like JPEGs of 300x200 to 1600x1200, served by
-``python -m http.server`` in its own process) with the same resize settings
+the standard library's threading HTTP server in its own process) with the same resize settings
 (keep_ratio_largest, 256 px, only shrink, JPEG quality 95) and write webdataset shards
 with captions; both run as fresh processes, imports and start-up included:
 
@@ -12,7 +12,9 @@ with captions; both run as fresh processes, imports and start-up included:
   openwit also decodes every stored image again for its pHash and dHash (the image
   stage), which img2dataset does not do.
 
-Also the resizers alone, one thread: openwit's Pillow path against img2dataset's Resizer.
+Also the download stage alone (fetch, checks, resize, sha256, commit; no pHash, no shards)
+against the same img2dataset run, and the resizers alone, one thread: openwit's Pillow
+path against img2dataset's Resizer.
 
 ``OPENWIT_BENCH_IMAGES`` (default 3000) sets the list size; generated photos are cached in
 the temp directory.
@@ -91,9 +93,33 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class _Server:
+    """``python -m http.server``, with a listen backlog for 32 concurrent clients.
+
+    The standard library's default backlog is 5: with more clients connecting at once the
+    kernel drops SYNs and each dropped one costs a 1 s retransmission, to both sides alike.
+    """
+
+    @staticmethod
+    def main(folder: str, port: int) -> None:
+        import functools
+        import http.server
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 1024
+            daemon_threads = True
+
+        handler = functools.partial(Quiet, directory=folder)
+        Server(("127.0.0.1", port), handler).serve_forever()
+
+
 def serve(folder: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(folder), str(port)]
     server = subprocess.Popen(
         command,
         cwd=folder,
@@ -166,13 +192,15 @@ def openwit_config(root: Path, pool: Path, mode: str, resizer: str = "pillow") -
     return path
 
 
-def run_openwit(config: Path) -> tuple[float, int]:
+def run_openwit(config: Path) -> tuple[float, int, dict[str, float]]:
     command = [sys.executable, str(Path(__file__).resolve()), "--openwit", str(config)]
     started = time.perf_counter()
     subprocess.run(command, check=True, env=guarded_env(), cwd=REPO)
     seconds = time.perf_counter() - started
     funnel = json.loads((config.parent / "out" / "funnel.json").read_text())
-    return seconds, funnel["shard"]["out"]
+    manifest = json.loads((config.parent / "out" / "manifest.json").read_text())
+    stages = {name: entry["seconds"] for name, entry in manifest["stages"].items()}
+    return seconds, funnel["shard"]["out"], stages
 
 
 def openwit_build(config_path: str) -> None:
@@ -237,7 +265,7 @@ def main() -> None:
             baseline = base_n / base_s
             label = "img2dataset CLI 2x16, same URLs and resize settings"
             for mode in ("in_memory", "multi_processing"):
-                seconds, kept = run_openwit(openwit_config(root / mode, pool, mode))
+                seconds, kept, stages = run_openwit(openwit_config(root / mode, pool, mode))
                 emit(
                     f"download_e2e_images_per_s_{mode}",
                     kept / seconds,
@@ -249,7 +277,17 @@ def main() -> None:
                     openwit_s=round(seconds, 2),
                     img2dataset_kept=base_n,
                     img2dataset_s=round(base_s, 2),
+                    openwit_stage_s=stages,
                 )
+                if mode == "in_memory":  # the download stage alone: fetch, check, resize, sha256
+                    emit(
+                        "download_stage_images_per_s",
+                        kept / stages["download"],
+                        "images/s",
+                        label + " (its whole run)",
+                        baseline,
+                        images=N_IMAGES,
+                    )
     finally:
         server.terminate()
         server.wait()
@@ -258,5 +296,7 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--openwit"]:
         openwit_build(sys.argv[2])
+    elif sys.argv[1:2] == ["--serve"]:
+        _Server.main(sys.argv[2], int(sys.argv[3]))
     else:
         main()

@@ -203,9 +203,15 @@ class DownloadUnits(beam.DoFn):
 
 def _start_plan(work_dir: Path, groups: list[RowGroup], settings: DownloadSettings) -> None:
     """Record the plan; partial work from a different plan (changed input or settings) goes."""
+    output_settings = {  # what the kept records depend on; speed settings may change
+        "client": asdict(settings.client),
+        "resize": asdict(settings.resize),
+        "allow_private_networks": settings.allow_private_networks,
+        "records_per_unit": settings.records_per_unit,
+    }
     plan = {
         "row_groups": json_hash([asdict(g) for g in groups]),
-        "settings": json_hash(asdict(settings)),
+        "settings": json_hash(output_settings),
     }
     path = work_dir / PLAN_FILE
     if path.is_file() and read_json(path) != plan:

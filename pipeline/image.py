@@ -86,3 +86,9 @@ class ImageStage(CoreStage):
 
     def make_core(self, config: BuildConfig):
         return functools.partial(image_core, config.image.min_side, config.image.max_aspect)
+
+    def expand(self, records: Any, ctx: Any) -> tuple[Any, Any]:
+        from openwit.pipeline.parallel import apply_core_threaded
+
+        # Hashing is Pillow work (decode, resize), which releases the GIL: a thread per core.
+        return apply_core_threaded(records, self.name, self.make_core(ctx.config))

@@ -157,7 +157,8 @@ class Watchdog:
         alarm = _Alarm(deadline, next(self._counter), sock)
         with self._lock:
             heapq.heappush(self._heap, alarm)
-            self._lock.notify()
+            if self._heap[0] is alarm:  # only an earlier deadline changes the thread's sleep
+                self._lock.notify()
         return alarm
 
     def disarm(self, alarm: _Alarm) -> None:

@@ -83,8 +83,11 @@ class FaultServer:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     server.answer(self, route)  # the client may give up, as it should
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128  # the default 5 drops SYNs of parallel clients (1 s stalls)
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
