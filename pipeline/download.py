@@ -174,15 +174,14 @@ class DownloadUnits(beam.DoFn):
     def start_bundle(self) -> None:
         self.pending: deque[tuple[WorkUnit, list[Future[Outcome]]]] = deque()
 
-    def process(self, unit: WorkUnit) -> Any:
-        work_dir = Path(self.work_dir)
-        if unit_done(work_dir, unit):
-            return  # done by an earlier (retried or resumed) attempt
-        records = self._read(unit)
-        self.pending.append((unit, [self.downloader.submit(r) for r in records]))
+    def process(self, unit: WorkUnit) -> list[Any]:
+        """Start ``unit``; finish the one before it. Units leave files, not elements."""
+        if not unit_done(Path(self.work_dir), unit):  # else done by an earlier attempt
+            records = self._read(unit)
+            self.pending.append((unit, [self.downloader.submit(r) for r in records]))
         while len(self.pending) > 1:  # the newest unit keeps the threads busy meanwhile
             self._finish(*self.pending.popleft())
-        yield from ()
+        return []
 
     def finish_bundle(self) -> None:
         while self.pending:
