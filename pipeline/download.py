@@ -240,7 +240,9 @@ class DownloadStage(Stage):
     version = 1
     resumable = True
 
-    def __init__(self, resolver: Resolver | None = None, connector: Connector | None = None):
+    def __init__(
+        self, resolver: Resolver | None = None, connector: Connector | None = None
+    ) -> None:
         # Hooks for tests and benchmarks: name resolution and connecting, never real traffic.
         self.resolver = resolver
         self.connector = connector

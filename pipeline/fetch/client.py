@@ -21,11 +21,8 @@ client keeps its contract (one URL in, bytes or an error out) and fixes those:
 
 from __future__ import annotations
 
-import contextlib
-import heapq
 import http.client
 import ipaddress
-import itertools
 import random
 import socket
 import ssl
@@ -35,9 +32,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urljoin
 
+from openwit.pipeline.fetch.deadline import Alarm, Budget, Watchdog
 from openwit.pipeline.fetch.hosts import HostLimiter
 from openwit.pipeline.fetch.policy import BlockedUrl, IPAddress, Target, UrlPolicy
 from openwit.pipeline.fetch.robots import opted_out
@@ -100,88 +98,6 @@ def direct_connect(address: IPAddress, port: int, timeout: float) -> socket.sock
         sock.close()
         raise
     return sock
-
-
-class Budget:
-    """The time left for one image (all attempts, hops and backoffs together)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.started = time.monotonic()
-        self.deadline = self.started + seconds
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    @property
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-
-@dataclass(order=True)
-class _Alarm:
-    deadline: float
-    order: int
-    sock: socket.socket | None = field(compare=False, default=None)
-    fired: bool = field(compare=False, default=False)
-
-
-class Watchdog:
-    """Shuts sockets down at their deadline, waking any read blocked on them.
-
-    A socket timeout bounds one read; a server that trickles bytes resets it every time.
-    One daemon thread per process keeps a heap of deadlines. Disarming and firing take
-    the same lock, so a disarmed alarm never touches a socket that was closed meanwhile.
-    """
-
-    _shared: Watchdog | None = None
-    _shared_lock = threading.Lock()
-
-    def __init__(self) -> None:
-        self._heap: list[_Alarm] = []
-        self._lock = threading.Condition()
-        self._counter = itertools.count()
-        self._thread = threading.Thread(target=self._run, name="openwit-watchdog", daemon=True)
-        self._thread.start()
-
-    @classmethod
-    def shared(cls) -> Watchdog:
-        with cls._shared_lock:
-            if cls._shared is None:
-                cls._shared = cls()
-            return cls._shared
-
-    def arm(self, sock: socket.socket, deadline: float) -> _Alarm:
-        alarm = _Alarm(deadline, next(self._counter), sock)
-        with self._lock:
-            heapq.heappush(self._heap, alarm)
-            if self._heap[0] is alarm:  # only an earlier deadline changes the thread's sleep
-                self._lock.notify()
-        return alarm
-
-    def disarm(self, alarm: _Alarm) -> None:
-        with self._lock:
-            alarm.sock = None  # left in the heap; skipped when it comes up
-
-    def _run(self) -> None:
-        with self._lock:
-            while True:
-                while self._heap and self._heap[0].sock is None:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._lock.wait()
-                    continue
-                wait = self._heap[0].deadline - time.monotonic()
-                if wait > 0:
-                    self._lock.wait(wait)
-                    continue
-                alarm = heapq.heappop(self._heap)
-                sock, alarm.sock, alarm.fired = alarm.sock, None, True
-                # The plain-socket method: an SSL socket's own would drop its TLS state.
-                with contextlib.suppress(OSError):  # already closed by the peer
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class _Failure(Exception):
@@ -303,7 +219,9 @@ class HttpClient:
         except BlockedUrl as exc:
             raise _Failure(exc.reason, exc.detail) from None
 
-    def _connect(self, target: Target, addresses: Iterable[IPAddress], budget: Budget):
+    def _connect(
+        self, target: Target, addresses: Iterable[IPAddress], budget: Budget
+    ) -> socket.socket:
         errors = []
         for address in addresses:
             try:  # never hand the connector anything the policy did not approve
@@ -341,7 +259,9 @@ class HttpClient:
             sock.close()
             raise _Failure("blocked_url", f"connected to {peer}, not {expected}")
 
-    def _exchange(self, target: Target, addresses: list[IPAddress], budget: Budget):
+    def _exchange(
+        self, target: Target, addresses: list[IPAddress], budget: Budget
+    ) -> tuple[socket.socket, http.client.HTTPConnection, http.client.HTTPResponse, Alarm]:
         """Connect, send the request, read the status line and headers."""
         sock = self._connect(target, addresses, budget)
         alarm = self.watchdog.arm(sock, budget.deadline)
@@ -395,7 +315,13 @@ class HttpClient:
         if length is not None and length.strip().isdigit() and int(length) > s.max_bytes:
             raise _Failure("too_large", f"Content-Length {int(length):,} > {s.max_bytes:,}")
 
-    def _read_body(self, sock, response, budget: Budget, alarm: _Alarm) -> bytes:
+    def _read_body(
+        self,
+        sock: socket.socket,
+        response: http.client.HTTPResponse,
+        budget: Budget,
+        alarm: Alarm,
+    ) -> bytes:
         body = bytearray()
         limit = self.settings.max_bytes
         try:
@@ -425,7 +351,7 @@ class HttpClient:
             raise _Failure("not_an_image", "empty body")
         return bytes(body)
 
-    def _as_failure(self, exc: BaseException, alarm: _Alarm, before_headers: bool) -> _Failure:
+    def _as_failure(self, exc: BaseException, alarm: Alarm, before_headers: bool) -> _Failure:
         if isinstance(exc, _Failure):
             return exc
         if alarm.fired or isinstance(exc, TimeoutError):
@@ -444,7 +370,9 @@ class HttpClient:
             return _Failure("connection_error", str(exc)[:300] or type(exc).__name__)
         raise exc
 
-    def _close(self, conn, alarm: _Alarm, sock: socket.socket | None = None) -> None:
+    def _close(
+        self, conn: http.client.HTTPConnection, alarm: Alarm, sock: socket.socket | None = None
+    ) -> None:
         self.watchdog.disarm(alarm)  # before the socket closes: its number may be reused
         conn.close()
         if sock is not None:
