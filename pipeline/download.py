@@ -39,6 +39,8 @@ from openwit.stage import Stage, StageContext, StageResult
 log = logging.getLogger(__name__)
 
 OUTPUT_SCHEMA = candidate_schema("download")
+#: JPEG/WebP bytes do not compress; zstd on them would only cost CPU.
+COMPRESSION = {name: "none" if name == "image" else "zstd" for name in OUTPUT_SCHEMA.names}
 PLAN_FILE = "plan.json"
 #: Download settings that change what is fetched or kept (the rest are about speed).
 OPERATIONAL_KEYS = (
@@ -145,7 +147,7 @@ def write_unit(work_dir: Path, unit: WorkUnit, outcomes: list[Outcome]) -> dict[
     atomic_write_json(work_dir / f"stats-{unit.name}.json", stats, skip_if_same=False)
     with atomic_path(part_path(work_dir, unit)) as tmp:
         table = pa.Table.from_pylist(kept, schema=OUTPUT_SCHEMA)
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression=COMPRESSION)
     return stats
 
 

@@ -125,3 +125,20 @@ def test_multi_processing_runner_gives_the_same_shards(tmp_path, faults):
         results[mode] = {p.name: p.read_bytes() for p in sorted(shards.glob("*.tar"))}
     assert results["in_memory"] == results["multi_processing"]
     assert len(results["in_memory"]) == 3
+
+
+@pytest.mark.slow  # imports img2dataset (torch, pandas, wandb)
+def test_img2dataset_resizer_gives_the_same_sizes_in_a_build(tmp_path, faults):
+    _, urls = faults
+    pool_urls = [f"{urls['ok']}?i2d={i}" for i in range(3)] + [urls["ok_png"]]
+    sizes = {}
+    for resizer in ("pillow", "img2dataset"):
+        root = tmp_path / resizer
+        root.mkdir()
+        pool = write_pool(root / "pool.jsonl", pool_urls)
+        config = build_config(root, pool, image={"resizer": resizer})
+        BuildRunner(config, [stage() for stage in STAGES]).run()
+        rows = pq.read_table(root / "out" / "shards" / "00000.parquet").to_pylist()
+        sizes[resizer] = sorted((r["uid"], r["width"], r["height"]) for r in rows)
+    assert sizes["pillow"] == sizes["img2dataset"]
+    assert len(sizes["pillow"]) == 4
