@@ -92,8 +92,8 @@ def _write_inputs(images: list, base_url: str, web: Path, out: Path) -> list[dic
                 handle.write(json.dumps({"url": url, "caption": "a photo that went missing"}))
                 handle.write("\n")
         return [{"path": str(pool), "format": "jsonl"}]
-    # Contract with the candidates part: the ``inputs:`` entries of build.yaml.
-    return write_demo_inputs(images, base_url, web, out)
+    # The candidates part writes the crawl and pool inputs; it returns build.yaml's ``inputs:``.
+    return write_demo_inputs(out_dir=out, images=images, image_root=web, base_url=base_url)
 
 
 def _config(ctx: DemoContext, inputs: list[dict[str, Any]], queries: Path) -> BuildConfig:
