@@ -49,17 +49,45 @@ class BalanceConfig(Section):
 
 
 class DownloadConfig(Section):
-    allow_private_networks: bool = False
+    allow_private_networks: bool = Field(
+        False, description="allow loopback and private (RFC 1918, ULA) targets: tests, demo"
+    )
     timeout_s: float = Field(10.0, gt=0, description="total per image, not per read")
+    connect_timeout_s: float = Field(5.0, gt=0, description="per connection attempt")
     max_bytes: int = Field(20_000_000, gt=0)
     max_redirects: int = Field(5, ge=0)
     threads_per_worker: int = Field(32, ge=1, le=1024)
+    retries: int = Field(2, ge=0, le=10, description="retries of 5xx answers and timeouts")
+    retry_backoff_s: float = Field(0.5, ge=0, description="first backoff; doubles per retry")
+    per_host_concurrency: int = Field(8, ge=1, description="requests in flight per host")
+    per_host_requests_per_s: float = Field(
+        20.0, ge=0, description="request rate per host and worker process; 0 = no limit"
+    )
+    user_agent_token: str = Field(
+        "openwit", pattern=r"^[A-Za-z0-9._-]+$", description="our name in X-Robots-Tag"
+    )
+    contact: str = Field(
+        "", pattern=r"^[\x20-\x7e]*$", description="URL or e-mail for site owners (User-Agent)"
+    )
+    disallowed_header_directives: list[str] = Field(
+        default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"]
+    )
+    records_per_unit: int = Field(1000, ge=1, description="records committed together")
+
+
+Resizing = Literal["keep_ratio_largest", "keep_ratio", "center_crop", "border", "no"]
 
 
 class ImageConfig(Section):
     min_side: int = Field(200, ge=1)
     max_aspect: float = Field(3.0, ge=1.0)
-    resize_max_side: int = Field(256, ge=8)
+    resize_max_side: int = Field(256, ge=8, description="img2dataset's image_size")
+    resize_mode: Resizing = "keep_ratio_largest"
+    resize_only_if_bigger: bool = True
+    encode_format: Literal["jpg", "webp"] = "jpg"
+    encode_quality: int = Field(95, ge=1, le=100)
+    max_pixels: int = Field(89_478_485, ge=1, le=178_956_970, description="decompression bombs")
+    resizer: Literal["pillow", "img2dataset"] = "pillow"
 
 
 class DedupConfig(Section):

@@ -1,0 +1,302 @@
+"""End to end, images/s: openwit's download -> image -> shard against the img2dataset CLI.
+
+Both fetch the same loopback URL list (photo-like JPEGs of 300x200 to 1600x1200, served by
+the standard library's threading HTTP server in its own process) with the same resize settings
+(keep_ratio_largest, 256 px, only shrink, JPEG quality 95) and write webdataset shards
+with captions; both run as fresh processes, imports and start-up included:
+
+- img2dataset CLI: 2 processes x 16 threads, 500 samples per shard (its default of 10,000
+  would put this list in one shard and one process), no EXIF extraction, no retries;
+- openwit: the real stages on the real runner (after a trivial stand-in for ingest..balance),
+  Beam DirectRunner in_memory (one process, 32 threads) and multi_processing (2 x 16).
+  openwit also decodes every stored image again for its pHash and dHash (the image
+  stage), which img2dataset does not do.
+
+Also the download stage alone (fetch, checks, resize, sha256, commit; no pHash, no shards)
+against the same img2dataset run, and the resizers alone, one thread: openwit's Pillow
+path against img2dataset's Resizer.
+
+``OPENWIT_BENCH_IMAGES`` (default 3000) sets the list size; generated photos are cached in
+the temp directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import REPO, emit, guarded_env, install_guard
+
+install_guard()
+
+N_IMAGES = int(os.environ.get("OPENWIT_BENCH_IMAGES", "3000"))
+SIZES = [
+    (300, 200),
+    (200, 300),
+    (400, 300),
+    (640, 480),
+    (480, 640),
+    (800, 600),
+    (900, 600),
+    (1024, 768),
+    (1200, 800),
+    (1280, 960),
+    (1200, 1600),
+    (1600, 1200),
+]
+RESIZE = {"resize_max_side": 256, "resize_mode": "keep_ratio_largest", "encode_quality": 95}
+
+
+def make_photos(folder: Path, count: int) -> list[Path]:
+    """Photo-like JPEGs: crops of smooth noise textures, shaded, with a shape (cached)."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    done = folder / "complete"
+    paths = [folder / f"{i:05d}.jpg" for i in range(count)]
+    if done.is_file():
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    noise = np.random.default_rng(0)
+    textures = []
+    for _ in range(4):
+        base = noise.normal(128, 40, (1700, 1700, 3)).clip(0, 255).astype(np.uint8)
+        textures.append(np.asarray(Image.fromarray(base).filter(ImageFilter.GaussianBlur(1.2))))
+    for path in paths:
+        width, height = rng.choice(SIZES)
+        texture = rng.choice(textures)
+        x, y = rng.randrange(0, 1700 - width), rng.randrange(0, 1700 - height)
+        tint = np.array([rng.uniform(0.5, 1.2) for _ in range(3)], dtype=np.float32)
+        shade = np.linspace(0.7, 1.1, width, dtype=np.float32)[None, :, None]
+        pixels = (texture[y : y + height, x : x + width] * tint * shade).clip(0, 255)
+        image = Image.fromarray(pixels.astype(np.uint8))
+        r = rng.uniform(0.15, 0.35) * min(width, height)
+        cx, cy = rng.uniform(r, width - r), rng.uniform(r, height - r)
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        ImageDraw.Draw(image).ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
+        image.save(path, "JPEG", quality=rng.randint(80, 92))
+    done.write_text("ok")
+    return paths
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _Server:
+    """``python -m http.server``, with a listen backlog for 32 concurrent clients.
+
+    The standard library's default backlog is 5: with more clients connecting at once the
+    kernel drops SYNs and each dropped one costs a 1 s retransmission, to both sides alike.
+    """
+
+    @staticmethod
+    def main(folder: str, port: int) -> None:
+        import functools
+        import http.server
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 1024
+            daemon_threads = True
+
+        handler = functools.partial(Quiet, directory=folder)
+        Server(("127.0.0.1", port), handler).serve_forever()
+
+
+def serve(folder: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve", str(folder), str(port)]
+    server = subprocess.Popen(
+        command,
+        cwd=folder,
+        env=guarded_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, f"http://127.0.0.1:{port}"
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def run_img2dataset(url_list: Path, out: Path) -> tuple[float, int]:
+    binary = Path(sys.executable).parent / "img2dataset"
+    command = [
+        str(binary),
+        f"--url_list={url_list}",
+        "--input_format=parquet",
+        "--url_col=url",
+        "--caption_col=caption",
+        "--output_format=webdataset",
+        f"--output_folder={out}",
+        "--processes_count=2",
+        "--thread_count=16",
+        f"--image_size={RESIZE['resize_max_side']}",
+        f"--resize_mode={RESIZE['resize_mode']}",
+        "--resize_only_if_bigger=True",
+        f"--encode_quality={RESIZE['encode_quality']}",
+        "--encode_format=jpg",
+        "--number_sample_per_shard=500",
+        "--timeout=10",
+        "--retries=0",
+        "--extract_exif=False",
+        "--enable_wandb=False",
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=guarded_env(), capture_output=True)
+    seconds = time.perf_counter() - started
+    successes = sum(json.loads(p.read_text())["successes"] for p in out.glob("*_stats.json"))
+    return seconds, successes
+
+
+def openwit_config(root: Path, pool: Path, mode: str, resizer: str = "pillow") -> Path:
+    import yaml
+
+    workers = 2 if mode == "multi_processing" else 1
+    raw = {
+        "out": str(root / "out"),
+        "inputs": [{"path": str(pool), "format": "jsonl"}],
+        "beam_options": {"direct_running_mode": mode, "direct_num_workers": workers},
+        "download": {
+            "allow_private_networks": True,
+            "threads_per_worker": 32 // workers,
+            "per_host_concurrency": 64,  # every URL is on one host here
+            "per_host_requests_per_s": 0,
+            "records_per_unit": 100,
+            "retries": 0,
+        },
+        "image": {**RESIZE, "resizer": resizer},
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "build.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def run_openwit(config: Path) -> tuple[float, int, dict[str, float]]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--openwit", str(config)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, env=guarded_env(), cwd=REPO)
+    seconds = time.perf_counter() - started
+    funnel = json.loads((config.parent / "out" / "funnel.json").read_text())
+    manifest = json.loads((config.parent / "out" / "manifest.json").read_text())
+    stages = {name: entry["seconds"] for name, entry in manifest["stages"].items()}
+    return seconds, funnel["shard"]["out"], stages
+
+
+def openwit_build(config_path: str) -> None:
+    """The openwit side, in its own process: stand-in candidates, then the real stages."""
+    from openwit.pipeline.demo import PoolCandidates
+    from openwit.pipeline.download import DownloadStage
+    from openwit.pipeline.image import ImageStage
+    from openwit.pipeline.shard import ShardStage
+
+    from openwit.config import load_build_config
+    from openwit.runner import BuildRunner
+
+    stages = [PoolCandidates(), DownloadStage(), ImageStage(), ShardStage()]
+    BuildRunner(load_build_config(config_path), stages).run()
+
+
+def resizer_figures(photos: list[Path]) -> None:
+    from openwit.pipeline.imaging import Img2datasetResizer, PillowResizer, ResizeSettings
+
+    sample = [p.read_bytes() for p in photos[:300]]
+    settings = ResizeSettings(256, "keep_ratio_largest", True, "jpg", 95)
+    timings = {}
+    for name, resize in (
+        ("pillow", PillowResizer(settings)),
+        ("img2dataset", Img2datasetResizer(settings)),
+    ):
+        resize(sample[0])  # warm up
+        started = time.perf_counter()
+        for data in sample:
+            resize(data)
+        timings[name] = len(sample) / (time.perf_counter() - started)
+    emit(
+        "resize_images_per_s",
+        timings["pillow"],
+        "images/s",
+        "img2dataset Resizer (OpenCV), same settings, one thread",
+        timings["img2dataset"],
+        images=len(sample),
+    )
+
+
+def main() -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    photos = make_photos(Path(tempfile.gettempdir()) / f"openwit-bench-photos-{N_IMAGES}", N_IMAGES)
+    resizer_figures(photos)
+    server, base_url = serve(photos[0].parent)
+    try:
+        with tempfile.TemporaryDirectory(prefix="openwit-bench-") as tmp:
+            root = Path(tmp)
+            rows = [
+                {"url": f"{base_url}/{p.name}", "caption": f"a photo of a circle, number {i}"}
+                for i, p in enumerate(photos)
+            ]
+            url_list = root / "urls.parquet"
+            pq.write_table(pa.Table.from_pylist(rows), url_list)
+            pool = root / "pool.jsonl"
+            pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+            base_s, base_n = run_img2dataset(url_list, root / "img2dataset")
+            baseline = base_n / base_s
+            label = "img2dataset CLI 2x16, same URLs and resize settings"
+            for mode in ("in_memory", "multi_processing"):
+                seconds, kept, stages = run_openwit(openwit_config(root / mode, pool, mode))
+                emit(
+                    f"download_e2e_images_per_s_{mode}",
+                    kept / seconds,
+                    "images/s",
+                    label,
+                    baseline,
+                    images=N_IMAGES,
+                    openwit_kept=kept,
+                    openwit_s=round(seconds, 2),
+                    img2dataset_kept=base_n,
+                    img2dataset_s=round(base_s, 2),
+                    openwit_stage_s=stages,
+                )
+                if mode == "in_memory":  # the download stage alone: fetch, check, resize, sha256
+                    emit(
+                        "download_stage_images_per_s",
+                        kept / stages["download"],
+                        "images/s",
+                        label + " (its whole run)",
+                        baseline,
+                        images=N_IMAGES,
+                    )
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--openwit"]:
+        openwit_build(sys.argv[2])
+    elif sys.argv[1:2] == ["--serve"]:
+        _Server.main(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()

@@ -1,0 +1,280 @@
+"""Build stage ``download``: balanced candidates -> records carrying their stored image.
+
+The input is cut into *work units* of ``download.records_per_unit`` rows (slices of the
+input's Parquet row groups, planned from the footers alone). Beam distributes the units
+over its workers (``Create | Reshuffle | ParDo``); each worker process runs one
+:class:`~.downloader.Downloader` with a bounded thread pool, shared by all its DoFn
+instances. A unit is committed on its own, atomically (``rejections-U``, ``stats-U``, then
+``part-U``, whose presence marks it done), so a killed build resumed with ``--resume``
+downloads only the units that were not finished.
+
+A DoFn keeps two units in flight: while the slowest images of one unit finish (up to the
+time budget), the next unit's images already keep the threads busy.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from openwit.pipeline.downloader import STAGE, DownloadSettings, Outcome, shared_downloader
+from openwit.pipeline.fetch.client import Connector
+from openwit.pipeline.fetch.policy import Resolver
+
+from openwit.beam import quiet_beam_logging
+from openwit.config import BuildConfig, json_hash
+from openwit.funnel import Rejection
+from openwit.io import atomic_path, atomic_write_json, read_json
+from openwit.schemas import REJECTION_SCHEMA, candidate_schema
+from openwit.stage import Stage, StageContext, StageResult
+
+log = logging.getLogger(__name__)
+
+OUTPUT_SCHEMA = candidate_schema("download")
+#: JPEG/WebP bytes do not compress; zstd on them would only cost CPU.
+COMPRESSION = {name: "none" if name == "image" else "zstd" for name in OUTPUT_SCHEMA.names}
+PLAN_FILE = "plan.json"
+#: Download settings that change what is fetched or kept (the rest are about speed).
+OPERATIONAL_KEYS = (
+    "threads_per_worker",
+    "per_host_concurrency",
+    "per_host_requests_per_s",
+    "records_per_unit",
+    "contact",
+)
+#: Image settings the stored bytes depend on (the checks belong to the image stage).
+RESIZE_KEYS = (
+    "resize_max_side",
+    "resize_mode",
+    "resize_only_if_bigger",
+    "encode_format",
+    "encode_quality",
+    "max_pixels",
+    "resizer",
+)
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Rows ``start:stop`` of one row group of one input file."""
+
+    index: int
+    path: str
+    row_group: int
+    start: int
+    stop: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:08d}"
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of one input file, and the number of its first work unit."""
+
+    path: str
+    row_group: int
+    rows: int
+    first_unit: int
+
+    def units(self, records_per_unit: int) -> list[WorkUnit]:
+        starts = range(0, self.rows, records_per_unit)
+        return [
+            WorkUnit(
+                self.first_unit + i,
+                self.path,
+                self.row_group,
+                s,
+                min(self.rows, s + records_per_unit),
+            )
+            for i, s in enumerate(starts)
+        ]
+
+
+def plan_row_groups(files: list[Path], records_per_unit: int) -> list[RowGroup]:
+    """The input's row groups with unit numbers, from Parquet footers only: the same input
+    always gets the same plan. Workers cut them into units (a billion-row input is a
+    million units, too many to list in the pipeline graph)."""
+    groups: list[RowGroup] = []
+    next_unit = 0
+    for path in sorted(str(f) for f in files):
+        metadata = pq.ParquetFile(path).metadata
+        for group in range(metadata.num_row_groups):
+            rows = metadata.row_group(group).num_rows
+            if rows:
+                groups.append(RowGroup(path, group, rows, next_unit))
+                next_unit += math.ceil(rows / records_per_unit)
+    return groups
+
+
+def plan_units(files: list[Path], records_per_unit: int) -> list[WorkUnit]:
+    """Every work unit of the input, in order."""
+    groups = plan_row_groups(files, records_per_unit)
+    return [unit for group in groups for unit in group.units(records_per_unit)]
+
+
+def part_path(work_dir: Path, unit: WorkUnit) -> Path:
+    return work_dir / f"part-{unit.name}.parquet"
+
+
+def unit_done(work_dir: Path, unit: WorkUnit) -> bool:
+    return part_path(work_dir, unit).is_file()
+
+
+def write_unit(work_dir: Path, unit: WorkUnit, outcomes: list[Outcome]) -> dict[str, Any]:
+    """Commit one unit: rejections and stats first, the part file (the done marker) last."""
+    kept = [o.result for o in outcomes if not isinstance(o.result, Rejection)]
+    rejected = [o.result.as_record() for o in outcomes if isinstance(o.result, Rejection)]
+    stats = {
+        "records": len(outcomes),
+        "kept": len(kept),
+        "bytes_downloaded": sum(o.bytes for o in outcomes),
+        "bytes_stored": sum(len(r["image"]) for r in kept),
+        "attempts": sum(o.attempts for o in outcomes),
+        "fetch_seconds": round(sum(o.seconds for o in outcomes), 3),
+    }
+    with atomic_path(work_dir / f"rejections-{unit.name}.parquet") as tmp:
+        pq.write_table(pa.Table.from_pylist(rejected, schema=REJECTION_SCHEMA), tmp)
+    atomic_write_json(work_dir / f"stats-{unit.name}.json", stats, skip_if_same=False)
+    with atomic_path(part_path(work_dir, unit)) as tmp:
+        table = pa.Table.from_pylist(kept, schema=OUTPUT_SCHEMA)
+        pq.write_table(table, tmp, compression=COMPRESSION)
+    return stats
+
+
+class DownloadUnits(beam.DoFn):
+    """Downloads work units with the worker's shared thread pool; writes each unit's files."""
+
+    def __init__(
+        self,
+        settings: DownloadSettings,
+        work_dir: str,
+        resolver: Resolver | None = None,
+        connector: Connector | None = None,
+    ) -> None:
+        self.settings = settings
+        self.work_dir = work_dir
+        self.resolver = resolver
+        self.connector = connector
+
+    def setup(self) -> None:
+        quiet_beam_logging()
+        self.downloader = shared_downloader(self.settings, self.resolver, self.connector)
+        self.units_done = beam.metrics.Metrics.counter(STAGE, "units_done")
+        self.images_kept = beam.metrics.Metrics.counter(STAGE, "kept")
+        self._group: tuple[tuple[str, int], pa.Table] | None = None
+
+    def start_bundle(self) -> None:
+        self.pending: deque[tuple[WorkUnit, list[Future[Outcome]]]] = deque()
+
+    def process(self, unit: WorkUnit) -> list[Any]:
+        """Start ``unit``; finish the one before it. Units leave files, not elements."""
+        if not unit_done(Path(self.work_dir), unit):  # else done by an earlier attempt
+            records = self._read(unit)
+            self.pending.append((unit, [self.downloader.submit(r) for r in records]))
+        while len(self.pending) > 1:  # the newest unit keeps the threads busy meanwhile
+            self._finish(*self.pending.popleft())
+        return []
+
+    def finish_bundle(self) -> None:
+        while self.pending:
+            self._finish(*self.pending.popleft())
+
+    def _read(self, unit: WorkUnit) -> list[dict[str, Any]]:
+        key = (unit.path, unit.row_group)
+        if self._group is None or self._group[0] != key:  # neighbours share a row group
+            self._group = (key, pq.ParquetFile(unit.path).read_row_group(unit.row_group))
+        return self._group[1].slice(unit.start, unit.stop - unit.start).to_pylist()
+
+    def _finish(self, unit: WorkUnit, futures: list[Future[Outcome]]) -> None:
+        stats = write_unit(Path(self.work_dir), unit, [f.result() for f in futures])
+        self.units_done.inc()
+        self.images_kept.inc(stats["kept"])
+        log.info("download unit %s: %d of %d kept", unit.name, stats["kept"], stats["records"])
+
+
+def _start_plan(work_dir: Path, groups: list[RowGroup], settings: DownloadSettings) -> None:
+    """Record the plan; partial work from a different plan (changed input or settings) goes."""
+    output_settings = {  # what the kept records depend on; speed settings may change
+        "client": asdict(settings.client),
+        "resize": asdict(settings.resize),
+        "allow_private_networks": settings.allow_private_networks,
+        "records_per_unit": settings.records_per_unit,
+    }
+    plan = {
+        "row_groups": json_hash([asdict(g) for g in groups]),
+        "settings": json_hash(output_settings),
+    }
+    path = work_dir / PLAN_FILE
+    if path.is_file() and read_json(path) != plan:
+        log.warning("download: the partial work was planned differently; starting over")
+        for stale in work_dir.iterdir():
+            stale.unlink()
+    atomic_write_json(path, plan)
+
+
+def _units_done(work_dir: Path) -> int:
+    return sum(1 for _ in work_dir.glob("part-*.parquet"))
+
+
+def collect_stats(work_dir: Path) -> dict[str, Any]:
+    totals: dict[str, Any] = {"units": 0}
+    for path in sorted(work_dir.glob("stats-*.json")):
+        totals["units"] += 1
+        for key, value in read_json(path).items():
+            totals[key] = round(totals.get(key, 0) + value, 3)
+    return totals
+
+
+class DownloadStage(Stage):
+    """Fetch every candidate's image safely, resize it, keep its bytes and sha256."""
+
+    name = STAGE
+    version = 1
+    resumable = True
+
+    def __init__(
+        self, resolver: Resolver | None = None, connector: Connector | None = None
+    ) -> None:
+        # Hooks for tests and benchmarks: name resolution and connecting, never real traffic.
+        self.resolver = resolver
+        self.connector = connector
+
+    def fingerprint(self, config: BuildConfig) -> dict[str, Any]:
+        data = config.to_json()
+        download = {k: v for k, v in data["download"].items() if k not in OPERATIONAL_KEYS}
+        image = {k: data["image"][k] for k in RESIZE_KEYS}
+        return {"version": self.version, "config": {"download": download, "image": image}}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        settings = DownloadSettings.from_config(ctx.config)
+        per_unit = settings.records_per_unit
+        groups = plan_row_groups(ctx.input_files, per_unit)
+        total = sum(math.ceil(g.rows / per_unit) for g in groups)
+        _start_plan(ctx.work_dir, groups, settings)
+        resumed = _units_done(ctx.work_dir)
+        if resumed < total:
+            fn = DownloadUnits(settings, str(ctx.work_dir), self.resolver, self.connector)
+            with ctx.new_pipeline() as pipeline:
+                _ = (
+                    pipeline
+                    | "Row groups" >> beam.Create(groups)
+                    | "Cut into work units" >> beam.FlatMap(RowGroup.units, per_unit)
+                    | "Spread over workers" >> beam.Reshuffle()
+                    | "Download" >> beam.ParDo(fn)
+                )
+        done = _units_done(ctx.work_dir)
+        if done != total:
+            raise RuntimeError(f"download: {total - done} of {total} work units did not finish")
+        stats = collect_stats(ctx.work_dir)
+        stats["units_resumed"] = resumed
+        return StageResult(stats=stats)

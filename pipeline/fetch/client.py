@@ -1,0 +1,379 @@
+"""An HTTP client for images from untrusted URLs: safe by default, bounded in time and size.
+
+Why not img2dataset's ``download_image`` (urllib's ``urlopen``): it resolves and connects
+inside ``http.client`` with no hook between the two (no address check, DNS rebinding),
+follows redirects to any address, reads the whole body with one ``read()`` (no size cap),
+applies its timeout to each socket read (a server that sends one byte a second holds a
+thread for hours), retries every failure alike and reports failures as free text. This
+client keeps its contract (one URL in, bytes or an error out) and fixes those:
+
+- every hop of a redirect chain goes through :class:`~.policy.UrlPolicy`; the client
+  connects only to an approved address, through a pluggable ``connector`` (tests record
+  instead of connecting), and re-checks the peer address of the socket it got;
+- one time budget per image covers name lookup, connect, TLS, headers, body, redirects,
+  retries and backoff; a watchdog shuts the socket down when it runs out, so no read can
+  outlive it;
+- the body is streamed and abandoned past ``max_bytes``; a ``Content-Length`` above it is
+  refused before reading;
+- 5xx answers and timeouts are retried with exponential backoff, nothing else;
+- every failure has a snake_case reason (``http_404``, ``timeout``, ``too_large``, ...).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import nullcontext
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+from openwit.pipeline.fetch.deadline import Alarm, Budget, Watchdog
+from openwit.pipeline.fetch.hosts import HostLimiter
+from openwit.pipeline.fetch.policy import BlockedUrl, IPAddress, Target, UrlPolicy
+from openwit.pipeline.fetch.robots import opted_out
+
+#: ``connector(address, port, timeout) -> connected socket``; tests pass a recorder.
+Connector = Callable[[IPAddress, int, float], socket.socket]
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+OK_STATUSES = frozenset({200, 203})
+CHUNK = 256 * 1024
+#: Content types that are never an image, refused before the body is read.
+NOT_IMAGE_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    max_bytes: int = 20_000_000
+    max_redirects: int = 5
+    retries: int = 2
+    retry_backoff_s: float = 0.5
+    user_agent: str = "openwit"
+    user_agent_token: str = "openwit"
+    disallowed_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+
+
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes
+    url: str  # after redirects
+    content_type: str
+    attempts: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FetchFailed:
+    reason: str
+    detail: str
+    attempts: int = 1
+    seconds: float = 0.0
+    retryable: bool = False
+
+
+def user_agent(version: str, token: str, contact: str = "") -> str:
+    """A descriptive User-Agent: who we are, and how a site owner reaches the operator."""
+    reach = f"; +{contact}" if contact else ""
+    return f"{token}/{version} (image-text dataset builder; compatible; {token}{reach})"
+
+
+def direct_connect(address: IPAddress, port: int, timeout: float) -> socket.socket:
+    """Connect a TCP socket to exactly ``address`` (no name lookup happens here)."""
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect((str(address), port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Failure(Exception):
+    def __init__(self, reason: str, detail: str, retryable: bool = False) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.retryable = retryable
+
+
+def _resolver_pool() -> ThreadPoolExecutor:
+    # Name lookups cannot be interrupted; they run here so the image's budget still holds.
+    global _RESOLVER_POOL
+    with _POOL_LOCK:
+        if _RESOLVER_POOL is None:
+            _RESOLVER_POOL = ThreadPoolExecutor(16, thread_name_prefix="openwit-dns")
+        return _RESOLVER_POOL
+
+
+_RESOLVER_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+class HttpClient:
+    """Fetches one URL at a time per calling thread; safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        policy: UrlPolicy,
+        connector: Connector | None = None,
+        limiter: HostLimiter | None = None,
+        watchdog: Watchdog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.connector = connector or direct_connect
+        self.limiter = limiter
+        self.watchdog = watchdog or Watchdog.shared()
+        self.tls = ssl.create_default_context()
+
+    # -- public ----------------------------------------------------------------------------
+    def fetch(self, url: str) -> Fetched | FetchFailed:
+        """The body of ``url``, or why not. Never raises for a network or server problem."""
+        try:
+            target = self.policy.parse(url)
+        except BlockedUrl as exc:
+            return FetchFailed(exc.reason, exc.detail, attempts=0)
+        slot = self.limiter.slot(target.host) if self.limiter else nullcontext()
+        with slot:  # waiting for a polite slot is not part of the image's time budget
+            return self._fetch_with_retries(url, Budget(self.settings.timeout_s))
+
+    # -- attempts --------------------------------------------------------------------------
+    def _fetch_with_retries(self, url: str, budget: Budget) -> Fetched | FetchFailed:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                body, final_url, content_type = self._attempt(url, budget)
+                return Fetched(body, final_url, content_type, attempt, budget.elapsed())
+            except _Failure as failure:
+                last = failure
+            if not last.retryable or attempt > self.settings.retries:
+                break
+            backoff = self.settings.retry_backoff_s * 2 ** (attempt - 1)
+            backoff *= random.uniform(0.5, 1.0)
+            if backoff >= budget.remaining():
+                break  # no time left for another try
+            time.sleep(backoff)
+        return FetchFailed(last.reason, last.detail, attempt, budget.elapsed(), last.retryable)
+
+    def _attempt(self, url: str, budget: Budget) -> tuple[bytes, str, str]:
+        """One try through the redirect chain."""
+        current, hops = url, 0
+        while True:
+            target = self._parse(current)
+            addresses = self._resolve(target, budget)
+            sock, conn, response, alarm = self._exchange(target, addresses, budget)
+            try:
+                status = response.status
+                if status in REDIRECT_STATUSES:
+                    location = response.getheader("Location")
+                    if not location:
+                        raise _Failure(f"http_{status}", "redirect without a Location header")
+                    hops += 1
+                    if hops > self.settings.max_redirects:
+                        raise _Failure(
+                            "too_many_redirects", f"more than {self.settings.max_redirects}"
+                        )
+                    current = urljoin(current, location.strip())
+                    continue
+                self._check_status(status, response.reason)
+                self._check_headers(response)
+                body = self._read_body(sock, response, budget, alarm)
+                return body, current, response.getheader("Content-Type") or ""
+            finally:
+                response.close()
+                self._close(conn, alarm, sock)
+
+    def _parse(self, url: str) -> Target:
+        try:
+            return self.policy.parse(url)
+        except BlockedUrl as exc:
+            raise _Failure(exc.reason, exc.detail) from None
+
+    def _resolve(self, target: Target, budget: Budget) -> list[IPAddress]:
+        if target.literal is not None:
+            return self._approved(target, lambda: self.policy.resolve(target))
+        future = _resolver_pool().submit(self.policy.resolve, target)
+        try:
+            return self._approved(target, lambda: future.result(max(budget.remaining(), 0)))
+        except FutureTimeout:
+            raise _Failure("timeout", f"name lookup of {target.host} took too long") from None
+
+    @staticmethod
+    def _approved(target: Target, resolve: Callable[[], list[IPAddress]]) -> list[IPAddress]:
+        try:
+            return resolve()
+        except BlockedUrl as exc:
+            raise _Failure(exc.reason, exc.detail) from None
+
+    def _connect(
+        self, target: Target, addresses: Iterable[IPAddress], budget: Budget
+    ) -> socket.socket:
+        errors = []
+        for address in addresses:
+            try:  # never hand the connector anything the policy did not approve
+                self.policy.check_address(address)
+            except BlockedUrl as exc:
+                raise _Failure(exc.reason, exc.detail) from None
+            remaining = budget.remaining()
+            if remaining <= 0:
+                raise _Failure("timeout", f"no time left to connect to {target.host}", True)
+            timeout = min(remaining, self.settings.connect_timeout_s)
+            try:
+                sock = self.connector(address, target.port, timeout)
+            except TimeoutError:
+                errors.append(f"{address}: connect timed out")
+                continue
+            except OSError as exc:
+                errors.append(f"{address}: {exc.strerror or exc}")
+                continue
+            self._check_peer(sock, address)
+            return sock
+        timed_out = errors and all("timed out" in e for e in errors)
+        reason = "timeout" if timed_out else "connection_error"
+        raise _Failure(reason, "; ".join(errors) or "no address", retryable=bool(timed_out))
+
+    def _check_peer(self, sock: socket.socket, expected: IPAddress) -> None:
+        """The address the socket is really connected to must be the approved one."""
+        try:
+            peer = ipaddress.ip_address(str(sock.getpeername()[0]).split("%", 1)[0])
+            self.policy.check_address(peer)
+        except (OSError, ValueError, BlockedUrl) as exc:
+            sock.close()
+            detail = getattr(exc, "detail", str(exc))
+            raise _Failure("blocked_url", f"connected peer refused: {detail}") from None
+        if peer != expected:
+            sock.close()
+            raise _Failure("blocked_url", f"connected to {peer}, not {expected}")
+
+    def _exchange(
+        self, target: Target, addresses: list[IPAddress], budget: Budget
+    ) -> tuple[socket.socket, http.client.HTTPConnection, http.client.HTTPResponse, Alarm]:
+        """Connect, send the request, read the status line and headers."""
+        sock = self._connect(target, addresses, budget)
+        alarm = self.watchdog.arm(sock, budget.deadline)
+        conn = http.client.HTTPConnection(target.host, target.port)
+        try:
+            if target.scheme == "https":
+                sock.settimeout(max(budget.remaining(), 0.001))
+                self.watchdog.disarm(alarm)  # wrapping detaches the plain socket object
+                sock = self.tls.wrap_socket(
+                    sock, server_hostname=target.host, do_handshake_on_connect=False
+                )
+                alarm = self.watchdog.arm(sock, budget.deadline)
+                sock.do_handshake()
+            conn.sock = sock
+            sock.settimeout(max(budget.remaining(), 0.001))
+            conn.request("GET", target.request_path, headers=self._headers())
+            response = conn.getresponse()
+        except BaseException as exc:
+            self._close(conn, alarm, sock)
+            raise self._as_failure(exc, alarm, before_headers=True) from None
+        return sock, conn, response, alarm
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "User-Agent": self.settings.user_agent,
+            "Accept": "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8,*/*;q=0.5",
+            "Accept-Encoding": "identity",
+            "Connection": "close",
+        }
+
+    def _check_status(self, status: int, phrase: str) -> None:
+        if status in OK_STATUSES:
+            return
+        if 500 <= status < 600:
+            raise _Failure("http_5xx", f"HTTP {status} {phrase}", retryable=True)
+        raise _Failure(f"http_{status}", f"HTTP {status} {phrase}")
+
+    def _check_headers(self, response: http.client.HTTPResponse) -> None:
+        s = self.settings
+        optout = opted_out(
+            response.headers.get_all("X-Robots-Tag") or [],
+            s.user_agent_token,
+            s.disallowed_directives,
+        )
+        if optout is not None:
+            raise _Failure("opted_out", f"X-Robots-Tag: {optout}"[:300])
+        content_type = (response.getheader("Content-Type") or "").lower()
+        if content_type.startswith(NOT_IMAGE_TYPES) or "html" in content_type:
+            raise _Failure("not_an_image", f"Content-Type {content_type}"[:300])
+        length = response.getheader("Content-Length")
+        if length is not None and length.strip().isdigit() and int(length) > s.max_bytes:
+            raise _Failure("too_large", f"Content-Length {int(length):,} > {s.max_bytes:,}")
+
+    def _read_body(
+        self,
+        sock: socket.socket,
+        response: http.client.HTTPResponse,
+        budget: Budget,
+        alarm: Alarm,
+    ) -> bytes:
+        body = bytearray()
+        limit = self.settings.max_bytes
+        try:
+            while True:
+                sock.settimeout(max(budget.remaining(), 0.001))
+                chunk = response.read1(CHUNK)
+                if not chunk:
+                    break
+                body += chunk
+                if len(body) > limit:
+                    raise _Failure("too_large", f"body passed {limit:,} bytes")
+                if budget.expired:
+                    raise _Failure("too_slow", f"{len(body):,} bytes when the time ran out")
+        except _Failure:
+            raise
+        except BaseException as exc:
+            failure = self._as_failure(exc, alarm, before_headers=False)
+            if failure.reason == "too_slow":
+                failure.detail = f"{len(body):,} bytes when the time ran out"
+            raise failure from None
+        if alarm.fired:  # the watchdog ended the transfer: what arrived is a fragment
+            raise _Failure("too_slow", f"{len(body):,} bytes when the time ran out")
+        declared = response.getheader("Content-Length")
+        if declared and declared.strip().isdigit() and len(body) < int(declared):
+            raise _Failure("incomplete_body", f"{len(body):,} of {int(declared):,} bytes")
+        if not body:
+            raise _Failure("not_an_image", "empty body")
+        return bytes(body)
+
+    def _as_failure(self, exc: BaseException, alarm: Alarm, before_headers: bool) -> _Failure:
+        if isinstance(exc, _Failure):
+            return exc
+        if alarm.fired or isinstance(exc, TimeoutError):
+            if before_headers:
+                return _Failure("timeout", "no answer within the time budget", retryable=True)
+            return _Failure("too_slow", "body not complete within the time budget")
+        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+            return _Failure("tls_error", str(exc)[:300])
+        if isinstance(exc, http.client.IncompleteRead):
+            return _Failure("incomplete_body", f"{len(exc.partial):,} bytes, then the end")
+        if isinstance(exc, http.client.RemoteDisconnected | ConnectionError):
+            return _Failure("connection_error", str(exc)[:300] or type(exc).__name__)
+        if isinstance(exc, http.client.HTTPException):
+            return _Failure("bad_response", f"{type(exc).__name__}: {exc}"[:300])
+        if isinstance(exc, OSError):
+            return _Failure("connection_error", str(exc)[:300] or type(exc).__name__)
+        raise exc
+
+    def _close(
+        self, conn: http.client.HTTPConnection, alarm: Alarm, sock: socket.socket | None = None
+    ) -> None:
+        self.watchdog.disarm(alarm)  # before the socket closes: its number may be reused
+        conn.close()
+        if sock is not None:
+            sock.close()

@@ -1,0 +1,99 @@
+"""Time limits per image that no server can stretch: a budget and a socket watchdog.
+
+A socket timeout bounds one read; a server that trickles bytes resets it every time, so a
+"10 s timeout" can hold a thread for hours. :class:`Budget` is the time left for one image
+(all attempts, hops and backoffs together); :class:`Watchdog` shuts a socket down when its
+deadline passes, which wakes any read blocked on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+class Budget:
+    """The time left for one image (all attempts, hops and backoffs together)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.started = time.monotonic()
+        self.deadline = self.started + seconds
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass(order=True)
+class Alarm:
+    deadline: float
+    order: int
+    sock: socket.socket | None = field(compare=False, default=None)
+    fired: bool = field(compare=False, default=False)
+
+
+class Watchdog:
+    """Shuts sockets down at their deadline, waking any read blocked on them.
+
+    A socket timeout bounds one read; a server that trickles bytes resets it every time.
+    One daemon thread per process keeps a heap of deadlines. Disarming and firing take
+    the same lock, so a disarmed alarm never touches a socket that was closed meanwhile.
+    """
+
+    _shared: Watchdog | None = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._heap: list[Alarm] = []
+        self._lock = threading.Condition()
+        self._counter = itertools.count()
+        self._thread = threading.Thread(target=self._run, name="openwit-watchdog", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def shared(cls) -> Watchdog:
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def arm(self, sock: socket.socket, deadline: float) -> Alarm:
+        alarm = Alarm(deadline, next(self._counter), sock)
+        with self._lock:
+            heapq.heappush(self._heap, alarm)
+            if self._heap[0] is alarm:  # only an earlier deadline changes the thread's sleep
+                self._lock.notify()
+        return alarm
+
+    def disarm(self, alarm: Alarm) -> None:
+        with self._lock:
+            alarm.sock = None  # left in the heap; skipped when it comes up
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                while self._heap and self._heap[0].sock is None:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._lock.wait()
+                    continue
+                wait = self._heap[0].deadline - time.monotonic()
+                if wait > 0:
+                    self._lock.wait(wait)
+                    continue
+                alarm = heapq.heappop(self._heap)
+                sock, alarm.sock, alarm.fired = alarm.sock, None, True
+                # The plain-socket method: an SSL socket's own would drop its TLS state.
+                with contextlib.suppress(OSError):  # already closed by the peer
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)

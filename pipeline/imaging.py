@@ -1,0 +1,264 @@
+"""Downloaded bytes -> the stored image: decode safely, convert to RGB, resize, encode.
+
+Two resizers with the same resize-mode semantics (img2dataset's ``resize_mode``,
+``image_size``, ``resize_only_if_bigger``; output sizes are identical, which a test checks):
+
+- ``pillow`` (default): decodes a JPEG at reduced size when the result is going to be
+  smaller anyway (``Image.draft``: libjpeg scales by 1/2, 1/4 or 1/8 while decoding, so a
+  1600x1200 photo bound for 256 px is decoded at 400x300), then resizes with a box filter
+  (area averaging, img2dataset's ``area`` default for shrinking; Lanczos when enlarging).
+  It also applies the EXIF orientation, which img2dataset ignores.
+- ``img2dataset``: img2dataset's own ``Resizer`` (OpenCV), for exact parity.
+
+Both first read the header only, with Pillow restricted to common web formats (no EPS,
+whose plugin runs Ghostscript), and refuse images above ``max_pixels`` before decoding a
+single pixel: a 50 kB PNG can claim 30,000 x 30,000 pixels (a decompression bomb).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from typing import Any
+
+#: Formats the decoder accepts: what browsers show as images on the web.
+WEB_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # MPO opens as JPEG
+#: EXIF orientations that swap width and height.
+_TRANSPOSED = frozenset({5, 6, 7, 8})
+_WHITE = (255, 255, 255)
+#: EXIF orientation -> the ``Image.Transpose`` member that undoes it.
+_ORIENT = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
+
+
+class ImageRejected(Exception):
+    """The bytes do not make a usable image; ``reason`` is the rejection reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ResizeSettings:
+    size: int = 256
+    mode: str = "keep_ratio_largest"
+    only_if_bigger: bool = True
+    encode_format: str = "jpg"  # jpg | webp
+    quality: int = 95
+    max_pixels: int = 89_478_485
+    resizer: str = "pillow"  # pillow | img2dataset
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    data: bytes
+    width: int
+    height: int
+    original_width: int
+    original_height: int
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What to do to an image of a given size: resize, then crop or pad (all optional)."""
+
+    resize: tuple[int, int] | None  # (width, height) after resizing
+    crop: tuple[int, int, int, int] | None  # box in the resized image
+    pad: tuple[int, int] | None  # canvas (width, height), image centred on white
+    enlarge: bool = False
+
+    def final_size(self, width: int, height: int) -> tuple[int, int]:
+        if self.pad:
+            return self.pad
+        if self.crop:
+            left, top, right, bottom = self.crop
+            return right - left, bottom - top
+        return self.resize or (width, height)
+
+
+def geometry(width: int, height: int, size: int, mode: str, only_if_bigger: bool) -> Geometry:
+    """img2dataset's resize rules, size for size (albumentations' rounding included)."""
+    if mode in ("keep_ratio", "center_crop"):
+        shrink = min(width, height) > size
+        if only_if_bigger and not shrink:
+            return Geometry(None, None, None)
+        scale = size / min(width, height)
+        new = (max(1, round(width * scale)), max(1, round(height * scale)))
+        crop = None
+        if mode == "center_crop":
+            left, top = (new[0] - size) // 2, (new[1] - size) // 2
+            crop = (left, top, left + size, top + size)
+        return Geometry(new, crop, None, enlarge=not shrink)
+    if mode in ("keep_ratio_largest", "border"):
+        shrink = max(width, height) > size
+        if only_if_bigger and not shrink:
+            return Geometry(None, None, None)
+        scale = size / max(width, height)
+        new = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pad = (max(size, new[0]), max(size, new[1])) if mode == "border" else None
+        return Geometry(new, None, pad, enlarge=not shrink)
+    if mode == "no":
+        return Geometry(None, None, None)
+    raise ValueError(f"unknown resize mode {mode!r}")
+
+
+def open_checked(data: bytes, max_pixels: int) -> Any:
+    """Read the header of ``data`` (Pillow, web formats only) and refuse decompression bombs."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data), formats=WEB_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageRejected("not_an_image", f"not a {'/'.join(WEB_FORMATS)} image") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("decompression_bomb", str(exc)[:300]) from None
+    except Exception as exc:
+        raise ImageRejected("decode_error", f"{type(exc).__name__}: {exc}"[:300]) from None
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageRejected("decode_error", f"image claims {width}x{height} pixels")
+    if width * height > max_pixels:
+        raise ImageRejected("decompression_bomb", f"{width}x{height} is over {max_pixels:,} pixels")
+    return image
+
+
+def _orientation(image: Any) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except Exception:
+        return 1  # broken EXIF is no reason to drop an image
+
+
+def _to_rgb(image: Any) -> Any:
+    """RGB, with transparency composited over white (as img2dataset does)."""
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, _WHITE)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        image = image.point(lambda v: v / 256).convert("L")
+    return image.convert("RGB")
+
+
+def encode(image: Any, encode_format: str, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    if encode_format == "webp":
+        image.save(buffer, "WEBP", quality=quality, method=4)
+    else:
+        image.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+class PillowResizer:
+    """The default resizer: reduced-size JPEG decoding, box filter, EXIF orientation."""
+
+    def __init__(self, settings: ResizeSettings) -> None:
+        self.settings = settings
+
+    def __call__(self, data: bytes) -> StoredImage:
+        from PIL import Image
+
+        s = self.settings
+        image = open_checked(data, s.max_pixels)
+        orientation = _orientation(image)
+        width, height = image.size
+        if orientation in _TRANSPOSED:
+            width, height = height, width
+        plan = geometry(width, height, s.size, s.mode, s.only_if_bigger)
+        try:
+            if plan.resize and not plan.enlarge and image.format in ("JPEG", "MPO"):
+                want = plan.resize if orientation not in _TRANSPOSED else plan.resize[::-1]
+                image.draft("RGB", want)  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
+            image.load()
+            image = _to_rgb(image)
+            if orientation in _ORIENT:
+                image = image.transpose(Image.Transpose[_ORIENT[orientation]])
+            if plan.resize and plan.resize != image.size:
+                kind = Image.Resampling.LANCZOS if plan.enlarge else Image.Resampling.BOX
+                image = image.resize(plan.resize, kind)
+            if plan.crop:
+                image = image.crop(plan.crop)
+            if plan.pad:
+                canvas = Image.new("RGB", plan.pad, _WHITE)
+                x = (plan.pad[0] - image.width) // 2
+                y = (plan.pad[1] - image.height) // 2
+                canvas.paste(image, (x, y))
+                image = canvas
+            stored = encode(image, s.encode_format, s.quality)
+        except ImageRejected:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise ImageRejected("decompression_bomb", str(exc)[:300]) from None
+        except Exception as exc:  # truncated data, corrupt streams, broken palettes
+            raise ImageRejected("decode_error", f"{type(exc).__name__}: {exc}"[:300]) from None
+        return StoredImage(stored, image.width, image.height, width, height)
+
+
+class _Silent(contextlib.AbstractContextManager):
+    """Stands in for img2dataset's ``SuppressStdoutStderr`` (see :class:`Img2datasetResizer`)."""
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class Img2datasetResizer:
+    """img2dataset's own ``Resizer`` (OpenCV), behind the same header checks.
+
+    Its ``SuppressStdoutStderr`` points file descriptors 1 and 2 of the whole process at
+    /dev/null during every resize. With threads that races: one thread saves the
+    descriptors another has just nulled and restores those, leaving stdout silenced for
+    good. It only hides OpenCV warnings, so it is replaced by a no-op here.
+    """
+
+    def __init__(self, settings: ResizeSettings) -> None:
+        # img2dataset imports albumentations, which asks PyPI for updates unless told not to.
+        os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+        import img2dataset.resizer as i2d
+
+        i2d.SuppressStdoutStderr = _Silent  # the process-wide redirection races threads
+        self.settings = settings
+        self.resizer = i2d.Resizer(
+            image_size=settings.size,
+            resize_mode=settings.mode,
+            resize_only_if_bigger=settings.only_if_bigger,
+            encode_quality=settings.quality,
+            encode_format=settings.encode_format,
+        )
+
+    def __call__(self, data: bytes) -> StoredImage:
+        with open_checked(data, self.settings.max_pixels):
+            pass
+        stored, width, height, original_width, original_height, error = self.resizer(
+            io.BytesIO(data)
+        )
+        if error is not None or stored is None:
+            raise ImageRejected("decode_error", str(error)[:300])
+        return StoredImage(stored, width, height, original_width, original_height)
+
+
+def make_resizer(settings: ResizeSettings) -> PillowResizer | Img2datasetResizer:
+    if settings.resizer == "img2dataset":
+        return Img2datasetResizer(settings)
+    return PillowResizer(settings)

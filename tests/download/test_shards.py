@@ -1,0 +1,221 @@
+"""Shards: deterministic numbering, atomic and resumable writes, readable by webdataset and
+open_clip_train's own loader."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tarfile
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from openwit.pipeline.image import image_hashes
+from openwit.pipeline.shard import ShardStage
+from openwit.pipeline.shardio import UnsafeMemberName, member_name, write_tar
+
+from openwit.runner import BuildRunner
+from openwit.schemas import candidate_schema
+from tests.download.servers import photo
+from tests.download.stages import ReadyRecords, build_config, candidate
+
+IMAGE_SCHEMA = candidate_schema("image")
+
+
+def image_records(count: int, seed: int = 0) -> list[dict]:
+    records = []
+    for index in range(count):
+        data = photo(64 + index % 5, 48, seed=seed * 1000 + index, quality=80)
+        phash, dhash = image_hashes(data)
+        record = candidate(f"http://127.0.0.1/img/{seed}-{index}.jpg", f"caption {index}")
+        record.update(
+            width=64 + index % 5,
+            height=48,
+            original_width=640,
+            original_height=480,
+            sha256=f"{index:064x}",
+            image=data,
+            phash=phash,
+            dhash=dhash,
+        )
+        records.append(record)
+    return records
+
+
+def write_inputs(root, records, files: int) -> list:
+    root.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(files):
+        path = root / f"in-{index}.parquet"
+        chunk = records[index::files]
+        pq.write_table(pa.Table.from_pylist(chunk, schema=IMAGE_SCHEMA), path)
+        paths.append(path)
+    return paths
+
+
+def shard_build(root, inputs, per_shard: int, resume: bool = False):
+    config = build_config(root, inputs[0], shards={"samples_per_shard": per_shard})
+    config = config.model_copy(
+        update={"inputs": [config.inputs[0].model_copy(update={"path": str(p)}) for p in inputs]}
+    )
+    return BuildRunner(config, [ReadyRecords(), ShardStage()]).run(resume=resume)
+
+
+@pytest.fixture(scope="module")
+def records():
+    return image_records(23)
+
+
+def test_numbering_does_not_depend_on_how_the_input_was_split(tmp_path, records):
+    shuffled = records[:]
+    random.Random(1).shuffle(shuffled)
+    one = shard_build(tmp_path / "one", write_inputs(tmp_path / "a", records, 1), 10)
+    three = shard_build(tmp_path / "three", write_inputs(tmp_path / "b", shuffled, 3), 10)
+    assert one.funnel.stages["shard"].n_out == three.funnel.stages["shard"].n_out == 23
+    for name in ("00000.tar", "00001.tar", "00002.tar"):
+        a = (tmp_path / "one" / "out" / "shards" / name).read_bytes()
+        b = (tmp_path / "three" / "out" / "shards" / name).read_bytes()
+        assert a == b, name
+    sizes = json.loads((tmp_path / "one" / "out" / "shards" / "sizes.json").read_text())
+    assert sizes == {"00000.tar": 10, "00001.tar": 10, "00002.tar": 3}
+
+
+def test_tar_members_are_key_jpg_txt_json_with_fixed_headers(tmp_path, records):
+    shard_build(tmp_path, write_inputs(tmp_path / "in", records, 2), 10)
+    shards = tmp_path / "out" / "shards"
+    by_uid = {r["uid"]: r for r in records}
+    with tarfile.open(shards / "00001.tar") as tar:
+        members = tar.getmembers()
+        names = [m.name for m in members]
+        assert names[:3] == ["000000010.jpg", "000000010.txt", "000000010.json"]
+        assert len(names) == 30
+        assert {(m.mtime, m.mode, m.uid, m.uname) for m in members} == {(0, 0o444, 0, "")}
+        meta = json.loads(tar.extractfile("000000010.json").read())
+        record = by_uid[meta["uid"]]
+        assert tar.extractfile("000000010.jpg").read() == record["image"]
+        assert tar.extractfile("000000010.txt").read().decode() == record["text"]
+    assert meta["key"] == "000000010" and meta["url"] == record["url"]
+    assert meta["phash"] == f"{record['phash']:016x}"
+    index = pq.read_table(shards / "00001.parquet")
+    assert index.column("key").to_pylist() == [f"{i:09d}" for i in range(10, 20)]
+    assert "image" not in index.column_names
+    stats = json.loads((shards / "00001_stats.json").read_text())
+    assert stats["count"] == 10 and stats["first_key"] == "000000010"
+
+
+def test_webdataset_reads_the_shards(tmp_path, records):
+    import webdataset as wds
+
+    shard_build(tmp_path, write_inputs(tmp_path / "in", records, 1), 10)
+    shards = sorted(str(p) for p in (tmp_path / "out" / "shards").glob("*.tar"))
+    samples = list(wds.WebDataset(shards, shardshuffle=False).decode("pil"))
+    assert len(samples) == 23
+    assert [s["__key__"] for s in samples] == [f"{i:09d}" for i in range(23)]
+    first = samples[0]
+    assert first["jpg"].size[1] == 48 and first["txt"].startswith("caption")
+    assert first["json"]["key"] == "000000000"
+
+
+def test_open_clip_train_loader_reads_the_shards(tmp_path, records):
+    import open_clip
+    import torch
+    from open_clip_train.data import get_wds_dataset
+    from torchvision import transforms
+
+    shard_build(tmp_path, write_inputs(tmp_path / "in", records, 1), 10)
+    shards = tmp_path / "out" / "shards"
+    args = argparse.Namespace(
+        train_data=str(shards / "{00000..00002}.tar"),
+        val_data=None,
+        train_num_samples=None,  # read from sizes.json
+        dataset_resampled=False,
+        train_data_upsampling_factors=None,
+        seed=0,
+        batch_size=4,
+        workers=0,
+        world_size=1,
+    )
+    preprocess = transforms.Compose([transforms.Resize((32, 32)), transforms.ToTensor()])
+    data = get_wds_dataset(args, preprocess, True, tokenizer=open_clip.tokenize)
+    assert data.dataloader.num_samples == 24  # 23 from sizes.json, rounded up to full batches
+    images, texts = next(iter(data.dataloader))
+    assert images.shape == (4, 3, 32, 32) and texts.shape == (4, 77)
+    assert texts.dtype == torch.long
+
+
+def test_fewer_samples_per_shard_drops_stale_shards(tmp_path, records):
+    inputs = write_inputs(tmp_path / "in", records, 1)
+    shard_build(tmp_path, inputs, 5)
+    assert len(list((tmp_path / "out" / "shards").glob("*.tar"))) == 5
+    outcome = shard_build(tmp_path, inputs, 10)
+    shards = tmp_path / "out" / "shards"
+    assert sorted(p.name for p in shards.glob("*.tar")) == ["00000.tar", "00001.tar", "00002.tar"]
+    assert not list(shards.glob("0000[3-4]*"))
+    assert outcome.funnel.stages["shard"].n_out == 23
+
+
+def test_resume_rewrites_only_the_incomplete_shard(tmp_path, records):
+    inputs = write_inputs(tmp_path / "in", records, 1)
+    shard_build(tmp_path, inputs, 10)
+    shards = tmp_path / "out" / "shards"
+    before = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.tar")}
+    # What a kill in the middle of shard 1 leaves: its index missing, a temporary file.
+    (shards / "00001.parquet").unlink()
+    (shards / ".00001.tar.abc.tmp").write_bytes(b"half")
+    manifest_path = tmp_path / "out" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["stages"]["shard"]["status"] = "running"
+    manifest_path.write_text(json.dumps(manifest))
+
+    outcome = shard_build(tmp_path, inputs, 10, resume=True)
+    assert outcome.ran == ["shard"]
+    after = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.tar")}
+    assert after["00000.tar"] == before["00000.tar"]
+    assert after["00002.tar"] == before["00002.tar"]
+    assert after["00001.tar"] != before["00001.tar"]
+    assert not list(shards.glob(".*.tmp"))
+    assert outcome.funnel.stages["shard"].n_out == 23
+
+
+def test_records_without_image_bytes_are_rejected_not_lost(tmp_path, records):
+    broken = [dict(records[0], image=b""), dict(records[1], image=b"GIF89a...")]
+    inputs = write_inputs(tmp_path / "in", broken + records[2:6], 1)
+    outcome = shard_build(tmp_path, inputs, 10)
+    counts = outcome.funnel.stages["shard"]
+    assert counts.n_in == 6 and counts.n_out == 4
+    assert counts.rejected == {"missing_image": 1, "unknown_image_format": 1}
+
+
+@pytest.mark.parametrize(
+    "key", ["../../etc/passwd", "/abs", "00000001", "0000000001", "abc000000", "000000001/x"]
+)
+def test_member_names_outside_the_pattern_are_refused(tmp_path, key):
+    with pytest.raises(UnsafeMemberName):
+        member_name(key, "jpg")
+    with pytest.raises(UnsafeMemberName):
+        write_tar(tmp_path / "x.tar", [(f"{key}.jpg", b"data")])
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_tar_writer_output_is_byte_identical_to_tarfile(tmp_path):
+    import io
+    import os
+
+    members = [
+        ("000000000.jpg", os.urandom(1000)),
+        ("000000000.txt", "ünïcode caption".encode()),
+        ("000000000.json", b"{}"),
+        ("000000001.webp", b""),
+        ("000000001.txt", os.urandom(512)),
+        ("123456789.png", os.urandom(77_777)),
+    ]
+    size = write_tar(tmp_path / "ours.tar", members)
+    with tarfile.open(tmp_path / "ref.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o444, 0
+            tar.addfile(info, io.BytesIO(data))
+    ours = (tmp_path / "ours.tar").read_bytes()
+    assert ours == (tmp_path / "ref.tar").read_bytes()
+    assert size == len(ours)
