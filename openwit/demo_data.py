@@ -190,12 +190,19 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # The stdlib's listen backlog of 5 makes a burst of downloader threads wait 1 s for SYN
+    # retransmits; a real image host accepts far more.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class ImageServer:
     """Serves a folder over HTTP on 127.0.0.1 (a free port) from a background thread."""
 
     def __init__(self, root: Path) -> None:
         handler = functools.partial(_QuietHandler, directory=str(root))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _Server(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
