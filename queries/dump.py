@@ -59,15 +59,39 @@ class Page:
     malformed: str = ""  # why the page could not be read; empty when it could
 
 
+class _EachChunk:
+    """A decompressing reader whose ``read(n)`` hands out each chunk as it is decompressed.
+
+    ``BZ2File.read(n)`` gathers ``n`` bytes over several decompression steps and, when the
+    file ends early, raises and drops what it had gathered; ``read1`` returns after one step,
+    so every page before the damage reaches the parser.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def read(self, size: int = -1) -> bytes:
+        return self.inner.read1(size if size and size > 0 else 1 << 16)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.inner)
+
+    def __enter__(self) -> _EachChunk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.close()
+
+
 def open_compressed(path: str | Path) -> IO[bytes]:
     """Open ``path`` for reading, decompressing bz2 or gzip by their magic bytes."""
     path = Path(path)
     with path.open("rb") as handle:
         magic = handle.read(3)
     if magic == b"BZh":
-        return bz2.open(path, "rb")
+        return _EachChunk(bz2.open(path, "rb"))  # type: ignore[return-value]
     if magic[:2] == b"\x1f\x8b":
-        return gzip.open(path, "rb")
+        return _EachChunk(gzip.open(path, "rb"))  # type: ignore[return-value]
     return path.open("rb")
 
 
@@ -79,7 +103,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, EOFError):
         return "file is truncated (compressed stream ends early)"
     if isinstance(exc, ET.ParseError):
-        if "no element found" in str(exc):
+        if any(sign in str(exc) for sign in ("no element found", "unclosed token")):
             return f"XML is cut off ({exc})"
         return f"XML is malformed ({exc})"
     return f"data is corrupt ({type(exc).__name__}: {exc})"

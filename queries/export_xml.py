@@ -40,7 +40,7 @@ ENWIKI_NAMESPACES: dict[int, str] = {
 class DumpPage:
     title: str
     text: str
-    ns: int = 0
+    ns: int | None = 0  # None: no <ns> element (a malformed page)
     page_id: int = 0
     redirect_to: str | None = None
 
@@ -58,7 +58,8 @@ def header(namespaces: dict[int, str] = ENWIKI_NAMESPACES) -> str:
     ]
     for key, name in sorted(namespaces.items()):
         if name:
-            lines.append(f'      <namespace key="{key}" case="first-letter">{escape(name)}</namespace>')
+            element = f'<namespace key="{key}" case="first-letter">{escape(name)}</namespace>'
+            lines.append(f"      {element}")
         else:
             lines.append(f'      <namespace key="{key}" case="first-letter" />')
     lines += ["    </namespaces>", "  </siteinfo>", ""]
@@ -69,13 +70,12 @@ FOOTER = "</mediawiki>\n"
 
 
 def page_xml(page: DumpPage) -> str:
-    redirect = (
-        f"    <redirect title={quoteattr(page.redirect_to)} />\n" if page.redirect_to else ""
-    )
+    redirect = f"    <redirect title={quoteattr(page.redirect_to)} />\n" if page.redirect_to else ""
+    ns_line = "" if page.ns is None else f"    <ns>{page.ns}</ns>\n"
     return (
         "  <page>\n"
         f"    <title>{escape(page.title)}</title>\n"
-        f"    <ns>{page.ns}</ns>\n"
+        f"{ns_line}"
         f"    <id>{page.page_id}</id>\n"
         f"{redirect}"
         "    <revision>\n"
@@ -156,8 +156,6 @@ def write_wndb(root: str | Path, synsets: dict[str, list[list[str]]]) -> Path:
         for index, words in enumerate(entries):
             offset = f"{(index + 1) * 1000:08d}"
             word_fields = " ".join(f"{w} 0" for w in words)
-            lines.append(
-                f"{offset} 03 {kinds[pos]} {len(words):02x} {word_fields} 000 | a gloss  "
-            )
+            lines.append(f"{offset} 03 {kinds[pos]} {len(words):02x} {word_fields} 000 | a gloss  ")
         (root / f"data.{pos}").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root

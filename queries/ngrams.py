@@ -7,7 +7,8 @@ spellings of a word in brackets, not words of their own). A *bigram* is two word
 each other on one line: a punctuation token, any other non-word token or a line break
 between them ends the run, because ``" a b "`` can only occur in a spaced caption where the
 two words are adjacent. Every unigram and bigram is therefore a string ``q`` with
-``as_query(q) == q``, counted exactly where ``" q "`` occurs in the spaced line.
+``as_query(q) == q``, counted exactly where ``" q "`` occurs in the spaced line (any
+whitespace character counts as a space; the stripper has already turned ``&nbsp;`` into one).
 
 Bigram PMI is NLTK's ``BigramAssocMeasures.pmi`` (what MetaCLIP's ``build_metadata.py``
 calls): ``log2(c(xy) * N / (c(x) * c(y)))`` with ``N`` the number of word tokens.
@@ -18,11 +19,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
+from itertools import pairwise
 
 from openwit.text import WRAPPED_PUNCTUATION, match_tokens
 
 #: Characters a word may not begin or end with.
-WRAPPING_CHARS = "()[]{}<>\"“”„«»"
+WRAPPING_CHARS = '()[]{}<>"“”„«»'
 _PUNCTUATION_TOKENS = frozenset(WRAPPED_PUNCTUATION)
 
 
@@ -56,7 +58,7 @@ def count_ngrams(text: str, unigrams: Counter[str], bigrams: Counter[str]) -> in
         words += len(run)
         unigrams.update(run)
         if len(run) > 1:
-            bigrams.update([a + " " + b for a, b in zip(run, run[1:])])
+            bigrams.update([a + " " + b for a, b in pairwise(run)])
     return words
 
 

@@ -11,6 +11,7 @@ Every line read is accounted for by one counter (:data:`LINE_OUTCOMES`).
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterable
 from urllib.parse import unquote
@@ -65,10 +66,9 @@ def namespace_names(extra: Iterable[str] = ()) -> frozenset[str]:
 def title_to_query(title: str, namespaces: frozenset[str]) -> str | None:
     """The query of a page-view title, or None for a namespaced or empty title."""
     if "%" in title:
-        try:
+        # A literal '%' or a broken escape: keep the title as written.
+        with contextlib.suppress(UnicodeDecodeError):
             title = unquote(title, errors="strict")
-        except UnicodeDecodeError:
-            pass  # a literal '%' or broken escape: keep the title as written
     title = title.replace("_", " ")
     prefix, colon, _ = title.partition(":")
     if colon and prefix.strip().casefold() in namespaces:

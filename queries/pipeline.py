@@ -34,8 +34,6 @@ import pyarrow as pa  # noqa: E402
 from apache_beam.transforms.window import GlobalWindow  # noqa: E402
 from apache_beam.utils.timestamp import MIN_TIMESTAMP  # noqa: E402
 from apache_beam.utils.windowed_value import WindowedValue  # noqa: E402
-
-from openwit.beam import new_pipeline, write_parquet  # noqa: E402
 from openwit.queries.config import QueryBuildConfig  # noqa: E402
 from openwit.queries.dump import (  # noqa: E402
     DumpReadError,
@@ -46,6 +44,8 @@ from openwit.queries.dump import (  # noqa: E402
 from openwit.queries.ngrams import count_ngrams, pmi  # noqa: E402
 from openwit.queries.pageviews import count_pageview_lines  # noqa: E402
 from openwit.queries.wikitext import wikitext_to_text  # noqa: E402
+
+from openwit.beam import new_pipeline, write_parquet  # noqa: E402
 
 STATS, FILES, UNIGRAMS, BIGRAMS = "stats", "files", "unigrams", "bigrams"
 
@@ -210,8 +210,10 @@ def _stat(item: tuple[str, int]) -> dict[str, Any]:
 
 def _files(pipeline: beam.Pipeline, paths: Sequence[str], label: str) -> beam.PCollection:
     # Reshuffle: each file becomes its own unit of work, so files are read in parallel.
-    return pipeline | f"{label} paths" >> beam.Create(list(paths)) | f"{label} spread" >> (
-        beam.Reshuffle()
+    return (
+        pipeline
+        | f"{label} paths" >> beam.Create(list(paths))
+        | f"{label} spread" >> (beam.Reshuffle())
     )
 
 
@@ -230,9 +232,9 @@ def build_pipeline(
     articles = read.articles
     if config.reshuffle_pages:
         articles = articles | "Spread pages" >> beam.Reshuffle()
-    counted = articles | "Count n-grams" >> beam.ParDo(
-        CountNgrams(config.flush_keys)
-    ).with_outputs(UNIGRAMS, BIGRAMS, STATS)
+    counted = articles | "Count n-grams" >> beam.ParDo(CountNgrams(config.flush_keys)).with_outputs(
+        UNIGRAMS, BIGRAMS, STATS
+    )
 
     unigrams = counted[UNIGRAMS] | "Sum unigrams" >> beam.CombinePerKey(sum)
     bigrams = counted[BIGRAMS] | "Sum bigrams" >> beam.CombinePerKey(sum)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from openwit.queries.build import QueryBuildResult
+
 from openwit.console import print_table, stdout
 from openwit.errors import UserError
-from openwit.queries.build import QueryBuildResult
 from openwit.schemas import QUERY_SCHEMA, QUERY_SOURCES
 
 
@@ -29,7 +30,7 @@ def print_build_summary(result: QueryBuildResult) -> None:
     rows.append(["total", sum(s.candidates for s in result.sources), "", "", "", total, "", ""])
     print_table(
         "openwit queries build",
-        ["source", "candidates", "duplicates", "invalid", "capped", "kept", "min count", "max count"],
+        ["source", "candidates", "duplicates", "invalid", "capped", "kept", "min", "max"],
         rows,
     )
     print_table("inputs", ["what", "count"], [[k, v] for k, v in result.inputs.items()])
@@ -68,8 +69,11 @@ def show_queries(path: str | Path, limit: int = 10, source: str | None = None) -
         counts = [r["count"] for _, r in items]
         first = f"{items[0][0]:,}-{items[-1][0]:,}" if items else ""
         summary.append([name, len(items), first, min(counts, default=""), max(counts, default="")])
-    print_table(f"{path}: {len(records):,} queries", ["source", "queries", "ids", "min count",
-                "max count"], summary)
+    print_table(
+        f"{path}: {len(records):,} queries",
+        ["source", "queries", "ids", "min count", "max count"],
+        summary,
+    )
     for name in [source] if source else QUERY_SOURCES:
         items = by_source.get(name, [])[:limit]
         if items:

@@ -44,9 +44,7 @@ class SourceSummary:
 
 def is_valid_query(query: str, max_chars: int) -> bool:
     return (
-        0 < len(query) <= max_chars
-        and as_query(query) == query
-        and any(c.isalnum() for c in query)
+        0 < len(query) <= max_chars and as_query(query) == query and any(c.isalnum() for c in query)
     )
 
 

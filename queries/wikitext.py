@@ -46,11 +46,12 @@ DROPPED_TAGS = (
 HIDDEN_LINK_PREFIXES = frozenset({"file", "image", "media", "category"})
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+_DROPPED_NAMES = "|".join(DROPPED_TAGS)
 _DROPPED_BLOCK = re.compile(
-    r"<(%s)\b[^>]*?(?:/>|>.*?</\1\s*>)" % "|".join(DROPPED_TAGS), re.DOTALL | re.IGNORECASE
+    rf"<({_DROPPED_NAMES})\b[^>]*?(?:/>|>.*?</\1\s*>)", re.DOTALL | re.IGNORECASE
 )
 # An opening tag of a dropped kind left without its closing tag (cut or malformed markup).
-_DROPPED_OPEN = re.compile(r"<(?:%s)\b[^>]*>" % "|".join(DROPPED_TAGS), re.IGNORECASE)
+_DROPPED_OPEN = re.compile(rf"<(?:{_DROPPED_NAMES})\b[^>]*>", re.IGNORECASE)
 _NOWIKI = re.compile(r"<nowiki\s*/?>|</nowiki\s*>", re.IGNORECASE)
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*\b[^<>]*>")
@@ -63,7 +64,7 @@ _QUOTES = re.compile(r"'{2,}")
 _HEADING = re.compile(r"^[ \t]*=+[ \t]*(.*?)[ \t]*=+[ \t]*$", re.MULTILINE)
 _SWITCH = re.compile(r"__[A-Z]+__")
 _LIST_MARKER = re.compile(r"^[ \t]*[*#:;]+[ \t]*", re.MULTILINE)
-_TABLE_LEFTOVER = re.compile(r"^[ \t]*[|!].*$", re.MULTILINE)
+_TABLE_LEFTOVER = re.compile(r"^[ \t]*\|.*$", re.MULTILINE)
 _RULE = re.compile(r"^-{4,}", re.MULTILINE)
 _LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(?:-[a-z]{2,8})*$")
 _BLANKS = re.compile(r"[ \t\u00a0]+")
