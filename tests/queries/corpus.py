@@ -37,7 +37,8 @@ PLAGUE = """{{Infobox disease
 <ref name="who">{{cite web |title=Plague of the world |url=https://who.int/plague}}</ref>
 == Spread ==
 <!-- the the of the -->
-Most of the cases of the [[disease]] come from fleas. Yersinia pestis lives in fleas.<ref name="who"/>
+Most of the cases of the [[disease]] come from fleas. Yersinia pestis lives in fleas.\
+<ref name="who"/>
 {| class="wikitable"
 ! Year !! Cases of the disease
 |-
@@ -61,9 +62,7 @@ ARTICLES = [DumpPage("Plague", PLAGUE, page_id=1), DumpPage("Flea", FLEA, page_i
 SKIPPED = [
     DumpPage("Pestis", "#REDIRECT [[Yersinia pestis]]", page_id=3, redirect_to="Yersinia pestis"),
     DumpPage("Fleas", "#redirect [[Flea]] " + SKIPPED_TEXT, page_id=4),  # no <redirect> tag
-    DumpPage(
-        "Mercury", f"'''Mercury''' may be:\n* {SKIPPED_TEXT}\n{{{{Disambiguation}}}}", page_id=5
-    ),
+    DumpPage("Mercury", f"Mercury may be:\n* {SKIPPED_TEXT}\n{{{{Disambiguation}}}}", page_id=5),
     DumpPage("Plague (disambiguation)", f"* [[Plague]] {SKIPPED_TEXT}", page_id=6),
     DumpPage("Talk:Plague", SKIPPED_TEXT, ns=1, page_id=7),
     DumpPage("Template:Infobox disease", SKIPPED_TEXT, ns=10, page_id=8),

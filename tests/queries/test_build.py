@@ -149,7 +149,7 @@ def test_directory_without_wndb_files_is_a_user_error(inputs, tmp_path):
 
 
 def test_missing_dump_is_a_user_error_naming_it(tmp_path):
-    with pytest.raises(UserError, match="nope.xml.bz2"):
+    with pytest.raises(UserError, match=r"nope\.xml\.bz2"):
         build_queries([tmp_path / "nope.xml.bz2"], tmp_path / "q.parquet")
 
 
