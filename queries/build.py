@@ -8,6 +8,7 @@ atomically, with ``<name>.summary.json`` beside it (what was read, skipped and k
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -59,9 +60,30 @@ def summary_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.summary.json")
 
 
+def _is_url(path: str | Path) -> bool:
+    return "://" in str(path)
+
+
+def _match(pattern: str) -> list[str]:
+    """Paths matching ``pattern`` on any filesystem Beam knows (local, gs://, s3://, ...)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    except Exception as exc:  # Beam raises plain exceptions for unknown schemes and access
+        raise UserError(f"cannot list {pattern}: {exc}") from None
+
+
 def _existing_files(paths: Sequence[str | Path], what: str) -> list[str]:
+    """Local paths must exist; URLs may be globs (``gs://b/enwiki-*.bz2``) and must match."""
     found = []
     for path in paths:
+        if _is_url(path):
+            matched = _match(str(path))
+            if not matched:
+                raise UserError(f"{what} not found: {path}")
+            found.extend(matched)
+            continue
         path = Path(path)
         if not path.is_file():
             raise UserError(f"{what} not found: {path}")
@@ -69,16 +91,39 @@ def _existing_files(paths: Sequence[str | Path], what: str) -> list[str]:
     return found
 
 
-def _read_parquet_rows(work_dir: Path, prefix: str) -> list[dict[str, Any]]:
+def _read_parquet_rows(work_dir: str, prefix: str) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
+    from apache_beam.io.filesystems import FileSystems
 
     rows: list[dict[str, Any]] = []
-    for path in sorted(work_dir.glob(f"{prefix}-*.parquet")):
-        rows.extend(pq.read_table(path).to_pylist())
+    for path in _match(f"{work_dir}/{prefix}-*.parquet"):
+        with FileSystems.open(path) as handle:
+            rows.extend(pq.read_table(handle).to_pylist())
     return rows
 
 
-def _candidates(work_dir: Path, prefix: str) -> list[Candidate]:
+def _new_work_dir(out: Path, work_dir: str | Path | None) -> str:
+    """Where the pipeline writes its outputs: every worker must reach it."""
+    if work_dir is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent)
+    import uuid
+
+    return f"{str(work_dir).rstrip('/')}/openwit-queries-{uuid.uuid4().hex[:12]}"
+
+
+def _remove_work_dir(work_dir: str) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    if not _is_url(work_dir):
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return
+    # Leftovers in a bucket are harmless: the list is already written.
+    with contextlib.suppress(Exception):
+        FileSystems.delete([f"{work_dir}/"])
+
+
+def _candidates(work_dir: str, prefix: str) -> list[Candidate]:
     return [(r["query"], r["count"], r["score"]) for r in _read_parquet_rows(work_dir, prefix)]
 
 
@@ -104,12 +149,16 @@ def build_queries(
     runner: str = "DirectRunner",
     beam_options: dict[str, Any] | None = None,
     status: Callable[[str], None] | None = None,
+    work_dir: str | Path | None = None,
 ) -> QueryBuildResult:
     """Build the query list and write it to ``out`` (Parquet, ``QUERY_SCHEMA``).
 
     Raises :class:`openwit.errors.UserError` (exit 2) for a missing input, an input that is
     not what it should be, or a damaged dump or page-view file (unless
     ``config.keep_partial``, which keeps what was read and lists the file in the result).
+    Inputs may be URLs of any filesystem Beam reads (``gs://``, ``s3://``; globs allowed).
+    ``work_dir`` is where the pipeline writes its results: on a cluster runner, a location
+    every worker can reach (``gs://bucket/tmp``); by default a hidden folder beside ``out``.
     """
     config = config or QueryBuildConfig()
     say = status or (lambda message: None)
@@ -129,19 +178,19 @@ def build_queries(
     from openwit.queries.pipeline import run_counting  # imports Beam
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    work_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
+    work = _new_work_dir(out, work_dir)
     try:
         say(f"counting with Beam ({runner}): {len(dumps)} dump file(s), {len(views)} page-view")
-        run_counting(dumps, views, config, namespaces, work_dir, runner, beam_options)
-        stats = {r["key"]: r["value"] for r in _read_parquet_rows(work_dir, "stats")}
-        files = _read_parquet_rows(work_dir, "files")
+        run_counting(dumps, views, config, namespaces, work, runner, beam_options)
+        stats = {r["key"]: r["value"] for r in _read_parquet_rows(work, "stats")}
+        files = _read_parquet_rows(work, "files")
         candidates = {
-            "unigram": _candidates(work_dir, "unigram"),
-            "bigram": _candidates(work_dir, "bigram"),
-            "title": _candidates(work_dir, "title"),
+            "unigram": _candidates(work, "unigram"),
+            "bigram": _candidates(work, "bigram"),
+            "title": _candidates(work, "title"),
         }
     finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        _remove_work_dir(work)
 
     damaged = sorted(
         (PartialFile(f["path"], f["kind"], f["records"], f["error"]) for f in files if f["error"]),

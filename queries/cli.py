@@ -75,6 +75,10 @@ def build(
     beam_option: Annotated[
         list[str] | None, typer.Option("--beam-option", help="Extra Beam option KEY=VALUE.")
     ] = None,
+    work_dir: Annotated[
+        str | None,
+        typer.Option(help="Where workers write results (cluster runners: gs://..., s3://...)."),
+    ] = None,
 ) -> None:
     """Wikipedia unigrams and PMI bigrams, popular titles, WordNet -> queries.parquet."""
     from openwit.queries.build import build_queries
@@ -101,6 +105,7 @@ def build(
             runner=runner,
             beam_options=options,
             status=lambda message: spinner.update(message),
+            work_dir=work_dir,
         )
     print_build_summary(result)
 

@@ -84,7 +84,13 @@ class _EachChunk:
 
 
 def open_compressed(path: str | Path) -> IO[bytes]:
-    """Open ``path`` for reading, decompressing bz2 or gzip by their magic bytes."""
+    """Open ``path`` for reading, decompressing bz2 or gzip.
+
+    Local files are recognised by their magic bytes; URLs (``gs://``, ``s3://``, ``hdfs://``:
+    whatever Beam's filesystems can open) by their ``.bz2``/``.gz`` suffix.
+    """
+    if "://" in str(path):
+        return _open_url(str(path))
     path = Path(path)
     with path.open("rb") as handle:
         magic = handle.read(3)
@@ -93,6 +99,18 @@ def open_compressed(path: str | Path) -> IO[bytes]:
     if magic[:2] == b"\x1f\x8b":
         return _EachChunk(gzip.open(path, "rb"))  # type: ignore[return-value]
     return path.open("rb")
+
+
+def _open_url(url: str) -> IO[bytes]:
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    raw = FileSystems.open(url, compression_type=CompressionTypes.UNCOMPRESSED)
+    if url.endswith(".bz2"):
+        return _EachChunk(bz2.BZ2File(raw))  # type: ignore[return-value]
+    if url.endswith(".gz"):
+        return _EachChunk(gzip.GzipFile(fileobj=raw))  # type: ignore[return-value]
+    return raw  # type: ignore[no-any-return]
 
 
 def _local(tag: str) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 from openwit.logs import quiet_beam_logging
@@ -223,7 +222,7 @@ def build_pipeline(
     pageviews: Sequence[str],
     config: QueryBuildConfig,
     namespaces: frozenset[str],
-    work_dir: Path,
+    work_dir: str,
 ) -> None:
     """Add the counting transforms to ``pipeline``; they write Parquet under ``work_dir``."""
     read = _files(pipeline, dumps, "Dump") | "Read dump" >> beam.ParDo(ReadDump()).with_outputs(
@@ -250,7 +249,7 @@ def build_pipeline(
     )
     write_parquet(
         frequent_unigrams | "Unigram rows" >> beam.Map(_candidate),
-        str(work_dir / "unigram"),
+        f"{work_dir}/unigram",
         CANDIDATE_SCHEMA,
         "Write unigrams",
     )
@@ -280,7 +279,7 @@ def build_pipeline(
         | "PMI" >> beam.Map(_scored, total_words=beam.pvalue.AsSingleton(total_words))
         | "PMI threshold" >> beam.Filter(lambda row: row["score"] >= min_pmi)
     )
-    write_parquet(scored, str(work_dir / "bigram"), CANDIDATE_SCHEMA, "Write bigrams")
+    write_parquet(scored, f"{work_dir}/bigram", CANDIDATE_SCHEMA, "Write bigrams")
 
     stats = [read[STATS], counted[STATS]]
     files = [read[FILES]]
@@ -295,16 +294,16 @@ def build_pipeline(
             | "Title threshold" >> beam.Filter(lambda kv: kv[1] >= min_views)
             | "Title rows" >> beam.Map(_candidate)
         )
-        write_parquet(titles, str(work_dir / "title"), CANDIDATE_SCHEMA, "Write titles")
+        write_parquet(titles, f"{work_dir}/title", CANDIDATE_SCHEMA, "Write titles")
         stats.append(views[STATS])
         files.append(views[FILES])
 
     summed_stats = (
         stats | "All counts" >> beam.Flatten() | "Sum counts" >> beam.CombinePerKey(sum)
     ) | "Count rows" >> beam.Map(_stat)
-    write_parquet(summed_stats, str(work_dir / "stats"), STATS_SCHEMA, "Write counts")
+    write_parquet(summed_stats, f"{work_dir}/stats", STATS_SCHEMA, "Write counts")
     write_parquet(
-        files | "All files" >> beam.Flatten(), str(work_dir / "files"), FILES_SCHEMA, "Write files"
+        files | "All files" >> beam.Flatten(), f"{work_dir}/files", FILES_SCHEMA, "Write files"
     )
 
 
@@ -313,7 +312,7 @@ def run_counting(
     pageviews: Sequence[str],
     config: QueryBuildConfig,
     namespaces: frozenset[str],
-    work_dir: Path,
+    work_dir: str,
     runner: str = "DirectRunner",
     beam_options: dict[str, Any] | None = None,
 ) -> None:

@@ -158,3 +158,20 @@ def test_a_file_that_is_not_a_mediawiki_export_is_a_user_error(tmp_path):
     bad.write_text("<rss><channel/></rss>")
     with pytest.raises(UserError, match="not a MediaWiki XML export"):
         build_queries([bad], tmp_path / "q.parquet")
+
+
+def test_an_explicit_work_dir_gives_the_same_list_and_is_cleaned_up(inputs, built, tmp_path):
+    out, _ = built
+    other = tmp_path / "q.parquet"
+    work = tmp_path / "shared-work"
+    work.mkdir()
+    build_queries(
+        inputs["dumps"],
+        other,
+        inputs["pageviews"],
+        inputs["wordnet"],
+        test_config(),
+        work_dir=work,
+    )
+    assert other.read_bytes() == out.read_bytes()
+    assert list(work.iterdir()) == []
