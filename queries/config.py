@@ -37,6 +37,9 @@ class QueryBuildConfig(Section):
     reshuffle_pages: bool = Field(
         False, description="spread pages over workers (for fewer dump files than workers)"
     )
+    shards: int = Field(
+        64, ge=1, le=65_536, description="key shards the counts are merged and joined in"
+    )
     flush_keys: int = Field(
         500_000, ge=1_000, description="distinct n-grams a worker holds before passing them on"
     )

@@ -2,16 +2,21 @@
 
 ::
 
-    dump files ─ Reshuffle ─ ReadDump ─ [Reshuffle] ─ CountNgrams ─┬ unigrams ─ CombinePerKey(sum)
-                                                                   └ bigrams  ─ CombinePerKey(sum)
-    bigrams (count >= min) ─ join c(x) ─ join c(y) ─ PMI (N as a side input) ─ threshold
-    page-view files ─ Reshuffle ─ CountPageViews ─ CombinePerKey(sum) ─ threshold
+    dump files ─ Reshuffle ─ ReadDump ─ [Reshuffle] ─ CountNgrams ─┬ unigram shards ─ merge
+                                                                   └ bigram shards  ─ merge
+    (unigram shard s, bigram shard s) ─ CoGroupByKey ─ attach c(x) ─ re-shard by second word
+    (unigram shard t, half-joined bigrams for t) ─ CoGroupByKey ─ attach c(y), PMI ─ threshold
+    page-view files ─ Reshuffle ─ CountPageViews ─ merge ─ threshold
+
+(merge: ``CombinePerKey(MergeCounts())`` over shard keys.)
 
 Each file is one unit of work, so several dump files (``pages-articles1.xml...bz2`` ...) are
-read in parallel. Workers pre-aggregate n-gram counts in memory (up to ``flush_keys``
-distinct keys) before handing them to the combiner, so Beam moves one record per distinct
-n-gram per bundle, not one per token. The two joins that attach unigram counts to bigrams
-are CoGroupByKeys, so no worker ever holds the vocabulary.
+read in parallel. Workers count n-grams in memory (up to ``flush_keys`` distinct keys) and
+hand Beam one dictionary per key shard (``shards`` of them, by a stable hash of the key)
+instead of one element per n-gram: the combine per shard merges dictionaries at C speed,
+and the shards spread the work and memory over workers. Bigrams are sharded by their first
+word, so ``c(x)`` sits in the same shard; the second join meets ``c(y)`` after re-sharding
+by the second word. No worker ever holds the whole vocabulary (``queries/shards.py``).
 
 Counts and file outcomes are written as Parquet beside the candidates and read back by the
 driver (counts come from files, not runner metrics: docs/decisions.md).
@@ -20,7 +25,7 @@ driver (counts come from files, not runner metrics: docs/decisions.md).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
@@ -40,8 +45,16 @@ from openwit.queries.dump import (  # noqa: E402
     open_compressed,
     skip_reason,
 )
-from openwit.queries.ngrams import count_ngrams, pmi  # noqa: E402
+from openwit.queries.ngrams import count_ngrams  # noqa: E402
 from openwit.queries.pageviews import count_pageview_lines  # noqa: E402
+from openwit.queries.shards import (  # noqa: E402
+    HalfJoined,
+    attach_first_word,
+    merge_counts,
+    score_bigrams,
+    split_bigrams_by_first_word,
+    split_by_shard,
+)
 from openwit.queries.wikitext import wikitext_to_text  # noqa: E402
 
 from openwit.beam import new_pipeline, write_parquet  # noqa: E402
@@ -95,10 +108,11 @@ class ReadDump(beam.DoFn):
 
 
 class CountNgrams(beam.DoFn):
-    """Article wikitext -> partial (n-gram, count) pairs, aggregated in memory per bundle."""
+    """Article wikitext -> (shard, {n-gram: count}) dictionaries, counted in memory first."""
 
-    def __init__(self, flush_keys: int) -> None:
+    def __init__(self, flush_keys: int, shards: int) -> None:
         self.flush_keys = flush_keys
+        self.shards = shards
 
     def start_bundle(self) -> None:
         self.unigrams: Counter[str] = Counter()
@@ -106,8 +120,10 @@ class CountNgrams(beam.DoFn):
         self.words = 0
 
     def _drain(self) -> Iterator[tuple[str, Any]]:
-        yield from ((UNIGRAMS, item) for item in self.unigrams.items())
-        yield from ((BIGRAMS, item) for item in self.bigrams.items())
+        for shard, part in sorted(split_by_shard(self.unigrams, self.shards).items()):
+            yield UNIGRAMS, (shard, part)
+        for shard, part in sorted(split_bigrams_by_first_word(self.bigrams, self.shards).items()):
+            yield BIGRAMS, (shard, part)
         if self.words:
             yield STATS, ("text.words", self.words)
         self.start_bundle()
@@ -123,13 +139,31 @@ class CountNgrams(beam.DoFn):
             yield beam.pvalue.TaggedOutput(tag, _global(item))
 
 
+class MergeCounts(beam.CombineFn):
+    """Sums ``{key: count}`` dictionaries (the combine of one shard)."""
+
+    def create_accumulator(self) -> Counter[str]:
+        return Counter()
+
+    def add_input(self, accumulator: Counter[str], counts: dict[str, int]) -> Counter[str]:
+        accumulator.update(counts)
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[Counter[str]]) -> Counter[str]:
+        return merge_counts(accumulators)
+
+    def extract_output(self, accumulator: Counter[str]) -> dict[str, int]:
+        return dict(accumulator)
+
+
 class CountPageViews(beam.DoFn):
-    """Page-view file path -> partial (query, views) pairs; line outcomes on the side."""
+    """Page-view file path -> (shard, {query: views}) dictionaries; line outcomes aside."""
 
     def __init__(self, config: QueryBuildConfig, namespaces: frozenset[str]) -> None:
         self.domains = frozenset(d.encode() for d in config.pageview_domains)
         self.min_hourly_views = config.min_hourly_views
         self.flush_keys = config.flush_keys
+        self.shards = config.shards
         self.namespaces = namespaces
 
     def process(self, path: str) -> Iterator[Any]:
@@ -151,7 +185,7 @@ class CountPageViews(beam.DoFn):
                         outcomes,
                     )
                     if len(views) >= self.flush_keys:
-                        yield from views.items()
+                        yield from sorted(split_by_shard(views, self.shards).items())
                         views.clear()
                     if sum(outcomes.values()) - before < chunk:
                         break
@@ -159,7 +193,7 @@ class CountPageViews(beam.DoFn):
             error = "file is truncated (compressed stream ends early)"
         except Exception as exc:  # reported per file by the driver, never a crash mid-run
             error = f"data is corrupt ({type(exc).__name__}: {exc})"
-        yield from views.items()
+        yield from sorted(split_by_shard(views, self.shards).items())
         counted = sum(outcomes.values())
         outcomes["pageviews.lines_read"] = counted
         for key, value in outcomes.items():
@@ -170,37 +204,31 @@ class CountPageViews(beam.DoFn):
         )
 
 
-def _attach_first(item: tuple[str, dict[str, list[Any]]]) -> Iterator[tuple[str, Any]]:
-    """(x, {bigrams: [(x y, c)], unigrams: [c(x)]}) -> (y, (x y, c, c(x))) for each bigram."""
+def _half_join(
+    item: tuple[int, dict[str, list[dict[str, int]]]], min_count: int, shards: int
+) -> Iterator[tuple[int, list[HalfJoined]]]:
+    """(s, {bigrams: [B_s], unigrams: [U_s]}) -> (t, [(x y, c, c(x))]) by second-word shard."""
     _, grouped = item
-    first = grouped["unigrams"]
-    if not first:
-        return
-    for bigram, count in grouped["bigrams"]:
-        yield bigram.split(" ", 1)[1], (bigram, count, first[0])
+    for bigrams in grouped["bigrams"]:
+        unigrams = grouped["unigrams"][0] if grouped["unigrams"] else {}
+        yield from attach_first_word(bigrams, unigrams, min_count, shards)
 
 
-def _attach_second(item: tuple[str, dict[str, list[Any]]]) -> Iterator[tuple[str, int, int, int]]:
+def _scored(
+    item: tuple[int, dict[str, list[Any]]], total_words: int, min_pmi: float
+) -> Iterator[dict[str, Any]]:
     _, grouped = item
-    second = grouped["unigrams"]
-    if not second:
-        return
-    for bigram, count, first_count in grouped["bigrams"]:
-        yield bigram, count, first_count, second[0]
+    unigrams = grouped["unigrams"][0] if grouped["unigrams"] else {}
+    for half_joined in grouped["bigrams"]:
+        for bigram, count, score in score_bigrams(half_joined, unigrams, total_words, min_pmi):
+            yield {"query": bigram, "count": count, "score": score}
 
 
-def _scored(item: tuple[str, int, int, int], total_words: int) -> dict[str, Any]:
-    bigram, count, first_count, second_count = item
-    return {
-        "query": bigram,
-        "count": count,
-        "score": pmi(count, first_count, second_count, total_words),
-    }
-
-
-def _candidate(item: tuple[str, int]) -> dict[str, Any]:
-    query, count = item
-    return {"query": query, "count": count, "score": float(count)}
+def _over(item: tuple[int, dict[str, int]], minimum: int) -> Iterator[dict[str, Any]]:
+    """Candidate rows of one merged shard whose count reaches ``minimum``."""
+    for query, count in item[1].items():
+        if count >= minimum:
+            yield {"query": query, "count": count, "score": float(count)}
 
 
 def _stat(item: tuple[str, int]) -> dict[str, Any]:
@@ -231,53 +259,38 @@ def build_pipeline(
     articles = read.articles
     if config.reshuffle_pages:
         articles = articles | "Spread pages" >> beam.Reshuffle()
-    counted = articles | "Count n-grams" >> beam.ParDo(CountNgrams(config.flush_keys)).with_outputs(
-        UNIGRAMS, BIGRAMS, STATS
-    )
+    shards = config.shards
+    counted = articles | "Count n-grams" >> beam.ParDo(
+        CountNgrams(config.flush_keys, shards)
+    ).with_outputs(UNIGRAMS, BIGRAMS, STATS)
 
-    unigrams = counted[UNIGRAMS] | "Sum unigrams" >> beam.CombinePerKey(sum)
-    bigrams = counted[BIGRAMS] | "Sum bigrams" >> beam.CombinePerKey(sum)
+    unigrams = counted[UNIGRAMS] | "Merge unigram shards" >> beam.CombinePerKey(MergeCounts())
+    bigrams = counted[BIGRAMS] | "Merge bigram shards" >> beam.CombinePerKey(MergeCounts())
     total_words = (
         counted[STATS]
         | "Word counts" >> beam.Map(lambda kv: kv[1])
         | "Total words" >> beam.CombineGlobally(sum)
     )
-
-    min_unigram = config.min_unigram_count
-    frequent_unigrams = unigrams | "Unigram threshold" >> beam.Filter(
-        lambda kv: kv[1] >= min_unigram
-    )
     write_parquet(
-        frequent_unigrams | "Unigram rows" >> beam.Map(_candidate),
+        unigrams | "Unigram threshold" >> beam.FlatMap(_over, config.min_unigram_count),
         f"{work_dir}/unigram",
         CANDIDATE_SCHEMA,
         "Write unigrams",
     )
-
-    min_bigram = config.min_bigram_count
-    frequent_bigrams = bigrams | "Bigram count threshold" >> beam.Filter(
-        lambda kv: kv[1] >= min_bigram
-    )
-    # c(x) >= c(xy) >= min_bigram: rarer words cannot be part of a kept bigram.
-    join_unigrams = unigrams | "Unigrams for PMI" >> beam.Filter(lambda kv: kv[1] >= min_bigram)
-    by_first = frequent_bigrams | "Key by first word" >> beam.Map(
-        lambda kv: (kv[0].split(" ", 1)[0], kv)
-    )
-    with_first = (
-        {"bigrams": by_first, "unigrams": join_unigrams}
+    half_joined = (
+        {"bigrams": bigrams, "unigrams": unigrams}
         | "Join first word" >> beam.CoGroupByKey()
-        | "Attach c(x)" >> beam.FlatMap(_attach_first)
+        | "Attach c(x)" >> beam.FlatMap(_half_join, config.min_bigram_count, shards)
     )
-    with_both = (
-        {"bigrams": with_first, "unigrams": join_unigrams}
-        | "Join second word" >> beam.CoGroupByKey()
-        | "Attach c(y)" >> beam.FlatMap(_attach_second)
-    )
-    min_pmi = config.min_bigram_pmi
     scored = (
-        with_both
-        | "PMI" >> beam.Map(_scored, total_words=beam.pvalue.AsSingleton(total_words))
-        | "PMI threshold" >> beam.Filter(lambda row: row["score"] >= min_pmi)
+        {"bigrams": half_joined, "unigrams": unigrams}
+        | "Join second word" >> beam.CoGroupByKey()
+        | "PMI threshold"
+        >> beam.FlatMap(
+            _scored,
+            total_words=beam.pvalue.AsSingleton(total_words),
+            min_pmi=config.min_bigram_pmi,
+        )
     )
     write_parquet(scored, f"{work_dir}/bigram", CANDIDATE_SCHEMA, "Write bigrams")
 
@@ -287,12 +300,10 @@ def build_pipeline(
         views = _files(pipeline, pageviews, "Page views") | "Count page views" >> beam.ParDo(
             CountPageViews(config, namespaces)
         ).with_outputs(STATS, FILES, main="views")
-        min_views = config.min_title_views
         titles = (
             views.views
-            | "Sum views" >> beam.CombinePerKey(sum)
-            | "Title threshold" >> beam.Filter(lambda kv: kv[1] >= min_views)
-            | "Title rows" >> beam.Map(_candidate)
+            | "Merge view shards" >> beam.CombinePerKey(MergeCounts())
+            | "Title threshold" >> beam.FlatMap(_over, config.min_title_views)
         )
         write_parquet(titles, f"{work_dir}/title", CANDIDATE_SCHEMA, "Write titles")
         stats.append(views[STATS])

@@ -175,3 +175,17 @@ def test_an_explicit_work_dir_gives_the_same_list_and_is_cleaned_up(inputs, buil
     )
     assert other.read_bytes() == out.read_bytes()
     assert list(work.iterdir()) == []
+
+
+def test_the_number_of_shards_does_not_change_the_list(inputs, built, tmp_path):
+    out, _ = built
+    for shards in (1, 7):
+        other = tmp_path / f"q{shards}.parquet"
+        build_queries(
+            inputs["dumps"],
+            other,
+            inputs["pageviews"],
+            inputs["wordnet"],
+            test_config(shards=shards),
+        )
+        assert other.read_bytes() == out.read_bytes()
