@@ -5,9 +5,10 @@ Public API (imported on first use, so ``openwit --help`` stays light)::
     from openwit.queries import QueryBuildConfig, build_queries, read_query_table
 
 Modules: ``dump`` (MediaWiki XML reader), ``wikitext`` (wikitext to text), ``ngrams``
-(words, bigrams, PMI), ``pageviews``, ``wordnet``, ``pipeline`` (the Beam counting
-pipeline), ``union`` (provenance, cap, order), ``build`` (the driver), ``report`` (tables),
-``export_xml`` (writes dumps, page views and WNDB dirs for tests, the demo and benchmarks).
+(words, bigrams, PMI), ``pageviews``, ``wordnet``, ``shards`` (sharded counts and the PMI
+joins), ``pipeline`` (the Beam counting pipeline), ``union`` (provenance, cap, order),
+``build`` (the driver), ``report`` (tables), ``export_xml`` (writes dumps, page views and
+WNDB dirs for tests, the demo and benchmarks).
 """
 
 from __future__ import annotations
