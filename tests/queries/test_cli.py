@@ -102,3 +102,8 @@ def test_show_refuses_a_file_that_is_not_a_query_list(tmp_path, capsys):
     path.write_bytes(b"not parquet")
     assert main(["queries", "show", str(path)]) == 2
     assert "not a Parquet file" in capsys.readouterr().err
+
+
+def test_build_without_a_dump_is_a_usage_error_exit_2(capsys):
+    assert main(["queries", "build", "--out", "q.parquet"]) == 2
+    assert "--wiki-dump" in capsys.readouterr().err
