@@ -39,16 +39,16 @@ app = typer.Typer(help="Build and inspect the query list.", no_args_is_help=True
 @app.command("build", cls=MultiValueCommand)
 def build(
     wiki_dump: Annotated[
-        list[Path],
+        list[str],
         typer.Option(
             "--wiki-dump",
             help="MediaWiki XML dump(s): pages-articles*.xml.bz2 (multistream too), .xml.gz, "
-            ".xml. Several files are read in parallel.",
+            ".xml; local paths or URLs (gs://, s3://, globs). Several files are read in parallel.",
         ),
     ],
     out: Annotated[Path, typer.Option(help="Where to write the query list (Parquet).")],
     pageviews: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Option("--pageviews", help="Hourly page-view files (pageviews-*.gz)."),
     ] = None,
     wordnet: Annotated[

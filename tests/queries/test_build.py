@@ -189,3 +189,8 @@ def test_the_number_of_shards_does_not_change_the_list(inputs, built, tmp_path):
             test_config(shards=shards),
         )
         assert other.read_bytes() == out.read_bytes()
+
+
+def test_an_unreadable_url_is_a_user_error_not_a_traceback(tmp_path):
+    with pytest.raises(UserError, match=r"cannot list nosuchscheme://bucket/enwiki-\*\.bz2"):
+        build_queries(["nosuchscheme://bucket/enwiki-*.bz2"], tmp_path / "q.parquet")

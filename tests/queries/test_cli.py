@@ -107,3 +107,22 @@ def test_show_refuses_a_file_that_is_not_a_query_list(tmp_path, capsys):
 def test_build_without_a_dump_is_a_usage_error_exit_2(capsys):
     assert main(["queries", "build", "--out", "q.parquet"]) == 2
     assert "--wiki-dump" in capsys.readouterr().err
+
+
+def test_truncated_dump_is_exit_2_naming_file_and_pages_and_keep_partial_builds(tmp_path):
+    from .test_dump import truncated_multistream
+
+    path = truncated_multistream(tmp_path, keep_streams=25)
+    out = tmp_path / "q.parquet"
+    args = ("build", "--wiki-dump", str(path), "--out", str(out), "--set", "min_unigram_count=1")
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert f"{path}: file is truncated" in result.stderr
+    assert "after 25 pages read" in result.stderr
+    assert "--keep-partial" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    kept = run_cli(*args, "--keep-partial")
+    assert kept.returncode == 0, kept.stderr
+    assert "kept 25 records of damaged" in kept.stdout
+    assert out.exists()
