@@ -1,0 +1,128 @@
+"""``openwit queries build`` and ``openwit queries show`` from the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from openwit.cli import main
+
+from .corpus import EXPECTED_ROWS, THRESHOLDS, write_inputs
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return write_inputs(tmp_path_factory.mktemp("cli-inputs"))
+
+
+def threshold_flags() -> list[str]:
+    flags = []
+    for key, value in THRESHOLDS.items():
+        flags += ["--set", f"{key}={value}"]
+    return flags
+
+
+def test_build_takes_several_files_after_one_flag_and_prints_a_table(inputs, tmp_path, capsys):
+    out = tmp_path / "queries.parquet"
+    dumps = [str(p) for p in inputs["dumps"]]
+    views = [str(p) for p in inputs["pageviews"]]
+    code = main(
+        ["queries", "build", "--wiki-dump", *dumps, "--pageviews", *views,
+         "--wordnet", str(inputs["wordnet"]), "--out", str(out), *threshold_flags()]
+    )  # fmt: skip
+    assert code == 0
+    assert pq.read_table(out).column("query").to_pylist() == [r[0] for r in EXPECTED_ROWS]
+    printed = capsys.readouterr().out
+    for word in ("unigram", "bigram", "title", "wordnet", "dump.skipped_redirect"):
+        assert word in printed
+
+
+def test_config_file_and_max_queries_flag(inputs, tmp_path):
+    config = tmp_path / "queries.yaml"
+    config.write_text("".join(f"{k}: {v}\n" for k, v in THRESHOLDS.items()))
+    out = tmp_path / "q.parquet"
+    code = main(
+        ["queries", "build", "--wiki-dump", str(inputs["dumps"][0]), "--wiki-dump",
+         str(inputs["dumps"][1]), "--config", str(config), "--max-queries", "3", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    assert pq.read_table(out).column("query").to_pylist() == [
+        "the",
+        "of",
+        "Yersinia",
+    ]  # quotas 3, 0 of 6, 1
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "openwit.cli", "queries", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_missing_wordnet_dir_is_exit_2_with_one_line(inputs, tmp_path):
+    result = run_cli(
+        "build", "--wiki-dump", str(inputs["dumps"][0]), "--wordnet", str(tmp_path / "none"),
+        "--out", str(tmp_path / "q.parquet"),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "WordNet directory not found" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_threshold_key_is_exit_2_naming_it(inputs, tmp_path, capsys):
+    code = main(
+        ["queries", "build", "--wiki-dump", str(inputs["dumps"][0]), "--out",
+         str(tmp_path / "q.parquet"), "--set", "min_unigram_cuont=3"]
+    )  # fmt: skip
+    assert code == 2
+    assert "min_unigram_cuont" in capsys.readouterr().err
+
+
+def test_show_prints_sources_and_top_queries(inputs, tmp_path, capsys):
+    out = tmp_path / "q.parquet"
+    assert main(["queries", "build", "--wiki-dump", *map(str, inputs["dumps"]),
+                 "--out", str(out), *threshold_flags()]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["queries", "show", str(out), "--limit", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "Yersinia pestis" in printed
+    assert "the" in printed
+    assert "pestis" not in printed.replace("Yersinia pestis", "")  # only the top 2 unigrams
+
+
+def test_show_refuses_a_file_that_is_not_a_query_list(tmp_path, capsys):
+    path = tmp_path / "x.parquet"
+    path.write_bytes(b"not parquet")
+    assert main(["queries", "show", str(path)]) == 2
+    assert "not a Parquet file" in capsys.readouterr().err
+
+
+def test_build_without_a_dump_is_a_usage_error_exit_2(capsys):
+    assert main(["queries", "build", "--out", "q.parquet"]) == 2
+    assert "--wiki-dump" in capsys.readouterr().err
+
+
+def test_truncated_dump_is_exit_2_naming_file_and_pages_and_keep_partial_builds(tmp_path):
+    from .test_dump import truncated_multistream
+
+    path = truncated_multistream(tmp_path, keep_streams=25)
+    out = tmp_path / "q.parquet"
+    args = ("build", "--wiki-dump", str(path), "--out", str(out), "--set", "min_unigram_count=1")
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert f"{path}: file is truncated" in result.stderr
+    assert "after 25 pages read" in result.stderr
+    assert "--keep-partial" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    kept = run_cli(*args, "--keep-partial")
+    assert kept.returncode == 0, kept.stderr
+    assert "kept 25 records of damaged" in kept.stdout
+    assert out.exists()
