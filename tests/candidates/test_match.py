@@ -10,7 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openwit.pipeline.match import MatchStage, match_record
-from openwit.pipeline.matcher import QueryMatcher, spaced_fields
+from openwit.pipeline.matcher import QueryMatcher, spaced
 
 from openwit.beam import apply_core, test_pipeline
 from openwit.config import BuildConfig
@@ -44,8 +44,8 @@ def test_matcher_equals_the_naive_definition(queries, text):
 
 
 @given(text=st.text(max_size=60))
-def test_spaced_fields_are_the_inner_fields_of_metaclip_spacing(text):
-    assert spaced_fields(text) == metaclip_spacing(text).split(" ")[1:-1]
+def test_fast_spacing_equals_the_shared_metaclip_spacing(text):
+    assert spaced(text) == metaclip_spacing(text)
 
 
 def test_matching_examples():
@@ -84,6 +84,34 @@ def test_match_core_sets_query_ids_or_rejects():
     assert kept == [{"uid": "u1", "text": "a dog on the beach", "query_ids": [0, 1]}]
     (rejection,) = match_record(matcher, {"uid": "u2", "text": "a cat on a sofa"})
     assert (rejection.uid, rejection.stage, rejection.reason) == ("u2", "match", "no_query_match")
+
+
+def test_match_table_is_the_record_core_on_a_table():
+    import pyarrow as pa
+    from openwit.pipeline.match import match_table
+
+    from openwit.schemas import candidate_schema
+
+    matcher = QueryMatcher(["dog", "beach"])
+    rows = [
+        {
+            "uid": u,
+            "url": f"https://x/{u}.jpg",
+            "text": t,
+            "source": "s",
+            "source_offset": i,
+            "lang": "en",
+            "lang_score": 0.9,
+        }
+        for i, (u, t) in enumerate([("a", "a dog on the beach"), ("b", "a cat"), ("c", "dog")])
+    ]
+    kept, rejected = match_table(matcher, pa.Table.from_pylist(rows, candidate_schema("text")))
+    assert kept.schema == candidate_schema("match")
+    assert kept.column("uid").to_pylist() == ["a", "c"]
+    assert kept.column("query_ids").to_pylist() == [[0, 1], [0]]
+    assert rejected.to_pylist() == [
+        {"uid": "b", "stage": "match", "reason": "no_query_match", "detail": "a cat"}
+    ]
 
 
 def test_match_stage_on_beam_builds_the_automaton_in_the_worker(tmp_path):
