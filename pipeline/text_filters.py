@@ -46,6 +46,11 @@ _CAMERA_TOKEN = re.compile(
     r"@|,|;|\||-|\d+(?:\.\d+)?)$",
     re.IGNORECASE,
 )
+_DIGIT = re.compile(r"\d")
+# Anywhere in a text: the markers counted by is_camera_settings, as a fast pre-check.
+_CAMERA_MARKER_ANYWHERE = re.compile(
+    r"\bf/?\d|\b\d+/\d+|\biso\d*\b|\d(?:mm|ev)\b|[+-]\d+(?:\.\d+)?ev\b", re.IGNORECASE
+)
 _CAMERA_MARKER = re.compile(r"^(?:f/?\d|\d+/\d+|iso|\d+(?:\.\d+)?mm$|[+-]?\d+(?:\.\d+)?ev$)", re.I)
 
 
@@ -54,7 +59,8 @@ def normalize_text(raw: str) -> str:
     text = html.unescape(raw) if "&" in raw else raw
     if not text.isascii():
         text = unicodedata.normalize("NFC", text)
-    text = _INVISIBLE.sub(" ", text)
+    if not text.isprintable():  # a cheap C check first: most captions have nothing to drop
+        text = _INVISIBLE.sub(" ", text)
     return " ".join(text.split())
 
 
@@ -63,12 +69,15 @@ def is_url_text(text: str) -> bool:
 
 
 def is_filename_text(text: str) -> bool:
-    return len(text) <= 120 and _FILENAME_TEXT.match(text) is not None
+    # File names have few spaces; the count is far cheaper than the regex.
+    return len(text) <= 120 and text.count(" ") <= 5 and _FILENAME_TEXT.match(text) is not None
 
 
 def is_camera_settings(text: str) -> bool:
     """Mostly EXIF-style exposure settings: at least two setting tokens, nothing else but
     setting words, numbers and separators."""
+    if _DIGIT.search(text) is None or len(_CAMERA_MARKER_ANYWHERE.findall(text)) < 2:
+        return False
     tokens = [t.strip(",;|") for t in text.split()]
     tokens = [t for t in tokens if t]
     if len(tokens) < 2 or len(tokens) > 20:
