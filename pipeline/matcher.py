@@ -22,7 +22,6 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from operator import itemgetter
-from typing import Any
 
 _first = itemgetter(0)
 
@@ -128,7 +127,3 @@ def shared_matcher(path: str, digest: str) -> QueryMatcher:
             _cache.clear()  # one query list at a time; an old one is garbage now
             matcher = _cache[key] = QueryMatcher(read_queries(path))
         return matcher
-
-
-def matcher_stats(matcher: QueryMatcher) -> dict[str, Any]:
-    return {"queries": matcher.n_queries}
