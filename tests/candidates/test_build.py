@@ -1,0 +1,255 @@
+"""The four candidate stages through the real stage runner and CLI: funnel law, dedup, demo."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from openwit.pipeline.demo_inputs import write_demo_inputs
+
+from openwit.build import run_build
+from openwit.cli import main
+from openwit.config import load_build_config
+from openwit.demo_data import iter_vocabulary, write_images
+from openwit.schemas import QUERY_SCHEMA, uid_for
+from tests.candidates.crawl_files import json_bytes, wat_envelope, write_wat
+
+WORDS = [
+    "dog",
+    "cat",
+    "bicycle",
+    "harbour",
+    "mountain",
+    "river",
+    "bridge",
+    "market",
+    "garden",
+    "street",
+    "beach",
+    "train",
+    "window",
+    "table",
+    "flower",
+    "tree",
+    "house",
+    "road",
+    "child",
+    "woman",
+    "man",
+    "car",
+    "boat",
+    "sky",
+    "cloud",
+]
+COLOURS = ["red", "green", "blue", "yellow", "old", "small", "large", "wooden"]
+
+
+def write_queries(path: Path, queries: list[str]) -> Path:
+    rows = [{"query": q, "source": "unigram", "count": 1, "score": 1.0} for q in queries]
+    pq.write_table(pa.Table.from_pylist(rows, schema=QUERY_SCHEMA), path)
+    return path
+
+
+def messy_pool(path: Path, n: int, seed: int = 0) -> dict[str, int]:
+    """``n`` JSONL records, a known number of each kind of junk; returns the expected
+    ingest-stage rejection counts."""
+    rng = random.Random(seed)
+    lines: list[bytes] = []
+    expected = {
+        "malformed_record": 0,
+        "missing_url": 0,
+        "missing_text": 0,
+        "duplicate_pair": 0,
+        "unsupported_url": 0,
+    }
+    previous: list[bytes] = []
+    for index in range(n):
+        kind = rng.random()
+        url = f"https://img{index % 7}.example.com/{index}.jpg"
+        words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 9)))
+        caption = f"a {rng.choice(COLOURS)} {words}"
+        if kind < 0.03:
+            lines.append(b'{"url": "https://broken.example/x.jpg", "caption": ')
+            expected["malformed_record"] += 1
+        elif kind < 0.05:
+            lines.append(json.dumps({"caption": caption}).encode())
+            expected["missing_url"] += 1
+        elif kind < 0.07:
+            lines.append(json.dumps({"url": url, "caption": "   "}).encode())
+            expected["missing_text"] += 1
+        elif kind < 0.08:
+            lines.append(json.dumps({"url": f"/relative/{index}.jpg", "caption": caption}).encode())
+            expected["unsupported_url"] += 1
+        elif kind < 0.12 and previous:
+            lines.append(rng.choice(previous))
+            expected["duplicate_pair"] += 1
+        else:
+            junk = rng.random()
+            if junk < 0.05:
+                caption = f"IMG_{index:04d}.JPG"
+            elif junk < 0.08:
+                caption = f"https://example.com/{index}.html"
+            elif junk < 0.10:
+                caption = f"f/{rng.randint(2, 16)} 1/{rng.choice([60, 125, 250])}s ISO {index}"
+            elif junk < 0.14:
+                caption = rng.choice(["Ein Hund im Garten am Fluss", "un chat sur la table rouge"])
+                caption += f" {index}"
+            elif junk < 0.18:
+                caption = rng.choice(WORDS)
+            elif junk < 0.20:
+                caption = "&amp; " + caption + " \u200b caf\xe9"
+            line = json.dumps({"url": url, "caption": caption}).encode()
+            if junk > 0.98:  # raw invalid UTF-8 inside the caption
+                line = line.replace(b"a ", b"\xff ", 1)
+            lines.append(line)
+            previous.append(line)
+    # Duplicates of a malformed or junk line count under their own reason, not as duplicates.
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return expected
+
+
+def read_rejections(build: Path) -> list[dict]:
+    files = sorted((build / "rejections").glob("*.parquet"))
+    return [row for f in files for row in pq.read_table(f).to_pylist()]
+
+
+def stage_uids(build: Path, stage: str) -> list[str]:
+    files = sorted((build / "stages" / stage).glob("part-*.parquet"))
+    return pq.read_table(files, columns=["uid"]).column("uid").to_pylist() if files else []
+
+
+@pytest.mark.slow
+def test_funnel_law_holds_for_a_messy_10k_pool_and_a_crawl(tmp_path):
+    expected = messy_pool(tmp_path / "pool.jsonl", 10_000)
+    links = [
+        {"path": "IMG@/src", "url": f"img/{i}.jpg", "alt": f"a red dog number {i} on a bridge"}
+        for i in range(30)
+    ]
+    write_wat(
+        tmp_path / "crawl.warc.wat.gz",
+        [
+            (
+                "https://site.example/p.html",
+                json_bytes(wat_envelope("https://site.example/p.html", links)),
+            ),
+            ("https://site.example/q.html", b"{not json"),
+        ],
+    )
+    write_queries(tmp_path / "queries.parquet", [*WORDS, *COLOURS, "red dog", "on a"])
+    (tmp_path / "build.yaml").write_text(
+        "out: out\nqueries: queries.parquet\ninputs:\n"
+        "  - path: pool.jsonl\n  - path: crawl.warc.wat.gz\n"
+        "balance:\n  max_per_query: 600\n"
+    )
+    outcome = run_build(load_build_config(tmp_path / "build.yaml"), until="balance")
+    funnel = json.loads((tmp_path / "out" / "funnel.json").read_text())
+
+    assert list(funnel) == ["ingest", "text", "match", "balance"]
+    assert funnel["ingest"]["in"] == 10_000 + 30 + 1
+    previous_out = None
+    for name, counts in funnel.items():
+        assert counts["in"] == counts["out"] + sum(counts["rejected"].values()), name
+        if previous_out is not None:
+            assert counts["in"] == previous_out, name
+        previous_out = counts["out"]
+    ingest_rejected = funnel["ingest"]["rejected"]
+    assert ingest_rejected["malformed_record"] == expected["malformed_record"] + 1
+    for reason in ("missing_url", "missing_text", "unsupported_url", "duplicate_pair"):
+        assert ingest_rejected[reason] == expected[reason], reason
+    for reason in (
+        "filename_text",
+        "url_text",
+        "camera_settings",
+        "too_short",
+        "not_allowed_language",
+    ):
+        assert funnel["text"]["rejected"][reason] > 0, reason
+    assert funnel["balance"]["rejected"]["over_query_cap"] > 0
+
+    # Nothing lost: every pair that left ingest is in the output or rejected exactly once.
+    build = tmp_path / "out"
+    rejections = read_rejections(build)
+    later = [r["uid"] for r in rejections if r["stage"] in ("text", "match", "balance")]
+    assert sorted(later + stage_uids(build, "balance")) == sorted(stage_uids(build, "ingest"))
+    assert len(rejections) == sum(sum(c["rejected"].values()) for c in funnel.values())
+    assert outcome.manifest["stages"]["balance"]["stats"]["queries_over_cap"] >= 1
+    kept = pq.read_table(sorted((build / "stages" / "balance").glob("part-*.parquet")))
+    assert all("  " not in t and "&amp;" not in t for t in kept.column("text").to_pylist())
+
+
+def test_ingest_keeps_the_first_copy_of_a_pair_on_every_runner(tmp_path):
+    rows = [{"url": f"https://a.example/{i}.jpg", "caption": f"caption {i}"} for i in range(6)]
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:4]) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps(r) for r in [rows[5], *rows]) + "\n")
+    results = []
+    for options in ({}, {"direct_running_mode": "multi_processing", "direct_num_workers": 2}):
+        out = tmp_path / f"out{len(results)}"
+        config = load_build_config(
+            None,
+            {
+                "out": str(out),
+                "inputs": [{"path": str(tmp_path / "*.jsonl")}],
+                "beam_options": options,
+            },
+        )
+        run_build(config, until="ingest")
+        table = pq.read_table(sorted((out / "stages" / "ingest").glob("part-*.parquet")))
+        kept = sorted(
+            (r["source"].rsplit("/", 1)[-1], r["source_offset"], r["text"])
+            for r in table.to_pylist()
+        )
+        funnel = json.loads((out / "funnel.json").read_text())["ingest"]
+        results.append((kept, funnel))
+    kept, funnel = results[0]
+    assert results[1] == results[0]
+    assert kept == [("a.jsonl", i, f"caption {i}") for i in range(4)] + [
+        ("b.jsonl", 0, "caption 5"),
+        ("b.jsonl", 5, "caption 4"),
+    ]
+    assert funnel == {"in": 11, "out": 6, "rejected": {"duplicate_pair": 5}}
+    assert uid_for(rows[0]["url"], rows[0]["caption"]) in stage_uids(tmp_path / "out0", "ingest")
+
+
+def test_openwit_build_runs_the_candidate_stages_on_the_demo_inputs(tmp_path, capsys):
+    images = write_images(tmp_path / "images", 24)
+    inputs = write_demo_inputs(
+        tmp_path / "inputs", images, tmp_path / "images", "http://127.0.0.1:8000"
+    )
+    write_queries(tmp_path / "queries.parquet", list(iter_vocabulary()))
+    config = {
+        "out": "build",
+        "queries": "queries.parquet",
+        "inputs": inputs,
+        "text": {"min_lang_score": 0.2},
+        "balance": {"max_per_query": 5},
+    }
+    (tmp_path / "build.yaml").write_text(json.dumps(config))  # JSON is YAML
+
+    assert main(["build", "--config", str(tmp_path / "build.yaml"), "--until", "balance"]) == 0
+    printed = capsys.readouterr().out
+    assert "build stopped after balance" in printed
+    funnel = json.loads((tmp_path / "build" / "funnel.json").read_text())
+    ingest, text = funnel["ingest"]["rejected"], funnel["text"]["rejected"]
+    assert ingest["duplicate_pair"] == 1 and ingest["malformed_record"] == 2
+    assert ingest["unsupported_url"] == 4 + 1  # a data: URI on each page, a relative pool URL
+    assert {
+        "filename_text",
+        "not_allowed_language",
+        "too_short",
+        "url_text",
+        "camera_settings",
+    } <= set(text)
+    balanced = pq.read_table(sorted((tmp_path / "build/stages/balance").glob("part-*.parquet")))
+    urls = set(balanced.column("url").to_pylist())
+    served = {f"http://127.0.0.1:8000/img/{i:05d}.jpg" for i in range(24)}
+    # One good caption points at an image the server lacks: the downloader's 404.
+    assert urls - served <= {"http://127.0.0.1:8000/img/missing-7.jpg"}
+    assert (tmp_path / "build/stages/balance/query_counts.parquet").is_file()
+
+    # A rerun with the same config rewrites nothing.
+    assert main(["build", "--config", str(tmp_path / "build.yaml"), "--until", "balance"]) == 0
+    assert "up to date" in capsys.readouterr().err
