@@ -7,7 +7,7 @@ spellings of a word in brackets, not words of their own). A *bigram* is two word
 each other on one line: a punctuation token, any other non-word token or a line break
 between them ends the run, because ``" a b "`` can only occur in a spaced caption where the
 two words are adjacent. Every unigram and bigram is therefore a string ``q`` with
-``as_query(q) == q``, counted exactly where ``" q "`` occurs in the spaced line (any
+``is_query(q)``, counted exactly where ``" q "`` occurs in the spaced line (any
 whitespace character counts as a space; the stripper has already turned ``&nbsp;`` into one).
 
 Bigram PMI is NLTK's ``BigramAssocMeasures.pmi`` (what MetaCLIP's ``build_metadata.py``

