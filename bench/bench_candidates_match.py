@@ -214,10 +214,10 @@ def stage_versus_core(
     """Wall time of the Beam match stage and of its plain core on the same Parquet file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from openwit.pipeline.match import MatchStage, match_table
-    from openwit.pipeline.matcher import QueryMatcher, read_queries
 
     from openwit.config import BuildConfig
+    from openwit.pipeline.match import MatchStage, match_table
+    from openwit.pipeline.matcher import QueryMatcher, read_queries
     from openwit.schemas import QUERY_SCHEMA, REJECTION_SCHEMA, candidate_schema, uid_for
     from openwit.stage import StageContext
 

@@ -205,12 +205,11 @@ def run_openwit(config: Path) -> tuple[float, int, dict[str, float]]:
 
 def openwit_build(config_path: str) -> None:
     """The openwit side, in its own process: stand-in candidates, then the real stages."""
+    from openwit.config import load_build_config
     from openwit.pipeline.demo import PoolCandidates
     from openwit.pipeline.download import DownloadStage
     from openwit.pipeline.image import ImageStage
     from openwit.pipeline.shard import ShardStage
-
-    from openwit.config import load_build_config
     from openwit.runner import BuildRunner
 
     stages = [PoolCandidates(), DownloadStage(), ImageStage(), ShardStage()]

@@ -156,6 +156,7 @@ def generate(root: Path) -> list[Path]:
 def plain_loop(files: list[Path], config) -> tuple[int, int]:
     """The same counting, single process, no Beam: the baseline."""
     import pyarrow.parquet as pq
+
     from openwit.queries.dump import iter_pages, skip_reason
     from openwit.queries.ngrams import count_ngrams, pmi
     from openwit.queries.union import rows_to_table, union_queries

@@ -25,14 +25,14 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from openwit.pipeline.downloader import STAGE, DownloadSettings, Outcome, shared_downloader
-from openwit.pipeline.fetch.client import Connector
-from openwit.pipeline.fetch.policy import Resolver
 
 from openwit.beam import quiet_beam_logging
 from openwit.config import BuildConfig, json_hash
 from openwit.funnel import Rejection
 from openwit.io import atomic_path, atomic_write_json, read_json
+from openwit.pipeline.downloader import STAGE, DownloadSettings, Outcome, shared_downloader
+from openwit.pipeline.fetch.client import Connector
+from openwit.pipeline.fetch.policy import Resolver
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import Stage, StageContext, StageResult
 

@@ -17,6 +17,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
+from openwit import __version__
+from openwit.config import BuildConfig
+from openwit.funnel import Rejection
 from openwit.pipeline.fetch.client import (
     ClientSettings,
     Connector,
@@ -27,10 +30,6 @@ from openwit.pipeline.fetch.client import (
 from openwit.pipeline.fetch.hosts import HostLimiter
 from openwit.pipeline.fetch.policy import Resolver, UrlPolicy
 from openwit.pipeline.imaging import ImageRejected, ResizeSettings, make_resizer
-
-from openwit import __version__
-from openwit.config import BuildConfig
-from openwit.funnel import Rejection
 
 STAGE = "download"
 

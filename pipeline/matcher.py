@@ -8,8 +8,8 @@ sorted, distinct row numbers of the queries that match.
 **How.** Like MetaCLIP's own Aho-Corasick matcher, the automaton holds the space-padded
 queries, so every match it reports is a whole-word match and no boundary check is needed.
 What differs is measured in docs/candidates.md: the automaton is ahocorasick_rs's contiguous
-NFA (Rust) instead of pyahocorasick's trie, the spacing is a chain of ``str.replace`` (several
-times faster than ``str.translate`` on CPython), and the matches go from Rust into a set
+NFA (Rust) instead of pyahocorasick's trie, the shared spacing is a chain of ``str.replace``
+(several times faster than ``str.translate`` on CPython), and the matches go from Rust into a set
 without a Python loop. A word-level automaton (one symbol per word) was tried and measured
 slower: the per-word dictionary lookups in Python cost more than the characters they save.
 """
@@ -23,18 +23,9 @@ import threading
 from collections.abc import Sequence
 from operator import itemgetter
 
+from openwit.text import metaclip_spacing
+
 _first = itemgetter(0)
-
-
-def spaced(text: str) -> str:
-    """``metaclip_spacing(text)``, computed with str.replace (equal; a test checks it)."""
-    for mark in (",", ".", ";", ":", "?", "!", "`"):
-        if mark in text:
-            text = text.replace(mark, f" {mark} ")
-    for control in ("\t", "\n", "\r"):
-        if control in text:
-            text = text.replace(control, " ")
-    return f" {text} "
 
 
 class QueryMatcher:
@@ -69,7 +60,7 @@ class QueryMatcher:
         """Sorted, distinct ids of the queries that match ``text``."""
         if self.automaton is None:
             return []
-        found = self.automaton.find_matches_as_indexes(spaced(text), True)  # overlapping
+        found = self.automaton.find_matches_as_indexes(metaclip_spacing(text), True)  # overlapping
         return sorted(set(map(_first, found))) if found else []
 
 

@@ -26,6 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+
+from openwit.beam import read_parquet, write_parquet
+from openwit.errors import UserError
+from openwit.funnel import Rejection, count_reasons, count_rows
+from openwit.io import atomic_write_json
 from openwit.pipeline.shardio import (
     image_extension,
     sample_order,
@@ -33,11 +38,6 @@ from openwit.pipeline.shardio import (
     shard_name,
     write_shard,
 )
-
-from openwit.beam import read_parquet, write_parquet
-from openwit.errors import UserError
-from openwit.funnel import Rejection, count_reasons, count_rows
-from openwit.io import atomic_write_json
 from openwit.schemas import KEY_DIGITS, REJECTION_SCHEMA, sample_key
 from openwit.stage import REJECTION_GLOB, Stage, StageContext, StageResult
 

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openwit.errors import UserError
+from openwit.io import atomic_path, atomic_write_json
 from openwit.queries.config import QueryBuildConfig
 from openwit.queries.dump import SKIP_REASONS, read_namespaces
 from openwit.queries.ngrams import max_pmi
 from openwit.queries.pageviews import LINE_OUTCOMES, namespace_names
 from openwit.queries.union import Candidate, SourceSummary, rows_to_table, union_queries
 from openwit.queries.wordnet import read_wordnet, wordnet_dir
-
-from openwit.errors import UserError
-from openwit.io import atomic_path, atomic_write_json
 
 
 @dataclass

@@ -81,12 +81,11 @@ def build(
     ] = None,
 ) -> None:
     """Wikipedia unigrams and PMI bigrams, popular titles, WordNet -> queries.parquet."""
+    from openwit.config import parse_assignments
+    from openwit.console import stderr
     from openwit.queries.build import build_queries
     from openwit.queries.config import load_query_config
     from openwit.queries.report import print_build_summary
-
-    from openwit.config import parse_assignments
-    from openwit.console import stderr
 
     overrides = parse_assignments(set_ or [], "--set")
     if max_queries is not None:

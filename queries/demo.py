@@ -36,6 +36,7 @@ def caption_words() -> set[str]:
 
 def run(ctx: DemoContext) -> str:
     import pyarrow.parquet as pq
+
     from openwit.queries.build import build_queries
     from openwit.queries.config import QueryBuildConfig
 

@@ -38,6 +38,8 @@ import pyarrow as pa  # noqa: E402
 from apache_beam.transforms.window import GlobalWindow  # noqa: E402
 from apache_beam.utils.timestamp import MIN_TIMESTAMP  # noqa: E402
 from apache_beam.utils.windowed_value import WindowedValue  # noqa: E402
+
+from openwit.beam import new_pipeline, write_parquet  # noqa: E402
 from openwit.queries.config import QueryBuildConfig  # noqa: E402
 from openwit.queries.dump import (  # noqa: E402
     DumpReadError,
@@ -56,8 +58,6 @@ from openwit.queries.shards import (  # noqa: E402
     split_by_shard,
 )
 from openwit.queries.wikitext import wikitext_to_text  # noqa: E402
-
-from openwit.beam import new_pipeline, write_parquet  # noqa: E402
 
 STATS, FILES, UNIGRAMS, BIGRAMS = "stats", "files", "unigrams", "bigrams"
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from openwit.queries.build import QueryBuildResult
-
 from openwit.console import print_table, stdout
 from openwit.errors import UserError
+from openwit.queries.build import QueryBuildResult
 from openwit.schemas import QUERY_SCHEMA, QUERY_SOURCES
 
 

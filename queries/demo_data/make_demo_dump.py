@@ -12,9 +12,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from openwit.queries.export_xml import DumpPage, write_dump, write_pageviews, write_wndb
-
 from openwit.demo_data import BACKGROUNDS, COLOURS, SHAPES
+from openwit.queries.export_xml import DumpPage, write_dump, write_pageviews, write_wndb
 
 HERE = Path(__file__).resolve().parent
 SENTENCES = (

@@ -10,6 +10,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from openwit.config import BuildConfig
+from openwit.funnel import Rejection
 from openwit.pipeline.balance import (
     QUERY_COUNTS_FILE,
     BalanceStage,
@@ -17,9 +20,6 @@ from openwit.pipeline.balance import (
     keep_probability,
     uniform_draw,
 )
-
-from openwit.config import BuildConfig
-from openwit.funnel import Rejection
 from openwit.schemas import QUERY_SCHEMA, candidate_schema, uid_for
 from openwit.stage import StageContext
 

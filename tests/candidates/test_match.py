@@ -9,12 +9,12 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from openwit.pipeline.match import MatchStage, match_record
-from openwit.pipeline.matcher import QueryMatcher, spaced
 
 from openwit.beam import apply_core, test_pipeline
 from openwit.config import BuildConfig
 from openwit.errors import ConfigError
+from openwit.pipeline.match import MatchStage, match_record
+from openwit.pipeline.matcher import QueryMatcher
 from openwit.schemas import QUERY_SCHEMA
 from openwit.text import as_query, metaclip_spacing
 
@@ -41,11 +41,6 @@ normalised_queries = st.lists(words, min_size=1, max_size=3).map(" ".join)
 def test_matcher_equals_the_naive_definition(queries, text):
     matcher = QueryMatcher(queries)
     assert matcher.match(text) == reference_matches(queries, text)
-
-
-@given(text=st.text(max_size=60))
-def test_fast_spacing_equals_the_shared_metaclip_spacing(text):
-    assert spaced(text) == metaclip_spacing(text)
 
 
 def test_matching_examples():
@@ -88,8 +83,8 @@ def test_match_core_sets_query_ids_or_rejects():
 
 def test_match_table_is_the_record_core_on_a_table():
     import pyarrow as pa
-    from openwit.pipeline.match import match_table
 
+    from openwit.pipeline.match import match_table
     from openwit.schemas import candidate_schema
 
     matcher = QueryMatcher(["dog", "beach"])

@@ -9,11 +9,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from openwit.pipeline.readers import ReadUnit, detect_format, plan_units, read_unit
 
 from openwit.config import BuildConfig
 from openwit.errors import ConfigError
 from openwit.funnel import Rejection
+from openwit.pipeline.readers import ReadUnit, detect_format, plan_units, read_unit
 from openwit.schemas import uid_for
 from tests.candidates.crawl_files import json_bytes, wat_envelope, write_warc, write_wat
 

@@ -7,13 +7,13 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
 from hypothesis import strategies as st
-from openwit.pipeline.langid import language_id
-from openwit.pipeline.text import TextStage, filter_text
-from openwit.pipeline.text_filters import content_rejection, normalize_text
 
 from openwit.beam import apply_core, test_pipeline
 from openwit.config import BuildConfig, TextConfig
 from openwit.funnel import Rejection
+from openwit.pipeline.langid import language_id
+from openwit.pipeline.text import TextStage, filter_text
+from openwit.pipeline.text_filters import content_rejection, normalize_text
 
 
 def test_normalisation_examples():

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import sys
 
+from openwit.config import load_build_config
 from openwit.pipeline.download import DownloadStage
 from openwit.pipeline.image import ImageStage
 from openwit.pipeline.shard import ShardStage
-
-from openwit.config import load_build_config
 from openwit.runner import BuildRunner
 from tests.download.stages import PoolCandidates
 

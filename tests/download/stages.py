@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from openwit.pipeline.demo import PoolCandidates as DemoPoolCandidates
-from openwit.pipeline.demo import pool_candidate
 
 from openwit.config import BuildConfig, load_build_config
+from openwit.pipeline.demo import PoolCandidates as DemoPoolCandidates
+from openwit.pipeline.demo import pool_candidate
 from openwit.stage import Stage, StageContext, StageResult
 
 

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+
 from openwit.pipeline.fetch import policy as policy_module
 from openwit.pipeline.fetch.client import (
     ClientSettings,
@@ -20,7 +21,6 @@ from openwit.pipeline.fetch.client import (
 from openwit.pipeline.fetch.hosts import HostLimiter
 from openwit.pipeline.fetch.policy import UrlPolicy
 from openwit.pipeline.fetch.robots import opted_out
-
 from tests.download.servers import RecordingNetwork, Route
 
 BUDGET = 2.0

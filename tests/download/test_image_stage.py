@@ -8,11 +8,11 @@ import imagehash
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from openwit.pipeline.image import check_image, hash_to_uint64, image_hashes
-from openwit.pipeline.imaging import PillowResizer, ResizeSettings
 from PIL import Image
 
 from openwit.funnel import Rejection
+from openwit.pipeline.image import check_image, hash_to_uint64, image_hashes
+from openwit.pipeline.imaging import PillowResizer, ResizeSettings
 from tests.download.servers import photo
 
 

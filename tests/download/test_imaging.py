@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from openwit.pipeline.imaging import (
     ImageRejected,
     Img2datasetResizer,
@@ -15,8 +17,6 @@ from openwit.pipeline.imaging import (
     ResizeSettings,
     geometry,
 )
-from PIL import Image
-
 from tests.download.servers import photo, png_bomb, png_of
 
 MODES = ["keep_ratio_largest", "keep_ratio", "center_crop", "border", "no"]

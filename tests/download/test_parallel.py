@@ -7,10 +7,10 @@ import functools
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from openwit.pipeline.parallel import apply_core_threaded
 
 from openwit.beam import test_pipeline
 from openwit.funnel import Rejection
+from openwit.pipeline.parallel import apply_core_threaded
 
 
 def _judge(record):

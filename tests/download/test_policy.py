@@ -8,13 +8,13 @@ import socket
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from openwit.pipeline.fetch.policy import (
     BlockedUrl,
     UrlPolicy,
     address_class,
     parse_ipv4_any_spelling,
 )
-
 from tests.download.servers import RecordingNetwork
 
 #: A public-looking name that resolves to loopback: a DNS-rebinding attacker's setup.

@@ -11,10 +11,10 @@ import tarfile
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from openwit.pipeline.image import image_hashes
 from openwit.pipeline.shard import ShardStage
 from openwit.pipeline.shardio import UnsafeMemberName, member_name, write_tar
-
 from openwit.runner import BuildRunner
 from openwit.schemas import candidate_schema
 from tests.download.servers import photo

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from openwit.pipeline.download import _start_plan, plan_row_groups, plan_units
 from openwit.pipeline.downloader import DownloadSettings
 from openwit.pipeline.fetch.client import ClientSettings
 from openwit.pipeline.imaging import ResizeSettings
-
 from tests.download.stages import candidate
 
 

@@ -7,9 +7,9 @@ import math
 
 import pyarrow.parquet as pq
 import pytest
-from openwit.queries.build import build_queries, summary_path
 
 from openwit.errors import UserError
+from openwit.queries.build import build_queries, summary_path
 from openwit.schemas import QUERY_SCHEMA
 from openwit.text import is_query
 

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
-from openwit.queries.demo import DEMO_DATA, caption_words, run
 
 from openwit.demo import DemoContext
+from openwit.queries.demo import DEMO_DATA, caption_words, run
 
 
 def test_demo_part_writes_a_query_list_holding_every_caption_word(tmp_path):

@@ -6,6 +6,8 @@ import bz2
 import re
 
 import pytest
+
+from openwit.errors import UserError
 from openwit.queries.build import build_queries
 from openwit.queries.dump import (
     DumpReadError,
@@ -15,8 +17,6 @@ from openwit.queries.dump import (
     skip_reason,
 )
 from openwit.queries.export_xml import DumpPage, dump_bytes, write_dump
-
-from openwit.errors import UserError
 
 from .corpus import ARTICLES, SKIPPED, test_config
 

@@ -6,6 +6,7 @@ from collections import Counter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from openwit.queries.ngrams import count_ngrams, pmi
 from openwit.queries.shards import (
     attach_first_word,

@@ -7,6 +7,8 @@ from collections import Counter
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
+from openwit.errors import UserError
 from openwit.queries.export_xml import write_wndb
 from openwit.queries.pageviews import (
     LINE_OUTCOMES,
@@ -16,8 +18,6 @@ from openwit.queries.pageviews import (
 )
 from openwit.queries.union import proportional_quotas, union_queries
 from openwit.queries.wordnet import parse_data_line, read_wordnet, wordnet_dir
-
-from openwit.errors import UserError
 from openwit.text import is_query
 
 NAMESPACES = namespace_names(["Portal", "Draft"])

@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from openwit.queries.ngrams import count_ngrams, is_word, max_pmi, pmi, word_runs
 from openwit.queries.wikitext import wikitext_to_text
-
 from openwit.text import is_query, metaclip_spacing
 
 
