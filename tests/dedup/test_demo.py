@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from openwit.dedup.demo import run
+
 from openwit.demo import DemoContext
 
 
