@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
     from openwit.config import DedupConfig
 
+#: Eval images are shrunk to this longest side before hashing (the build's default
+#: ``image.resize_max_side``).
+STORED_SIDE = 256
 #: (left, top, right, bottom) fractions cut off an image for one crop variant, per step.
 CROP_PATTERNS: tuple[tuple[int, int, int, int], ...] = (
     (1, 1, 1, 1),  # centre
@@ -104,9 +107,15 @@ class Detector:
 
     def variant_hashes(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         """``(phash, dhash)`` arrays with one entry per variant of an eval image."""
-        from PIL import ImageOps
+        from PIL import Image, ImageOps
 
-        base = trim_borders(image.convert("RGB"))
+        base = trim_borders(image.convert("L"))
+        # Training images are stored at most STORED_SIDE pixels long and hashed there; an
+        # eval image hashed at that size is closer to them, and 44 variants cost less.
+        scale = STORED_SIDE / max(base.size)
+        if scale < 1:
+            size = (max(1, round(base.width * scale)), max(1, round(base.height * scale)))
+            base = base.resize(size, Image.Resampling.BICUBIC)
         mirrored = ImageOps.mirror(base) if self.flip else None
         phashes, dhashes = [], []
         for variant in self.variants():

@@ -121,7 +121,9 @@ def image_hashes(image: Image.Image) -> tuple[int, int]:
     converts to greyscale itself, so any PIL mode is fine. The build hashes the image as it
     is stored (after resizing), which is what the audit later reads from the shards.
     """
-    return hash_pair(trim_borders(image))
+    # imagehash converts to greyscale itself; doing it once here serves the trim and both
+    # hashes (the same pixels: cropping and converting commute).
+    return hash_pair(trim_borders(image.convert("L")))
 
 
 def bytes_hashes(data: bytes) -> tuple[int, int]:
