@@ -128,12 +128,25 @@ def bucket_forest(
                 representatives.append(other)
     if len(representatives) > 1:
         codes = np.asarray([int(s.phash) for s in representatives], dtype=np.uint64)  # type: ignore[arg-type]
-        index = HammingIndex(codes, radius)
-        queries, hits, _ = index.search(codes)
+        queries, hits = _pairs_within(codes, radius)
         for q, h in zip(queries.tolist(), hits.tolist()):
             if q < h and _dhash_close(representatives[q], representatives[h], dhash_radius):
                 union.union(representatives[q].key, representatives[h].key)
     return [(member, root) for root, keys in union.groups().items() for member in keys[1:]]
+
+
+#: Buckets up to this size are compared pair by pair (one numpy operation); an index only
+#: pays off above it. At 1M records most buckets hold a few hashes.
+BRUTE_FORCE_UP_TO = 256
+
+
+def _pairs_within(codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(i, j)`` of all code pairs within ``radius`` bits (both orders)."""
+    if len(codes) <= BRUTE_FORCE_UP_TO:
+        close = np.bitwise_count(codes[:, None] ^ codes[None, :]) <= radius
+        return np.nonzero(close)
+    queries, hits, _ = HammingIndex(codes, radius).search(codes)
+    return queries, hits
 
 
 def _dhash_close(a: Slim, b: Slim, dhash_radius: int | None) -> bool:

@@ -47,9 +47,14 @@ def _n_masks(band_bits: int, flips: int) -> int:
 
 
 def choose_bands(n: int, radius: int) -> tuple[int, int]:
-    """``(band_bits, n_bands)`` that minimise the estimated work of one query.
+    """``(band_bits, n_bands)`` that minimise the estimated work of one query (see below)."""
+    # Rounded to a power of two so that many small indexes share one cached answer.
+    return _choose_bands(1 << max(0, int(n) - 1).bit_length(), radius)
 
-    A query costs ``n_bands * probes * (1 + expected bucket size)``: wide bands mean few
+
+@cache
+def _choose_bands(n: int, radius: int) -> tuple[int, int]:
+    """A query costs ``n_bands * probes * (1 + expected bucket size)``: wide bands mean few
     codes per bucket but many flip probes, narrow bands the reverse. For uniformly spread
     codes a bucket holds ``n / 2**band_bits`` codes.
     """
