@@ -66,7 +66,8 @@ def overlap_chart(sets: list[dict[str, Any]], path: Path) -> None:
     names = [s["name"] for s in sets]
     rates = [100 * (s["overlap_rate"] or 0.0) for s in sets]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(sets) + 2), 3.2), dpi=110)
-    bars = ax.bar(names, rates, color="#4c72b0")
+    bars = ax.bar(names, rates, color="#4c72b0", width=0.5)
+    ax.set_xlim(-0.75, len(sets) - 0.25)
     for bar, s in zip(bars, sets):
         ax.annotate(
             f"{s['n_overlap']}/{s['n']}",
@@ -120,10 +121,11 @@ def delta_chart(sets: list[dict[str, Any]], path: Path) -> bool:
             label="All − Clean" if x == 0 else None,
         )
     ax.axhline(0, color="#888", linewidth=0.8)
+    ax.set_xlim(-0.75, len(measured) - 0.25)
     ax.set_xticks(xs, [s["name"] for s in measured])
     ax.set_ylabel("accuracy difference (points)")
     ax.set_title("Zero-shot accuracy: does overlap help?")
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(path)

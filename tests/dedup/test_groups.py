@@ -90,3 +90,23 @@ def test_forest_of_many_equal_hashes_is_linear():
     links = bucket_forest(items, 4, None)
     assert len(links) == 2999
     assert {root for _, root in links} == {"k00000"}
+
+
+def test_big_bucket_through_the_index_gives_the_same_groups_as_pairwise():
+    import numpy as np
+    import openwit.dedup.groups as groups
+
+    rng = np.random.default_rng(5)
+    centres = rng.integers(0, 2**64 - 1, size=150, dtype=np.uint64, endpoint=True)
+    codes = [int(c) ^ (1 << int(b)) for c in centres for b in rng.choice(64, 4, replace=False)]
+    items = [slim(f"k{i:04d}", code) for i, code in enumerate(codes)]
+    assert len(items) > groups.BRUTE_FORCE_UP_TO
+    via_index = components(bucket_forest(items, 2, None))
+    old = groups.BRUTE_FORCE_UP_TO
+    groups.BRUTE_FORCE_UP_TO = 10_000
+    try:
+        pairwise = components(bucket_forest(items, 2, None))
+    finally:
+        groups.BRUTE_FORCE_UP_TO = old
+    assert via_index == pairwise
+    assert len(set(pairwise.values())) >= 140  # about one group per centre
