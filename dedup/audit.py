@@ -232,12 +232,12 @@ def _thumbnail(data_or_path: bytes | Path, dest: Path) -> bool:
 
 
 def write_thumbnails(
-    out: Path, shards: Path, set_name: str, root: Path, pairs: list[dict[str, Any]]
+    out: Path, shards: Path, folder_name: str, root: Path, pairs: list[dict[str, Any]]
 ) -> None:
-    """Thumbnails of the shown pairs under ``out/thumbs/<set>/``; paths go into ``pairs``."""
+    """Thumbnails of the shown pairs under ``out/thumbs/<folder>/``; paths go into ``pairs``."""
     from openwit.dedup.shards import read_images
 
-    folder = Path("thumbs") / safe_name(set_name)
+    folder = Path("thumbs") / folder_name
     wanted: dict[str, set[str]] = defaultdict(set)
     for pair in pairs:
         wanted[pair["shard"]].add(pair["shard_key"])
@@ -310,7 +310,9 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
             for m in set_matches
         ]
         shown = pairs[: request.max_pairs]
-        write_thumbnails(out, request.shards, eval_set.name, eval_set.root, shown)
+        # Numbered, so two set names that sanitise alike never share a folder.
+        folder = f"{index:02d}-{safe_name(eval_set.name)}"
+        write_thumbnails(out, request.shards, folder, eval_set.root, shown)
         n = len(hashes)
         entry: dict[str, Any] = {
             "name": eval_set.name,

@@ -244,26 +244,35 @@ class DedupStage(BeamStage):
         return candidate_schema("image")
 
     def expand(self, records: Any, ctx: StageContext) -> tuple[Any, Any]:
-        kept, rejected, _ = build_graph(
-            records, ctx.config.dedup, Detector.from_config(ctx.config.dedup), []
-        )
+        """Kept and rejected records (:meth:`run` also writes the eval matches)."""
+        kept, rejected, _ = self.graph(records, ctx, self.eval_catalog(ctx))
         return kept, rejected
 
-    def run(self, ctx: StageContext) -> StageResult | None:
+    def eval_catalog(self, ctx: StageContext) -> Any:
+        """The hashed eval sets of the config (hashed on the launcher), or None."""
         from openwit.dedup.evalhash import EvalCatalog
 
         config = ctx.config.dedup
-        detector = Detector.from_config(config)
-        catalog = EvalCatalog.build(config.eval_sets, detector) if config.eval_sets else None
+        if not config.eval_sets:
+            return None
+        return EvalCatalog.build(config.eval_sets, Detector.from_config(config))
+
+    def graph(self, records: Any, ctx: StageContext, catalog: Any) -> tuple[Any, Any, Any]:
+        config = ctx.config.dedup
         eval_hashes = catalog.sets if catalog is not None else []
+        return build_graph(records, config, Detector.from_config(config), eval_hashes)
+
+    def run(self, ctx: StageContext) -> StageResult | None:
+        catalog = self.eval_catalog(ctx)
         with ctx.new_pipeline() as pipeline:
-            records = self.read(pipeline, ctx)
-            kept, rejected, matches = build_graph(records, config, detector, eval_hashes)
+            kept, rejected, matches = self.graph(self.read(pipeline, ctx), ctx, catalog)
             write_parquet(kept, ctx.output_prefix, self.output_schema(ctx.config), "Write kept")
             write_parquet(rejected, ctx.rejections_prefix, REJECTION_SCHEMA, "Write rejected")
             write_parquet(
                 matches, str(ctx.work_dir / MATCHES_PREFIX), EVAL_MATCH_SCHEMA, "Write matches"
             )
+        config = ctx.config.dedup
+        detector = Detector.from_config(config)
         return StageResult(stats=eval_stats(ctx.work_dir, catalog, detector, config.decontaminate))
 
 

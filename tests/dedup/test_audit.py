@@ -142,7 +142,7 @@ def test_report_folder_is_self_contained(audited, tmp_path):
     shutil.copytree(out, copy)
     for source in sources:
         assert (copy / source).is_file()
-    thumbs = sorted((out / "thumbs" / "pets").glob("*.jpg"))
+    thumbs = sorted((out / "thumbs" / "00-pets").glob("*.jpg"))
     assert len(thumbs) == 6  # three pairs, eval and shard side each
 
 
@@ -344,3 +344,18 @@ def test_cli_module_stays_light():
     code = f"import sys, openwit.dedup.cli; print([m for m in {heavy!r} if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_several_eval_sets_are_audited_side_by_side(world, tmp_path):
+    _, shards, eval_root = world
+    only_coffee = write_eval_set(tmp_path / "coffee", {"cup": [("coffee", photo("coffee"))]})
+    audit = run_audit(
+        AuditRequest(
+            shards, {"pets": eval_root, "pets?": only_coffee}, tmp_path / "r", progress=False
+        )
+    )
+    assert [(s["name"], s["n"], s["n_overlap"]) for s in audit["sets"]] == [
+        ("pets", 8, 2),
+        ("pets?", 1, 0),
+    ]
+    assert sorted(p.name for p in (tmp_path / "r" / "thumbs").iterdir()) == ["00-pets"]
