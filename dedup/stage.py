@@ -280,6 +280,7 @@ def eval_stats(
     stage_dir: Path, catalog: Any, detector: Detector, decontaminate: bool
 ) -> dict[str, Any]:
     """Per eval set: images, images matched, training samples matched (for the manifest)."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     if catalog is None:
@@ -289,7 +290,7 @@ def eval_stats(
     sets = {}
     for hashes in catalog.sets:
         if table is not None and table.num_rows:
-            rows = table.filter(pa.compute.equal(table["eval_set"], hashes.name))
+            rows = table.filter(pc.equal(table["eval_set"], hashes.name))
             images = len(set(rows["eval_path"].to_pylist()))
             samples = len(set(rows["uid"].to_pylist()))
         else:
