@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def hash_eval_set(
     chunk = 32
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     label = f"hashing eval set {eval_set.name}"
-    with progress_bar(label, total=len(paths)) if progress else _null_bar() as advance:
+    bar = progress_bar(label, total=len(paths)) if progress else nullcontext(lambda n=1: None)
+    with bar as advance:
         if workers > 1 and len(paths) >= PARALLEL_FROM:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -103,14 +105,6 @@ def hash_eval_set(
         readable,
         errors,
     )
-
-
-class _null_bar:
-    def __enter__(self):
-        return lambda n=1: None
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 @dataclass

@@ -143,16 +143,22 @@ class MatchEvalSets(beam.DoFn):
             }
 
 
-def eval_rejection(match: dict[str, Any]) -> tuple[str, tuple]:
+def eval_candidate(match: dict[str, Any]) -> tuple[str, tuple]:
+    """``(key, (distances, detail))``: the distances order a record's matches."""
     detail = (
         f"matches {match['eval_set']}/{match['eval_path']} "
         f"(pHash {match['phash_distance']}, dHash {match['dhash_distance']}, {match['variant']})"
     )
-    return match["key"], ("eval_overlap", detail)
+    return match["key"], ((match["phash_distance"], match["dhash_distance"]), detail)
 
 
-def closest_first(details: Iterable[tuple]) -> tuple:
-    return min(details)
+def closest_first(candidates: Iterable[tuple]) -> tuple:
+    return min(candidates)
+
+
+def eval_rejection(keyed: tuple[str, tuple]) -> tuple[str, tuple[str, str]]:
+    key, (_, detail) = keyed
+    return key, ("eval_overlap", detail)
 
 
 # -- the final join --------------------------------------------------------------------------
@@ -200,8 +206,9 @@ def build_graph(
     if config.decontaminate:
         eval_rejects = (
             matches
-            | "Eval rejection" >> beam.Map(eval_rejection)
+            | "Eval candidates" >> beam.Map(eval_candidate)
             | "Closest eval match" >> beam.CombinePerKey(closest_first)
+            | "Eval rejection" >> beam.Map(eval_rejection)
         )
     else:
         eval_rejects = records.pipeline | "No decontamination" >> beam.Create([])

@@ -207,3 +207,16 @@ def test_records_without_hashes_pass_through():
         )
         assert_that(kept | "uids" >> beam.Map(lambda r: r["uid"]), equal_to(["a", "b"]))
         assert_that(rejected, equal_to([]), label="no rejections")
+
+
+def test_the_closest_eval_match_names_the_rejection():
+    from openwit.dedup.stage import closest_first, eval_candidate, eval_rejection
+
+    def match(path, p, d):
+        return {"key": "k", "eval_set": "s", "eval_path": path, "variant": "full",
+                "phash_distance": p, "dhash_distance": d}  # fmt: skip
+
+    candidates = [eval_candidate(match(*m))[1] for m in [("a.png", 7, 1), ("z.png", 2, 9)]]
+    key, (reason, detail) = eval_rejection(("k", closest_first(candidates)))
+    assert (key, reason) == ("k", "eval_overlap")
+    assert "s/z.png (pHash 2" in detail
