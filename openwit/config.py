@@ -98,9 +98,23 @@ class ImageConfig(Section):
 
 
 class DedupConfig(Section):
-    near_duplicate_radius: int = Field(4, ge=0, le=64)
+    """Exact/near duplicates and eval overlap (docs/dedup.md has the measurements)."""
+
+    near_duplicate_radius: int = Field(4, ge=0, le=31, description="pHash bits")
+    near_duplicate_dhash_radius: int | None = Field(14, ge=0, le=64, description="None: off")
     eval_sets: dict[str, str] = Field(default_factory=dict)
     decontaminate: bool = False
+    eval_phash_radius: int = Field(8, ge=0, le=31)
+    eval_dhash_radius: int | None = Field(14, ge=0, le=64, description="None: off")
+    eval_mirror: bool = True
+    eval_crop_steps: list[float] = Field(default_factory=lambda: [0.04, 0.08, 0.12])
+
+    @field_validator("eval_crop_steps")
+    @classmethod
+    def _crop_steps(cls, value: list[float]) -> list[float]:
+        if any(not 0 < step < 0.5 for step in value):
+            raise ValueError("each crop step is a share of a side, between 0 and 0.5")
+        return value
 
 
 class ShardsConfig(Section):

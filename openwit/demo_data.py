@@ -144,7 +144,8 @@ def write_eval_set(root: Path, per_class: int, seed: int = 1) -> Path:
             colour, background = rng.choice(list(COLOURS)), rng.choice(list(BACKGROUNDS))
             data = render(colour, shape, background, rng, (256, 256))
             (folder / f"{shape}-{index:03d}.jpg").write_bytes(data)
-    (root / "classnames.txt").write_text("\n".join(SHAPES) + "\n")
+    # One name per class folder, in the sorted folder order EvalSet gives labels in.
+    (root / "classnames.txt").write_text("\n".join(sorted(SHAPES)) + "\n")
     (root / "templates.txt").write_text("\n".join(EVAL_TEMPLATES) + "\n")
     return root
 

@@ -1,0 +1,375 @@
+"""``openwit audit``: how much of each evaluation set is in the shards, and does it matter?
+
+CLIP section 5 as a tool. Every evaluation image is hashed in the detector's variants, the
+shard indexes' hash columns are streamed through one index of those hashes, and each eval
+set is split into Overlap (some shard sample matches) and Clean. With zero-shot predictions
+-- from a checkpoint through ``openwit.train.zeroshot`` or precomputed tables -- accuracy
+on All, Clean and Overlap is compared (:mod:`openwit.dedup.stats`). The result is
+``OUT/audit.json`` and a self-contained ``OUT/index.html`` (:mod:`openwit.dedup.report`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from openwit.dedup.detector import Detector
+from openwit.dedup.evalhash import EvalCatalog, hash_eval_set
+from openwit.dedup.stats import ALPHA, CI_LEVEL, MIN_OVERLAP_FOR_TEST, accuracy_split
+
+from openwit.errors import NotBuiltYet, UserError
+from openwit.evalsets import EvalSet
+
+AUDIT_JSON = "audit.json"
+THUMB_SIZE = 160
+TEXT_CHARS = 300
+
+
+@dataclass
+class AuditRequest:
+    shards: Path
+    eval_sets: dict[str, Path]
+    out: Path
+    detector: Detector = field(default_factory=Detector)
+    predictions: dict[str, Path] = field(default_factory=dict)  # set name -> Parquet table
+    checkpoint: Path | None = None
+    model: str | None = None
+    device: str = "cpu"
+    max_pairs: int = 60  # matched pairs shown with thumbnails per set (all are in the JSON)
+    workers: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class ShardMatch:
+    set_index: int
+    sample: int
+    shard: str  # index file name without extension (the tar beside it has the same stem)
+    key: str
+    uid: str | None
+    url: str | None
+    text: str | None
+    variant: str
+    phash_distance: int
+    dhash_distance: int
+
+
+# -- inputs ------------------------------------------------------------------------------------
+def _check_request(request: AuditRequest) -> list[EvalSet]:
+    from openwit.dedup.shards import shard_indexes
+
+    if not request.eval_sets:
+        raise UserError("--eval: give at least one evaluation set as NAME=PATH")
+    shard_indexes(request.shards)
+    eval_sets = [EvalSet.open(name, root) for name, root in request.eval_sets.items()]
+    for name, path in request.predictions.items():
+        if name not in request.eval_sets:
+            raise UserError(f"--predictions {name}: no --eval set of that name")
+        if not path.is_file():
+            raise UserError(f"--predictions {name}: no such file: {path}")
+    if request.checkpoint is not None:
+        if not request.checkpoint.is_file():
+            raise UserError(f"--checkpoint: no such file: {request.checkpoint}")
+        if not request.model:
+            raise UserError("--checkpoint needs --model (the open_clip model name)")
+        _zero_shot_function()  # fail now, not after the overlap search
+    return eval_sets
+
+
+def _zero_shot_function() -> Any:
+    try:
+        from openwit.train.zeroshot import zero_shot_predictions
+    except ImportError as exc:
+        if exc.name is None or "openwit.train" in exc.name or "zero_shot" in str(exc):
+            raise NotBuiltYet("zero-shot evaluation (openwit.train.zeroshot)") from None
+        raise
+    return zero_shot_predictions
+
+
+def correctness(table: Any, eval_set: EvalSet, source: str) -> list[bool]:
+    """Per-sample correctness, in ``eval_set.samples`` order, from a predictions table.
+
+    The table has one row per image: ``path`` (relative to the set's root, as
+    ``EvalSet.samples``) and ``correct``; every image of the set must be there exactly once.
+    """
+    names = set(table.column_names)
+    if not {"path", "correct"} <= names:
+        raise UserError(f"{source}: predictions need columns 'path' and 'correct'")
+    paths = [str(p) for p in table.column("path").to_pylist()]
+    flags = table.column("correct").to_pylist()
+    by_path = dict(zip(paths, flags))
+    if len(by_path) != len(paths):
+        raise UserError(f"{source}: some image paths appear more than once")
+    expected = [s.path for s in eval_set.samples]
+    missing = [p for p in expected if p not in by_path]
+    extra = set(by_path) - set(expected)
+    if missing or extra:
+        example = (missing or sorted(extra))[0]
+        raise UserError(
+            f"{source}: predictions do not match eval set {eval_set.name}: "
+            f"{len(missing)} of its {len(expected)} images missing, {len(extra)} unknown "
+            f"(e.g. {example!r})"
+        )
+    return [bool(by_path[p]) for p in expected]
+
+
+def _predictions(request: AuditRequest, eval_set: EvalSet) -> tuple[list[bool] | None, str | None]:
+    import pyarrow.parquet as pq
+
+    path = request.predictions.get(eval_set.name)
+    if path is not None:
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise UserError(f"--predictions {eval_set.name}: cannot read {path}: {exc}") from None
+        return correctness(table, eval_set, str(path)), f"predictions {path.name}"
+    if request.checkpoint is not None:
+        zero_shot = _zero_shot_function()
+        table = zero_shot(request.checkpoint, request.model, eval_set.root, device=request.device)
+        return correctness(table, eval_set, "zero-shot predictions"), "checkpoint"
+    return None, None
+
+
+# -- overlap search ----------------------------------------------------------------------------
+def find_overlaps(shards: Path, catalog: EvalCatalog, progress: bool = True) -> list[ShardMatch]:
+    """Every (shard sample, eval image) pair the detector matches."""
+    from openwit.dedup.hashing import as_uint64_array
+    from openwit.dedup.shards import count_rows, iter_batches, shard_indexes
+
+    from openwit.console import progress_bar
+
+    files = shard_indexes(shards)
+    found: list[ShardMatch] = []
+    total = count_rows(files)
+    with progress_bar("searching shards", total=total) as advance:
+        for path, batch in iter_batches(files):
+            valid = np.ones(batch.num_rows, dtype=bool)
+            for column in ("phash", "dhash"):
+                nulls = batch.column(column).is_null().to_numpy(zero_copy_only=False)
+                valid &= ~nulls
+            rows = np.flatnonzero(valid)
+            phash = as_uint64_array(batch.column("phash").fill_null(0))[rows]
+            dhash = as_uint64_array(batch.column("dhash").fill_null(0))[rows]
+            matches = catalog.match(phash, dhash)
+            if matches:
+                columns = {name: batch.column(name) for name in batch.schema.names}
+                for m in matches:
+                    row = int(rows[m.query])
+                    value = {n: c[row].as_py() for n, c in columns.items() if n not in ("phash",)}
+                    found.append(
+                        ShardMatch(
+                            m.set_index,
+                            m.sample,
+                            path.stem,
+                            str(value["key"]),
+                            value.get("uid"),
+                            value.get("url"),
+                            (value.get("text") or "")[:TEXT_CHARS] or None,
+                            m.variant,
+                            m.phash_distance,
+                            m.dhash_distance,
+                        )
+                    )
+            if progress:
+                advance(batch.num_rows)
+    return found
+
+
+def decontamination_counts(shards: Path) -> dict[str, dict[str, int]] | None:
+    """What the build's dedup stage removed as eval overlap, when ``shards`` is in a build."""
+    import pyarrow.parquet as pq
+    from openwit.dedup.layout import MATCHES_GLOB, STAGE
+
+    from openwit.io import read_json
+
+    manifest_path = shards.parent / "manifest.json"
+    try:
+        manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+    except ValueError:
+        manifest = {}
+    dedup_config = (manifest.get("config") or {}).get("dedup") or {}
+    if not dedup_config.get("decontaminate"):
+        return None
+    files = sorted((shards.parent / "stages" / STAGE).glob(MATCHES_GLOB))
+    counts: dict[str, dict[str, set]] = defaultdict(lambda: {"images": set(), "samples": set()})
+    for path in files:
+        for row in pq.read_table(path).to_pylist():
+            if row["rejected"]:
+                counts[row["eval_set"]]["images"].add(row["eval_path"])
+                counts[row["eval_set"]]["samples"].add(row["uid"])
+    return {
+        name: {"images": len(v["images"]), "training_samples": len(v["samples"])}
+        for name, v in counts.items()
+    }
+
+
+# -- thumbnails --------------------------------------------------------------------------------
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "set"
+
+
+def _thumbnail(data_or_path: bytes | Path, dest: Path) -> bool:
+    import io
+
+    from PIL import Image
+
+    try:
+        source = io.BytesIO(data_or_path) if isinstance(data_or_path, bytes) else data_or_path
+        with Image.open(source) as image:
+            image.draft("RGB", (THUMB_SIZE * 2, THUMB_SIZE * 2))
+            image = image.convert("RGB")
+            image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            image.save(dest, "JPEG", quality=85)
+        return True
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def write_thumbnails(
+    out: Path, shards: Path, folder_name: str, root: Path, pairs: list[dict[str, Any]]
+) -> None:
+    """Thumbnails of the shown pairs under ``out/thumbs/<folder>/``; paths go into ``pairs``."""
+    from openwit.dedup.shards import read_images
+
+    folder = Path("thumbs") / folder_name
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for pair in pairs:
+        wanted[pair["shard"]].add(pair["shard_key"])
+    images: dict[tuple[str, str], bytes] = {}
+    for shard, keys in wanted.items():
+        for key, data in read_images(shards / f"{shard}.tar", keys).items():
+            images[(shard, key)] = data
+    for index, pair in enumerate(pairs):
+        eval_rel = folder / f"{index:04d}-eval.jpg"
+        shard_rel = folder / f"{index:04d}-shard.jpg"
+        ok = _thumbnail(root / pair["eval_path"], out / eval_rel)
+        pair["eval_thumb"] = eval_rel.as_posix() if ok else None
+        data = images.get((pair["shard"], pair["shard_key"]))
+        ok = data is not None and _thumbnail(data, out / shard_rel)
+        pair["shard_thumb"] = shard_rel.as_posix() if ok else None
+
+
+# -- the audit ---------------------------------------------------------------------------------
+def run_audit(request: AuditRequest) -> dict[str, Any]:
+    """Run the audit and write ``audit.json`` and ``index.html`` into ``request.out``."""
+    import shutil
+
+    from openwit.dedup.report import write_report
+    from openwit.dedup.shards import count_rows, shard_indexes
+
+    from openwit.io import atomic_write_json
+
+    eval_sets = _check_request(request)
+    hashed = [
+        hash_eval_set(s, request.detector, request.workers, request.progress) for s in eval_sets
+    ]
+    catalog = EvalCatalog(request.detector, hashed)
+    matches = find_overlaps(request.shards, catalog, request.progress)
+    removed = decontamination_counts(request.shards)
+
+    out = request.out
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "thumbs").is_dir():
+        shutil.rmtree(out / "thumbs")  # a rerun must not show stale pairs
+    by_set: dict[int, list[ShardMatch]] = defaultdict(list)
+    for match in matches:
+        by_set[match.set_index].append(match)
+
+    sets = []
+    for index, (eval_set, hashes) in enumerate(zip(eval_sets, catalog.sets)):
+        set_matches = sorted(
+            by_set[index],
+            key=lambda m: (m.phash_distance, m.dhash_distance, hashes.paths[m.sample], m.key),
+        )
+        overlap = np.zeros(len(hashes), dtype=bool)
+        for m in set_matches:
+            overlap[m.sample] = True
+        correct, source = _predictions(request, eval_set)
+        pairs = [
+            {
+                "eval_path": hashes.paths[m.sample],
+                "eval_label": int(hashes.labels[m.sample]),
+                "eval_class": eval_set.classnames[int(hashes.labels[m.sample])],
+                "shard": m.shard,
+                "shard_key": m.key,
+                "uid": m.uid,
+                "url": m.url,
+                "text": m.text,
+                "variant": m.variant,
+                "phash_distance": m.phash_distance,
+                "dhash_distance": m.dhash_distance,
+                "eval_thumb": None,
+                "shard_thumb": None,
+            }
+            for m in set_matches
+        ]
+        shown = pairs[: request.max_pairs]
+        # Numbered, so two set names that sanitise alike never share a folder.
+        folder = f"{index:02d}-{safe_name(eval_set.name)}"
+        write_thumbnails(out, request.shards, folder, eval_set.root, shown)
+        n = len(hashes)
+        entry: dict[str, Any] = {
+            "name": eval_set.name,
+            "root": str(eval_set.root),
+            "n": n,
+            "n_unreadable": len(hashes.errors),
+            "n_overlap": int(overlap.sum()),
+            "overlap_rate": float(overlap.sum() / n) if n else None,
+            "n_training_matches": len({(m.shard, m.key) for m in set_matches}),
+        }
+        split = accuracy_split(correct, overlap.tolist()) if correct is not None else None
+        for name in (
+            "acc_all",
+            "acc_clean",
+            "acc_overlap",
+            "delta_all_minus_clean",
+            "delta_overlap_minus_clean",
+            "p_value",
+        ):
+            entry[name] = getattr(split, name) if split else None
+        entry["ci_overlap"] = list(split.ci_overlap) if split and split.ci_overlap else None
+        entry["correct_overlap"] = split.correct_overlap if split else None
+        entry["test_note"] = split.test_note if split else "no predictions: accuracy not measured"
+        entry["accuracy_source"] = source
+        entry["detector"] = request.detector.name
+        entry["phash_radius"] = request.detector.phash_radius
+        entry["dhash_radius"] = request.detector.dhash_radius
+        if removed is not None:  # the shards come from a build that decontaminated
+            entry["removed_by_decontamination"] = removed.get(
+                eval_set.name, {"images": 0, "training_samples": 0}
+            )
+        else:
+            entry["removed_by_decontamination"] = None
+        entry["unreadable"] = dict(list(hashes.errors.items())[:20])
+        entry["pairs_shown"] = min(len(pairs), request.max_pairs)
+        entry["matches"] = pairs
+        sets.append(entry)
+
+    files = shard_indexes(request.shards)
+    audit = {
+        "openwit_audit": 1,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "shards": str(request.shards),
+        "n_shard_files": len(files),
+        "n_shard_samples": count_rows(files),
+        "build_decontaminated": removed is not None,
+        "detector": request.detector.to_json(),
+        "test": {
+            "kind": "one-sided binomial test: overlap accuracy against clean accuracy as null",
+            "alpha": round(ALPHA, 6),
+            "ci": f"{CI_LEVEL:.1%} Clopper-Pearson on overlap accuracy",
+            "min_overlap_for_test": MIN_OVERLAP_FOR_TEST,
+        },
+        "checkpoint": str(request.checkpoint) if request.checkpoint else None,
+        "model": request.model if request.checkpoint else None,
+        "sets": sets,
+    }
+    atomic_write_json(out / AUDIT_JSON, audit, skip_if_same=False)
+    write_report(audit, out)
+    return audit

@@ -1,0 +1,264 @@
+"""The audit's HTML report: one self-contained folder (``index.html``, charts, thumbnails).
+
+Everything is a relative file next to ``index.html`` -- no script, no web font, no remote
+URL -- so the folder can be copied, mailed or served as it is. Text from the shards (URLs,
+captions) is escaped; URLs are shown, never linked, so opening the report fetches nothing.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from openwit.io import atomic_write_text
+
+OVERLAP_CHART = "overlap_rates.png"
+DELTA_CHART = "accuracy_deltas.png"
+
+CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1150px;
+       color: #1d2330; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 2em; }
+.muted { color: #667; } .note { background: #f4f6fa; padding: .6em .9em; border-radius: 6px; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { padding: .35em .7em; border-bottom: 1px solid #dde; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f4f6fa; }
+img.chart { max-width: 100%; border: 1px solid #eee; }
+.pairs { display: grid; grid-template-columns: repeat(auto-fill, minmax(350px, 1fr)); gap: 14px; }
+.pair { border: 1px solid #dde; border-radius: 6px; padding: 8px; }
+.pair .imgs { display: flex; gap: 6px; }
+.pair figure { margin: 0; flex: 1; text-align: center; }
+.pair img { width: 160px; height: 160px; object-fit: contain; background: #f4f6fa; }
+.pair figcaption { font-size: 12px; color: #556; }
+.pair .meta { font-size: 12px; word-break: break-all; margin-top: 4px; }
+.missing { width: 160px; height: 160px; display: flex; align-items: center;
+           justify-content: center; background: #f4f6fa; color: #889; font-size: 12px; }
+"""
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value * 100:.{digits}f}%"
+
+
+def _pp(value: float | None) -> str:
+    """Percentage points with a sign."""
+    return "–" if value is None else f"{value * 100:+.1f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def overlap_chart(sets: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s["name"] for s in sets]
+    rates = [100 * (s["overlap_rate"] or 0.0) for s in sets]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(sets) + 2), 3.2), dpi=110)
+    bars = ax.bar(names, rates, color="#4c72b0", width=0.5)
+    ax.set_xlim(-0.75, len(sets) - 0.25)
+    for bar, s in zip(bars, sets):
+        ax.annotate(
+            f"{s['n_overlap']}/{s['n']}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
+    ax.set_ylabel("overlap (% of eval images)")
+    ax.set_ylim(0, max(5.0, max(rates, default=0) * 1.25))
+    ax.set_title("Detected overlap with the training shards")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def delta_chart(sets: list[dict[str, Any]], path: Path) -> bool:
+    """Overlap minus Clean accuracy with its 99.5% interval, and All minus Clean; False if
+    no set has accuracies."""
+    measured = [s for s in sets if s["acc_clean"] is not None and s["acc_overlap"] is not None]
+    if not measured:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(measured) + 2), 3.4), dpi=110)
+    xs = list(range(len(measured)))
+    for x, s in zip(xs, measured):
+        clean = s["acc_clean"]
+        centre = 100 * (s["acc_overlap"] - clean)
+        low, high = (100 * (b - clean) for b in s["ci_overlap"])
+        ax.errorbar(
+            [x],
+            [centre],
+            yerr=[[centre - low], [high - centre]],
+            fmt="o",
+            color="#c44e52",
+            capsize=4,
+            label="Overlap − Clean (99.5% CI)" if x == 0 else None,
+        )
+        ax.plot(
+            [x + 0.15],
+            [100 * s["delta_all_minus_clean"]],
+            "D",
+            color="#4c72b0",
+            label="All − Clean" if x == 0 else None,
+        )
+    ax.axhline(0, color="#888", linewidth=0.8)
+    ax.set_xlim(-0.75, len(measured) - 0.25)
+    ax.set_xticks(xs, [s["name"] for s in measured])
+    ax.set_ylabel("accuracy difference (points)")
+    ax.set_title("Zero-shot accuracy: does overlap help?")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def _summary_table(sets: list[dict[str, Any]]) -> str:
+    head = (
+        "<tr><th>eval set</th><th>images</th><th>overlap</th><th>rate</th>"
+        "<th>acc All</th><th>acc Clean</th><th>acc Overlap</th><th>All − Clean</th>"
+        "<th>Overlap 99.5% CI</th><th>p-value</th></tr>"
+    )
+    rows = []
+    for s in sets:
+        ci = s["ci_overlap"]
+        ci_text = "–" if ci is None else f"{_pct(ci[0])} – {_pct(ci[1])}"
+        p_text = _p(s["p_value"])
+        if s["p_value"] is None and s["acc_all"] is not None:
+            p_text = f'<span class="muted" title="{_e(s["test_note"])}">no test</span>'
+        rows.append(
+            f"<tr><td>{_e(s['name'])}</td><td>{s['n']:,}</td><td>{s['n_overlap']:,}</td>"
+            f"<td>{_pct(s['overlap_rate'], 2)}</td><td>{_pct(s['acc_all'])}</td>"
+            f"<td>{_pct(s['acc_clean'])}</td><td>{_pct(s['acc_overlap'])}</td>"
+            f"<td>{_pp(s['delta_all_minus_clean'])}</td><td>{ci_text}</td><td>{p_text}</td></tr>"
+        )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _notes(sets: list[dict[str, Any]]) -> str:
+    items = []
+    for s in sets:
+        if s.get("test_note"):
+            items.append(f"<li><b>{_e(s['name'])}</b>: {_e(s['test_note'])}</li>")
+        removed = s.get("removed_by_decontamination")
+        if removed:
+            items.append(
+                f"<li><b>{_e(s['name'])}</b>: the build removed {removed['training_samples']:,} "
+                f"training samples matching {removed['images']:,} of its images "
+                "(decontamination); the overlap above is what remains.</li>"
+            )
+        if s.get("n_unreadable"):
+            items.append(
+                f"<li><b>{_e(s['name'])}</b>: {s['n_unreadable']} images could not be read "
+                "and were not searched.</li>"
+            )
+    return f"<ul>{''.join(items)}</ul>" if items else ""
+
+
+def _figure(src: str | None, caption: str) -> str:
+    if src is None:
+        return (
+            '<figure><div class="missing">no image</div>'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
+    return (
+        f'<figure><img src="{_e(src)}" alt="{_e(caption)}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
+def _pairs(s: dict[str, Any]) -> str:
+    shown = s["matches"][: s["pairs_shown"]]
+    if not shown:
+        return '<p class="muted">No matched pairs.</p>'
+    cards = []
+    for pair in shown:
+        cards.append(
+            '<div class="pair"><div class="imgs">'
+            + _figure(pair["eval_thumb"], f"eval: {pair['eval_path']}")
+            + _figure(pair["shard_thumb"], f"shard {pair['shard']} key {pair['shard_key']}")
+            + '</div><div class="meta">'
+            f"pHash {pair['phash_distance']}, dHash {pair['dhash_distance']} "
+            f"({_e(pair['variant'])})<br>url: {_e(pair['url'])}<br>"
+            f"text: {_e(pair['text'])}</div></div>"
+        )
+    more = len(s["matches"]) - len(shown)
+    tail = f'<p class="muted">{more:,} more pairs in audit.json.</p>' if more > 0 else ""
+    return f'<div class="pairs">{"".join(cards)}</div>{tail}'
+
+
+def render_html(audit: dict[str, Any], has_delta_chart: bool) -> str:
+    sets = audit["sets"]
+    detector = audit["detector"]
+    accuracy = (
+        f"zero-shot accuracy of <code>{_e(audit['model'])}</code> from "
+        f"<code>{_e(audit['checkpoint'])}</code>"
+        if audit.get("checkpoint")
+        else "accuracy from the given prediction tables"
+        if any(s["accuracy_source"] for s in sets)
+        else "no checkpoint or predictions given: accuracy columns are empty"
+    )
+    delta = (
+        f'<img class="chart" src="{DELTA_CHART}" alt="accuracy deltas">'
+        if has_delta_chart
+        else '<p class="muted">No accuracy to compare (no checkpoint or predictions, or no '
+        "overlap).</p>"
+    )
+    sections = "".join(
+        f"<h2>{_e(s['name'])}: matched pairs ({len(s['matches']):,})</h2>{_pairs(s)}" for s in sets
+    )
+    test = audit["test"]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>openwit overlap audit</title><style>{CSS}</style></head>
+<body>
+<h1>Overlap audit</h1>
+<p class="muted">{audit["n_shard_samples"]:,} training samples in {audit["n_shard_files"]:,} shards
+(<code>{_e(audit["shards"])}</code>) against {len(sets)} evaluation set(s); {accuracy}.
+Created {_e(audit["created"])}.</p>
+<p class="note">Detector: {_e(detector["name"])}, {detector["variants"]} hashes per eval image.
+An eval image is in <b>Overlap</b> when any training sample matches it, else in <b>Clean</b>.
+The p-value is a {_e(test["kind"])} (shown from {test["min_overlap_for_test"]} overlapping
+images on, and only where the test could reach p &le; {test["alpha"]:g});
+the interval is the {_e(test["ci"])}.</p>
+{_summary_table(sets)}
+{_notes(sets)}
+<h2>Overlap rate</h2>
+<img class="chart" src="{OVERLAP_CHART}" alt="overlap rates">
+<h2>Accuracy differences</h2>
+{delta}
+{sections}
+</body></html>
+"""
+
+
+def write_report(audit: dict[str, Any], out: Path) -> Path:
+    """Write the charts and ``index.html`` into ``out``; returns the HTML path."""
+    overlap_chart(audit["sets"], out / OVERLAP_CHART)
+    has_delta = delta_chart(audit["sets"], out / DELTA_CHART)
+    if not has_delta:
+        (out / DELTA_CHART).unlink(missing_ok=True)
+    path = out / "index.html"
+    atomic_write_text(path, render_html(audit, has_delta))
+    return path
