@@ -29,10 +29,11 @@ def rate(fn, items) -> float:
 
 def main() -> None:
     import skimage.data
+    from PIL import Image
+
     from openwit.dedup import transforms as tf
     from openwit.dedup.detector import Detector
     from openwit.dedup.hashing import bytes_hashes, hash_pair
-    from PIL import Image
 
     photos = [
         Image.fromarray(getattr(skimage.data, n)()).convert("RGB")

@@ -32,6 +32,7 @@ def queries_near(codes: np.ndarray, rng: np.random.Generator, count: int, radius
 
 def main() -> None:
     import faiss
+
     from openwit.dedup.hamming import HammingIndex, brute_force_search
 
     faiss.omp_set_num_threads(1)

@@ -52,11 +52,11 @@ def synthetic_records(rng: np.random.Generator) -> list[dict]:
 
 def run_dedup(records: list[dict], eval_hashes: list) -> float:
     import apache_beam as beam
-    from openwit.dedup.detector import Detector
-    from openwit.dedup.stage import build_graph
 
     from openwit.beam import new_pipeline
     from openwit.config import DedupConfig
+    from openwit.dedup.detector import Detector
+    from openwit.dedup.stage import build_graph
 
     started = time.perf_counter()
     with new_pipeline() as pipeline:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from openwit.dedup.detector import Detector
 from openwit.dedup.evalhash import EvalCatalog, hash_eval_set
 from openwit.dedup.stats import ALPHA, CI_LEVEL, MIN_OVERLAP_FOR_TEST, accuracy_split
-
 from openwit.errors import NotBuiltYet, UserError
 from openwit.evalsets import EvalSet
 
@@ -138,10 +138,9 @@ def _predictions(request: AuditRequest, eval_set: EvalSet) -> tuple[list[bool] |
 # -- overlap search ----------------------------------------------------------------------------
 def find_overlaps(shards: Path, catalog: EvalCatalog, progress: bool = True) -> list[ShardMatch]:
     """Every (shard sample, eval image) pair the detector matches."""
+    from openwit.console import progress_bar
     from openwit.dedup.hashing import as_uint64_array
     from openwit.dedup.shards import count_rows, iter_batches, shard_indexes
-
-    from openwit.console import progress_bar
 
     files = shard_indexes(shards)
     found: list[ShardMatch] = []
@@ -183,8 +182,8 @@ def find_overlaps(shards: Path, catalog: EvalCatalog, progress: bool = True) -> 
 def decontamination_counts(shards: Path) -> dict[str, dict[str, int]] | None:
     """What the build's dedup stage removed as eval overlap, when ``shards`` is in a build."""
     import pyarrow.parquet as pq
-    from openwit.dedup.layout import MATCHES_GLOB, STAGE
 
+    from openwit.dedup.layout import MATCHES_GLOB, STAGE
     from openwit.io import read_json
 
     manifest_path = shards.parent / "manifest.json"
@@ -262,7 +261,6 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
 
     from openwit.dedup.report import write_report
     from openwit.dedup.shards import count_rows, shard_indexes
-
     from openwit.io import atomic_write_json
 
     eval_sets = _check_request(request)

@@ -53,10 +53,9 @@ def audit(
     """
     import dataclasses
 
+    from openwit.console import print_table, stdout
     from openwit.dedup.audit import AuditRequest, run_audit
     from openwit.dedup.detector import Detector
-
-    from openwit.console import print_table, stdout
     from openwit.evalsets import parse_eval_args
 
     detector = Detector()

@@ -35,8 +35,8 @@ def write_shards(
     import pyarrow as pa
     import pyarrow.parquet as pq
     import webdataset as wds
-    from openwit.dedup.hashing import bytes_hashes
 
+    from openwit.dedup.hashing import bytes_hashes
     from openwit.schemas import sample_key, uid_for
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -78,8 +78,9 @@ def write_shards(
 
 
 def _stored_jpeg(path: Path) -> bytes:
-    from openwit.dedup.transforms import store
     from PIL import Image
+
+    from openwit.dedup.transforms import store
 
     with Image.open(path) as image:
         buffer = io.BytesIO()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from openwit.dedup.hamming import HammingIndex
 from openwit.dedup.hashing import hash_pair, trim_borders
 

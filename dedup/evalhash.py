@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from openwit.dedup.detector import Detector, EvalIndex, Matches
 
+from openwit.dedup.detector import Detector, EvalIndex, Matches
 from openwit.evalsets import EvalSet
 
 #: Below this many images a set is hashed in this process (starting workers costs more).

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from openwit.dedup.hamming import BITS, HammingIndex
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from openwit.dedup import transforms as tf
 from openwit.dedup.detector import Detector
 from openwit.dedup.hashing import image_hashes, phash_int

@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
+# Beam through openwit.beam, which quiets Beam's import-time warning before importing it.
+from openwit.beam import REJECTED, CoreDoFn, beam, write_parquet
+from openwit.config import BuildConfig, DedupConfig
 from openwit.dedup.detector import Detector
 from openwit.dedup.groups import (
     Slim,
@@ -35,10 +39,6 @@ from openwit.dedup.groups import (
     uid_of,
 )
 from openwit.dedup.layout import EVAL_MATCH_SCHEMA, MATCHES_GLOB, MATCHES_PREFIX, STAGE
-
-# Beam through openwit.beam, which quiets Beam's import-time warning before importing it.
-from openwit.beam import REJECTED, CoreDoFn, beam, write_parquet
-from openwit.config import BuildConfig, DedupConfig
 from openwit.funnel import Rejection
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import BeamStage, StageContext, StageResult

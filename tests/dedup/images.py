@@ -7,8 +7,9 @@ import json
 from functools import cache
 from pathlib import Path
 
-from openwit.dedup import transforms as tf
 from PIL import Image
+
+from openwit.dedup import transforms as tf
 
 
 @cache

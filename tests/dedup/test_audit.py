@@ -12,12 +12,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from openwit.cli import main
 from openwit.dedup import transforms as tf
 from openwit.dedup.audit import AuditRequest, decontamination_counts, run_audit
 from openwit.dedup.demo import write_shards
 from openwit.dedup.stats import clopper_pearson
-
-from openwit.cli import main
 from openwit.evalsets import EvalSet
 from tests.dedup.images import photo, stored, write_eval_set
 

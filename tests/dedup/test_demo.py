@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from openwit.dedup.demo import run
-
 from openwit.demo import DemoContext
 
 

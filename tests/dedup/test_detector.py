@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from openwit.config import DedupConfig
 from openwit.dedup import transforms as tf
 from openwit.dedup.detector import Detector, EvalIndex
 from openwit.dedup.evalhash import EvalCatalog, hash_eval_set
@@ -16,8 +18,6 @@ from openwit.dedup.quality import (
     evaluate,
     radius_sweep,
 )
-
-from openwit.config import DedupConfig
 from openwit.evalsets import EvalSet
 from tests.dedup.images import photo, write_eval_set
 

@@ -6,6 +6,7 @@ import random
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from openwit.dedup.groups import (
     Slim,
     UnionFind,
@@ -94,6 +95,7 @@ def test_forest_of_many_equal_hashes_is_linear():
 
 def test_big_bucket_through_the_index_gives_the_same_groups_as_pairwise():
     import numpy as np
+
     import openwit.dedup.groups as groups
 
     rng = np.random.default_rng(5)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from openwit.dedup.hamming import HammingIndex, brute_force_search, choose_bands, flip_masks
 
 

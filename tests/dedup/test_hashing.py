@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from openwit.dedup import transforms as tf
 from openwit.dedup.hashing import (
     border_box,
@@ -19,7 +20,6 @@ from openwit.dedup.hashing import (
     int_to_hash,
     trim_borders,
 )
-
 from tests.dedup.images import jpeg_bytes, photo
 
 

@@ -6,11 +6,11 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+
+from openwit.config import load_build_config
 from openwit.dedup import transforms as tf
 from openwit.dedup.layout import MATCHES_GLOB
 from openwit.dedup.stage import DedupStage, decide
-
-from openwit.config import load_build_config
 from openwit.funnel import Rejection
 from openwit.runner import BuildRunner
 from openwit.schemas import candidate_schema, uid_for
@@ -188,11 +188,10 @@ def test_the_same_record_read_twice_is_kept_once():
 
 
 def test_records_without_hashes_pass_through():
-    from openwit.dedup.detector import Detector
-    from openwit.dedup.stage import build_graph
-
     from openwit.beam import test_pipeline
     from openwit.config import DedupConfig
+    from openwit.dedup.detector import Detector
+    from openwit.dedup.stage import build_graph
 
     records = [
         {"uid": "a", "sha256": None, "phash": None, "dhash": None, "url": "http://x/a"},

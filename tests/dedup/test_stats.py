@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from scipy.stats import beta, binomtest
+
 from openwit.dedup.stats import (
     ALPHA,
     MIN_OVERLAP_FOR_TEST,
@@ -13,7 +15,6 @@ from openwit.dedup.stats import (
     clopper_pearson,
     why_no_test,
 )
-from scipy.stats import beta, binomtest
 
 
 def test_one_sided_binomial_p_value_by_hand():

@@ -19,9 +19,9 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-from openwit.dedup.hashing import bytes_hashes
 
 from openwit.config import BuildConfig
+from openwit.dedup.hashing import bytes_hashes
 from openwit.schemas import candidate_schema, uid_for
 from openwit.stage import CoreStage, StageContext, StageResult
 
