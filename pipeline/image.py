@@ -4,43 +4,27 @@ The checks use the *original* size (``original_width``/``original_height``, set 
 download stage before resizing), as DataComp filters: an image whose shorter side is below
 ``image.min_side`` (200 px) or whose sides differ by more than ``image.max_aspect`` (3:1)
 is rejected. The hashes are taken from the stored bytes, the pixels that end up in the
-shards: pHash and dHash from imagehash (8x8), as unsigned 64-bit integers whose bits are
-imagehash's, row by row, first bit highest (``int(str(h), 16)``), so the Hamming distance
-is ``(a ^ b).bit_count()``, the same number as imagehash's ``h1 - h2``.
+shards: pHash and dHash from imagehash (8x8) as unsigned 64-bit integers, computed by
+:func:`openwit.dedup.hashing.bytes_hashes`, the one hashing that the dedup stage and the
+overlap audit share (uniform bars trimmed first; ``int(str(h), 16)`` of imagehash's hash;
+Hamming distance ``(a ^ b).bit_count()``).
 """
 
 from __future__ import annotations
 
 import functools
-import io
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
 from openwit.config import BuildConfig
+from openwit.dedup.hashing import bytes_hashes
 from openwit.funnel import Rejection
 from openwit.schemas import candidate_schema
 from openwit.stage import CoreStage
 
 STAGE = "image"
-
-
-def hash_to_uint64(image_hash: Any) -> int:
-    """An 8x8 imagehash as an integer (first bit of the first row highest)."""
-    import numpy as np
-
-    return int.from_bytes(np.packbits(image_hash.hash.ravel()).tobytes(), "big")
-
-
-def image_hashes(data: bytes) -> tuple[int, int]:
-    """(pHash, dHash) of encoded image bytes, as imagehash computes them."""
-    import imagehash
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as image:
-        gray = image.convert("L")  # both hashes start from greyscale; convert once
-    return hash_to_uint64(imagehash.phash(gray)), hash_to_uint64(imagehash.dhash(gray))
 
 
 def check_image(
@@ -57,7 +41,7 @@ def check_image(
         yield Rejection(uid, STAGE, "bad_aspect_ratio", f"{width}x{height} is {aspect:.2f}:1")
         return
     try:
-        phash, dhash = image_hashes(record["image"])
+        phash, dhash = bytes_hashes(record["image"])
     except Exception as exc:  # the download stage wrote these bytes; still never crash
         yield Rejection(uid, STAGE, "decode_error", f"{type(exc).__name__}: {exc}"[:300])
         return

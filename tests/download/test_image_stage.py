@@ -5,13 +5,17 @@ from __future__ import annotations
 import io
 
 import imagehash
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from openwit.dedup.hashing import bytes_hashes as image_hashes
+from openwit.dedup.hashing import hash_to_int as hash_to_uint64
+from openwit.dedup.hashing import trim_borders
 from openwit.funnel import Rejection
-from openwit.pipeline.image import check_image, hash_to_uint64, image_hashes
+from openwit.pipeline.image import check_image
 from openwit.pipeline.imaging import PillowResizer, ResizeSettings
 from tests.download.servers import photo
 
@@ -63,12 +67,23 @@ def test_undecodable_stored_bytes_are_rejected_not_raised():
 
 
 def test_hashes_are_imagehash_values_as_uint64():
-    data = photo(500, 400, seed=7)
-    phash, dhash = image_hashes(data)
-    image = Image.open(io.BytesIO(data))
+    """Without uniform bars the stored hashes are imagehash's own, read as integers."""
+    pixels = np.random.default_rng(7).integers(0, 256, (400, 500, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    phash, dhash = image_hashes(buffer.getvalue())
+    image = Image.open(io.BytesIO(buffer.getvalue()))
     assert phash == int(str(imagehash.phash(image)), 16)
     assert dhash == int(str(imagehash.dhash(image)), 16)
     assert 0 <= phash < 2**64 and 0 <= dhash < 2**64
+
+
+def test_hashes_of_an_image_with_flat_sides_are_those_of_its_trimmed_middle():
+    data = photo(500, 400, seed=7)
+    image = Image.open(io.BytesIO(data))
+    trimmed = trim_borders(image.convert("L"))
+    assert trimmed.size != image.size
+    assert image_hashes(data)[0] == int(str(imagehash.phash(trimmed)), 16)
 
 
 @settings(max_examples=30, deadline=None)

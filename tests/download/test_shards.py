@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from openwit.pipeline.image import image_hashes
+from openwit.dedup.hashing import bytes_hashes as image_hashes
 from openwit.pipeline.shard import ShardStage
 from openwit.pipeline.shardio import UnsafeMemberName, member_name, write_tar
 from openwit.runner import BuildRunner
