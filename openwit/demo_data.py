@@ -84,7 +84,16 @@ def render(
 
     width, height = size
     base = np.array(BACKGROUNDS[background], dtype=np.float32)
-    shade = np.linspace(-25, 25, width, dtype=np.float32)[None, :, None]
+    # A few random low-frequency waves: photos differ in their coarse light and shade,
+    # which is what perceptual hashes see; a flat backdrop would make every picture of the
+    # same shape hash alike.
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    field = np.zeros((height, width), dtype=np.float32)
+    for _ in range(4):
+        fx, fy = rng.uniform(-3.5, 3.5), rng.uniform(-3.5, 3.5)
+        phase = rng.uniform(0, 2 * np.pi)
+        field += np.cos(2 * np.pi * (fx * xs / width + fy * ys / height) + phase)
+    shade = (18 * field)[:, :, None]
     noise = np.random.default_rng(rng.getrandbits(32)).normal(0, 12, (height, width, 3))
     pixels = np.clip(base + shade + noise, 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels, "RGB")
