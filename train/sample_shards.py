@@ -9,9 +9,10 @@ beside each tar; training does not read it, so it is left out here.)
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
-from openwit.demo_data import DemoImage, write_images
+from openwit.demo_data import BACKGROUNDS, COLOURS, SHAPES, DemoImage, render, write_images
 from openwit.io import atomic_path, atomic_write_json
 
 
@@ -46,3 +47,21 @@ def write_demo_shards(out: Path, count: int, per_shard: int, seed: int = 0) -> P
     """Render ``count`` demo images under ``out/images`` and shard them into ``out/shards``."""
     images = write_images(out / "images", count, seed=seed)
     return write_shards(images, out / "shards", per_shard)
+
+
+COLOUR_TEMPLATES = ("a {} shape.", "a photo of a {} thing.", "something {}.")
+
+
+def write_colour_eval_set(root: Path, per_class: int, seed: int = 7) -> Path:
+    """An eval image folder of the demo world with one class per colour (any shape, any
+    background): what the tiny model learns first, so a short run shows zero-shot working."""
+    rng = random.Random(seed)
+    for colour in COLOURS:
+        folder = root / colour
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            shape, background = rng.choice(SHAPES), rng.choice(list(BACKGROUNDS))
+            data = render(colour, shape, background, rng, (128, 128))
+            (folder / f"{colour}-{index:03d}.jpg").write_bytes(data)
+    (root / "templates.txt").write_text("\n".join(COLOUR_TEMPLATES) + "\n")
+    return root
