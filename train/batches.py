@@ -7,7 +7,6 @@ training, kept from the worker id every batch carries.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +19,6 @@ from openwit.train.preprocess import Normalize
 from openwit.train.shards import ShardList, can_skip, plan_readers
 
 log = logging.getLogger(__name__)
-
-
-def default_workers(processes: Processes) -> int:
-    """Data workers per process: the CPUs of this process's share, one kept for the step."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    share = max(1, (cpus or 1) // processes.local_world_size)
-    return max(1, min(16, share - 1))
 
 
 @dataclass

@@ -189,58 +189,49 @@ class ShardBatches(torch.utils.data.IterableDataset):
             rng = random.Random(f"openwit-shuffle-{seed_text}")
             initial = min(spec.shuffle_buffer, max(spec.batch_size, spec.shuffle_buffer // 5))
             samples = wds.shuffle(spec.shuffle_buffer, initial, rng=rng)(samples)
-        if spec.decode == "device":
-            yield from self._byte_batches(samples, stats, worker)
-        else:
-            yield from self._image_batches(samples, stats, worker)
-
-    def _image_batches(self, samples: Iterator[dict], stats: ReaderStats, worker: int):
-        images, captions = [], []
-        for sample in samples:
-            data, caption = _image_bytes(sample), _caption(sample)
-            if data is None or caption is None:
-                stats.samples_skipped += 1
-                continue
-            try:
-                image = self.preprocess.image(decode_pil(data, self.draft_size))
-            except Exception as error:  # any undecodable image: PIL raises many kinds
-                log.debug("skipping sample %s: %s", sample.get("__key__"), _describe(error))
-                stats.samples_skipped += 1
-                continue
-            images.append(image)
+        prepare = self._jpeg if spec.decode == "device" else self._crop
+        pack = self._pack_bytes if spec.decode == "device" else self._pack_images
+        items, captions = [], []
+        for item, caption in _prepared(samples, prepare, stats):
+            items.append(item)
             captions.append(caption)
-            if len(images) == self.spec.batch_size:
-                yield (
-                    self.preprocess.batch(images),
-                    self.tokenizer(captions),
-                    torch.tensor(stats.drain(worker)),
-                )
-                images, captions = [], []
+            if len(items) == spec.batch_size:
+                yield (*pack(items), self.tokenizer(captions), torch.tensor(stats.drain(worker)))
+                items, captions = [], []
 
-    def _byte_batches(self, samples: Iterator[dict], stats: ReaderStats, worker: int):
-        blobs, captions = [], []
-        for sample in samples:
-            data, caption = _image_bytes(sample), _caption(sample)
-            if data is None or caption is None:
-                stats.samples_skipped += 1
-                continue
-            try:
-                data = to_jpeg(data)
-            except Exception:
-                stats.samples_skipped += 1
-                continue
-            blobs.append(data)
-            captions.append(caption)
-            if len(blobs) == self.spec.batch_size:
-                offsets = np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64)
-                packed = np.frombuffer(b"".join(blobs), dtype=np.uint8)
-                yield (
-                    torch.from_numpy(packed.copy()),
-                    torch.from_numpy(offsets),
-                    self.tokenizer(captions),
-                    torch.tensor(stats.drain(worker)),
-                )
-                blobs, captions = [], []
+    def _crop(self, data: bytes) -> Any:
+        """Decode (at reduced scale where possible) and run the per-image transform."""
+        return self.preprocess.image(decode_pil(data, self.draft_size))
+
+    @staticmethod
+    def _jpeg(data: bytes) -> bytes:
+        return to_jpeg(data)
+
+    def _pack_images(self, images: list[Any]) -> tuple[torch.Tensor]:
+        return (self.preprocess.batch(images),)
+
+    @staticmethod
+    def _pack_bytes(blobs: list[bytes]) -> tuple[torch.Tensor, torch.Tensor]:
+        """All JPEGs of the batch as one uint8 tensor, with the offsets that split it."""
+        offsets = np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64)
+        packed = np.frombuffer(b"".join(blobs), dtype=np.uint8).copy()
+        return torch.from_numpy(packed), torch.from_numpy(offsets)
+
+
+def _prepared(
+    samples: Iterator[dict[str, Any]], prepare: Callable[[bytes], Any], stats: ReaderStats
+) -> Iterator[tuple[Any, str]]:
+    """(prepared image, caption) of every usable sample; the others are counted as skipped."""
+    for sample in samples:
+        data, caption = _image_bytes(sample), _caption(sample)
+        if data is None or caption is None:
+            stats.samples_skipped += 1
+            continue
+        try:
+            yield prepare(data), caption
+        except Exception as error:  # any undecodable image: PIL raises many kinds
+            log.debug("skipping sample %s: %s", sample.get("__key__"), _describe(error))
+            stats.samples_skipped += 1
 
 
 def make_loader(dataset: ShardBatches, pin_memory: bool) -> Any:

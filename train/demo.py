@@ -18,7 +18,7 @@ from pathlib import Path
 from openwit.demo import DemoContext
 from openwit.demo_data import write_eval_set
 
-DEMO_STEPS = 600
+DEMO_STEPS = 400
 DEMO_BATCH = 64
 OWN_SAMPLES = 1536
 

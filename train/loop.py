@@ -9,22 +9,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from openwit.train import checkpoint as ckpt
-from openwit.train.batches import BatchSource, default_workers, open_batches
+from openwit.train.batches import BatchSource, open_batches
 from openwit.train.config import TrainConfig
-from openwit.train.distributed import Processes, start, stop, wrap_ddp
+from openwit.train.distributed import start, stop, wrap_ddp
 from openwit.train.loss import clamp_logit_scale
 from openwit.train.metrics import MetricsLog, StepTimer, peak_flops, train_flops_per_sample
 from openwit.train.models import ModelBundle, create_model, register_model_configs
 from openwit.train.optim import learning_rate, make_optimizer, set_learning_rate
+from openwit.train.report import RunSummary
+from openwit.train.runtime import (
+    autocast_for,
+    default_workers,
+    resolve_precision,
+    set_cpu_threads,
+)
 from openwit.train.shards import list_shards
 from openwit.train.step import train_step
 
@@ -32,54 +37,6 @@ from openwit.errors import UserError
 from openwit.io import atomic_write_json
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunSummary:
-    run_dir: Path
-    steps: int = 0
-    start_step: int = 0
-    samples: int = 0
-    loss: float | None = None
-    first_loss: float | None = None
-    logit_scale: float | None = None
-    samples_per_s: float | None = None
-    data_share: float | None = None
-    mfu: float | None = None
-    shards_failed: int = 0
-    samples_skipped: int = 0
-    checkpoint: Path | None = None
-    eval: dict[str, Any] = field(default_factory=dict)
-    device: str = "cpu"
-    precision: str = "fp32"
-    decode: str = "workers"
-    compiled: bool = False
-    world_size: int = 1
-    seconds: float = 0.0
-
-
-def resolve_precision(requested: str, device: torch.device) -> str:
-    if device.type != "cuda":
-        if requested not in ("fp32", "amp"):
-            log.warning("--precision %s needs a GPU; training in fp32 on the CPU", requested)
-        return "fp32"
-    if requested == "amp":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return requested
-
-
-def _autocast(precision: str, device: torch.device) -> Any:
-    if precision == "fp32":
-        return contextlib.nullcontext
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return lambda: torch.autocast(device.type, dtype=dtype)
-
-
-def _set_cpu_threads(processes: Processes, workers: int) -> None:
-    """Data workers each take a core; oversubscribed intra-op threads spin and slow the step."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    share = max(1, (cpus or 1) // processes.local_world_size)
-    torch.set_num_threads(max(1, share - workers))
 
 
 class Trainer:
@@ -94,6 +51,10 @@ class Trainer:
 
     def setup(self) -> None:
         config, processes = self.config, self.processes
+        if self.device.type == "cuda":  # tf32 for any fp32 matmul; cuDNN picks its kernels
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
         self.shards = list_shards(config.train_data)
         register_model_configs()
         torch.manual_seed(config.seed)  # the same initial weights in every process
@@ -102,7 +63,7 @@ class Trainer:
         if config.grad_checkpointing:
             model.set_grad_checkpointing(True)
         self.precision = resolve_precision(config.precision, self.device)
-        self.autocast = _autocast(self.precision, self.device)
+        self.autocast = autocast_for(self.precision, self.device)
         self.optimizer = make_optimizer(
             model,
             config.lr,
@@ -134,7 +95,7 @@ class Trainer:
         if decode == "auto":
             decode = "device" if self.device.type == "cuda" else "workers"
         if self.device.type == "cpu":
-            _set_cpu_threads(processes, workers)
+            set_cpu_threads(processes, workers)
         image_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
             self.precision, torch.float32
         )
@@ -153,11 +114,7 @@ class Trainer:
             restart_step=self.start_step,
         )
         self.peak = peak_flops(self.device, self.precision)
-        self.flops_per_sample = (
-            train_flops_per_sample(config.model, self.bundle.image_size, self.bundle.context_length)
-            if self.peak
-            else None
-        )
+        self.flops_per_sample = train_flops_per_sample(config.model) if self.peak else None
         if self.main:
             self._write_config(workers, decode)
         self.metrics = (

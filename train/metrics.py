@@ -38,7 +38,7 @@ def peak_flops(device: torch.device, precision: str) -> float | None:
     return None
 
 
-def train_flops_per_sample(model_name: str, image_size: tuple[int, int], context: int) -> float:
+def train_flops_per_sample(model_name: str) -> float:
     """FLOPs of one training step (forward + backward, both towers) per sample, counted by
     torch's FlopCounterMode on a model built on the meta device (no memory, no compute)."""
     import open_clip
@@ -47,8 +47,10 @@ def train_flops_per_sample(model_name: str, image_size: tuple[int, int], context
     batch = 2
     with torch.device("meta"):
         model = open_clip.create_model(model_name, device="meta", output_dict=True)
-        images = torch.zeros((batch, 3, *image_size))
-        texts = torch.zeros((batch, context), dtype=torch.long)
+        size = model.visual.image_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        images = torch.zeros((batch, 3, *size))
+        texts = torch.zeros((batch, model.context_length), dtype=torch.long)
     counter = FlopCounterMode(display=False)
     with counter:
         out = model(images, texts)

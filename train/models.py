@@ -1,10 +1,10 @@
 """open_clip models by name: openwit's own configs registered, names checked, nothing downloaded.
 
-openwit's small configs (``openwit-tiny`` for CPU tests and the demo) are JSON files in
-``model_configs/`` beside this module, registered through open_clip's own mechanism
-(``open_clip.add_model_config``), so every open_clip function that takes a model name sees
-them. Weights are never fetched: a pretrained *tag* is refused, only a local checkpoint file
-can initialise a model.
+openwit's small configs (``openwit-tiny`` for CPU tests and the demo) are the
+``openwit-*.json`` files beside this module, in open_clip's config format, registered through
+open_clip's own mechanism (``open_clip.add_model_config``), so every open_clip function that
+takes a model name sees them. Weights are never fetched: a pretrained *tag* is refused, only
+a local checkpoint file can initialise a model.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from openwit.errors import UserError
 
 TINY_MODEL = "openwit-tiny"
-CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+CONFIG_FILES = sorted(Path(__file__).resolve().parent.glob("openwit-*.json"))
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,8 @@ def register_model_configs() -> None:
     import open_clip
 
     if TINY_MODEL not in open_clip.list_models():
-        open_clip.add_model_config(CONFIG_DIR)
+        for path in CONFIG_FILES:
+            open_clip.add_model_config(path)
 
 
 def known_models() -> list[str]:

@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from openwit.console import print_table, stdout
+
+
+@dataclass
+class RunSummary:
+    """What a training run reports at its end (the table, the demo, the CLI)."""
+
+    run_dir: Path
+    steps: int = 0
+    start_step: int = 0
+    samples: int = 0
+    loss: float | None = None
+    first_loss: float | None = None
+    logit_scale: float | None = None
+    samples_per_s: float | None = None
+    data_share: float | None = None
+    mfu: float | None = None
+    shards_failed: int = 0
+    samples_skipped: int = 0
+    checkpoint: Path | None = None
+    eval: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    precision: str = "fp32"
+    decode: str = "workers"
+    compiled: bool = False
+    world_size: int = 1
+    seconds: float = 0.0
 
 
 def _pct(value: float | None) -> str:
@@ -16,7 +43,7 @@ def _num(value: float | None, digits: int = 4) -> str:
     return "" if value is None else f"{value:,.{digits}f}"
 
 
-def print_run_summary(summary: Any) -> None:
+def print_run_summary(summary: RunSummary) -> None:
     """The table at the end of ``openwit train`` (MFU only where it is known: a GPU)."""
     rows = [
         ["steps", f"{summary.start_step:,} -> {summary.start_step + summary.steps:,}"],

@@ -98,7 +98,7 @@ def test_set_override_is_validated_like_the_file(tmp_path, capsys):
 
 
 def test_unbuilt_commands_say_so_with_exit_2(capsys):
-    for args in (["train", "--model", "openwit-tiny"], ["audit"], ["queries", "build"]):
+    for args in (["audit"], ["queries", "build"]):
         assert main(args) == 2
         assert "not built yet" in capsys.readouterr().err
 

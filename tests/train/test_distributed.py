@@ -1,5 +1,7 @@
 """Two gloo processes at batch B train exactly like one process at batch 2B."""
 
+# Two fresh processes import torch and open_clip: tens of seconds on two busy cores.
+
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +14,8 @@ from openwit.train.models import create_model
 from openwit.train.step import train_step
 
 from tests.train import dist_worker
+
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
