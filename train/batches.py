@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from openwit.train.data import DataSpec, ShardBatches, make_loader
-from openwit.train.device_images import DeviceAugment, Prefetcher
+from openwit.train.device_images import DeviceAugment, Prefetcher, UndecodableBatch
 from openwit.train.distributed import Processes
 from openwit.train.models import ModelBundle
 from openwit.train.preprocess import Normalize
@@ -139,9 +139,13 @@ def open_batches(
             seed=seed * 1000 + processes.rank + restart_step,
         )
 
-        def prepare(batch: Any) -> tuple[Any, ...]:
+        def prepare(batch: Any) -> tuple[Any, ...] | None:
             packed, offsets, tokens, stats = batch
-            images, replaced = augment(packed, offsets)
+            try:
+                images, replaced = augment(packed, offsets)
+            except UndecodableBatch as error:
+                log.warning("skipping a batch: %s", error)
+                return None
             if replaced:
                 tokens = tokens.clone()
                 for bad, source in replaced.items():

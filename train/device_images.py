@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from openwit.train.preprocess import Normalize
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,6 @@ def crop_boxes(
     batch at once: ``tries`` candidates per image, the first that fits wins, else a centre
     crop clamped to the ratio range.
     """
-    import torch
-
     n = len(sizes)
     heights = torch.tensor([h for h, _ in sizes], dtype=torch.float64)
     widths = torch.tensor([w for _, w in sizes], dtype=torch.float64)
@@ -76,6 +76,10 @@ def crop_boxes(
     return boxes
 
 
+class UndecodableBatch(ValueError):
+    """Not one image of a batch decodes (the batch is skipped)."""
+
+
 class DeviceAugment:
     """Packed JPEG bytes -> a normalised image batch on ``device``, open_clip's train crop."""
 
@@ -88,8 +92,6 @@ class DeviceAugment:
         dtype: Any = None,
         seed: int = 0,
     ) -> None:
-        import torch
-
         self.image_size = image_size
         self.device = torch.device(device)
         self.dtype = dtype or torch.float32
@@ -124,13 +126,10 @@ class DeviceAugment:
         replaces its caption too), so the batch keeps its size: every process must
         contribute equally many features to the gathered contrastive batch.
         """
-        import torch
-        import torch.nn.functional as F
-
         images, bad = self.decode(packed, offsets)
         good = [i for i in range(len(images)) if images[i] is not None]
         if not good:
-            raise RuntimeError("no image of the batch could be decoded")
+            raise UndecodableBatch(f"none of the {len(images)} JPEGs of a batch decodes")
         replaced = {index: good[index % len(good)] for index in bad}
         for index, source in replaced.items():
             images[index] = images[source]
@@ -150,8 +149,8 @@ class DeviceAugment:
 class Prefetcher:
     """Prepares batches in a background thread (on its own CUDA stream) ``depth`` ahead.
 
-    ``prepare`` turns one loader batch into ``(images, tokens, stats)`` on the device.
-    Exceptions in the thread are raised in the consumer.
+    ``prepare`` turns one loader batch into ``(images, tokens, stats)`` on the device, or
+    None to drop it. Exceptions in the thread are raised in the consumer.
     """
 
     _DONE = object()
@@ -163,8 +162,6 @@ class Prefetcher:
         device: Any,
         depth: int = 2,
     ) -> None:
-        import torch
-
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.stream = torch.cuda.Stream(self.device) if self.cuda else None
@@ -176,8 +173,8 @@ class Prefetcher:
         self.thread.start()
 
     def _run(self) -> None:
-        import torch
-
+        if self.cuda:  # a new thread starts on cuda:0; this rank's GPU may be another
+            torch.cuda.set_device(self.device)
         try:
             for batch in self.batches:
                 if self.stop.is_set():
@@ -189,7 +186,8 @@ class Prefetcher:
                         event.record(self.stream)
                 else:
                     item, event = self.prepare(batch), None
-                self._put((item, event))
+                if item is not None:
+                    self._put((item, event))
             self._put(self._DONE)
         except BaseException as error:  # handed to the consumer, which raises it
             self._put(error)
@@ -206,8 +204,6 @@ class Prefetcher:
         return self
 
     def __next__(self) -> tuple[Any, ...]:
-        import torch
-
         value = self.queue.get()
         if value is self._DONE:
             raise StopIteration

@@ -39,6 +39,20 @@ from openwit.io import atomic_write_json
 log = logging.getLogger(__name__)
 
 
+#: Settings that shape the learning-rate schedule or the batch: changing them on resume
+#: makes the resumed run differ from an uninterrupted one.
+SCHEDULE_KEYS = ("steps", "epochs", "lr", "warmup", "batch_size", "grad_accum", "train_data")
+
+
+def schedule_changes(saved: dict[str, Any], config: TrainConfig) -> str:
+    current = config.to_dict()
+    return ", ".join(
+        f"{key} {saved[key]} -> {current[key]}"
+        for key in SCHEDULE_KEYS
+        if key in saved and saved[key] != current[key]
+    )
+
+
 class Trainer:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -140,6 +154,9 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         if self.main:
             log.warning("resuming from %s at step %d", path, state["step"])
+            changed = schedule_changes(state.get("config") or {}, self.config)
+            if changed:
+                log.warning("resuming with other settings (%s): the schedule changes", changed)
         return state
 
     def _write_config(self, workers: int, decode: str) -> None:

@@ -92,6 +92,20 @@ def test_device_augment_replaces_an_undecodable_image_and_says_which(tiny):
     assert augment.failed == 1
 
 
+def test_a_batch_with_no_decodable_image_is_refused_for_skipping(tiny):
+    from openwit.train.device_images import UndecodableBatch
+
+    augment = DeviceAugment(tiny.image_size, tiny.image_mean, tiny.image_std, "cpu")
+    with pytest.raises(UndecodableBatch):
+        augment(*_packed([b"\xff\xd8\xff broken", b"\xff\xd8\xff also broken"]))
+
+
+def test_prefetcher_drops_batches_prepared_as_none():
+    prefetcher = Prefetcher(iter(range(5)), lambda b: None if b % 2 else (b,), "cpu")
+    assert [item[0] for item in prefetcher] == [0, 2, 4]
+    prefetcher.close()
+
+
 def test_prefetcher_hands_over_every_batch_in_order_then_stops():
     batches = iter(range(6))
     prefetcher = Prefetcher(batches, lambda b: (torch.tensor([b]), torch.tensor([b * 2])), "cpu")

@@ -123,3 +123,27 @@ def test_bad_arguments_are_one_line_errors(demo_shards, tmp_path, capsys, extra,
 def test_missing_training_data_is_exit_2(tmp_path, capsys):
     assert main(_train_args(tmp_path / "nothing-{0..3}.tar", tmp_path / "run", "--steps", "2")) == 2
     assert "none of the 4 shards" in capsys.readouterr().err
+
+
+def test_train_and_eval_answer_help(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--train-data", "--resume", "--precision", "--decode", "--grad-accum", "--eval"):
+        assert flag in out
+    assert main(["eval", "--help"]) == 0
+    assert "--checkpoint" in capsys.readouterr().out
+
+
+def test_resuming_with_another_schedule_warns(trained_run, colour_world, tmp_path, caplog):
+    import logging
+    import shutil
+
+    run = tmp_path / "again"
+    shutil.copytree(trained_run, run)
+    args = _train_args(colour_world[0], run, "--steps", str(STEPS + 10), "--resume", "auto")
+    with caplog.at_level(logging.WARNING, logger="openwit.train.loop"):
+        assert main([*args, "--save-every", "100"]) == 0
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert f"at step {STEPS}" in text and f"steps {STEPS} -> {STEPS + 10}" in text
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-2:] == [STEPS, STEPS + 10]
