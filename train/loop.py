@@ -34,6 +34,7 @@ from openwit.train.shards import list_shards
 from openwit.train.step import train_step
 
 from openwit.errors import UserError
+from openwit.evalsets import EvalSet
 from openwit.io import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
         self.shards = list_shards(config.train_data)
+        for name, path in config.eval_sets.items():  # a typo should not wait for the end
+            EvalSet.open(name, path)
         register_model_configs()
         torch.manual_seed(config.seed)  # the same initial weights in every process
         self.bundle: ModelBundle = create_model(config.model, config.init_checkpoint, self.device)

@@ -111,6 +111,7 @@ def test_an_unknown_model_is_exit_2_listing_close_names(demo_shards, tmp_path, c
         (["--steps", "5", "--precision", "fp8"], "--precision must be one of"),
         (["--steps", "5", "--eval", "nothing"], "NAME=PATH"),
         (["--steps", "5", "--resume", "/no/such.pt"], "no such checkpoint"),
+        (["--steps", "5", "--eval", "typo=/no/such/dir"], "no such directory"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(demo_shards, tmp_path, capsys, extra, message):
