@@ -148,3 +148,13 @@ def test_resuming_with_another_schedule_warns(trained_run, colour_world, tmp_pat
     assert f"at step {STEPS}" in text and f"steps {STEPS} -> {STEPS + 10}" in text
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-2:] == [STEPS, STEPS + 10]
+
+
+def test_accumulation_checkpointing_and_clipping_run_through_the_loop(demo_shards, tmp_path):
+    run = tmp_path / "run"
+    extra = ["--steps", "4", "--grad-accum", "2", "--grad-checkpointing", "--grad-clip", "0.5"]
+    assert main(_train_args(demo_shards, run, *extra, "--log-every", "2")) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["global_batch"] == 64  # 2 micro-batches of 32
+    final = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert sum(map(sum, final["data"]["delivered"])) == 4 * 64
