@@ -97,12 +97,6 @@ def test_set_override_is_validated_like_the_file(tmp_path, capsys):
     assert "image.min_side" in capsys.readouterr().err
 
 
-def test_unbuilt_commands_say_so_with_exit_2(capsys):
-    for args in (["train", "--model", "openwit-tiny"],):
-        assert main(args) == 2
-        assert "not built yet" in capsys.readouterr().err
-
-
 def test_usage_error_is_exit_2(capsys):
     assert main(["build"]) == 2
     assert "--config" in capsys.readouterr().err

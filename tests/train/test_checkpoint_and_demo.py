@@ -1,0 +1,81 @@
+"""Checkpoint files and the demo's train part."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from openwit.train import checkpoint as ckpt
+
+from openwit.demo import DemoContext
+from openwit.errors import UserError
+
+
+def _state(step: int) -> dict:
+    return {"step": step, "epoch": 0, "state_dict": {"w": torch.full((2,), float(step))}}
+
+
+def test_save_writes_the_step_file_and_points_latest_at_it(tmp_path):
+    first = ckpt.save(tmp_path, _state(10))
+    ckpt.save(tmp_path, _state(20))
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["latest.pt", "step_10.pt", "step_20.pt"]
+    assert ckpt.load(folder / "latest.pt")["step"] == 20
+    assert ckpt.load(first)["step"] == 10  # an older step file is untouched
+    assert os.path.samefile(folder / "latest.pt", folder / "step_20.pt")  # linked, not copied
+
+
+def test_resume_auto_finds_latest_or_starts_fresh(tmp_path):
+    assert ckpt.resume_path(tmp_path, "auto") is None
+    assert ckpt.resume_path(tmp_path, None) is None
+    ckpt.save(tmp_path, _state(5))
+    assert ckpt.resume_path(tmp_path, "auto") == tmp_path / "checkpoints" / "latest.pt"
+    with pytest.raises(UserError, match="no such checkpoint"):
+        ckpt.resume_path(tmp_path, str(tmp_path / "missing.pt"))
+
+
+def test_unreadable_or_unsafe_checkpoints_are_user_errors(tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    torch.save(_state(1), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:40])
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        ckpt.load(truncated)
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"state_dict": {}, "thing": object()}, unsafe)  # needs pickle beyond weights
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        ckpt.load(unsafe)
+    bare = tmp_path / "bare.pt"
+    torch.save({"w": torch.zeros(1)}, bare)
+    with pytest.raises(UserError, match="not an openwit training checkpoint"):
+        ckpt.load(bare)
+
+
+def test_demo_part_trains_on_the_build_shards_and_reports_against_chance(
+    demo_shards, tmp_path, monkeypatch
+):
+    from openwit.train import demo
+
+    from openwit.demo_data import write_eval_set
+
+    monkeypatch.setenv("OPENWIT_DEMO_TRAIN_STEPS", "12")
+    ctx = DemoContext(out=tmp_path, shards=demo_shards)
+    ctx.eval_sets["shapes"] = write_eval_set(tmp_path / "shapes", per_class=2)
+    summary = demo.run(ctx)
+    assert "12 steps" in summary and "shapes top-1" in summary and "chance 17%" in summary
+    assert "colours top-1" in summary
+    assert ctx.checkpoint is not None and ctx.checkpoint.is_file()
+    assert ctx.results["train"]["steps"] == 12
+    assert set(ctx.eval_sets) == {"shapes"}  # its own colour set is not handed on
+
+
+def test_demo_part_writes_its_own_shards_without_build_output(tmp_path, monkeypatch):
+    from openwit.train import demo
+
+    monkeypatch.setenv("OPENWIT_DEMO_TRAIN_STEPS", "4")
+    monkeypatch.setattr(demo, "OWN_SAMPLES", 128)
+    ctx = DemoContext(out=tmp_path)
+    summary = demo.run(ctx)
+    assert "own shards" in summary
+    assert (tmp_path / "train-data" / "shards" / "sizes.json").is_file()
+    assert "shapes" in ctx.eval_sets

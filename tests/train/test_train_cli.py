@@ -1,0 +1,160 @@
+"""``openwit train`` end to end on real shards: it learns, and the run directory is complete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from openwit.cli import main
+from openwit.evalsets import EvalSet
+
+STEPS = 120
+
+
+def _train_args(shards: Path, out: Path, *extra: str, model: str = "openwit-tiny") -> list[str]:
+    return [
+        "train",
+        "--train-data",
+        str(shards),
+        "--model",
+        model,
+        "--out",
+        str(out),
+        "--batch-size",
+        "32",
+        "--lr",
+        "2e-3",
+        "--warmup",
+        "10",
+        "--workers",
+        "1",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained_run(colour_world, tmp_path_factory) -> Path:
+    shards, eval_root = colour_world
+    run = tmp_path_factory.mktemp("run") / "tiny"
+    args = _train_args(shards, run, "--steps", str(STEPS), "--save-every", "60")
+    assert main([*args, "--eval", f"colours={eval_root}"]) == 0
+    return run
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_tiny_model_trains_and_its_loss_falls_well_below_its_start(trained_run):
+    metrics = _metrics(trained_run)
+    assert [m["step"] for m in metrics] == list(range(10, STEPS + 1, 10))
+    assert metrics[-1]["loss"] < 0.6 * metrics[0]["loss"]
+
+
+def test_metrics_lines_carry_the_contract_fields(trained_run):
+    fields = {"step", "epoch", "loss", "logit_scale", "lr", "samples_per_s", "data_time"}
+    for record in _metrics(trained_run):
+        assert fields | {"batch_time"} <= record.keys()
+        assert 0 <= record["data_time"] <= record["batch_time"]
+    assert _metrics(trained_run)[-1]["epoch"] == pytest.approx(STEPS * 32 / 256)
+
+
+def test_zero_shot_on_the_learnable_eval_set_beats_chance(trained_run, colour_world):
+    report = json.loads((trained_run / "eval.json").read_text())
+    colours = report["sets"]["colours"]
+    assert colours["chance_top1"] == pytest.approx(1 / 6)
+    assert colours["top1"] > 2 * colours["chance_top1"]
+    table = pq.read_table(trained_run / colours["predictions"])
+    eval_set = EvalSet.open("colours", colour_world[1])
+    assert table.column("path").to_pylist() == [s.path for s in eval_set.samples]
+
+
+def test_the_run_directory_has_the_contract_layout(trained_run):
+    assert (trained_run / "config.json").is_file()
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["model"] == "openwit-tiny" and config["resolved"]["total_steps"] == STEPS
+    names = sorted(p.name for p in (trained_run / "checkpoints").iterdir())
+    assert names == ["latest.pt", "step_120.pt", "step_60.pt"]
+    state = torch.load(trained_run / "checkpoints" / "latest.pt", weights_only=True)
+    assert {"epoch", "step", "state_dict", "optimizer", "scaler", "config", "data"} <= state.keys()
+    assert state["step"] == STEPS and state["config"]["model"] == "openwit-tiny"
+
+
+def test_a_step_checkpoint_loads_in_open_clip(trained_run):
+    import open_clip
+
+    path = trained_run / "checkpoints" / "step_60.pt"
+    model, _, _ = open_clip.create_model_and_transforms("openwit-tiny", pretrained=str(path))
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, saved[name], msg=name)
+
+
+def test_an_unknown_model_is_exit_2_listing_close_names(demo_shards, tmp_path, capsys):
+    args = _train_args(demo_shards, tmp_path / "run", "--steps", "1", model="ViT-B-23")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'ViT-B-23'" in err and "ViT-B-32" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--steps", "5", "--epochs", "1"], "not both"),
+        ([], "--steps N or --epochs N"),
+        (["--steps", "0"], "--steps must be positive"),
+        (["--steps", "5", "--precision", "fp8"], "--precision must be one of"),
+        (["--steps", "5", "--eval", "nothing"], "NAME=PATH"),
+        (["--steps", "5", "--resume", "/no/such.pt"], "no such checkpoint"),
+        (["--steps", "5", "--eval", "typo=/no/such/dir"], "no such directory"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(demo_shards, tmp_path, capsys, extra, message):
+    assert main(_train_args(demo_shards, tmp_path / "run", *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_missing_training_data_is_exit_2(tmp_path, capsys):
+    assert main(_train_args(tmp_path / "nothing-{0..3}.tar", tmp_path / "run", "--steps", "2")) == 2
+    assert "none of the 4 shards" in capsys.readouterr().err
+
+
+def test_train_and_eval_answer_help(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--train-data", "--resume", "--precision", "--decode", "--grad-accum", "--eval"):
+        assert flag in out
+    assert main(["eval", "--help"]) == 0
+    assert "--checkpoint" in capsys.readouterr().out
+
+
+def test_resuming_with_another_schedule_warns(trained_run, colour_world, tmp_path, caplog):
+    import logging
+    import shutil
+
+    run = tmp_path / "again"
+    shutil.copytree(trained_run, run)
+    args = _train_args(colour_world[0], run, "--steps", str(STEPS + 10), "--resume", "auto")
+    with caplog.at_level(logging.WARNING, logger="openwit.train.loop"):
+        assert main([*args, "--save-every", "100"]) == 0
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert f"at step {STEPS}" in text and f"steps {STEPS} -> {STEPS + 10}" in text
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-2:] == [STEPS, STEPS + 10]
+
+
+def test_accumulation_checkpointing_and_clipping_run_through_the_loop(demo_shards, tmp_path):
+    run = tmp_path / "run"
+    extra = ["--steps", "4", "--grad-accum", "2", "--grad-checkpointing", "--grad-clip", "0.5"]
+    assert main(_train_args(demo_shards, run, *extra, "--log-every", "2")) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["global_batch"] == 64  # 2 micro-batches of 32
+    final = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert sum(map(sum, final["data"]["delivered"])) == 4 * 64

@@ -1,0 +1,75 @@
+"""Checkpoints: written atomically, read with ``weights_only=True``, loadable by open_clip.
+
+``RUN/checkpoints/step_N.pt`` and ``RUN/checkpoints/latest.pt`` hold
+``{"epoch", "step", "state_dict", "optimizer", "scaler", "config", "data"}``: tensors and
+plain containers only, so ``torch.load(..., weights_only=True)`` reads them, and
+open_clip's loader (which takes the ``state_dict`` entry) initialises a model from one.
+``latest.pt`` is a hard link to the newest step file where the file system allows it
+(written once, not twice), a copy where it does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from openwit.errors import UserError
+from openwit.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest.pt"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def save(run_dir: Path, state: dict[str, Any]) -> Path:
+    """Write ``step_N.pt`` then point ``latest.pt`` at it; both appear whole or not at all."""
+    folder = checkpoint_dir(run_dir)
+    step_file = folder / f"step_{state['step']}.pt"
+    with atomic_path(step_file) as tmp:
+        torch.save(state, tmp)
+    with atomic_path(folder / LATEST) as tmp:
+        tmp.unlink()
+        try:
+            os.link(step_file, tmp)
+        except OSError:
+            shutil.copyfile(step_file, tmp)
+    return step_file
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint not found: {path}") from None
+    except Exception as error:  # truncated file, not a torch file, unsafe pickle content
+        raise UserError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise UserError(f"{path} is not an openwit training checkpoint (no state_dict)")
+    return state
+
+
+def resume_path(run_dir: Path, resume: str | None) -> Path | None:
+    """The checkpoint to resume from: ``auto`` -> latest.pt if there is one, else a path."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        latest = checkpoint_dir(run_dir) / LATEST
+        return latest if latest.is_file() else None
+    path = Path(resume)
+    if not path.is_file():
+        raise UserError(f"--resume {resume}: no such checkpoint")
+    return path
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The bare model's weights (no ``module.`` or ``_orig_mod.`` prefixes), on the CPU."""
+    return {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}

@@ -1,0 +1,188 @@
+"""Which shards a run reads, how many samples each holds, and in what order each worker reads them.
+
+A training data spec is a shard directory (every ``*.tar`` in it) or brace patterns
+(``/data/shards/{00000..00999}.tar``), several joined with ``::`` as open_clip_train takes
+them. Sample counts come from ``sizes.json`` beside the shards (open_clip_train's
+convention, which openwit's shard writer follows). A shard that is named but missing is not
+an error here: the reader skips it with a warning and counts it.
+
+The order is a pure function of (seed, epoch), so every process and every restart agrees on
+it, and a resumed run can skip the shards it has already read (:func:`worker_stream`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from openwit.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShardList:
+    urls: tuple[str, ...]
+    sizes: tuple[int | None, ...]  # samples per shard, None where no sizes.json says
+
+    @property
+    def total_samples(self) -> int | None:
+        """Samples in all shards, or None if any shard's size is unknown."""
+        if any(size is None for size in self.sizes):
+            return None
+        return sum(self.sizes)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+
+def _expand(pattern: str) -> list[str]:
+    import braceexpand
+
+    return list(braceexpand.braceexpand(pattern))
+
+
+def _read_sizes(folder: Path, cache: dict[Path, dict[str, int]]) -> dict[str, int]:
+    if folder not in cache:
+        path = folder / "sizes.json"
+        sizes: dict[str, int] = {}
+        if path.is_file():
+            try:
+                raw = json.loads(path.read_text(encoding="utf-8"))
+                sizes = {str(k): int(v) for k, v in raw.items()}
+            except (ValueError, TypeError, AttributeError) as exc:
+                log.warning("ignoring unreadable %s: %s", path, exc)
+        cache[folder] = sizes
+    return cache[folder]
+
+
+def list_shards(spec: str) -> ShardList:
+    """The shards named by ``spec`` with their sizes; a UserError if it names none that exist."""
+    spec = spec.strip()
+    if not spec:
+        raise UserError("--train-data is empty")
+    urls: list[str] = []
+    for part in spec.split("::"):
+        path = Path(part)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.glob("*.tar"))
+            if not found:
+                raise UserError(f"--train-data {part}: no *.tar shards in this directory")
+            urls.extend(found)
+        else:
+            urls.extend(_expand(part))
+    local = [u for u in urls if "://" not in u and not u.startswith("pipe:")]
+    if local and not any(Path(u).is_file() for u in local):
+        raise UserError(f"--train-data {spec}: none of the {len(urls)} shards named exists")
+    cache: dict[Path, dict[str, int]] = {}
+    sizes = tuple(
+        _read_sizes(Path(u).parent, cache).get(Path(u).name) if u in local else None for u in urls
+    )
+    return ShardList(tuple(urls), sizes)
+
+
+def epoch_order(n_shards: int, seed: int, epoch: int) -> list[int]:
+    """Shard indices in the order epoch ``epoch`` reads them (the same in every process)."""
+    order = list(range(n_shards))
+    random.Random(f"openwit-shards-{seed}-{epoch}").shuffle(order)
+    return order
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One reader of the data: a data worker of one process (rank)."""
+
+    rank: int
+    world_size: int
+    worker: int
+    workers: int
+
+    @property
+    def index(self) -> int:
+        return self.rank * self.workers + self.worker
+
+    @property
+    def count(self) -> int:
+        return self.world_size * self.workers
+
+
+def slot_share(order: list[int], slot: Slot) -> list[int]:
+    """The shards of one epoch that ``slot`` reads: every count-th, so all slots stay even."""
+    return order[slot.index :: slot.count]
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    url: str
+    skip: int = 0  # samples at the start of the shard already trained on (resume)
+    epoch: int = 0
+
+
+def worker_stream(
+    shards: ShardList, slot: Slot, seed: int, skip_samples: int = 0
+) -> Iterator[ShardTask]:
+    """The endless shard sequence of one slot: its share of epoch 0, then of epoch 1, ...
+
+    ``skip_samples`` (resume) skips, shard by shard, the samples this slot had delivered:
+    whole shards by their sizes, then the first samples of the shard it stopped in. Needs
+    every size; :func:`can_skip` says whether it can.
+    """
+    epoch = 0
+    while True:
+        share = slot_share(epoch_order(len(shards), seed, epoch), slot)
+        if not share:
+            raise ValueError(f"slot {slot} has no shards: {len(shards)} shards")
+        for index in share:
+            skip = 0
+            if skip_samples:
+                size = shards.sizes[index] or 0
+                if skip_samples >= size:
+                    skip_samples -= size
+                    continue
+                skip, skip_samples = skip_samples, 0
+            yield ShardTask(shards.urls[index], skip, epoch)
+        epoch += 1
+
+
+def resampled_stream(shards: ShardList, slot: Slot, seed: int, restart: int) -> Iterator[ShardTask]:
+    """Shards drawn with replacement, seeded per slot and per (re)start of the run."""
+    rng = random.Random(f"openwit-resampled-{seed}-{slot.index}-{restart}")
+    while True:
+        yield ShardTask(shards.urls[rng.randrange(len(shards))])
+
+
+def can_skip(shards: ShardList) -> bool:
+    return shards.total_samples is not None
+
+
+def plan_readers(n_shards: int, world_size: int, workers: int, resampled: bool) -> tuple[int, bool]:
+    """(workers per process, resampled) such that every reader has at least one shard.
+
+    With fewer shards than readers, some workers would wait forever for a shard: fewer
+    workers are used, and with fewer shards than processes, sampling with replacement.
+    """
+    if resampled:
+        return workers, True
+    if n_shards < world_size:
+        log.warning(
+            "%d shards for %d processes: drawing shards with replacement (--resampled)",
+            n_shards,
+            world_size,
+        )
+        return workers, True
+    readers = max(1, workers)
+    if n_shards < world_size * readers:
+        fitted = max(1, n_shards // world_size)
+        log.warning(
+            "%d shards cannot feed %d workers x %d processes; using %d workers per process",
+            n_shards,
+            readers,
+            world_size,
+            fitted,
+        )
+        return (fitted if workers > 0 else 0), False
+    return workers, False
