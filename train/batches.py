@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from openwit.train.data import DataSpec, ShardBatches, make_loader
 from openwit.train.device_images import DeviceAugment, Prefetcher, UndecodableBatch
 from openwit.train.distributed import Processes

@@ -65,9 +65,8 @@ def train_command(
         int | None, typer.Option(help="Dataset size when the shards have no sizes.json.")
     ] = None,
 ) -> None:
-    from openwit.train.config import TrainConfig
-
     from openwit.evalsets import parse_eval_args
+    from openwit.train.config import TrainConfig
 
     config = TrainConfig(
         train_data=train_data,
@@ -139,6 +138,7 @@ def eval_command(
 
     check_model_name(model)
     import torch
+
     from openwit.train.report import print_eval_results
     from openwit.train.zeroshot import evaluate_sets, load_model
 

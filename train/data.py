@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
+from webdataset.tariterators import group_by_keys, url_opener
+
 from openwit.train.preprocess import BatchedPreprocess, decode_pil
 from openwit.train.shards import (
     ShardList,
@@ -36,7 +38,6 @@ from openwit.train.shards import (
     worker_stream,
 )
 from openwit.train.tar_reader import iter_members
-from webdataset.tariterators import group_by_keys, url_opener
 
 log = logging.getLogger(__name__)
 

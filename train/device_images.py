@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
 from openwit.train.preprocess import Normalize
 
 log = logging.getLogger(__name__)

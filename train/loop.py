@@ -15,6 +15,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from openwit.errors import UserError
+from openwit.evalsets import EvalSet
+from openwit.io import atomic_write_json
 from openwit.train import checkpoint as ckpt
 from openwit.train.batches import BatchSource, open_batches
 from openwit.train.config import TrainConfig
@@ -32,10 +36,6 @@ from openwit.train.runtime import (
 )
 from openwit.train.shards import list_shards
 from openwit.train.step import train_step
-
-from openwit.errors import UserError
-from openwit.evalsets import EvalSet
-from openwit.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ import math
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+
 from openwit.train.distributed import gather_with_grad
 
 #: CLIP's temperature: initialised to 1/0.07, clipped so logits are scaled by at most 100.

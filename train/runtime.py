@@ -8,6 +8,7 @@ import os
 from typing import Any
 
 import torch
+
 from openwit.train.distributed import Processes
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
 from openwit.train.loss import contrastive_loss
 
 

@@ -9,9 +9,9 @@ import random
 from pathlib import Path
 
 import pytest
-from openwit.train.sample_shards import write_shards
 
 from openwit.demo_data import BACKGROUNDS, CAPTION_TEMPLATES, COLOURS, SHAPES, DemoImage, render
+from openwit.train.sample_shards import write_shards
 
 SHARD_SIZE = 64
 N_SHARDS = 6

@@ -25,6 +25,7 @@ def run(rank: int, world_size: int, port: int, out: str) -> None:
     """Scenarios on ``world_size`` gloo processes, saved by rank 0 to ``out``:
     one micro-batch of BATCH each, then two micro-batches of BATCH // 2 each."""
     from open_clip.loss import ClipLoss
+
     from openwit.train.distributed import wrap_ddp
     from openwit.train.models import create_model
     from openwit.train.step import train_step

@@ -6,10 +6,10 @@ import os
 
 import pytest
 import torch
-from openwit.train import checkpoint as ckpt
 
 from openwit.demo import DemoContext
 from openwit.errors import UserError
+from openwit.train import checkpoint as ckpt
 
 
 def _state(step: int) -> dict:
@@ -54,9 +54,8 @@ def test_unreadable_or_unsafe_checkpoints_are_user_errors(tmp_path):
 def test_demo_part_trains_on_the_build_shards_and_reports_against_chance(
     demo_shards, tmp_path, monkeypatch
 ):
-    from openwit.train import demo
-
     from openwit.demo_data import write_eval_set
+    from openwit.train import demo
 
     monkeypatch.setenv("OPENWIT_DEMO_TRAIN_STEPS", "12")
     ctx = DemoContext(out=tmp_path, shards=demo_shards)

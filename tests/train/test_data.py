@@ -7,10 +7,10 @@ import logging
 
 import pytest
 import torch
+
 from openwit.train.data import DataSpec, ShardBatches, make_loader
 from openwit.train.models import create_model
 from openwit.train.shards import list_shards
-
 from tests.train.helpers import copy_shards, jpeg_bytes, png_bytes, write_sizes, write_tar
 
 BATCH = 8

@@ -10,9 +10,9 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+
 from openwit.train.models import create_model
 from openwit.train.step import train_step
-
 from tests.train import dist_worker
 
 pytestmark = pytest.mark.slow

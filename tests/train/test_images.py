@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from openwit.train.device_images import (
     CROP_RATIO,
     CROP_SCALE,
@@ -19,7 +20,6 @@ from openwit.train.device_images import (
 )
 from openwit.train.models import create_model
 from openwit.train.preprocess import BatchedPreprocess, decode_pil
-
 from tests.train.helpers import jpeg_bytes
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+
 from openwit.train.loss import (
     INIT_LOGIT_SCALE,
     MAX_LOGIT_SCALE,

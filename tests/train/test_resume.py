@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from openwit.train.optim import learning_rate
 
 STEPS, BATCH, LR, WARMUP = 150, 8, 1e-3, 10

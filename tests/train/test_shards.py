@@ -8,6 +8,8 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from openwit.errors import UserError
 from openwit.train.shards import (
     ShardList,
     Slot,
@@ -17,8 +19,6 @@ from openwit.train.shards import (
     slot_share,
     worker_stream,
 )
-
-from openwit.errors import UserError
 
 
 def _touch_shards(folder, names, sizes=None):

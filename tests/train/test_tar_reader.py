@@ -8,6 +8,7 @@ import tarfile
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from openwit.train.tar_reader import TarError, iter_members
 
 

@@ -9,13 +9,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
-from openwit.train.checkpoint import model_state
-from openwit.train.models import create_model
-from openwit.train.zeroshot import PREDICTION_SCHEMA, zero_shot_predictions
 
 from openwit.cli import main
 from openwit.demo_data import write_eval_set
 from openwit.evalsets import EvalSet
+from openwit.train.checkpoint import model_state
+from openwit.train.models import create_model
+from openwit.train.zeroshot import PREDICTION_SCHEMA, zero_shot_predictions
 
 
 @pytest.fixture(scope="module")
