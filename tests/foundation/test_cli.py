@@ -102,7 +102,8 @@ def test_usage_error_is_exit_2(capsys):
     assert "--config" in capsys.readouterr().err
 
 
-def test_demo_runs_and_lists_every_part(tmp_path, capsys):
+def test_demo_runs_and_lists_every_part(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("OPENWIT_DEMO_TRAIN_STEPS", "20")  # the demo itself trains 400
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     assert "beam runner" in out
