@@ -64,8 +64,12 @@ def iter_members(stream: BinaryIO) -> Iterator[tuple[str, bytes]]:
     long_name: str | None = None
     while True:
         header = stream.read(BLOCK)
-        if not header or header == b"\0" * BLOCK:
+        if header == b"\0" * BLOCK:
             return  # end of archive (two zero blocks; one is enough to stop)
+        if not header:
+            # A tar cut off exactly between two members: without the end-of-archive
+            # marker the rest of the shard is lost, which must not pass as complete.
+            raise TarError("truncated tar: no end-of-archive marker")
         if len(header) < BLOCK:
             raise TarError("truncated tar header")
         if not _checksum_ok(header):

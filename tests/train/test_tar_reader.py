@@ -83,5 +83,16 @@ def test_garbage_is_not_a_tar():
         list(iter_members(io.BytesIO(b"this is not a tar file at all" * 40)))
 
 
-def test_an_empty_stream_has_no_members():
-    assert list(iter_members(io.BytesIO(b""))) == []
+def test_an_empty_tar_has_no_members_and_an_empty_file_is_broken():
+    assert list(iter_members(io.BytesIO(_tar([])))) == []
+    with pytest.raises(TarError, match="end-of-archive"):
+        list(iter_members(io.BytesIO(b"")))  # a shard whose write never got going
+
+
+def test_a_tar_cut_exactly_between_two_members_is_not_taken_as_complete():
+    data = _tar([("a.txt", b"x" * 100), ("b.txt", b"y" * 100)], tarfile.USTAR_FORMAT)
+    first_member_end = 512 + 512  # one header block, one data block
+    stream = iter_members(io.BytesIO(data[:first_member_end]))
+    assert next(stream) == ("a.txt", b"x" * 100)
+    with pytest.raises(TarError, match="end-of-archive"):
+        next(stream)
