@@ -206,11 +206,13 @@ def run_openwit(config: Path) -> tuple[float, int, dict[str, float]]:
 def openwit_build(config_path: str) -> None:
     """The openwit side, in its own process: stand-in candidates, then the real stages."""
     from openwit.config import load_build_config
-    from openwit.pipeline.demo import PoolCandidates
+
+    sys.path.insert(0, str(REPO))  # the stand-in first stage of the download tests
     from openwit.pipeline.download import DownloadStage
     from openwit.pipeline.image import ImageStage
     from openwit.pipeline.shard import ShardStage
     from openwit.runner import BuildRunner
+    from tests.download.stages import PoolCandidates
 
     stages = [PoolCandidates(), DownloadStage(), ImageStage(), ShardStage()]
     BuildRunner(load_build_config(config_path), stages).run()

@@ -2,10 +2,8 @@
 
 Writes a few hundred captioned images (and a few transformed copies of evaluation images,
 for the audit to find) into a folder, serves it on 127.0.0.1, writes the inputs, a
-queries file (unless the queries part made one) and a ``build.yaml``, and runs the real
-build. Stages that are not built yet are left out: without the candidate stages a small
-stand-in (:class:`PoolCandidates`) turns the pool file into balanced candidates, so the
-download, image and shard stages still run on the real runner.
+``build.yaml`` that uses the queries part's list, and runs ``openwit build``'s own entry
+point (all eight stages).
 """
 
 from __future__ import annotations
@@ -14,85 +12,26 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from openwit.config import BuildConfig, load_build_config
 from openwit.demo import DemoContext
 from openwit.demo_data import (
     ImageServer,
-    iter_vocabulary,
     plant_eval_copies,
     write_eval_set,
     write_images,
-    write_pool_jsonl,
 )
-from openwit.schemas import BUILD_STAGES, QUERY_SCHEMA, candidate_schema, uid_for
-from openwit.stage import Stage, StageContext, StageResult
 
 DEMO_IMAGES = 300
 EVAL_PER_CLASS = 10
 PLANTED = 6
-MISSING = 3  # URLs that answer 404, so the funnel shows a rejection or two
-CANDIDATE_STAGES = ("ingest", "text", "match", "balance")
-
-
-def pool_candidate(url: str, text: str, source: str, offset: int) -> dict[str, Any]:
-    """A pool line as a balanced candidate (English, no query matched yet)."""
-    return {
-        "uid": uid_for(url, text),
-        "url": url,
-        "text": text,
-        "source": source,
-        "source_offset": offset,
-        "lang": "en",
-        "lang_score": 1.0,
-        "query_ids": [],
-    }
-
-
-class PoolCandidates(Stage):
-    """Stand-in for ingest..balance: JSONL pool lines (``url``, ``caption``) -> candidates."""
-
-    name = "pool"
-    config_keys = ("inputs",)
-    rows_per_file = 100
-
-    def run(self, ctx: StageContext) -> StageResult:
-        records = []
-        for spec in ctx.config.inputs:
-            source = Path(spec.path)
-            lines = source.read_text(encoding="utf-8").splitlines()
-            for offset, line in enumerate(lines):
-                item = json.loads(line)
-                url, text = item[spec.url_column], item[spec.text_column]
-                records.append(pool_candidate(url, text, source.name, offset))
-        schema = candidate_schema("balance")
-        for start in range(0, max(len(records), 1), self.rows_per_file):
-            table = pa.Table.from_pylist(records[start : start + self.rows_per_file], schema)
-            pq.write_table(table, ctx.work_dir / f"part-{start // self.rows_per_file:05d}.parquet")
-        return StageResult(n_in=len(records))
-
-
-def _write_queries(path: Path) -> Path:
-    rows = [{"query": w, "source": "unigram", "count": 1, "score": 1.0} for w in iter_vocabulary()]
-    pq.write_table(pa.Table.from_pylist(rows, schema=QUERY_SCHEMA), path)
-    return path
 
 
 def _write_inputs(images: list, base_url: str, web: Path, out: Path) -> list[dict[str, Any]]:
-    try:
-        from openwit.pipeline.demo_inputs import write_demo_inputs
-    except ImportError:  # the candidate stages' demo inputs are not built on this branch
-        pool = write_pool_jsonl(images, base_url, web, out / "pool.jsonl")
-        with pool.open("a", encoding="utf-8") as handle:
-            for index in range(MISSING):
-                url = f"{base_url}/img/missing-{index}.jpg"
-                handle.write(json.dumps({"url": url, "caption": "a photo that went missing"}))
-                handle.write("\n")
-        return [{"path": str(pool), "format": "jsonl"}]
-    # The candidates part writes the crawl and pool inputs; it returns build.yaml's ``inputs:``.
+    from openwit.pipeline.demo_inputs import write_demo_inputs
+
+    # The crawl (WAT) and the messy pool; returns build.yaml's ``inputs:``.
     return write_demo_inputs(out_dir=out, images=images, image_root=web, base_url=base_url)
 
 
@@ -123,30 +62,12 @@ def _config(ctx: DemoContext, inputs: list[dict[str, Any]], queries: Path) -> Bu
     return load_build_config(path)
 
 
-def _stages() -> tuple[list[Stage], bool]:
-    """The built stages (stand-in first if needed); True when the whole build exists."""
-    from openwit.build import load_stage
-    from openwit.errors import NotBuiltYet
-
-    loaded: dict[str, Stage] = {}
-    for name in BUILD_STAGES:
-        try:
-            loaded[name] = load_stage(name)
-        except NotBuiltYet:
-            continue
-    if len(loaded) == len(BUILD_STAGES):
-        return list(loaded.values()), True
-    front: list[Stage] = [loaded[n] for n in CANDIDATE_STAGES if n in loaded]
-    if len(front) < len(CANDIDATE_STAGES):
-        front = [PoolCandidates()]
-    back = [loaded[n] for n in BUILD_STAGES if n not in CANDIDATE_STAGES and n in loaded]
-    return front + back, False
-
-
 def run(ctx: DemoContext) -> str:
     from openwit.build import run_build
     from openwit.console import print_funnel
-    from openwit.runner import BuildRunner
+
+    if ctx.queries is None:
+        raise RuntimeError("the demo's build part needs the queries part's list (ctx.queries)")
 
     web = ctx.out / "web"
     images = write_images(web, DEMO_IMAGES, seed=0)
@@ -154,13 +75,10 @@ def run(ctx: DemoContext) -> str:
         ctx.eval_sets["shapes"] = write_eval_set(ctx.out / "eval" / "shapes", EVAL_PER_CLASS)
     first_eval = next(iter(ctx.eval_sets.values()))
     planted = plant_eval_copies(first_eval, web, PLANTED)
-    queries = ctx.queries or _write_queries(ctx.out / "queries.parquet")
-    stages, complete = _stages()
     with ImageServer(web) as server:
         inputs = _write_inputs(images + planted, server.base_url, web, ctx.out)
-        config = _config(ctx, inputs, queries)
-        # The whole build goes through ``openwit build``'s own entry point once it exists.
-        outcome = run_build(config) if complete else BuildRunner(config, stages).run()
+        config = _config(ctx, inputs, ctx.queries)
+        outcome = run_build(config)
     print_funnel(outcome.funnel, outcome.manifest)
     ctx.build_dir = Path(config.out)
     ctx.shards = ctx.build_dir / "shards"

@@ -11,12 +11,26 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from openwit.config import BuildConfig, load_build_config
-from openwit.pipeline.demo import PoolCandidates as DemoPoolCandidates
-from openwit.pipeline.demo import pool_candidate
+from openwit.schemas import candidate_schema, uid_for
 from openwit.stage import Stage, StageContext, StageResult
+
+
+def pool_candidate(url: str, text: str, source: str, offset: int) -> dict[str, Any]:
+    """A pool line as a balanced candidate (English, no query matched yet)."""
+    return {
+        "uid": uid_for(url, text),
+        "url": url,
+        "text": text,
+        "source": source,
+        "source_offset": offset,
+        "lang": "en",
+        "lang_score": 1.0,
+        "query_ids": [],
+    }
 
 
 def candidate(url: str, caption: str, source: str = "pool.jsonl", offset: int = 0) -> dict:
@@ -33,12 +47,29 @@ def write_pool(path: Path, urls: list[str]) -> Path:
     return path
 
 
-class PoolCandidates(DemoPoolCandidates):
-    """Balanced candidates from the JSONL pool in ``inputs``, in files of 50 rows (several
-    files, so the work spreads over Beam workers)."""
+class PoolCandidates(Stage):
+    """Stand-in for ingest..balance: the JSONL pool lines (``url``, ``caption``) in
+    ``inputs`` as balanced candidates, in files of 50 rows (several files, so the work
+    spreads over Beam workers). The download half is tested and benchmarked on its own."""
 
     name = "candidates"
+    config_keys = ("inputs",)
     rows_per_file = 50
+
+    def run(self, ctx: StageContext) -> StageResult:
+        records = []
+        for spec in ctx.config.inputs:
+            source = Path(spec.path)
+            lines = source.read_text(encoding="utf-8").splitlines()
+            for offset, line in enumerate(lines):
+                item = json.loads(line)
+                url, text = item[spec.url_column], item[spec.text_column]
+                records.append(pool_candidate(url, text, source.name, offset))
+        schema = candidate_schema("balance")
+        for start in range(0, max(len(records), 1), self.rows_per_file):
+            table = pa.Table.from_pylist(records[start : start + self.rows_per_file], schema)
+            pq.write_table(table, ctx.work_dir / f"part-{start // self.rows_per_file:05d}.parquet")
+        return StageResult(n_in=len(records))
 
 
 class ReadyRecords(Stage):
