@@ -22,7 +22,7 @@ import numpy as np
 from openwit.dedup.detector import Detector
 from openwit.dedup.evalhash import EvalCatalog, hash_eval_set
 from openwit.dedup.stats import ALPHA, CI_LEVEL, MIN_OVERLAP_FOR_TEST, accuracy_split
-from openwit.errors import NotBuiltYet, UserError
+from openwit.errors import UserError
 from openwit.evalsets import EvalSet
 
 AUDIT_JSON = "audit.json"
@@ -77,18 +77,10 @@ def _check_request(request: AuditRequest) -> list[EvalSet]:
             raise UserError(f"--checkpoint: no such file: {request.checkpoint}")
         if not request.model:
             raise UserError("--checkpoint needs --model (the open_clip model name)")
-        _zero_shot_function()  # fail now, not after the overlap search
+        from openwit.train.models import check_model_name
+
+        check_model_name(request.model)  # an unknown name fails now, not after the search
     return eval_sets
-
-
-def _zero_shot_function() -> Any:
-    try:
-        from openwit.train.zeroshot import zero_shot_predictions
-    except ImportError as exc:
-        if exc.name is None or "openwit.train" in exc.name or "zero_shot" in str(exc):
-            raise NotBuiltYet("zero-shot evaluation (openwit.train.zeroshot)") from None
-        raise
-    return zero_shot_predictions
 
 
 def correctness(table: Any, eval_set: EvalSet, source: str) -> list[bool]:
@@ -129,8 +121,11 @@ def _predictions(request: AuditRequest, eval_set: EvalSet) -> tuple[list[bool] |
             raise UserError(f"--predictions {eval_set.name}: cannot read {path}: {exc}") from None
         return correctness(table, eval_set, str(path)), f"predictions {path.name}"
     if request.checkpoint is not None:
-        zero_shot = _zero_shot_function()
-        table = zero_shot(request.checkpoint, request.model, eval_set.root, device=request.device)
+        from openwit.train.zeroshot import zero_shot_predictions
+
+        table = zero_shot_predictions(
+            request.checkpoint, request.model, eval_set.root, device=request.device
+        )
         return correctness(table, eval_set, "zero-shot predictions"), "checkpoint"
     return None, None
 

@@ -299,22 +299,23 @@ def test_predictions_that_miss_images_are_refused(world, tmp_path, capsys):
     assert "7 of its 8 images missing" in capsys.readouterr().err
 
 
-def test_checkpoint_before_the_trainer_exists_says_not_built_yet(world, tmp_path, capsys):
-    pytest.importorskip(
-        "openwit.train.zeroshot", reason="the trainer has landed"
-    ) if False else None
-    try:
-        import openwit.train.zeroshot  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("openwit.train.zeroshot exists: the real path is used")
+def test_a_checkpoint_gives_accuracies_through_the_trainers_evaluator(world, tmp_path):
+    import torch
+
+    from openwit.train.models import create_model
+
     _, shards, eval_root = world
-    checkpoint = tmp_path / "c.pt"
-    checkpoint.write_bytes(b"x")
-    args = ["audit", "--shards", str(shards), "--eval", f"pets={eval_root}", "--out", str(tmp_path)]
-    assert main([*args, "--checkpoint", str(checkpoint), "--model", "openwit-tiny"]) == 2
-    assert "not built yet" in capsys.readouterr().err
+    checkpoint = tmp_path / "random-init.pt"
+    torch.manual_seed(0)
+    torch.save({"state_dict": create_model("openwit-tiny").model.state_dict()}, checkpoint)
+    args = ["audit", "--shards", str(shards), "--eval", f"pets={eval_root}"]
+    args += ["--checkpoint", str(checkpoint), "--model", "openwit-tiny"]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 0
+    (row,) = json.loads((tmp_path / "o" / "audit.json").read_text())["sets"]
+    assert 0.0 <= row["acc_all"] <= 1.0 and 0.0 <= row["acc_clean"] <= 1.0
+    n_clean = row["n"] - row["n_overlap"]
+    correct = row["acc_clean"] * n_clean + (row["acc_overlap"] or 0.0) * row["n_overlap"]
+    assert correct == pytest.approx(row["acc_all"] * row["n"])
 
 
 def test_decontamination_of_the_build_is_read_from_beside_the_shards(tmp_path):
