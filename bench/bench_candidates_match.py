@@ -178,7 +178,7 @@ class PyAhocorasickInts:
         self.automaton.make_automaton()
 
     def match(self, text: str) -> list[int]:
-        from openwit.pipeline.matcher import spaced
+        from openwit.text import metaclip_spacing as spaced
 
         return sorted(set(map(_second, self.automaton.iter(spaced(text)))))
 
