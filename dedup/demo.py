@@ -2,8 +2,8 @@
 
 It runs after the build and train parts: the build part plants transformed copies of a few
 eval images into its pool, so the audit has overlap to find. Where no earlier part left
-shards (a branch where they are not built yet), it writes a small shard set of its own from
-``openwit.demo_data`` -- captioned images plus planted eval copies -- so the part still runs.
+shards (the part run on its own, as its tests do), it writes a small shard set of its own
+from ``openwit.demo_data`` -- captioned images plus planted eval copies.
 """
 
 from __future__ import annotations

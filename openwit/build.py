@@ -1,7 +1,7 @@
 """``openwit build``: the registry of build stages and the checks made before running them.
 
 Stages are named by import path and imported only when a build runs, so the CLI stays
-fast and a stage whose issue has not landed yet is reported as "not built yet".
+fast (``openwit --help`` imports no Beam).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib
 from pathlib import Path
 
 from openwit.config import BuildConfig
-from openwit.errors import ConfigError, NotBuiltYet
+from openwit.errors import ConfigError
 from openwit.runner import BuildOutcome, BuildRunner, Reporter
 from openwit.schemas import BUILD_STAGES, stage_index
 from openwit.stage import Stage
@@ -31,18 +31,9 @@ assert tuple(STAGE_CLASSES) == BUILD_STAGES
 
 
 def load_stage(name: str) -> Stage:
-    """Import and construct build stage ``name``; :class:`NotBuiltYet` if it does not exist."""
+    """Import and construct build stage ``name``."""
     module_name, _, class_name = STAGE_CLASSES[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
-            raise NotBuiltYet(f"build stage '{name}'") from None
-        raise
-    stage_class = getattr(module, class_name, None)
-    if stage_class is None:
-        raise NotBuiltYet(f"build stage '{name}'")
-    return stage_class()
+    return getattr(importlib.import_module(module_name), class_name)()
 
 
 def stages_through(until: str | None) -> list[str]:

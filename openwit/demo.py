@@ -8,17 +8,13 @@ The demo is a chain of parts, each owned by its package and run in order:
 4. ``openwit.dedup.demo``    -- overlap audit of the eval set against the shards
 
 Each part is a module with ``run(ctx: DemoContext) -> str`` that reads what earlier parts
-left in the context, adds its own results, and returns a one-line summary. A part whose
-module does not exist yet is listed as "not built yet"; a part whose inputs are missing
-(an earlier part is not built) says what it skipped. So ``make demo`` always shows where
-the project stands.
+left in the context, adds its own results, and returns a one-line summary.
 """
 
 from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,16 +56,6 @@ def _stack_check(ctx: DemoContext) -> str:
     return f"offline DirectRunner ran a pipeline in {time.perf_counter() - started:.1f} s"
 
 
-def _load_part(module_name: str) -> Callable[[DemoContext], str] | None:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
-            return None
-        raise
-    return getattr(module, "run", None)
-
-
 def run_demo(out: Path) -> DemoContext:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -77,10 +63,7 @@ def run_demo(out: Path) -> DemoContext:
     ctx = DemoContext(out=out)
     rows = [["beam runner", "ok", _stack_check(ctx), 0.0]]
     for name, module_name in DEMO_PARTS:
-        part = _load_part(module_name)
-        if part is None:
-            rows.append([name, "not built yet", "", 0.0])
-            continue
+        part = importlib.import_module(module_name).run
         started = time.perf_counter()
         summary = part(ctx)
         rows.append([name, "ok", summary, round(time.perf_counter() - started, 1)])

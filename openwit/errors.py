@@ -18,13 +18,6 @@ class ConfigError(UserError):
     """The config file or a CLI override is invalid."""
 
 
-class NotBuiltYet(UserError):
-    """A command or stage whose issue has not landed yet."""
-
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what} is not built yet")
-
-
 class FunnelLawError(Exception):
     """The per-stage record counts do not reconcile: a record was lost or invented.
 
