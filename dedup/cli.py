@@ -56,7 +56,7 @@ def audit(
     from openwit.console import print_table, stdout
     from openwit.dedup.audit import AuditRequest, run_audit
     from openwit.dedup.detector import Detector
-    from openwit.evalsets import parse_eval_args
+    from openwit.evalsets import parse_eval_args, parse_named_paths
 
     detector = Detector()
     if phash_radius is not None:
@@ -66,7 +66,7 @@ def audit(
             detector, dhash_radius=None if dhash_radius < 0 else dhash_radius
         )
     prediction_files = {
-        name: path for name, path in _pairs(predictions or [], "--predictions").items()
+        name: path for name, path in parse_named_paths(predictions or [], "--predictions").items()
     }
     request = AuditRequest(
         shards=shards,
@@ -124,20 +124,6 @@ def _points(value: float | None) -> str:
 
 def _percent(value: float | None, digits: int = 1) -> str:
     return "" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def _pairs(items: list[str], flag: str) -> dict[str, Path]:
-    from openwit.errors import UserError
-
-    result: dict[str, Path] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"{flag} expects NAME=FILE, got {item!r}")
-        if name in result:
-            raise UserError(f"{flag} {name} given twice")
-        result[name] = Path(path)
-    return result
 
 
 def register(root: typer.Typer) -> None:

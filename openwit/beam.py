@@ -147,13 +147,11 @@ class CoreDoFn(beam.DoFn):
         counter.inc()
         return beam.pvalue.TaggedOutput(REJECTED, rejection.as_record())
 
-    def process(self, record: dict[str, Any]) -> Iterable[Any]:
-        assert self.core is not None, "setup() was not called"
-        try:
-            outputs = list(self.core(record))
-        except Exception as exc:  # counted as a rejection, never silently dropped
+    def emit(self, record: Any, outputs: list[Any] | Exception) -> Iterable[Any]:
+        """The tagged outputs for one record's core outputs (or the exception it raised)."""
+        if isinstance(outputs, Exception):  # counted as a rejection, never silently dropped
             uid = record.get("uid", "") if isinstance(record, dict) else ""
-            detail = f"{type(exc).__name__}: {exc}"[:500]
+            detail = f"{type(outputs).__name__}: {outputs}"[:500]
             yield self._reject(Rejection(uid, self.stage, "stage_error", detail))
             return
         for output in outputs:
@@ -162,6 +160,14 @@ class CoreDoFn(beam.DoFn):
             else:
                 self.kept.inc()
                 yield output
+
+    def process(self, record: dict[str, Any]) -> Iterable[Any]:
+        assert self.core is not None, "setup() was not called"
+        try:
+            outputs: list[Any] | Exception = list(self.core(record))
+        except Exception as exc:
+            outputs = exc
+        yield from self.emit(record, outputs)
 
 
 def apply_core(

@@ -96,14 +96,19 @@ def clip_templates() -> list[str]:
     return [template("{}") for template in OPENAI_IMAGENET_TEMPLATES]
 
 
-def parse_eval_args(pairs: list[str]) -> dict[str, Path]:
-    """``["cifar=/data/cifar", ...]`` (the CLI's repeatable ``--eval NAME=PATH``) to a dict."""
+def parse_named_paths(pairs: list[str], flag: str) -> dict[str, Path]:
+    """``["cifar=/data/cifar", ...]`` (a repeatable ``FLAG NAME=PATH``) to a dict."""
     result: dict[str, Path] = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep or not name or not path:
-            raise UserError(f"--eval expects NAME=PATH, got {pair!r}")
+            raise UserError(f"{flag} expects NAME=PATH, got {pair!r}")
         if name in result:
-            raise UserError(f"--eval {name} given twice")
+            raise UserError(f"{flag} {name} given twice")
         result[name] = Path(path)
     return result
+
+
+def parse_eval_args(pairs: list[str]) -> dict[str, Path]:
+    """The CLI's repeatable ``--eval NAME=PATH``."""
+    return parse_named_paths(pairs, "--eval")

@@ -21,7 +21,6 @@ from typing import Any
 import apache_beam as beam
 
 from openwit.beam import REJECTED, Core, CoreDoFn
-from openwit.funnel import Rejection
 
 
 def _apply(core: Core, record: dict[str, Any]) -> list[Any] | Exception:
@@ -49,17 +48,7 @@ class ThreadedCoreDoFn(CoreDoFn):
         core = self.core
         results = self.pool.map(lambda record: _apply(core, record), batch)
         for record, outputs in zip(batch, results):
-            if isinstance(outputs, Exception):
-                uid = record.get("uid", "") if isinstance(record, dict) else ""
-                detail = f"{type(outputs).__name__}: {outputs}"[:500]
-                yield self._reject(Rejection(uid, self.stage, "stage_error", detail))
-                continue
-            for output in outputs:
-                if isinstance(output, Rejection):
-                    yield self._reject(output)
-                else:
-                    self.kept.inc()
-                    yield output
+            yield from self.emit(record, outputs)
 
 
 def apply_core_threaded(
