@@ -1,7 +1,8 @@
 """Run every ``bench/bench_*.py`` and collect their JSON lines into bench/results/latest.json.
 
 Usage: ``python bench/run.py [NAME_FILTER ...]``. Each benchmark runs in its own process;
-one that fails is reported and the others still run.
+one that fails is reported and the others still run. With filters, only the matching
+benchmarks run and their figures replace theirs in latest.json (each figure has its date).
 """
 
 from __future__ import annotations
@@ -54,19 +55,27 @@ def main(filters: list[str]) -> int:
         figures.extend(found)
         if error:
             failures[script.stem] = error
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    for figure in figures:
+        figure["date"] = now
+    path = RESULTS / "latest.json"
+    previous = json.loads(path.read_text()) if filters and path.is_file() else {}
+    rerun = {script.stem for script in scripts}
+    # A filtered run replaces the figures of the benchmarks it ran and keeps the others.
+    kept = [f for f in previous.get("results", []) if f.get("bench") not in rerun]
+    old_failures = {k: v for k, v in previous.get("failures", {}).items() if k not in rerun}
     report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": now,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
-        "results": figures,
-        "failures": failures,
+        "results": kept + figures,
+        "failures": {**old_failures, **failures},
     }
     RESULTS.mkdir(exist_ok=True)
-    name = "latest.json" if not filters else f"latest-{'-'.join(filters)}.json"
-    (RESULTS / name).write_text(json.dumps(report, indent=2) + "\n")
+    path.write_text(json.dumps(report, indent=2) + "\n")
     width = max((len(f["name"]) for f in figures), default=10)
     for f in figures:
         print(f"{f['name']:<{width}}  {f['value']:>12.4g} {f['unit']:<10} ratio {f['ratio']}")
