@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -20,8 +20,6 @@ from rich.progress import (
 from rich.table import Table
 
 from openwit.funnel import Funnel, StageCounts
-
-T = TypeVar("T")
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -141,13 +139,3 @@ def progress_bar(description: str, total: int | None = None) -> Iterator[Any]:
             progress.advance(task, n)
 
         yield advance
-
-
-def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate ``items`` with a progress bar."""
-    if total is None and hasattr(items, "__len__"):
-        total = len(items)  # type: ignore[arg-type]
-    with progress_bar(description, total) as advance:
-        for item in items:
-            yield item
-            advance()

@@ -44,24 +44,12 @@ class DemoContext:
     results: dict[str, Any] = field(default_factory=dict)  # part name -> small JSON values
 
 
-def _stack_check(ctx: DemoContext) -> str:
-    """Start a trivial Beam pipeline on the offline DirectRunner: the ground every stage uses."""
-    import apache_beam as beam
-
-    from openwit.beam import new_pipeline
-
-    started = time.perf_counter()
-    with new_pipeline() as pipeline:
-        _ = pipeline | beam.Create(range(1000)) | beam.combiners.Count.Globally()
-    return f"offline DirectRunner ran a pipeline in {time.perf_counter() - started:.1f} s"
-
-
 def run_demo(out: Path) -> DemoContext:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     stdout.print(f"openwit demo -> {out}")
     ctx = DemoContext(out=out)
-    rows = [["beam runner", "ok", _stack_check(ctx), 0.0]]
+    rows = []
     for name, module_name in DEMO_PARTS:
         part = importlib.import_module(module_name).run
         started = time.perf_counter()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import http.server
 import io
-import json
 import random
 import threading
 from collections.abc import Iterator
@@ -184,15 +183,6 @@ def plant_eval_copies(eval_root: Path, dest: Path, count: int, seed: int = 2) ->
         caption = f"a {shape} I found on the internet"
         planted.append(DemoImage(path, "", shape, "", caption))
     return planted
-
-
-def write_pool_jsonl(images: list[DemoImage], base_url: str, root: Path, path: Path) -> Path:
-    """A pool file (img2dataset's ``url``/``caption`` columns) pointing at ``base_url``."""
-    with path.open("w", encoding="utf-8") as handle:
-        for image in images:
-            url = f"{base_url.rstrip('/')}/{image.path.relative_to(root).as_posix()}"
-            handle.write(json.dumps({"url": url, "caption": image.caption}) + "\n")
-    return path
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -106,6 +106,5 @@ def test_demo_runs_and_lists_every_part(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OPENWIT_DEMO_TRAIN_STEPS", "20")  # the demo itself trains 400
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "beam runner" in out
     for part in ("queries", "build", "train", "audit"):
         assert part in out
