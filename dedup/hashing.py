@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from openwit.dedup.resample import lanczos_grey, pillow_resize
+
 if TYPE_CHECKING:
     import imagehash
     from PIL import Image
@@ -48,18 +50,42 @@ def int_to_hash(value: int) -> imagehash.ImageHash:
     return imagehash.ImageHash(np.unpackbits(raw).astype(bool).reshape(8, 8))
 
 
+def _grey(image: Image.Image) -> np.ndarray:
+    """The image's greyscale pixels (Pillow's ``convert("L")``) as a 2-d ``uint8`` array."""
+    return np.asarray(image if image.mode == "L" else image.convert("L"))
+
+
+def _bits_to_int(bits: np.ndarray) -> int:
+    return int.from_bytes(np.packbits(bits.reshape(-1)).tobytes(), "big")
+
+
+def _phash_pixels(grey: np.ndarray) -> int:
+    """imagehash's pHash of greyscale pixels: a 32x32 Lanczos thumbnail, its 2-d DCT-II,
+    and the 8x8 lowest frequencies compared with their median."""
+    import scipy.fftpack
+
+    small = lanczos_grey(grey, 32, 32)
+    low = scipy.fftpack.dct(scipy.fftpack.dct(small, axis=0), axis=1)[:8, :8]
+    ordered = sorted(low.reshape(-1).tolist())
+    median = (ordered[31] + ordered[32]) / 2  # numpy.median's arithmetic for 64 values
+    return _bits_to_int(low > median)
+
+
+def _dhash_pixels(grey: np.ndarray) -> int:
+    """imagehash's dHash of greyscale pixels: a 9x8 Lanczos thumbnail, each pixel compared
+    with its left neighbour."""
+    small = lanczos_grey(grey, 9, 8)
+    return _bits_to_int(small[:, 1:] > small[:, :-1])
+
+
 def phash_int(image: Image.Image) -> int:
     """imagehash's pHash (8x8, its defaults) of a PIL image, as an integer."""
-    import imagehash
-
-    return hash_to_int(imagehash.phash(image))
+    return _phash_pixels(_grey(image))
 
 
 def dhash_int(image: Image.Image) -> int:
     """imagehash's dHash (8x8, its defaults) of a PIL image, as an integer."""
-    import imagehash
-
-    return hash_to_int(imagehash.dhash(image))
+    return _dhash_pixels(_grey(image))
 
 
 #: Bars are found on a greyscale thumbnail of this size (box-filtered), so an original and
@@ -72,33 +98,52 @@ BAR_TOLERANCE = 4
 BAR_MAX_SHARE = 0.4
 
 
-def _bar_width(lines: np.ndarray) -> int:
-    """How many thumbnail lines, counted from the edge inward, belong to a uniform bar."""
-    reference = np.median(lines[0])
-    uniform = (np.abs(lines - reference) <= BAR_TOLERANCE).all(axis=1)
-    width = int(np.argmin(uniform)) if not uniform.all() else len(uniform)
-    return min(width, int(len(lines) * BAR_MAX_SHARE))
+def _median(values: list[int]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[middle])
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def border_box(image: Image.Image) -> tuple[int, int, int, int]:
-    """``(left, top, right, bottom)`` of the image without its uniform bars."""
-    from PIL import Image
+def _bar_width(lows: list[int], highs: list[int], outermost: list[int]) -> int:
+    """How many thumbnail lines, counted from the edge inward, belong to a uniform bar.
 
+    ``lows[i]``/``highs[i]``: the darkest and brightest pixel of line ``i`` (edge first);
+    ``outermost``: the pixels of line 0. A line is uniform when all its pixels lie within
+    ``BAR_TOLERANCE`` of the median of the outermost line.
+    """
+    reference = _median(outermost)
+    low, high = reference - BAR_TOLERANCE, reference + BAR_TOLERANCE
+    limit = int(len(lows) * BAR_MAX_SHARE)
+    width = 0
+    while width < limit and lows[width] >= low and highs[width] <= high:
+        width += 1
+    return width
+
+
+def _border_box(grey: np.ndarray) -> tuple[int, int, int, int]:
     size = BAR_THUMBNAIL
-    thumb = image.convert("L").resize((size, size), Image.Resampling.BOX)
-    grey = np.asarray(thumb, dtype=np.float32)
-    top = _bar_width(grey)
-    bottom = size - _bar_width(grey[::-1])
-    inner = grey[top:bottom]
-    left = _bar_width(inner.T)
-    right = size - _bar_width(inner.T[::-1])
-    width, height = image.size
+    thumb = pillow_resize(grey, size, size, box_filter=True)
+    lows, highs = thumb.min(axis=1).tolist(), thumb.max(axis=1).tolist()
+    top = _bar_width(lows, highs, thumb[0].tolist())
+    bottom = size - _bar_width(lows[::-1], highs[::-1], thumb[-1].tolist())
+    inner = thumb[top:bottom]
+    lows, highs = inner.min(axis=0).tolist(), inner.max(axis=0).tolist()
+    left = _bar_width(lows, highs, inner[:, 0].tolist())
+    right = size - _bar_width(lows[::-1], highs[::-1], inner[:, -1].tolist())
+    height, width = grey.shape
     return (
         round(left * width / size),
         round(top * height / size),
         round(right * width / size),
         round(bottom * height / size),
     )
+
+
+def border_box(image: Image.Image) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` of the image without its uniform bars."""
+    return _border_box(_grey(image))
 
 
 def trim_borders(image: Image.Image) -> Image.Image:
@@ -111,7 +156,8 @@ def trim_borders(image: Image.Image) -> Image.Image:
 
 def hash_pair(image: Image.Image) -> tuple[int, int]:
     """``(phash, dhash)`` of the image exactly as given (no trimming)."""
-    return phash_int(image), dhash_int(image)
+    grey = _grey(image)
+    return _phash_pixels(grey), _dhash_pixels(grey)
 
 
 def image_hashes(image: Image.Image) -> tuple[int, int]:
@@ -121,9 +167,12 @@ def image_hashes(image: Image.Image) -> tuple[int, int]:
     converts to greyscale itself, so any PIL mode is fine. The build hashes the image as it
     is stored (after resizing), which is what the audit later reads from the shards.
     """
-    # imagehash converts to greyscale itself; doing it once here serves the trim and both
-    # hashes (the same pixels: cropping and converting commute).
-    return hash_pair(trim_borders(image.convert("L")))
+    # One greyscale conversion serves the trim and both hashes (cropping and converting
+    # commute); the crop of the pixel array is Pillow's crop.
+    grey = _grey(image)
+    left, top, right, bottom = _border_box(grey)
+    trimmed = grey[top:bottom, left:right]
+    return _phash_pixels(trimmed), _dhash_pixels(trimmed)
 
 
 def bytes_hashes(data: bytes) -> tuple[int, int]:

@@ -18,7 +18,7 @@ import logging
 import math
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from openwit.io import atomic_path, atomic_write_json, read_json
 from openwit.pipeline.downloader import STAGE, DownloadSettings, Outcome, shared_downloader
 from openwit.pipeline.fetch.client import Connector
 from openwit.pipeline.fetch.policy import Resolver
+from openwit.pipeline.units import RowGroup, UnitReader, WorkUnit, plan_row_groups
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import Stage, StageContext, StageResult
 
@@ -60,66 +61,6 @@ RESIZE_KEYS = (
     "max_pixels",
     "resizer",
 )
-
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """Rows ``start:stop`` of one row group of one input file."""
-
-    index: int
-    path: str
-    row_group: int
-    start: int
-    stop: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.index:08d}"
-
-
-@dataclass(frozen=True)
-class RowGroup:
-    """One row group of one input file, and the number of its first work unit."""
-
-    path: str
-    row_group: int
-    rows: int
-    first_unit: int
-
-    def units(self, records_per_unit: int) -> list[WorkUnit]:
-        starts = range(0, self.rows, records_per_unit)
-        return [
-            WorkUnit(
-                self.first_unit + i,
-                self.path,
-                self.row_group,
-                s,
-                min(self.rows, s + records_per_unit),
-            )
-            for i, s in enumerate(starts)
-        ]
-
-
-def plan_row_groups(files: list[Path], records_per_unit: int) -> list[RowGroup]:
-    """The input's row groups with unit numbers, from Parquet footers only: the same input
-    always gets the same plan. Workers cut them into units (a billion-row input is a
-    million units, too many to list in the pipeline graph)."""
-    groups: list[RowGroup] = []
-    next_unit = 0
-    for path in sorted(str(f) for f in files):
-        metadata = pq.ParquetFile(path).metadata
-        for group in range(metadata.num_row_groups):
-            rows = metadata.row_group(group).num_rows
-            if rows:
-                groups.append(RowGroup(path, group, rows, next_unit))
-                next_unit += math.ceil(rows / records_per_unit)
-    return groups
-
-
-def plan_units(files: list[Path], records_per_unit: int) -> list[WorkUnit]:
-    """Every work unit of the input, in order."""
-    groups = plan_row_groups(files, records_per_unit)
-    return [unit for group in groups for unit in group.units(records_per_unit)]
 
 
 def part_path(work_dir: Path, unit: WorkUnit) -> Path:
@@ -171,7 +112,7 @@ class DownloadUnits(beam.DoFn):
         self.downloader = shared_downloader(self.settings, self.resolver, self.connector)
         self.units_done = beam.metrics.Metrics.counter(STAGE, "units_done")
         self.images_kept = beam.metrics.Metrics.counter(STAGE, "kept")
-        self._group: tuple[tuple[str, int], pa.Table] | None = None
+        self.reader = UnitReader()
 
     def start_bundle(self) -> None:
         self.pending: deque[tuple[WorkUnit, list[Future[Outcome]]]] = deque()
@@ -179,7 +120,7 @@ class DownloadUnits(beam.DoFn):
     def process(self, unit: WorkUnit) -> list[Any]:
         """Start ``unit``; finish the one before it. Units leave files, not elements."""
         if not unit_done(Path(self.work_dir), unit):  # else done by an earlier attempt
-            records = self._read(unit)
+            records = self.reader.records(unit)
             self.pending.append((unit, [self.downloader.submit(r) for r in records]))
         while len(self.pending) > 1:  # the newest unit keeps the threads busy meanwhile
             self._finish(*self.pending.popleft())
@@ -188,12 +129,6 @@ class DownloadUnits(beam.DoFn):
     def finish_bundle(self) -> None:
         while self.pending:
             self._finish(*self.pending.popleft())
-
-    def _read(self, unit: WorkUnit) -> list[dict[str, Any]]:
-        key = (unit.path, unit.row_group)
-        if self._group is None or self._group[0] != key:  # neighbours share a row group
-            self._group = (key, pq.ParquetFile(unit.path).read_row_group(unit.row_group))
-        return self._group[1].slice(unit.start, unit.stop - unit.start).to_pylist()
 
     def _finish(self, unit: WorkUnit, futures: list[Future[Outcome]]) -> None:
         stats = write_unit(Path(self.work_dir), unit, [f.result() for f in futures])

@@ -13,18 +13,37 @@ Hamming distance ``(a ^ b).bit_count()``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from typing import Any
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from openwit.beam import quiet_beam_logging
 from openwit.config import BuildConfig
 from openwit.dedup.hashing import bytes_hashes
+from openwit.dedup.resample import single_threaded_blas
 from openwit.funnel import Rejection
-from openwit.schemas import candidate_schema
-from openwit.stage import CoreStage
+from openwit.io import atomic_path
+from openwit.pipeline.units import UnitReader, WorkUnit, plan_units
+from openwit.schemas import REJECTION_SCHEMA, candidate_schema
+from openwit.stage import Stage, StageContext, StageResult
 
 STAGE = "image"
+
+if TYPE_CHECKING:
+    from openwit.beam import Core
+
+#: ``(kept records, rejection records)`` of a batch.
+Outcomes = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+#: Image bytes do not compress; the other columns do.
+IMAGE_COMPRESSION = {
+    name: "none" if name == "image" else "zstd" for name in candidate_schema(STAGE).names
+}
 
 
 def check_image(
@@ -52,11 +71,81 @@ def image_core(min_side: int, max_aspect: float):
     return functools.partial(check_image, min_side, max_aspect)
 
 
-class ImageStage(CoreStage):
+def apply_checks(core: Core, records: list[dict[str, Any]], pool: ThreadPoolExecutor) -> Outcomes:
+    """``(kept, rejections)`` of a batch of records, the core run on ``pool``.
+
+    A core that raises on a record rejects it as ``stage_error`` (as :class:`CoreDoFn`
+    does): one odd record never stops the build, and never goes missing.
+    """
+    kept: list[dict[str, Any]] = []
+    rejected: list[dict[str, Any]] = []
+    for record, outputs in zip(records, pool.map(lambda r: _outputs(core, r), records)):
+        if isinstance(outputs, Exception):
+            detail = f"{type(outputs).__name__}: {outputs}"[:500]
+            rejected.append(
+                Rejection(record.get("uid", ""), STAGE, "stage_error", detail).as_record()
+            )
+            continue
+        for output in outputs:
+            if isinstance(output, Rejection):
+                rejected.append(output.as_record())
+            else:
+                kept.append(output)
+    return kept, rejected
+
+
+def _outputs(core: Core, record: dict[str, Any]) -> list[Any] | Exception:
+    try:
+        return list(core(record))
+    except Exception as exc:
+        return exc
+
+
+class CheckUnits(beam.DoFn):
+    """Checks and hashes work units of downloaded records; writes each unit's two files.
+
+    A unit's records go through Arrow and the DoFn's thread pool straight from the input
+    Parquet to the output Parquet: image bytes never pass through Beam's coders, which
+    cost more than the hashing itself did when the stage ran record by record.
+    """
+
+    def __init__(self, make_core: Callable[[], Core], work_dir: str, schema: pa.Schema) -> None:
+        self.make_core = make_core
+        self.work_dir = work_dir
+        self.schema = schema
+
+    def setup(self) -> None:
+        quiet_beam_logging()
+        single_threaded_blas()  # the hashes' small matrix products, one thread per core
+        self.core = self.make_core()
+        self.pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="openwit-image")
+        self.reader = UnitReader()
+        self.kept = beam.metrics.Metrics.counter(STAGE, "kept")
+        self.rejected = beam.metrics.Metrics.counter(STAGE, "rejected")
+
+    def teardown(self) -> None:
+        self.pool.shutdown()
+
+    def process(self, unit: WorkUnit) -> list[Any]:
+        kept, rejected = apply_checks(self.core, self.reader.records(unit), self.pool)
+        work_dir = Path(self.work_dir)
+        with atomic_path(work_dir / f"rejections-{unit.name}.parquet") as tmp:
+            pq.write_table(pa.Table.from_pylist(rejected, schema=REJECTION_SCHEMA), tmp)
+        with atomic_path(work_dir / f"part-{unit.name}.parquet") as tmp:
+            table = pa.Table.from_pylist(kept, schema=self.schema)
+            pq.write_table(table, tmp, compression=IMAGE_COMPRESSION)
+        self.kept.inc(len(kept))
+        self.rejected.inc(len(rejected))
+        return []
+
+
+class ImageStage(Stage):
     """Size checks on the original image; pHash and dHash of the stored one."""
 
     name = STAGE
     version = 1
+    #: Records per work unit: enough to keep every core busy, small enough to spread.
+    records_per_unit = 500
 
     def fingerprint(self, config: BuildConfig) -> dict[str, Any]:
         image = config.image
@@ -65,14 +154,20 @@ class ImageStage(CoreStage):
             "config": {"image": {"min_side": image.min_side, "max_aspect": image.max_aspect}},
         }
 
-    def output_schema(self, config: BuildConfig) -> pa.Schema:
-        return candidate_schema("image")
-
-    def make_core(self, config: BuildConfig):
+    def make_core(self, config: BuildConfig) -> Callable[[], Core]:
         return functools.partial(image_core, config.image.min_side, config.image.max_aspect)
 
-    def expand(self, records: Any, ctx: Any) -> tuple[Any, Any]:
-        from openwit.pipeline.parallel import apply_core_threaded
-
-        # Hashing is Pillow work (decode, resize), which releases the GIL: a thread per core.
-        return apply_core_threaded(records, self.name, self.make_core(ctx.config))
+    def run(self, ctx: StageContext) -> StageResult | None:
+        units = plan_units(ctx.input_files, self.records_per_unit)
+        if not units:
+            return None
+        schema = candidate_schema(STAGE)
+        fn = CheckUnits(self.make_core(ctx.config), str(ctx.work_dir), schema)
+        with ctx.new_pipeline() as pipeline:
+            _ = (
+                pipeline
+                | "Work units" >> beam.Create(units)
+                | "Spread over workers" >> beam.Reshuffle()
+                | "Check and hash" >> beam.ParDo(fn)
+            )
+        return None

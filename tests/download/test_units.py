@@ -6,10 +6,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openwit.pipeline.download import _start_plan, plan_row_groups, plan_units
+from openwit.pipeline.download import _start_plan
 from openwit.pipeline.downloader import DownloadSettings
 from openwit.pipeline.fetch.client import ClientSettings
 from openwit.pipeline.imaging import ResizeSettings
+from openwit.pipeline.units import plan_row_groups, plan_units
 from tests.download.stages import candidate
 
 

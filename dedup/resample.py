@@ -1,0 +1,219 @@
+"""Pillow's resampling of 8-bit greyscale images, bit for bit, as two matrix products.
+
+The hashes (:mod:`.hashing`) shrink every image three times with Pillow: a 64x64 box-filtered
+thumbnail to find bars, 32x32 Lanczos for pHash, 9x8 Lanczos for dHash. Pillow's resampler
+is a scalar C loop: on a 256x192 image the two Lanczos resizes take ~0.8 ms of the ~2.3 ms a
+stored image costs to hash. The same arithmetic as a pair of float64 matrix products (BLAS)
+takes ~0.05 ms, and gives the *same bytes*, so the hashes stay imagehash's own:
+
+- Pillow computes, per output pixel, filter weights in double precision, normalises them to
+  sum 1 and rounds them to integers of 22 fractional bits; each output is
+  ``clip((sum(pixel * weight) + 2**21) >> 22, 0, 255)``, first along rows (only the rows the
+  second pass reads), then along columns, the intermediate rounded to 8 bits.
+- The sums are integers below 2**37 (255 x 2**22 x at most a few hundred taps), which a
+  float64 holds exactly whatever order BLAS adds them in; ``>> 22`` is ``floor(x / 2**22)``,
+  also exact. The weights are computed here with the same double-precision expressions and
+  Python's ``math.sin`` (the C library's ``sin``, as Pillow's).
+
+:func:`resample_matches_pillow` compares both on fixed test images the first time
+:func:`resize_grey` is used; if this Pillow build differs (a changed algorithm, a compiler
+that fuses multiply-adds differently), every call goes to Pillow instead, with a warning.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Fractional bits of Pillow's integer weights for 8-bit images (``PRECISION_BITS``).
+PRECISION_BITS = 22
+_ONE = float(1 << PRECISION_BITS)
+_HALF = float(1 << (PRECISION_BITS - 1))
+_WRAP = float(1 << 31)
+
+
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x = x * math.pi
+    return math.sin(x) / x
+
+
+def _lanczos(x: float) -> float:
+    return _sinc(x) * _sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
+
+
+#: Pillow's Lanczos filter reaches this many input pixels (scaled) on each side.
+LANCZOS_SUPPORT = 3.0
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """Pillow's integer weights for one ``in_size -> out_size`` pass, as a dense matrix.
+
+    ``matrix[i, j]`` is the weight output pixel ``i`` gives input pixel ``j`` (zero outside
+    the filter's window); only inputs ``first:last`` have any weight. ``may_wrap``: some
+    weighted sum of 8-bit pixels can pass 2**31 (see :func:`_round`).
+    """
+
+    matrix: np.ndarray
+    first: int
+    last: int
+    may_wrap: bool
+
+
+@functools.lru_cache(maxsize=4096)
+def lanczos_kernel(in_size: int, out_size: int) -> Kernel:
+    """The weights Pillow's ``precompute_coeffs`` and ``normalize_coeffs_8bpc`` give, for the
+    Lanczos filter. Cached: the sizes of stored images repeat."""
+    scale = float(in_size) / out_size
+    filter_scale = max(scale, 1.0)
+    support = LANCZOS_SUPPORT * filter_scale
+    inverse = 1.0 / filter_scale
+    matrix = np.zeros((out_size, in_size), dtype=np.float64)
+    for out in range(out_size):
+        center = 0.0 + (out + 0.5) * scale
+        first = max(int(center - support + 0.5), 0)  # int() truncates toward 0, as C does
+        stop = min(int(center + support + 0.5), in_size)
+        taps = [_lanczos((x - center + 0.5) * inverse) for x in range(first, stop)]
+        total = 0.0
+        for tap in taps:  # summed in order, as Pillow does
+            total += tap
+        if total != 0.0:
+            taps = [tap / total for tap in taps]
+        for offset, tap in enumerate(taps):
+            scaled = tap * _ONE
+            matrix[out, first + offset] = int(scaled - 0.5 if tap < 0 else scaled + 0.5)
+    matrix.setflags(write=False)
+    used = np.flatnonzero(matrix.any(axis=0))
+    first, last = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
+    largest = float(np.abs(matrix).sum(axis=1).max()) * 255 + _HALF
+    return Kernel(matrix, first, last, may_wrap=largest >= _WRAP)
+
+
+def _round(sums: np.ndarray, may_wrap: bool) -> np.ndarray:
+    """Pillow's rounding of weighted sums to 8-bit pixels.
+
+    Pillow sums in a C ``int``: enlarging a 2-pixel-wide image with Lanczos gives weights
+    large enough to wrap around 2**31, and the pixel is whatever the wrapped sum says.
+    The sums here are exact, so wrapping them gives Pillow's value.
+    """
+    sums = sums + _HALF
+    if may_wrap:
+        sums = np.mod(sums + _WRAP, 2 * _WRAP) - _WRAP
+    return np.clip(np.floor(sums * (1 / _ONE)), 0, 255)
+
+
+def _vertical(values: np.ndarray, height: int) -> np.ndarray:
+    if height == values.shape[0]:
+        return values
+    rows = lanczos_kernel(values.shape[0], height)
+    return _round(
+        rows.matrix[:, rows.first : rows.last] @ values[rows.first : rows.last], rows.may_wrap
+    )
+
+
+def _horizontal(values: np.ndarray, width: int) -> np.ndarray:
+    if width == values.shape[1]:
+        return values
+    columns = lanczos_kernel(values.shape[1], width)
+    return _round(values @ columns.matrix.T, columns.may_wrap)
+
+
+def _lanczos_resample(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Pillow's two passes, in Pillow's order: rows first (only those the column pass
+    reads), except for images over 100 times taller than wide that are made shorter,
+    which ``Image.resize`` shrinks in height first."""
+    in_height, in_width = pixels.shape
+    values = pixels.astype(np.float64)
+    if in_height > in_width * 100 and height < in_height:
+        return _horizontal(_vertical(values, height), width)
+    if height != in_height and width != in_width:
+        rows = lanczos_kernel(in_height, height)
+        values = values[rows.first : rows.last]
+        values = _horizontal(values, width)
+        return _round(rows.matrix[:, rows.first : rows.last] @ values, rows.may_wrap)
+    return _vertical(_horizontal(values, width), height)
+
+
+def pillow_resize(
+    pixels: np.ndarray, width: int, height: int, box_filter: bool = False
+) -> np.ndarray:
+    """Pillow's own resize of greyscale pixels (Lanczos, or the box filter)."""
+    from PIL import Image
+
+    method = Image.Resampling.BOX if box_filter else Image.Resampling.LANCZOS
+    return np.asarray(Image.fromarray(pixels, "L").resize((width, height), method))
+
+
+def lanczos_matches_pillow() -> bool:
+    """Whether the matrix products give Pillow's bytes on this machine (fixed test cases:
+    shrinking and enlarging; noise, gradients and a checkerboard, which clips)."""
+    rng = np.random.default_rng(12345)
+    cases = [
+        ((192, 256), (32, 32)),
+        ((300, 217), (9, 8)),
+        ((50, 61), (64, 64)),
+        ((7, 2), (32, 32)),
+        ((250, 2), (9, 8)),
+    ]
+    for (h, w), (out_w, out_h) in cases:
+        noise = rng.integers(0, 256, (h, w))
+        gradient = np.cumsum(rng.integers(-9, 10, (h, w)), axis=1) % 256
+        checkerboard = (np.indices((h, w)).sum(0) % 2) * 255
+        for pixels in (noise, gradient, checkerboard):
+            pixels = pixels.astype(np.uint8)
+            mine = _lanczos_resample(pixels, out_w, out_h).astype(np.uint8)
+            if not np.array_equal(mine, pillow_resize(pixels, out_w, out_h)):
+                return False
+    return True
+
+
+_verified: bool | None = None
+_verify_lock = threading.Lock()
+
+
+def _fast_path_verified() -> bool:
+    global _verified
+    if _verified is None:
+        with _verify_lock:
+            if _verified is None:
+                _verified = lanczos_matches_pillow()
+                if not _verified:
+                    log.warning("this Pillow resamples differently; hashing uses Pillow itself")
+    return _verified
+
+
+def lanczos_grey(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``Image.fromarray(pixels, "L").resize((width, height), Image.LANCZOS)`` as a
+    ``uint8`` array: Pillow's bytes, computed with matrix products."""
+    if pixels.ndim != 2 or pixels.dtype != np.uint8 or min(pixels.shape) < 1:
+        raise ValueError(f"expected a non-empty 2-d uint8 array, got {pixels.dtype}{pixels.shape}")
+    if not _fast_path_verified():
+        return pillow_resize(pixels, width, height)
+    return _lanczos_resample(pixels, width, height).astype(np.uint8)
+
+
+_blas_limited = False
+
+
+def single_threaded_blas() -> None:
+    """Limit BLAS to one thread in this process (once; a process-wide setting).
+
+    The hashes' matrix products are small and the stages already run one hashing thread
+    per core. OpenBLAS would start its own threads for each product on top; they spin
+    while waiting and, measured, doubled the CPU time of the image stage.
+    """
+    global _blas_limited
+    if not _blas_limited:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1, user_api="blas")
+        _blas_limited = True
