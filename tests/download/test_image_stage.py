@@ -107,3 +107,21 @@ def test_near_duplicates_stay_near():
     other = image_hashes(PillowResizer(ResizeSettings())(photo(800, 600, seed=12)).data)[0]
     assert (a ^ b).bit_count() <= 4
     assert (a ^ other).bit_count() > 10
+
+
+def test_a_core_that_raises_rejects_the_record_as_stage_error():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openwit.pipeline.image import apply_checks
+
+    def core(record):
+        if record["uid"] == "bad":
+            raise RuntimeError("boom")
+        yield record
+
+    records = [{"uid": "a"}, {"uid": "bad"}, {"uid": "c"}]
+    with ThreadPoolExecutor(2) as pool:
+        kept, rejected = apply_checks(core, records, pool)
+    assert [r["uid"] for r in kept] == ["a", "c"]
+    assert [(r["uid"], r["reason"]) for r in rejected] == [("bad", "stage_error")]
+    assert "RuntimeError: boom" in rejected[0]["detail"]

@@ -1,0 +1,93 @@
+"""The matrix-product resampler gives Pillow's bytes, and the hashes stay imagehash's."""
+
+from __future__ import annotations
+
+import imagehash
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from openwit.dedup import resample
+from openwit.dedup.hashing import hash_to_int, image_hashes, trim_borders
+from openwit.dedup.resample import _lanczos_resample, lanczos_grey, pillow_resize
+
+
+def pixels(kind: str, height: int, width: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "noise":
+        values = rng.integers(0, 256, (height, width))
+    elif kind == "gradient":
+        values = np.cumsum(rng.integers(-12, 13, (height, width)), axis=0) % 256
+    elif kind == "checkerboard":  # the largest overshoot: clipping at 0 and 255
+        values = (np.indices((height, width)).sum(axis=0) % 2) * 255
+    else:
+        values = np.full((height, width), seed % 256)
+    return values.astype(np.uint8)
+
+
+kinds = st.sampled_from(["noise", "gradient", "checkerboard", "flat"])
+sizes = st.integers(1, 300)
+out_sizes = st.integers(1, 80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kinds, sizes, sizes, out_sizes, out_sizes, st.integers(0, 2**16))
+def test_lanczos_gives_pillows_bytes(kind, height, width, out_width, out_height, seed):
+    source = pixels(kind, height, width, seed)
+    mine = _lanczos_resample(source, out_width, out_height).astype(np.uint8)
+    assert np.array_equal(mine, pillow_resize(source, out_width, out_height))
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [
+        ((250, 2), (9, 8)),  # over 100x taller than wide: Image.resize shrinks height first
+        ((217, 2), (58, 50)),
+        ((7, 2), (32, 32)),  # enlarging 2 px: weights whose C int sums wrap around
+        ((2, 2), (32, 32)),
+        ((1, 1), (9, 8)),
+        ((32, 32), (32, 32)),  # same size: Pillow copies
+        ((192, 256), (256, 192)),
+    ],
+)
+def test_edge_shapes_match_pillow(shape, size):
+    for kind in ("noise", "checkerboard"):
+        source = pixels(kind, *shape, seed=7)
+        assert np.array_equal(lanczos_grey(source, *size), pillow_resize(source, *size))
+
+
+def test_the_self_check_passes_here_and_the_fallback_is_pillow(monkeypatch):
+    assert resample.lanczos_matches_pillow()
+    source = pixels("noise", 60, 90, seed=3)
+    fast = lanczos_grey(source, 32, 32)
+    monkeypatch.setattr(resample, "_verified", False)  # as on a Pillow that differs
+    assert np.array_equal(lanczos_grey(source, 32, 32), fast)
+
+
+@pytest.mark.parametrize(
+    "bad", [np.zeros((0, 5), np.uint8), np.zeros((4, 4), np.float32), np.zeros((2, 2, 3), np.uint8)]
+)
+def test_refuses_what_is_not_a_greyscale_image(bad):
+    with pytest.raises(ValueError, match="2-d uint8"):
+        lanczos_grey(bad, 8, 8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kinds,
+    st.integers(8, 260),
+    st.integers(8, 260),
+    st.sampled_from(["RGB", "L", "RGBA", "P"]),
+    st.integers(0, 2**16),
+    st.integers(0, 40),
+)
+def test_hashes_are_imagehash_of_the_trimmed_image(kind, height, width, mode, seed, bar):
+    grey = pixels(kind, height, width, seed)
+    if bar:  # a letterbox bar on top and bottom
+        grey = np.pad(grey, ((bar, bar), (0, 0)), constant_values=0)
+    image = Image.fromarray(grey, "L").convert(mode)
+    trimmed = trim_borders(image.convert("L"))
+    expected = (hash_to_int(imagehash.phash(trimmed)), hash_to_int(imagehash.dhash(trimmed)))
+    assert image_hashes(image) == expected
