@@ -59,6 +59,7 @@ def hash_eval_set(
 ) -> EvalHashes:
     """Hash every image of ``eval_set`` in every variant of ``detector``."""
     from openwit.console import progress_bar
+    from openwit.dedup.resample import single_threaded_blas
 
     samples = eval_set.samples
     paths = [str(eval_set.root / s.path) for s in samples]
@@ -76,7 +77,9 @@ def hash_eval_set(
 
             # spawn, not fork: the caller may hold threads (Beam, the progress bar).
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            # One BLAS thread per worker: the workers already fill the cores.
+            limit = single_threaded_blas
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=limit) as pool:
                 for part in pool.map(_hash_chunk, [detector] * len(chunks), chunks):
                     results.extend(part)
                     advance(len(part))
