@@ -205,6 +205,10 @@ def run_openwit(config: Path) -> tuple[float, int, dict[str, float]]:
 
 def openwit_build(config_path: str) -> None:
     """The openwit side, in its own process: stand-in candidates, then the real stages."""
+    import atexit
+    import gc
+
+    atexit.register(gc.freeze)  # as the openwit CLI does (openwit/cli.py)
     from openwit.config import load_build_config
 
     sys.path.insert(0, str(REPO))  # the stand-in first stage of the download tests

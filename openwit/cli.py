@@ -7,6 +7,8 @@ its body so that ``openwit --help`` stays fast. User mistakes raise
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import sys
 from pathlib import Path
@@ -115,6 +117,9 @@ def demo(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``openwit`` script; returns the exit code."""
+    # Python's last garbage collection at exit walks every object left, and after Beam
+    # has run that took 0.6 s per command here; frozen objects are skipped (0.08 s).
+    atexit.register(gc.freeze)
     try:
         app(args=argv, prog_name="openwit")  # standalone mode: usage errors exit 2 by themselves
     except SystemExit as exc:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,19 +73,25 @@ def image_core(min_side: int, max_aspect: float):
 
 
 def apply_checks(core: Core, records: list[dict[str, Any]], pool: ThreadPoolExecutor) -> Outcomes:
-    """``(kept, rejections)`` of a batch of records, the core run on ``pool``.
+    """``(kept, rejections)`` of a batch of records, the core run on ``pool``."""
+    return sort_outcomes(records, pool.map(lambda r: _outputs(core, r), records))
+
+
+def sort_outcomes(
+    records: list[dict[str, Any]], outcomes: Iterable[list[Any] | Exception]
+) -> Outcomes:
+    """``(kept, rejections)`` from each record's core outputs, or the exception it raised.
 
     A core that raises on a record rejects it as ``stage_error`` (as :class:`CoreDoFn`
     does): one odd record never stops the build, and never goes missing.
     """
     kept: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
-    for record, outputs in zip(records, pool.map(lambda r: _outputs(core, r), records)):
+    for record, outputs in zip(records, outcomes, strict=True):
         if isinstance(outputs, Exception):
             detail = f"{type(outputs).__name__}: {outputs}"[:500]
-            rejected.append(
-                Rejection(record.get("uid", ""), STAGE, "stage_error", detail).as_record()
-            )
+            uid = record.get("uid", "")
+            rejected.append(Rejection(uid, STAGE, "stage_error", detail).as_record())
             continue
         for output in outputs:
             if isinstance(output, Rejection):
@@ -126,8 +133,25 @@ class CheckUnits(beam.DoFn):
     def teardown(self) -> None:
         self.pool.shutdown()
 
+    def start_bundle(self) -> None:
+        self.pending: deque[tuple[WorkUnit, list[dict[str, Any]], list[Future]]] = deque()
+
     def process(self, unit: WorkUnit) -> list[Any]:
-        kept, rejected = apply_checks(self.core, self.reader.records(unit), self.pool)
+        """Start ``unit``; finish the one before it, whose files are written while this
+        one's images are hashed."""
+        records = self.reader.records(unit)
+        futures = [self.pool.submit(_outputs, self.core, record) for record in records]
+        self.pending.append((unit, records, futures))
+        while len(self.pending) > 1:
+            self._finish(*self.pending.popleft())
+        return []
+
+    def finish_bundle(self) -> None:
+        while self.pending:
+            self._finish(*self.pending.popleft())
+
+    def _finish(self, unit: WorkUnit, records: list[dict[str, Any]], futures: list[Future]) -> None:
+        kept, rejected = sort_outcomes(records, (f.result() for f in futures))
         work_dir = Path(self.work_dir)
         with atomic_path(work_dir / f"rejections-{unit.name}.parquet") as tmp:
             pq.write_table(pa.Table.from_pylist(rejected, schema=REJECTION_SCHEMA), tmp)
@@ -136,7 +160,6 @@ class CheckUnits(beam.DoFn):
             pq.write_table(table, tmp, compression=IMAGE_COMPRESSION)
         self.kept.inc(len(kept))
         self.rejected.inc(len(rejected))
-        return []
 
 
 class ImageStage(Stage):
