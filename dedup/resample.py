@@ -69,7 +69,12 @@ class Kernel:
     may_wrap: bool
 
 
-@functools.lru_cache(maxsize=4096)
+#: Larger images go to Pillow: a dense float64 copy and dense weights would cost more
+#: memory than they save time (stored images are 256 px, eval images 512 px at most).
+MATRIX_MAX_SIDE = 1024
+
+
+@functools.lru_cache(maxsize=256)  # at most 256 x 32 x 1024 x 8 bytes = 64 MiB
 def lanczos_kernel(in_size: int, out_size: int) -> Kernel:
     """The weights Pillow's ``precompute_coeffs`` and ``normalize_coeffs_8bpc`` give, for the
     Lanczos filter. Cached: the sizes of stored images repeat."""
@@ -196,7 +201,8 @@ def lanczos_grey(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     ``uint8`` array: Pillow's bytes, computed with matrix products."""
     if pixels.ndim != 2 or pixels.dtype != np.uint8 or min(pixels.shape) < 1:
         raise ValueError(f"expected a non-empty 2-d uint8 array, got {pixels.dtype}{pixels.shape}")
-    if not _fast_path_verified():
+    sides = (*pixels.shape, width, height)
+    if max(sides) > MATRIX_MAX_SIDE or not _fast_path_verified():
         return pillow_resize(pixels, width, height)
     return _lanczos_resample(pixels, width, height).astype(np.uint8)
 

@@ -91,3 +91,15 @@ def test_hashes_are_imagehash_of_the_trimmed_image(kind, height, width, mode, se
     trimmed = trim_borders(image.convert("L"))
     expected = (hash_to_int(imagehash.phash(trimmed)), hash_to_int(imagehash.dhash(trimmed)))
     assert image_hashes(image) == expected
+
+
+def test_large_images_go_to_pillow_not_to_dense_matrices(monkeypatch):
+    def dense(*args):
+        raise AssertionError("a dense float64 copy of a large image")
+
+    monkeypatch.setattr(resample, "_lanczos_resample", dense)
+    source = pixels("gradient", 30, resample.MATRIX_MAX_SIDE + 1, seed=5)
+    resized = lanczos_grey(source, 32, 32)
+    assert np.array_equal(resized, pillow_resize(source, 32, 32))
+    with pytest.raises(AssertionError, match="dense"):
+        lanczos_grey(source[:, :300], 32, 32)  # small enough: the matrix path
