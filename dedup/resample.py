@@ -15,8 +15,8 @@ takes ~0.05 ms, and gives the *same bytes*, so the hashes stay imagehash's own:
   also exact. The weights are computed here with the same double-precision expressions and
   Python's ``math.sin`` (the C library's ``sin``, as Pillow's).
 
-:func:`resample_matches_pillow` compares both on fixed test images the first time
-:func:`resize_grey` is used; if this Pillow build differs (a changed algorithm, a compiler
+:func:`lanczos_matches_pillow` compares both on fixed test images the first time
+:func:`lanczos_grey` is used; if this Pillow build differs (a changed algorithm, a compiler
 that fuses multiply-adds differently), every call goes to Pillow instead, with a warning.
 """
 
@@ -116,13 +116,9 @@ def _round(sums: np.ndarray, may_wrap: bool) -> np.ndarray:
     return np.clip(np.floor(sums * (1 / _ONE)), 0, 255)
 
 
-def _vertical(values: np.ndarray, height: int) -> np.ndarray:
-    if height == values.shape[0]:
-        return values
-    rows = lanczos_kernel(values.shape[0], height)
-    return _round(
-        rows.matrix[:, rows.first : rows.last] @ values[rows.first : rows.last], rows.may_wrap
-    )
+def _vertical(values: np.ndarray, rows: Kernel) -> np.ndarray:
+    """The column pass; ``values`` holds only the input rows ``rows.first:rows.last``."""
+    return _round(rows.matrix[:, rows.first : rows.last] @ values, rows.may_wrap)
 
 
 def _horizontal(values: np.ndarray, width: int) -> np.ndarray:
@@ -138,14 +134,13 @@ def _lanczos_resample(pixels: np.ndarray, width: int, height: int) -> np.ndarray
     which ``Image.resize`` shrinks in height first."""
     in_height, in_width = pixels.shape
     values = pixels.astype(np.float64)
+    if height == in_height:
+        return _horizontal(values, width)
+    rows = lanczos_kernel(in_height, height)
+    values = values[rows.first : rows.last]
     if in_height > in_width * 100 and height < in_height:
-        return _horizontal(_vertical(values, height), width)
-    if height != in_height and width != in_width:
-        rows = lanczos_kernel(in_height, height)
-        values = values[rows.first : rows.last]
-        values = _horizontal(values, width)
-        return _round(rows.matrix[:, rows.first : rows.last] @ values, rows.may_wrap)
-    return _vertical(_horizontal(values, width), height)
+        return _horizontal(_vertical(values, rows), width)
+    return _vertical(_horizontal(values, width), rows)
 
 
 def pillow_resize(

@@ -46,6 +46,7 @@ def test_lanczos_gives_pillows_bytes(kind, height, width, out_width, out_height,
         ((250, 2), (9, 8)),  # over 100x taller than wide: Image.resize shrinks height first
         ((217, 2), (58, 50)),
         ((7, 2), (32, 32)),  # enlarging 2 px: weights whose C int sums wrap around
+        ((250, 2), (9, 500)),  # tall but made taller: the usual order again
         ((2, 2), (32, 32)),
         ((1, 1), (9, 8)),
         ((32, 32), (32, 32)),  # same size: Pillow copies
