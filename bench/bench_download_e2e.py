@@ -94,7 +94,8 @@ def free_port() -> int:
 
 
 class _Server:
-    """``python -m http.server``, with a listen backlog for 32 concurrent clients.
+    """The demo's file server (a threading HTTP server with a listen backlog for 32
+    concurrent clients, see ``openwit.demo_data.BacklogServer``), in its own process.
 
     The standard library's default backlog is 5: with more clients connecting at once the
     kernel drops SYNs and each dropped one costs a 1 s retransmission, to both sides alike.
@@ -103,18 +104,11 @@ class _Server:
     @staticmethod
     def main(folder: str, port: int) -> None:
         import functools
-        import http.server
 
-        class Quiet(http.server.SimpleHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                pass
+        from openwit.demo_data import BacklogServer, QuietHandler
 
-        class Server(http.server.ThreadingHTTPServer):
-            request_queue_size = 1024
-            daemon_threads = True
-
-        handler = functools.partial(Quiet, directory=folder)
-        Server(("127.0.0.1", port), handler).serve_forever()
+        handler = functools.partial(QuietHandler, directory=folder)
+        BacklogServer(("127.0.0.1", port), handler).serve_forever()
 
 
 def serve(folder: Path) -> tuple[subprocess.Popen, str]:

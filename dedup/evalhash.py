@@ -78,8 +78,10 @@ def hash_eval_set(
             # spawn, not fork: the caller may hold threads (Beam, the progress bar).
             context = multiprocessing.get_context("spawn")
             # One BLAS thread per worker: the workers already fill the cores.
-            limit = single_threaded_blas
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=limit) as pool:
+            pool = ProcessPoolExecutor(
+                workers, mp_context=context, initializer=single_threaded_blas
+            )
+            with pool:
                 for part in pool.map(_hash_chunk, [detector] * len(chunks), chunks):
                     results.extend(part)
                     advance(len(part))

@@ -34,10 +34,10 @@ HASH_BITS = 64
 
 def hash_to_int(image_hash: imagehash.ImageHash) -> int:
     """An 8x8 imagehash as an unsigned 64-bit integer (row-major bits, first bit highest)."""
-    bits = np.asarray(image_hash.hash, dtype=bool).reshape(-1)
+    bits = np.asarray(image_hash.hash, dtype=bool)
     if bits.size != HASH_BITS:
         raise ValueError(f"expected a {HASH_BITS}-bit hash, got {bits.size} bits")
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+    return _bits_to_int(bits)
 
 
 def int_to_hash(value: int) -> imagehash.ImageHash:

@@ -120,6 +120,14 @@ def test_pipeline(**beam_options: Any) -> beam.Pipeline:
 test_pipeline.__test__ = False  # type: ignore[attr-defined]  # pytest: not a test
 
 
+def core_outputs(core: Core, record: dict[str, Any]) -> list[Any] | Exception:
+    """The core's outputs for one record, or the exception it raised (a ``stage_error``)."""
+    try:
+        return list(core(record))
+    except Exception as exc:
+        return exc
+
+
 class CoreDoFn(beam.DoFn):
     """Runs a stage core; rejections go to the ``rejected`` output, counted by reason.
 
@@ -151,8 +159,7 @@ class CoreDoFn(beam.DoFn):
         """The tagged outputs for one record's core outputs (or the exception it raised)."""
         if isinstance(outputs, Exception):  # counted as a rejection, never silently dropped
             uid = record.get("uid", "") if isinstance(record, dict) else ""
-            detail = f"{type(outputs).__name__}: {outputs}"[:500]
-            yield self._reject(Rejection(uid, self.stage, "stage_error", detail))
+            yield self._reject(Rejection.stage_error(uid, self.stage, outputs))
             return
         for output in outputs:
             if isinstance(output, Rejection):
@@ -163,11 +170,7 @@ class CoreDoFn(beam.DoFn):
 
     def process(self, record: dict[str, Any]) -> Iterable[Any]:
         assert self.core is not None, "setup() was not called"
-        try:
-            outputs: list[Any] | Exception = list(self.core(record))
-        except Exception as exc:
-            outputs = exc
-        yield from self.emit(record, outputs)
+        yield from self.emit(record, core_outputs(self.core, record))
 
 
 def apply_core(

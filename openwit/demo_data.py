@@ -185,12 +185,14 @@ def plant_eval_copies(eval_root: Path, dest: Path, count: int, seed: int = 2) ->
     return planted
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder's files without logging every request."""
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
-class _Server(http.server.ThreadingHTTPServer):
+class BacklogServer(http.server.ThreadingHTTPServer):
     # The stdlib's listen backlog of 5 makes a burst of downloader threads wait 1 s for SYN
     # retransmits; a real image host accepts far more.
     request_queue_size = 1024
@@ -201,8 +203,8 @@ class ImageServer:
     """Serves a folder over HTTP on 127.0.0.1 (a free port) from a background thread."""
 
     def __init__(self, root: Path) -> None:
-        handler = functools.partial(_QuietHandler, directory=str(root))
-        self.httpd = _Server(("127.0.0.1", 0), handler)
+        handler = functools.partial(QuietHandler, directory=str(root))
+        self.httpd = BacklogServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

@@ -39,6 +39,11 @@ class Rejection:
     def as_record(self) -> dict[str, str]:
         return {"uid": self.uid, "stage": self.stage, "reason": self.reason, "detail": self.detail}
 
+    @classmethod
+    def stage_error(cls, uid: str, stage: str, exc: BaseException) -> Rejection:
+        """A record on which the stage's own code raised: counted, never silently dropped."""
+        return cls(uid, stage, "stage_error", f"{type(exc).__name__}: {exc}"[:500])
+
 
 @dataclass
 class StageCounts:

@@ -23,25 +23,28 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from openwit.beam import quiet_beam_logging
 from openwit.config import BuildConfig, json_hash
 from openwit.funnel import Rejection
-from openwit.io import atomic_path, atomic_write_json, read_json
+from openwit.io import atomic_write_json, read_json
 from openwit.pipeline.downloader import STAGE, DownloadSettings, Outcome, shared_downloader
 from openwit.pipeline.fetch.client import Connector
 from openwit.pipeline.fetch.policy import Resolver
-from openwit.pipeline.units import RowGroup, UnitReader, WorkUnit, plan_row_groups
-from openwit.schemas import REJECTION_SCHEMA, candidate_schema
+from openwit.pipeline.units import (
+    RowGroup,
+    UnitReader,
+    WorkUnit,
+    part_path,
+    plan_row_groups,
+    write_unit_files,
+)
+from openwit.schemas import candidate_schema
 from openwit.stage import Stage, StageContext, StageResult
 
 log = logging.getLogger(__name__)
 
 OUTPUT_SCHEMA = candidate_schema("download")
-#: JPEG/WebP bytes do not compress; zstd on them would only cost CPU.
-COMPRESSION = {name: "none" if name == "image" else "zstd" for name in OUTPUT_SCHEMA.names}
 PLAN_FILE = "plan.json"
 #: Download settings that change what is fetched or kept (the rest are about speed).
 OPERATIONAL_KEYS = (
@@ -63,16 +66,12 @@ RESIZE_KEYS = (
 )
 
 
-def part_path(work_dir: Path, unit: WorkUnit) -> Path:
-    return work_dir / f"part-{unit.name}.parquet"
-
-
 def unit_done(work_dir: Path, unit: WorkUnit) -> bool:
     return part_path(work_dir, unit).is_file()
 
 
 def write_unit(work_dir: Path, unit: WorkUnit, outcomes: list[Outcome]) -> dict[str, Any]:
-    """Commit one unit: rejections and stats first, the part file (the done marker) last."""
+    """Commit one unit: stats and rejections first, the part file (the done marker) last."""
     kept = [o.result for o in outcomes if not isinstance(o.result, Rejection)]
     rejected = [o.result.as_record() for o in outcomes if isinstance(o.result, Rejection)]
     stats = {
@@ -83,12 +82,8 @@ def write_unit(work_dir: Path, unit: WorkUnit, outcomes: list[Outcome]) -> dict[
         "attempts": sum(o.attempts for o in outcomes),
         "fetch_seconds": round(sum(o.seconds for o in outcomes), 3),
     }
-    with atomic_path(work_dir / f"rejections-{unit.name}.parquet") as tmp:
-        pq.write_table(pa.Table.from_pylist(rejected, schema=REJECTION_SCHEMA), tmp)
     atomic_write_json(work_dir / f"stats-{unit.name}.json", stats, skip_if_same=False)
-    with atomic_path(part_path(work_dir, unit)) as tmp:
-        table = pa.Table.from_pylist(kept, schema=OUTPUT_SCHEMA)
-        pq.write_table(table, tmp, compression=COMPRESSION)
+    write_unit_files(work_dir, unit, kept, rejected, OUTPUT_SCHEMA)
     return stats
 
 

@@ -126,8 +126,7 @@ class Downloader:
             except ImageRejected as exc:
                 return Outcome(Rejection(uid, STAGE, exc.reason, exc.detail), *cost)
         except Exception as exc:  # a bug must not stop the build; the record is counted
-            detail = f"{type(exc).__name__}: {exc}"[:500]
-            return Outcome(Rejection(uid, STAGE, "stage_error", detail))
+            return Outcome(Rejection.stage_error(uid, STAGE, exc))
         kept = {
             **record,
             "width": stored.width,

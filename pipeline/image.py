@@ -22,16 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from openwit.beam import quiet_beam_logging
+from openwit.beam import core_outputs, quiet_beam_logging
 from openwit.config import BuildConfig
 from openwit.dedup.hashing import bytes_hashes
 from openwit.dedup.resample import single_threaded_blas
 from openwit.funnel import Rejection
-from openwit.io import atomic_path
-from openwit.pipeline.units import UnitReader, WorkUnit, plan_units
-from openwit.schemas import REJECTION_SCHEMA, candidate_schema
+from openwit.pipeline.units import UnitReader, WorkUnit, plan_units, write_unit_files
+from openwit.schemas import candidate_schema
 from openwit.stage import Stage, StageContext, StageResult
 
 STAGE = "image"
@@ -41,10 +39,6 @@ if TYPE_CHECKING:
 
 #: ``(kept records, rejection records)`` of a batch.
 Outcomes = tuple[list[dict[str, Any]], list[dict[str, Any]]]
-#: Image bytes do not compress; the other columns do.
-IMAGE_COMPRESSION = {
-    name: "none" if name == "image" else "zstd" for name in candidate_schema(STAGE).names
-}
 
 
 def check_image(
@@ -72,11 +66,6 @@ def image_core(min_side: int, max_aspect: float):
     return functools.partial(check_image, min_side, max_aspect)
 
 
-def apply_checks(core: Core, records: list[dict[str, Any]], pool: ThreadPoolExecutor) -> Outcomes:
-    """``(kept, rejections)`` of a batch of records, the core run on ``pool``."""
-    return sort_outcomes(records, pool.map(lambda r: _outputs(core, r), records))
-
-
 def sort_outcomes(
     records: list[dict[str, Any]], outcomes: Iterable[list[Any] | Exception]
 ) -> Outcomes:
@@ -89,9 +78,9 @@ def sort_outcomes(
     rejected: list[dict[str, Any]] = []
     for record, outputs in zip(records, outcomes, strict=True):
         if isinstance(outputs, Exception):
-            detail = f"{type(outputs).__name__}: {outputs}"[:500]
-            uid = record.get("uid", "")
-            rejected.append(Rejection(uid, STAGE, "stage_error", detail).as_record())
+            rejected.append(
+                Rejection.stage_error(record.get("uid", ""), STAGE, outputs).as_record()
+            )
             continue
         for output in outputs:
             if isinstance(output, Rejection):
@@ -99,13 +88,6 @@ def sort_outcomes(
             else:
                 kept.append(output)
     return kept, rejected
-
-
-def _outputs(core: Core, record: dict[str, Any]) -> list[Any] | Exception:
-    try:
-        return list(core(record))
-    except Exception as exc:
-        return exc
 
 
 class CheckUnits(beam.DoFn):
@@ -140,7 +122,7 @@ class CheckUnits(beam.DoFn):
         """Start ``unit``; finish the one before it, whose files are written while this
         one's images are hashed."""
         records = self.reader.records(unit)
-        futures = [self.pool.submit(_outputs, self.core, record) for record in records]
+        futures = [self.pool.submit(core_outputs, self.core, record) for record in records]
         self.pending.append((unit, records, futures))
         while len(self.pending) > 1:
             self._finish(*self.pending.popleft())
@@ -152,12 +134,7 @@ class CheckUnits(beam.DoFn):
 
     def _finish(self, unit: WorkUnit, records: list[dict[str, Any]], futures: list[Future]) -> None:
         kept, rejected = sort_outcomes(records, (f.result() for f in futures))
-        work_dir = Path(self.work_dir)
-        with atomic_path(work_dir / f"rejections-{unit.name}.parquet") as tmp:
-            pq.write_table(pa.Table.from_pylist(rejected, schema=REJECTION_SCHEMA), tmp)
-        with atomic_path(work_dir / f"part-{unit.name}.parquet") as tmp:
-            table = pa.Table.from_pylist(kept, schema=self.schema)
-            pq.write_table(table, tmp, compression=IMAGE_COMPRESSION)
+        write_unit_files(Path(self.work_dir), unit, kept, rejected, self.schema)
         self.kept.inc(len(kept))
         self.rejected.inc(len(rejected))
 

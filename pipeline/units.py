@@ -16,6 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from openwit.io import atomic_path
+from openwit.schemas import REJECTION_SCHEMA
+
 
 @dataclass(frozen=True)
 class WorkUnit:
@@ -91,3 +94,24 @@ class UnitReader:
 
     def records(self, unit: WorkUnit) -> list[dict[str, Any]]:
         return self.table(unit).to_pylist()
+
+
+def part_path(work_dir: Path, unit: WorkUnit) -> Path:
+    return work_dir / f"part-{unit.name}.parquet"
+
+
+def write_unit_files(
+    work_dir: Path,
+    unit: WorkUnit,
+    kept: list[dict[str, Any]],
+    rejected: list[dict[str, Any]],
+    schema: pa.Schema,
+) -> None:
+    """Commit one unit atomically: its rejections, then its kept records, whose part file,
+    written last, marks the unit done."""
+    with atomic_path(work_dir / f"rejections-{unit.name}.parquet") as tmp:
+        pq.write_table(pa.Table.from_pylist(rejected, schema=REJECTION_SCHEMA), tmp)
+    # JPEG/WebP bytes do not compress; zstd on them would only cost CPU.
+    compression = {name: "none" if name == "image" else "zstd" for name in schema.names}
+    with atomic_path(part_path(work_dir, unit)) as tmp:
+        pq.write_table(pa.Table.from_pylist(kept, schema=schema), tmp, compression=compression)

@@ -110,9 +110,8 @@ def test_near_duplicates_stay_near():
 
 
 def test_a_core_that_raises_rejects_the_record_as_stage_error():
-    from concurrent.futures import ThreadPoolExecutor
-
-    from openwit.pipeline.image import apply_checks
+    from openwit.beam import core_outputs
+    from openwit.pipeline.image import sort_outcomes
 
     def core(record):
         if record["uid"] == "bad":
@@ -120,8 +119,7 @@ def test_a_core_that_raises_rejects_the_record_as_stage_error():
         yield record
 
     records = [{"uid": "a"}, {"uid": "bad"}, {"uid": "c"}]
-    with ThreadPoolExecutor(2) as pool:
-        kept, rejected = apply_checks(core, records, pool)
+    kept, rejected = sort_outcomes(records, [core_outputs(core, r) for r in records])
     assert [r["uid"] for r in kept] == ["a", "c"]
     assert [(r["uid"], r["reason"]) for r in rejected] == [("bad", "stage_error")]
     assert "RuntimeError: boom" in rejected[0]["detail"]
