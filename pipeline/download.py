@@ -4,7 +4,7 @@ The input is cut into *work units* of ``download.records_per_unit`` rows (slices
 input's Parquet row groups, planned from the footers alone). Beam distributes the units
 over its workers (``Create | Reshuffle | ParDo``); each worker process runs one
 :class:`~.downloader.Downloader` with a bounded thread pool, shared by all its DoFn
-instances. A unit is committed on its own, atomically (``rejections-U``, ``stats-U``, then
+instances. A unit is committed on its own, atomically (``stats-U``, ``rejections-U``, then
 ``part-U``, whose presence marks it done), so a killed build resumed with ``--resume``
 downloads only the units that were not finished.
 
