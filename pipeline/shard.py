@@ -8,6 +8,8 @@ to shard ``i // samples_per_shard``. The order depends only on the set of record
 how a runner split the work, so every runner, rerun and resume gives the same samples in
 the same shards. It is computed without sorting the records themselves:
 
+0. the input is read in work units (slices of its row groups, :mod:`.units`); records
+   without usable image bytes are rejected there, into the unit's own rejection file;
 1. uids only: count them per 4-hex-digit prefix (at most 65,536 buckets, a side input);
    sort each bucket's uids, offset by the buckets before it, and emit the first uid of each
    shard (one per ``samples_per_shard``, so a small side input even at billions);
@@ -27,7 +29,6 @@ from typing import Any
 
 import apache_beam as beam
 
-from openwit.beam import read_parquet, write_parquet
 from openwit.errors import UserError
 from openwit.funnel import Rejection, count_reasons, count_rows
 from openwit.io import atomic_write_json
@@ -38,28 +39,49 @@ from openwit.pipeline.shardio import (
     shard_name,
     write_shard,
 )
-from openwit.schemas import KEY_DIGITS, REJECTION_SCHEMA, sample_key
+from openwit.pipeline.units import UnitReader, WorkUnit, plan_units, write_rejections
+from openwit.schemas import KEY_DIGITS, sample_key
 from openwit.stage import REJECTION_GLOB, Stage, StageContext, StageResult
 
 STAGE = "shard"
 BUCKET_DIGITS = 4
-REJECTED = "rejected"
 
 
 def bucket_of(uid: str) -> str:
     return uid[:BUCKET_DIGITS]
 
 
-class CheckSample(beam.DoFn):
-    """Records without usable image bytes are rejected here, before numbering."""
+def sample_rejection(record: dict[str, Any]) -> Rejection | None:
+    """Why a record cannot become a sample (no usable image bytes), or ``None``."""
+    if image_extension(record.get("image")) is not None:
+        return None
+    reason = "missing_image" if not record.get("image") else "unknown_image_format"
+    return Rejection(record.get("uid", ""), STAGE, reason, "")
 
-    def process(self, record: dict[str, Any]):
-        if image_extension(record.get("image")) is None:
-            reason = "missing_image" if not record.get("image") else "unknown_image_format"
-            rejection = Rejection(record.get("uid", ""), STAGE, reason, "")
-            yield beam.pvalue.TaggedOutput(REJECTED, rejection.as_record())
-        else:
-            yield record
+
+class ReadSamples(beam.DoFn):
+    """One work unit of the input -> its records that can become samples.
+
+    The others are rejected here, before numbering, into the unit's own rejection file
+    (written whole, so a retried unit writes the same file): no Parquet sink in the graph.
+    """
+
+    def __init__(self, work_dir: str) -> None:
+        self.work_dir = work_dir
+
+    def setup(self) -> None:
+        self.reader = UnitReader()
+
+    def process(self, unit: WorkUnit):
+        rejected = []
+        for record in self.reader.records(unit):
+            rejection = sample_rejection(record)
+            if rejection is None:
+                yield record
+            else:
+                rejected.append(rejection.as_record())
+        if rejected:
+            write_rejections(Path(self.work_dir), unit, rejected)
 
 
 class ShardStarts(beam.DoFn):
@@ -125,6 +147,8 @@ class ShardStage(Stage):
     version = 1
     resumable = True
     config_keys = ("shards",)
+    #: Input records per work unit read by one worker.
+    records_per_unit = 1000
 
     def output_files(self, stage_dir: Path) -> list[Path]:
         """The shard indexes: one row per sample written (``OUT/shards/NNNNN.parquet``)."""
@@ -138,6 +162,10 @@ class ShardStage(Stage):
         shards.mkdir(parents=True, exist_ok=True)
         for leftover in shards.glob(".*.tmp"):  # from a write that was killed
             leftover.unlink()
+        # Every run reads the whole input again, so it writes every rejection file again;
+        # one left by an earlier run (another input, another plan) must not be counted.
+        for stale in ctx.work_dir.glob(REJECTION_GLOB):
+            stale.unlink()
         n_in = count_rows(ctx.input_files)
         if n_in >= 10**KEY_DIGITS:
             raise UserError(
@@ -157,12 +185,14 @@ class ShardStage(Stage):
         return StageResult(stats=stats)
 
     def _run_pipeline(self, ctx: StageContext, shards: Path, per_shard: int) -> None:
+        units = plan_units(ctx.input_files, self.records_per_unit)
         with ctx.new_pipeline() as pipeline:
-            checked = read_parquet(
-                pipeline, ctx.input_files, "Read samples"
-            ) | "Check images" >> beam.ParDo(CheckSample()).with_outputs(REJECTED, main="ok")
-            records = checked.ok
-            write_parquet(checked[REJECTED], ctx.rejections_prefix, REJECTION_SCHEMA, "Rejected")
+            records = (
+                pipeline
+                | "Work units" >> beam.Create(units)
+                | "Spread over workers" >> beam.Reshuffle()
+                | "Read samples" >> beam.ParDo(ReadSamples(str(ctx.work_dir)))
+            )
             keys = records | "Sort keys" >> beam.Map(sample_order)
             counts = (
                 keys

@@ -100,6 +100,13 @@ def part_path(work_dir: Path, unit: WorkUnit) -> Path:
     return work_dir / f"part-{unit.name}.parquet"
 
 
+def write_rejections(work_dir: Path, unit: WorkUnit, rejected: list[dict[str, Any]]) -> None:
+    """``rejections-U.parquet``: one unit's rejection records, written whole and atomically
+    (a retried unit writes the same file again)."""
+    with atomic_path(work_dir / f"rejections-{unit.name}.parquet") as tmp:
+        pq.write_table(pa.Table.from_pylist(rejected, schema=REJECTION_SCHEMA), tmp)
+
+
 def write_unit_files(
     work_dir: Path,
     unit: WorkUnit,
@@ -109,8 +116,7 @@ def write_unit_files(
 ) -> None:
     """Commit one unit atomically: its rejections, then its kept records, whose part file,
     written last, marks the unit done."""
-    with atomic_path(work_dir / f"rejections-{unit.name}.parquet") as tmp:
-        pq.write_table(pa.Table.from_pylist(rejected, schema=REJECTION_SCHEMA), tmp)
+    write_rejections(work_dir, unit, rejected)
     # JPEG/WebP bytes do not compress; zstd on them would only cost CPU.
     compression = {name: "none" if name == "image" else "zstd" for name in schema.names}
     with atomic_path(part_path(work_dir, unit)) as tmp:

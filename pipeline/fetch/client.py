@@ -148,15 +148,17 @@ class HttpClient:
             return FetchFailed(exc.reason, exc.detail, attempts=0)
         slot = self.limiter.slot(target.host) if self.limiter else nullcontext()
         with slot:  # waiting for a polite slot is not part of the image's time budget
-            return self._fetch_with_retries(url, Budget(self.settings.timeout_s))
+            return self._fetch_with_retries(url, target, Budget(self.settings.timeout_s))
 
     # -- attempts --------------------------------------------------------------------------
-    def _fetch_with_retries(self, url: str, budget: Budget) -> Fetched | FetchFailed:
+    def _fetch_with_retries(
+        self, url: str, target: Target, budget: Budget
+    ) -> Fetched | FetchFailed:
         attempt = 0
         while True:
             attempt += 1
             try:
-                body, final_url, content_type = self._attempt(url, budget)
+                body, final_url, content_type = self._attempt(url, target, budget)
                 return Fetched(body, final_url, content_type, attempt, budget.elapsed())
             except _Failure as failure:
                 last = failure
@@ -169,11 +171,10 @@ class HttpClient:
             time.sleep(backoff)
         return FetchFailed(last.reason, last.detail, attempt, budget.elapsed(), last.retryable)
 
-    def _attempt(self, url: str, budget: Budget) -> tuple[bytes, str, str]:
-        """One try through the redirect chain."""
+    def _attempt(self, url: str, target: Target, budget: Budget) -> tuple[bytes, str, str]:
+        """One try through the redirect chain; ``target`` is ``url`` as the policy parsed it."""
         current, hops = url, 0
         while True:
-            target = self._parse(current)
             addresses = self._resolve(target, budget)
             sock, conn, response, alarm = self._exchange(target, addresses, budget)
             try:
@@ -188,6 +189,7 @@ class HttpClient:
                             "too_many_redirects", f"more than {self.settings.max_redirects}"
                         )
                     current = urljoin(current, location.strip())
+                    target = self._parse(current)  # every hop passes the policy again
                     continue
                 self._check_status(status, response.reason)
                 self._check_headers(response)

@@ -219,3 +219,28 @@ def test_tar_writer_output_is_byte_identical_to_tarfile(tmp_path):
     ours = (tmp_path / "ours.tar").read_bytes()
     assert ours == (tmp_path / "ref.tar").read_bytes()
     assert size == len(ours)
+
+
+def test_resumed_shard_stage_counts_each_rejection_once(tmp_path, records, monkeypatch):
+    monkeypatch.setattr(ShardStage, "records_per_unit", 3)  # rejections in several units
+    broken = [dict(r, image=b"") for r in records[:4]]
+    inputs = write_inputs(tmp_path / "in", broken + records[4:], 1)
+    shard_build(tmp_path, inputs, 10)
+    # A killed run of the stage leaves its work directory, here with a rejection file
+    # from an earlier plan of the units, which the resumed run must not count.
+    final = tmp_path / "out" / "stages" / "shard"
+    work = tmp_path / "out" / "stages" / ".shard.tmp"
+    final.rename(work)
+    committed = sorted((tmp_path / "out" / "rejections").glob("shard-*.parquet"))
+    assert len(committed) == 2  # units of 3 records: the 4 broken ones fall in two
+    (work / "rejections-00000099.parquet").write_bytes(committed[0].read_bytes())
+    manifest_path = tmp_path / "out" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["stages"]["shard"]["status"] = "running"
+    manifest_path.write_text(json.dumps(manifest))
+
+    outcome = shard_build(tmp_path, inputs, 10, resume=True)
+    assert outcome.ran == ["shard"]
+    counts = outcome.funnel.stages["shard"]
+    assert counts.n_in == 23 and counts.n_out == 19
+    assert counts.rejected == {"missing_image": 4}
