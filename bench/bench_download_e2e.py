@@ -16,6 +16,12 @@ Also the download stage alone (fetch, checks, resize, sha256, commit; no pHash, 
 against the same img2dataset run, and the resizers alone, one thread: openwit's Pillow
 path against img2dataset's Resizer.
 
+Both tools are also run on the first ``OPENWIT_BENCH_SMALL_IMAGES`` (default 1000) URLs,
+two of img2dataset's 500-sample shards, so both its processes work. That splits each one's
+time into a fixed part (start-up, imports, per-stage or per-process set-up) and a cost per
+image, ``(t_full - t_small) / (N - n)``; the ratio of the per-image costs is what a build
+much larger than this list would see.
+
 ``OPENWIT_BENCH_IMAGES`` (default 3000) sets the list size; generated photos are cached in
 the temp directory.
 """
@@ -37,6 +43,7 @@ from common import REPO, emit, guarded_env, install_guard
 install_guard()
 
 N_IMAGES = int(os.environ.get("OPENWIT_BENCH_IMAGES", "3000"))
+N_SMALL = int(os.environ.get("OPENWIT_BENCH_SMALL_IMAGES", "1000"))
 SIZES = [
     (300, 200),
     (200, 300),
@@ -241,10 +248,54 @@ def resizer_figures(photos: list[Path]) -> None:
     )
 
 
-def main() -> None:
+def url_files(folder: Path, rows: list[dict[str, str]]) -> tuple[Path, Path]:
+    """The URL list as img2dataset's Parquet and as openwit's JSONL pool."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    folder.mkdir(parents=True, exist_ok=True)
+    url_list = folder / "urls.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), url_list)
+    pool = folder / "pool.jsonl"
+    pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return url_list, pool
+
+
+def per_image_figure(
+    root: Path,
+    rows: list[dict[str, str]],
+    img2dataset_full: tuple[float, int],
+    openwit_full: tuple[float, int],
+) -> None:
+    """Both tools again on the first ``N_SMALL`` URLs: fixed seconds and images/s beyond them."""
+    small = root / "small"
+    url_list, pool = url_files(small, rows[:N_SMALL])
+    base_small = run_img2dataset(url_list, small / "img2dataset")
+    seconds, kept, _ = run_openwit(openwit_config(small / "in_memory", pool, "in_memory"))
+
+    def split(full: tuple[float, int], part: tuple[float, int]) -> tuple[float, float]:
+        per_image = (full[0] - part[0]) / max(full[1] - part[1], 1)
+        return part[0] - part[1] * per_image, per_image  # (fixed s, s per image)
+
+    base_fixed, base_per_image = split(img2dataset_full, base_small)
+    fixed, per_image = split(openwit_full, (seconds, kept))
+    emit(
+        "download_e2e_images_per_s_beyond_startup",
+        1 / per_image,
+        "images/s",
+        f"img2dataset CLI 2x16, the same split of its {N_IMAGES:,}- and {N_SMALL}-URL runs",
+        1 / base_per_image,
+        images=(N_SMALL, N_IMAGES),
+        openwit_fixed_s=round(fixed, 2),
+        openwit_ms_per_image=round(per_image * 1000, 3),
+        img2dataset_fixed_s=round(base_fixed, 2),
+        img2dataset_ms_per_image=round(base_per_image * 1000, 3),
+        openwit_small_s=round(seconds, 2),
+        img2dataset_small_s=round(base_small[0], 2),
+    )
+
+
+def main() -> None:
     photos = make_photos(Path(tempfile.gettempdir()) / f"openwit-bench-photos-{N_IMAGES}", N_IMAGES)
     resizer_figures(photos)
     server, base_url = serve(photos[0].parent)
@@ -255,10 +306,7 @@ def main() -> None:
                 {"url": f"{base_url}/{p.name}", "caption": f"a photo of a circle, number {i}"}
                 for i, p in enumerate(photos)
             ]
-            url_list = root / "urls.parquet"
-            pq.write_table(pa.Table.from_pylist(rows), url_list)
-            pool = root / "pool.jsonl"
-            pool.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            url_list, pool = url_files(root, rows)
 
             base_s, base_n = run_img2dataset(url_list, root / "img2dataset")
             baseline = base_n / base_s
@@ -287,6 +335,8 @@ def main() -> None:
                         baseline,
                         images=N_IMAGES,
                     )
+                    if 0 < N_SMALL < N_IMAGES:
+                        per_image_figure(root, rows, (base_s, base_n), (seconds, kept))
     finally:
         server.terminate()
         server.wait()
