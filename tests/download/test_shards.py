@@ -62,6 +62,14 @@ def shard_build(root, inputs, per_shard: int, resume: bool = False):
     return BuildRunner(config, [ReadyRecords(), ShardStage()]).run(resume=resume)
 
 
+def mark_shard_stage_interrupted(out) -> None:
+    """What the manifest says after a kill during the shard stage."""
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["stages"]["shard"]["status"] = "running"
+    manifest_path.write_text(json.dumps(manifest))
+
+
 @pytest.fixture(scope="module")
 def records():
     return image_records(23)
@@ -163,10 +171,7 @@ def test_resume_rewrites_only_the_incomplete_shard(tmp_path, records):
     # What a kill in the middle of shard 1 leaves: its index missing, a temporary file.
     (shards / "00001.parquet").unlink()
     (shards / ".00001.tar.abc.tmp").write_bytes(b"half")
-    manifest_path = tmp_path / "out" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["stages"]["shard"]["status"] = "running"
-    manifest_path.write_text(json.dumps(manifest))
+    mark_shard_stage_interrupted(tmp_path / "out")
 
     outcome = shard_build(tmp_path, inputs, 10, resume=True)
     assert outcome.ran == ["shard"]
@@ -234,10 +239,7 @@ def test_resumed_shard_stage_counts_each_rejection_once(tmp_path, records, monke
     committed = sorted((tmp_path / "out" / "rejections").glob("shard-*.parquet"))
     assert len(committed) == 2  # units of 3 records: the 4 broken ones fall in two
     (work / "rejections-00000099.parquet").write_bytes(committed[0].read_bytes())
-    manifest_path = tmp_path / "out" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["stages"]["shard"]["status"] = "running"
-    manifest_path.write_text(json.dumps(manifest))
+    mark_shard_stage_interrupted(tmp_path / "out")
 
     outcome = shard_build(tmp_path, inputs, 10, resume=True)
     assert outcome.ran == ["shard"]
