@@ -1,7 +1,8 @@
 """Work units: slices of the rows of a stage's Parquet input, planned from footers alone.
 
-A stage that processes its input in independent pieces (``download``, ``image``) cuts it
-into units of at most N rows, each inside one row group of one file. The plan depends only
+A stage that processes its input in independent pieces (``download``, ``image``, and the
+reading side of ``shard``) cuts it into units of at most N rows, each inside one row group
+of one file. The plan depends only
 on the input files and N, so a rerun or a resumed run numbers the units the same way; Beam
 spreads the units over its workers and each unit is written (and committed) on its own.
 """
