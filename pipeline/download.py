@@ -24,7 +24,7 @@ from typing import Any
 
 import apache_beam as beam
 
-from openwit.beam import quiet_beam_logging
+from openwit.beam import listed, quiet_beam_logging
 from openwit.config import BuildConfig, json_hash
 from openwit.funnel import Rejection
 from openwit.io import atomic_write_json, read_json
@@ -196,8 +196,7 @@ class DownloadStage(Stage):
             fn = DownloadUnits(settings, str(ctx.work_dir), self.resolver, self.connector)
             with ctx.new_pipeline() as pipeline:
                 _ = (
-                    pipeline
-                    | "Row groups" >> beam.Create(groups)
+                    listed(pipeline, groups, "Row groups")
                     | "Cut into work units" >> beam.FlatMap(RowGroup.units, per_unit)
                     | "Spread over workers" >> beam.Reshuffle()
                     | "Download" >> beam.ParDo(fn)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import apache_beam as beam
 import pyarrow as pa
 
-from openwit.beam import core_outputs, quiet_beam_logging
+from openwit.beam import core_outputs, quiet_beam_logging, spread
 from openwit.config import BuildConfig
 from openwit.dedup.hashing import bytes_hashes
 from openwit.dedup.resample import single_threaded_blas
@@ -164,10 +164,5 @@ class ImageStage(Stage):
         schema = candidate_schema(STAGE)
         fn = CheckUnits(self.make_core(ctx.config), str(ctx.work_dir), schema)
         with ctx.new_pipeline() as pipeline:
-            _ = (
-                pipeline
-                | "Work units" >> beam.Create(units)
-                | "Spread over workers" >> beam.Reshuffle()
-                | "Check and hash" >> beam.ParDo(fn)
-            )
+            _ = spread(pipeline, units, "Work units") | "Check and hash" >> beam.ParDo(fn)
         return None

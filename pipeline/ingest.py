@@ -21,7 +21,7 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from openwit.beam import write_parquet
+from openwit.beam import spread, write_parquet
 from openwit.config import BuildConfig
 from openwit.funnel import Rejection
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
@@ -143,10 +143,7 @@ class IngestStage(BeamStage):
         return candidate_schema("ingest")
 
     def read(self, pipeline: Any, ctx: StageContext) -> Any:
-        units = plan_units(ctx.config)
-        # Reshuffle spreads the units over workers; without it a runner may read them all in
-        # the one bundle that Create made.
-        return pipeline | "Input units" >> beam.Create(units) | "Spread units" >> beam.Reshuffle()
+        return spread(pipeline, plan_units(ctx.config), "Input units")
 
     def expand_all(self, units: Any) -> tuple[Any, Any, Any]:
         """``(kept, rejected, counts)`` PCollections from the read units."""

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from openwit.beam import REJECTED
+from openwit.beam import REJECTED, listed
 from openwit.config import BuildConfig
 from openwit.funnel import Rejection
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
@@ -118,10 +118,9 @@ class MatchStage(BeamStage):
         paths = sorted(str(f) for f in ctx.input_files)
         if not paths:
             return pipeline | "No input" >> beam.Create([])
-        return (
-            pipeline
-            | "Input files" >> beam.Create(paths)
-            | "Read tables" >> beam.io.ReadAllFromParquetBatched()
+        # ReadAllFromParquetBatched reshuffles the files' ranges itself.
+        return listed(pipeline, paths, "Input files") | "Read tables" >> (
+            beam.io.ReadAllFromParquetBatched()
         )
 
     def expand(self, tables: Any, ctx: StageContext) -> tuple[Any, Any]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import apache_beam as beam
 
+from openwit.beam import spread
 from openwit.errors import UserError
 from openwit.funnel import Rejection, count_reasons, count_rows
 from openwit.io import atomic_write_json
@@ -187,11 +188,8 @@ class ShardStage(Stage):
     def _run_pipeline(self, ctx: StageContext, shards: Path, per_shard: int) -> None:
         units = plan_units(ctx.input_files, self.records_per_unit)
         with ctx.new_pipeline() as pipeline:
-            records = (
-                pipeline
-                | "Work units" >> beam.Create(units)
-                | "Spread over workers" >> beam.Reshuffle()
-                | "Read samples" >> beam.ParDo(ReadSamples(str(ctx.work_dir)))
+            records = spread(pipeline, units, "Work units") | "Read samples" >> beam.ParDo(
+                ReadSamples(str(ctx.work_dir))
             )
             keys = records | "Sort keys" >> beam.Map(sample_order)
             counts = (

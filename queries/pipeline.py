@@ -39,7 +39,7 @@ from apache_beam.transforms.window import GlobalWindow  # noqa: E402
 from apache_beam.utils.timestamp import MIN_TIMESTAMP  # noqa: E402
 from apache_beam.utils.windowed_value import WindowedValue  # noqa: E402
 
-from openwit.beam import new_pipeline, write_parquet  # noqa: E402
+from openwit.beam import new_pipeline, spread, write_parquet  # noqa: E402
 from openwit.queries.config import QueryBuildConfig  # noqa: E402
 from openwit.queries.dump import (  # noqa: E402
     DumpReadError,
@@ -236,12 +236,8 @@ def _stat(item: tuple[str, int]) -> dict[str, Any]:
 
 
 def _files(pipeline: beam.Pipeline, paths: Sequence[str], label: str) -> beam.PCollection:
-    # Reshuffle: each file becomes its own unit of work, so files are read in parallel.
-    return (
-        pipeline
-        | f"{label} paths" >> beam.Create(list(paths))
-        | f"{label} spread" >> (beam.Reshuffle())
-    )
+    # Each file becomes its own unit of work, so files are read in parallel.
+    return spread(pipeline, paths, f"{label} paths")
 
 
 def build_pipeline(

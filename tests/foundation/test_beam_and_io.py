@@ -9,7 +9,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from openwit.beam import apply_core, pipeline_options, test_pipeline
+from openwit.beam import apply_core, listed, pipeline_options, spread, test_pipeline
 from openwit.errors import ConfigError
 from openwit.funnel import Rejection
 from openwit.io import atomic_path, atomic_write_json
@@ -36,6 +36,29 @@ def test_core_outputs_are_split_into_kept_and_rejected_and_errors_are_counted():
         assert_that(
             reasons, equal_to([("1", "odd"), ("", "stage_error"), ("5", "odd")]), label="rej"
         )
+
+
+def _reshuffles(pipeline: beam.Pipeline) -> list[str]:
+    """Full labels of the Reshuffle transforms in the pipeline's graph."""
+    found = []
+
+    class Visitor(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node):
+            if isinstance(node.transform, beam.Reshuffle):
+                found.append(node.full_label)
+
+    pipeline.visit(Visitor())
+    return found
+
+
+def test_listed_and_spread_reshuffle_once_and_keep_every_item():
+    """Beam's Create would add a Reshuffle of its own; a stage's list of work gets one."""
+    with test_pipeline() as p:
+        assert_that(listed(p, [1, 2, 3], "Items"), equal_to([1, 2, 3]), label="listed")
+        assert_that(spread(p, ["a", "b", "c"], "Units"), equal_to(["a", "b", "c"]), label="spr")
+        assert _reshuffles(p) == ["Spread units"]
+        _ = p | "Stock" >> beam.Create([4, 5])  # the default Create reshuffles by itself
+        assert len(_reshuffles(p)) == 2
 
 
 def test_default_direct_runner_makes_no_network_attempt(tmp_path):
