@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from openwit.dedup.resample import lanczos_grey, pillow_resize
+from openwit.dedup.resample import lanczos_grey, lanczos_thumbnails, pillow_resize
 
 if TYPE_CHECKING:
     import imagehash
@@ -59,23 +59,41 @@ def _bits_to_int(bits: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bits.reshape(-1)).tobytes(), "big")
 
 
-def _phash_pixels(grey: np.ndarray) -> int:
-    """imagehash's pHash of greyscale pixels: a 32x32 Lanczos thumbnail, its 2-d DCT-II,
-    and the 8x8 lowest frequencies compared with their median."""
+#: imagehash's thumbnails (width, height): pHash's 32x32, dHash's 9x8.
+PHASH_THUMBNAIL = (32, 32)
+DHASH_THUMBNAIL = (9, 8)
+
+
+def _phash_of_thumbnail(small: np.ndarray) -> int:
+    """pHash from its 32x32 thumbnail: the 2-d DCT-II, and the 8x8 lowest frequencies
+    compared with their median."""
     import scipy.fftpack
 
-    small = lanczos_grey(grey, 32, 32)
     low = scipy.fftpack.dct(scipy.fftpack.dct(small, axis=0), axis=1)[:8, :8]
     ordered = sorted(low.reshape(-1).tolist())
     median = (ordered[31] + ordered[32]) / 2  # numpy.median's arithmetic for 64 values
     return _bits_to_int(low > median)
 
 
-def _dhash_pixels(grey: np.ndarray) -> int:
-    """imagehash's dHash of greyscale pixels: a 9x8 Lanczos thumbnail, each pixel compared
-    with its left neighbour."""
-    small = lanczos_grey(grey, 9, 8)
+def _dhash_of_thumbnail(small: np.ndarray) -> int:
+    """dHash from its 9x8 thumbnail: each pixel compared with its left neighbour."""
     return _bits_to_int(small[:, 1:] > small[:, :-1])
+
+
+def _phash_pixels(grey: np.ndarray) -> int:
+    """imagehash's pHash of greyscale pixels (a 32x32 Lanczos thumbnail first)."""
+    return _phash_of_thumbnail(lanczos_grey(grey, *PHASH_THUMBNAIL))
+
+
+def _dhash_pixels(grey: np.ndarray) -> int:
+    """imagehash's dHash of greyscale pixels (a 9x8 Lanczos thumbnail first)."""
+    return _dhash_of_thumbnail(lanczos_grey(grey, *DHASH_THUMBNAIL))
+
+
+def _hash_pixels(grey: np.ndarray) -> tuple[int, int]:
+    """``(phash, dhash)`` of greyscale pixels; both thumbnails from one row pass."""
+    small, tiny = lanczos_thumbnails(grey, (PHASH_THUMBNAIL, DHASH_THUMBNAIL))
+    return _phash_of_thumbnail(small), _dhash_of_thumbnail(tiny)
 
 
 def phash_int(image: Image.Image) -> int:
@@ -156,8 +174,7 @@ def trim_borders(image: Image.Image) -> Image.Image:
 
 def hash_pair(image: Image.Image) -> tuple[int, int]:
     """``(phash, dhash)`` of the image exactly as given (no trimming)."""
-    grey = _grey(image)
-    return _phash_pixels(grey), _dhash_pixels(grey)
+    return _hash_pixels(_grey(image))
 
 
 def image_hashes(image: Image.Image) -> tuple[int, int]:
@@ -171,8 +188,7 @@ def image_hashes(image: Image.Image) -> tuple[int, int]:
     # commute); the crop of the pixel array is Pillow's crop.
     grey = _grey(image)
     left, top, right, bottom = _border_box(grey)
-    trimmed = grey[top:bottom, left:right]
-    return _phash_pixels(trimmed), _dhash_pixels(trimmed)
+    return _hash_pixels(grey[top:bottom, left:right])
 
 
 def bytes_hashes(data: bytes) -> tuple[int, int]:

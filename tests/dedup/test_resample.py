@@ -11,7 +11,12 @@ from PIL import Image
 
 from openwit.dedup import resample
 from openwit.dedup.hashing import hash_to_int, image_hashes, trim_borders
-from openwit.dedup.resample import _lanczos_resample, lanczos_grey, pillow_resize
+from openwit.dedup.resample import (
+    _lanczos_resample,
+    lanczos_grey,
+    lanczos_thumbnails,
+    pillow_resize,
+)
 
 
 def pixels(kind: str, height: int, width: int, seed: int) -> np.ndarray:
@@ -38,6 +43,22 @@ def test_lanczos_gives_pillows_bytes(kind, height, width, out_width, out_height,
     source = pixels(kind, height, width, seed)
     mine = _lanczos_resample(source, out_width, out_height).astype(np.uint8)
     assert np.array_equal(mine, pillow_resize(source, out_width, out_height))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kinds,
+    sizes,
+    sizes,
+    st.lists(st.tuples(out_sizes, out_sizes), min_size=1, max_size=3),
+    st.integers(0, 2**16),
+)
+def test_thumbnails_from_one_row_pass_are_pillows(kind, height, width, thumbnails, seed):
+    source = pixels(kind, height, width, seed)
+    got = lanczos_thumbnails(source, tuple(thumbnails))
+    assert len(got) == len(thumbnails)
+    for thumbnail, size in zip(got, thumbnails, strict=True):
+        assert np.array_equal(thumbnail, pillow_resize(source, *size))
 
 
 @pytest.mark.parametrize(
