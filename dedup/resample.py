@@ -191,11 +191,15 @@ def _fast_path_verified() -> bool:
     return _verified
 
 
+def _require_grey(pixels: np.ndarray) -> None:
+    if pixels.ndim != 2 or pixels.dtype != np.uint8 or min(pixels.shape) < 1:
+        raise ValueError(f"expected a non-empty 2-d uint8 array, got {pixels.dtype}{pixels.shape}")
+
+
 def lanczos_grey(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     """``Image.fromarray(pixels, "L").resize((width, height), Image.LANCZOS)`` as a
     ``uint8`` array: Pillow's bytes, computed with matrix products."""
-    if pixels.ndim != 2 or pixels.dtype != np.uint8 or min(pixels.shape) < 1:
-        raise ValueError(f"expected a non-empty 2-d uint8 array, got {pixels.dtype}{pixels.shape}")
+    _require_grey(pixels)
     sides = (*pixels.shape, width, height)
     if max(sides) > MATRIX_MAX_SIDE or not _fast_path_verified():
         return pillow_resize(pixels, width, height)
@@ -221,8 +225,7 @@ def lanczos_thumbnails(pixels: np.ndarray, sizes: tuple[tuple[int, int], ...]) -
     width does not depend on the other's columns). Shapes the shared pass does not cover
     (same width, images over 100 times taller than wide, large sides) go one by one.
     """
-    if pixels.ndim != 2 or pixels.dtype != np.uint8 or min(pixels.shape) < 1:
-        raise ValueError(f"expected a non-empty 2-d uint8 array, got {pixels.dtype}{pixels.shape}")
+    _require_grey(pixels)
     in_height, in_width = pixels.shape
     widths = tuple(width for width, _ in sizes)
     heights = [height for _, height in sizes]
