@@ -8,8 +8,8 @@ takes ~0.05 ms, and gives the *same bytes*, so the hashes stay imagehash's own:
 
 - Pillow computes, per output pixel, filter weights in double precision, normalises them to
   sum 1 and rounds them to integers of 22 fractional bits; each output is
-  ``clip((sum(pixel * weight) + 2**21) >> 22, 0, 255)``, first along rows (only the rows the
-  second pass reads), then along columns, the intermediate rounded to 8 bits.
+  ``clip((sum(pixel * weight) + 2**21) >> 22, 0, 255)``, along rows and then columns (or
+  the other way round: :func:`pass_order`), the intermediate rounded to 8 bits.
 - The sums are integers below 2**37 (255 x 2**22 x at most a few hundred taps), which a
   float64 holds exactly whatever order BLAS adds them in; ``>> 22`` is ``floor(x / 2**22)``,
   also exact. The weights are computed here with the same double-precision expressions and
@@ -128,19 +128,57 @@ def _horizontal(values: np.ndarray, width: int) -> np.ndarray:
     return _round(values @ columns.matrix.T, columns.may_wrap)
 
 
+def _both_passes(values: np.ndarray, width: int, height: int, order: str) -> np.ndarray:
+    """Resize in a given order: ``"rows"`` (the row pass first, on only the rows the column
+    pass reads) or ``"columns"`` (the column pass first)."""
+    rows = lanczos_kernel(values.shape[0], height)
+    values = values[rows.first : rows.last]
+    if order == "columns":
+        return _horizontal(_vertical(values, rows), width)
+    return _vertical(_horizontal(values, width), rows)
+
+
+@functools.lru_cache(maxsize=4096)
+def pass_order(in_height: int, in_width: int, width: int, height: int) -> str | None:
+    """Which pass Pillow runs first for this resize: ``"rows"``, ``"columns"``, or None when
+    that cannot be told (then Pillow itself resizes images of this shape).
+
+    The order changes the rounding of the intermediate image, so it must be Pillow's, and
+    Pillow's choice depends on its version: 13 runs the column pass first when the height
+    shrinks much more than the width, 12 only for images over 100 times taller than wide.
+    Rather than copying one version's rule, each shape is tried once: a noise image
+    resized both ways, compared with Pillow's bytes (the two orders give different bytes
+    for almost every noise image; up to three probes, and a shape that none of them tells
+    apart, or that neither order matches, goes to Pillow). Shapes
+    repeat (stored images come in a few sizes), so the probe is paid once per shape.
+    """
+    rng = np.random.default_rng(in_height * 7919 + in_width)
+    possible = {"rows", "columns"}
+    for _ in range(3):  # an order is out once one probe tells it from Pillow's bytes
+        probe = rng.integers(0, 256, (in_height, in_width)).astype(np.uint8)
+        pillows = pillow_resize(probe, width, height)
+        values = probe.astype(np.float64)
+        for order in sorted(possible):
+            if not np.array_equal(_both_passes(values, width, height, order), pillows):
+                possible.discard(order)
+        if len(possible) < 2:
+            break
+    return possible.pop() if len(possible) == 1 else None
+
+
 def _lanczos_resample(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Pillow's two passes, in Pillow's order: rows first (only those the column pass
-    reads), except for images over 100 times taller than wide that are made shorter,
-    which ``Image.resize`` shrinks in height first."""
+    """Pillow's two passes in Pillow's order (:func:`pass_order`), as float64 values of
+    its 8-bit result."""
     in_height, in_width = pixels.shape
     values = pixels.astype(np.float64)
     if height == in_height:
         return _horizontal(values, width)
-    rows = lanczos_kernel(in_height, height)
-    values = values[rows.first : rows.last]
-    if in_height > in_width * 100 and height < in_height:
-        return _horizontal(_vertical(values, rows), width)
-    return _vertical(_horizontal(values, width), rows)
+    if width == in_width:  # one pass: no order to choose
+        return _both_passes(values, width, height, "rows")
+    order = pass_order(in_height, in_width, width, height)
+    if order is None:
+        return pillow_resize(pixels, width, height).astype(np.float64)
+    return _both_passes(values, width, height, order)
 
 
 def pillow_resize(
@@ -223,7 +261,7 @@ def lanczos_thumbnails(pixels: np.ndarray, sizes: tuple[tuple[int, int], ...]) -
     one matrix product with the weights of both widths side by side reads the image once
     and costs less than two. Each output is still exactly Pillow's (the row pass of one
     width does not depend on the other's columns). Shapes the shared pass does not cover
-    (same width, images over 100 times taller than wide, large sides) go one by one.
+    (same width, shapes that Pillow resizes column pass first, large sides) go one by one.
     """
     _require_grey(pixels)
     in_height, in_width = pixels.shape
@@ -233,8 +271,8 @@ def lanczos_thumbnails(pixels: np.ndarray, sizes: tuple[tuple[int, int], ...]) -
         max(in_height, in_width, *widths, *heights) <= MATRIX_MAX_SIDE
         and in_width not in widths
         and in_height not in heights
-        and in_height <= in_width * 100
         and _fast_path_verified()
+        and all(pass_order(in_height, in_width, w, h) == "rows" for w, h in sizes)
     )
     if not shared:
         return [lanczos_grey(pixels, width, height) for width, height in sizes]

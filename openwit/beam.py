@@ -168,7 +168,9 @@ class CoreDoFn(beam.DoFn):
                 self.kept.inc()
                 yield output
 
-    def process(self, record: dict[str, Any]) -> Iterable[Any]:
+    def process(self, record: Any) -> Iterable[Any]:
+        # ``Any``: a core may take any element (a record dict, a line, a pair); Beam 2.78
+        # checks the pipeline's element types against this annotation.
         assert self.core is not None, "setup() was not called"
         yield from self.emit(record, core_outputs(self.core, record))
 

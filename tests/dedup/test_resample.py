@@ -125,3 +125,32 @@ def test_large_images_go_to_pillow_not_to_dense_matrices(monkeypatch):
     assert np.array_equal(resized, pillow_resize(source, 32, 32))
     with pytest.raises(AssertionError, match="dense"):
         lanczos_grey(source[:, :300], 32, 32)  # small enough: the matrix path
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [
+        ((2, 2), (3, 1)),  # Pillow 13 runs the column pass first here, Pillow 12 did not
+        ((40, 10), (60, 4)),
+        ((256, 192), (32, 32)),  # stored portrait images
+        ((192, 256), (9, 8)),
+    ],
+)
+def test_the_pass_order_is_found_and_gives_pillows_bytes(shape, size):
+    assert resample.pass_order(*shape, *size) in ("rows", "columns")
+    for kind in ("noise", "gradient", "checkerboard"):
+        source = pixels(kind, *shape, seed=11)
+        assert np.array_equal(lanczos_grey(source, *size), pillow_resize(source, *size))
+
+
+def test_a_shape_whose_pass_order_is_unknown_goes_to_pillow(monkeypatch):
+    def no_order(*args):
+        return None
+
+    def no_products(*args):
+        raise AssertionError("matrix products for a shape of unknown pass order")
+
+    monkeypatch.setattr(resample, "pass_order", no_order)
+    monkeypatch.setattr(resample, "_both_passes", no_products)
+    source = pixels("noise", 60, 90, seed=3)
+    assert np.array_equal(lanczos_grey(source, 32, 20), pillow_resize(source, 32, 20))
