@@ -21,6 +21,7 @@ client keeps its contract (one URL in, bytes or an error out) and fixes those:
 
 from __future__ import annotations
 
+import functools
 import http.client
 import ipaddress
 import random
@@ -46,6 +47,10 @@ Connector = Callable[[IPAddress, int, float], socket.socket]
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 OK_STATUSES = frozenset({200, 203})
 CHUNK = 256 * 1024
+#: A socket timeout set this recently still ends a read within this much of the deadline,
+#: so it is not renewed before every chunk (each renewal is a system call). The watchdog
+#: ends the transfer at the deadline itself; the socket timeout only backs it up.
+TIMEOUT_SLACK_S = 0.05
 #: Content types that are never an image, refused before the body is read.
 NOT_IMAGE_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 
@@ -100,6 +105,29 @@ def direct_connect(address: IPAddress, port: int, timeout: float) -> socket.sock
     return sock
 
 
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> IPAddress:
+    """An address as ``getpeername`` gives it (an IPv6 zone dropped), parsed; kept, as
+    parsing a string is a pure function (a ValueError is raised again every time)."""
+    return ipaddress.ip_address(text.split("%", 1)[0])
+
+
+def _plain(text: str) -> bool:
+    """Printable ASCII without spaces: what http.client sends as it is, unchecked."""
+    return text.isascii() and text.isprintable() and " " not in text
+
+
+def _header_block(headers: dict[str, str]) -> bytes | None:
+    """The header lines after ``Host`` as http.client writes them, with the empty line that
+    ends the head; None unless every name and value is plain (then http.client does it)."""
+    lines = []
+    for name, value in headers.items():
+        if not (_plain(name) and ":" not in name and value.isascii() and value.isprintable()):
+            return None
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("ascii") + b"\r\n"
+
+
 class _Failure(Exception):
     def __init__(self, reason: str, detail: str, retryable: bool = False) -> None:
         super().__init__(detail)
@@ -138,6 +166,7 @@ class HttpClient:
         self.limiter = limiter
         self.watchdog = watchdog or Watchdog.shared()
         self.tls = ssl.create_default_context()
+        self._header_block: tuple[ClientSettings, bytes | None] | None = None
 
     # -- public ----------------------------------------------------------------------------
     def fetch(self, url: str) -> Fetched | FetchFailed:
@@ -176,7 +205,7 @@ class HttpClient:
         current, hops = url, 0
         while True:
             addresses = self._resolve(target, budget)
-            sock, conn, response, alarm = self._exchange(target, addresses, budget)
+            sock, conn, response, alarm, timeout_set = self._exchange(target, addresses, budget)
             try:
                 status = response.status
                 if status in REDIRECT_STATUSES:
@@ -192,9 +221,11 @@ class HttpClient:
                     target = self._parse(current)  # every hop passes the policy again
                     continue
                 self._check_status(status, response.reason)
-                self._check_headers(response)
-                body = self._read_body(sock, response, budget, alarm)
-                return body, current, response.getheader("Content-Type") or ""
+                content_type = response.getheader("Content-Type") or ""
+                declared = response.getheader("Content-Length")
+                self._check_headers(response, content_type, declared)
+                body = self._read_body(sock, response, budget, alarm, timeout_set, declared)
+                return body, current, content_type
             finally:
                 response.close()
                 self._close(conn, alarm, sock)
@@ -251,7 +282,7 @@ class HttpClient:
     def _check_peer(self, sock: socket.socket, expected: IPAddress) -> None:
         """The address the socket is really connected to must be the approved one."""
         try:
-            peer = ipaddress.ip_address(str(sock.getpeername()[0]).split("%", 1)[0])
+            peer = _address(str(sock.getpeername()[0]))
             self.policy.check_address(peer)
         except (OSError, ValueError, BlockedUrl) as exc:
             sock.close()
@@ -263,11 +294,17 @@ class HttpClient:
 
     def _exchange(
         self, target: Target, addresses: list[IPAddress], budget: Budget
-    ) -> tuple[socket.socket, http.client.HTTPConnection, http.client.HTTPResponse, Alarm]:
-        """Connect, send the request, read the status line and headers."""
+    ) -> tuple[
+        socket.socket, http.client.HTTPConnection | None, http.client.HTTPResponse, Alarm, float
+    ]:
+        """Connect, send the request, read the status line and headers.
+
+        The last item is when the socket timeout was last set to the time left.
+        """
         sock = self._connect(target, addresses, budget)
         alarm = self.watchdog.arm(sock, budget.deadline)
-        conn = http.client.HTTPConnection(target.host, target.port)
+        request = self._request(target)
+        conn = None if request else http.client.HTTPConnection(target.host, target.port)
         try:
             if target.scheme == "https":
                 sock.settimeout(max(budget.remaining(), 0.001))
@@ -277,14 +314,42 @@ class HttpClient:
                 )
                 alarm = self.watchdog.arm(sock, budget.deadline)
                 sock.do_handshake()
-            conn.sock = sock
-            sock.settimeout(max(budget.remaining(), 0.001))
-            conn.request("GET", target.request_path, headers=self._headers())
-            response = conn.getresponse()
+            timeout_set = time.monotonic()
+            sock.settimeout(max(budget.deadline - timeout_set, 0.001))
+            if conn is None:  # what HTTPConnection.request and .getresponse do, in one go
+                sock.sendall(request)
+                response = http.client.HTTPResponse(sock, method="GET")
+                try:
+                    response.begin()
+                except BaseException:
+                    response.close()
+                    raise
+            else:
+                conn.sock = sock
+                conn.request("GET", target.request_path, headers=self._headers())
+                response = conn.getresponse()
         except BaseException as exc:
             self._close(conn, alarm, sock)
             raise self._as_failure(exc, alarm, before_headers=True) from None
-        return sock, conn, response, alarm
+        return sock, conn, response, alarm, timeout_set
+
+    def _request(self, target: Target) -> bytes:
+        """The bytes ``HTTPConnection.request("GET", path, headers=self._headers())`` sends
+        for ``target``, built directly; empty where http.client would have to encode,
+        refuse or rewrite anything (then the client lets http.client do it)."""
+        block = self._header_block
+        if block is None or block[0] is not self.settings:
+            block = self._header_block = (self.settings, _header_block(self._headers()))
+        headers = block[1]
+        path, host = target.request_path, target.host
+        plain = _plain(path) and path.startswith("/") and _plain(host)
+        if headers is None or not plain or "%" in host:  # %: an IPv6 zone, left out by http.client
+            return b""
+        if ":" in host:  # an IPv6 address
+            host = f"[{host}]"
+        if target.port != http.client.HTTP_PORT:  # HTTPConnection.default_port, also for TLS
+            host = f"{host}:{target.port}"
+        return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n".encode("ascii") + headers
 
     def _headers(self) -> dict[str, str]:
         return {
@@ -301,19 +366,21 @@ class HttpClient:
             raise _Failure("http_5xx", f"HTTP {status} {phrase}", retryable=True)
         raise _Failure(f"http_{status}", f"HTTP {status} {phrase}")
 
-    def _check_headers(self, response: http.client.HTTPResponse) -> None:
+    def _check_headers(
+        self, response: http.client.HTTPResponse, content_type: str, length: str | None
+    ) -> None:
+        """``content_type`` and ``length``: the Content-Type ("" without one) and
+        Content-Length headers of ``response``."""
         s = self.settings
-        optout = opted_out(
-            response.headers.get_all("X-Robots-Tag") or [],
-            s.user_agent_token,
-            s.disallowed_directives,
-        )
+        robots = response.headers.get_all("X-Robots-Tag")  # None without one
+        optout = None
+        if robots:
+            optout = opted_out(robots, s.user_agent_token, s.disallowed_directives)
         if optout is not None:
             raise _Failure("opted_out", f"X-Robots-Tag: {optout}"[:300])
-        content_type = (response.getheader("Content-Type") or "").lower()
+        content_type = content_type.lower()
         if content_type.startswith(NOT_IMAGE_TYPES) or "html" in content_type:
             raise _Failure("not_an_image", f"Content-Type {content_type}"[:300])
-        length = response.getheader("Content-Length")
         if length is not None and length.strip().isdigit() and int(length) > s.max_bytes:
             raise _Failure("too_large", f"Content-Length {int(length):,} > {s.max_bytes:,}")
 
@@ -323,35 +390,46 @@ class HttpClient:
         response: http.client.HTTPResponse,
         budget: Budget,
         alarm: Alarm,
+        timeout_set: float,
+        declared: str | None,
     ) -> bytes:
-        body = bytearray()
+        """The body, streamed chunk by chunk. ``timeout_set``: when the socket timeout was
+        last set to the time left (it is renewed before a read once it is older than
+        :data:`TIMEOUT_SLACK_S`); ``declared``: the Content-Length header."""
+        chunks: list[bytes] = []
+        size = 0
         limit = self.settings.max_bytes
         try:
-            while True:
-                sock.settimeout(max(budget.remaining(), 0.001))
+            # ``length``: what http.client still expects of a declared Content-Length
+            # (None without one); at 0 the next read would return nothing.
+            while response.length != 0:
+                now = time.monotonic()
+                if now - timeout_set > TIMEOUT_SLACK_S:
+                    sock.settimeout(max(budget.deadline - now, 0.001))
+                    timeout_set = now
                 chunk = response.read1(CHUNK)
                 if not chunk:
                     break
-                body += chunk
-                if len(body) > limit:
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
                     raise _Failure("too_large", f"body passed {limit:,} bytes")
                 if budget.expired:
-                    raise _Failure("too_slow", f"{len(body):,} bytes when the time ran out")
+                    raise _Failure("too_slow", f"{size:,} bytes when the time ran out")
         except _Failure:
             raise
         except BaseException as exc:
             failure = self._as_failure(exc, alarm, before_headers=False)
             if failure.reason == "too_slow":
-                failure.detail = f"{len(body):,} bytes when the time ran out"
+                failure.detail = f"{size:,} bytes when the time ran out"
             raise failure from None
         if alarm.fired:  # the watchdog ended the transfer: what arrived is a fragment
-            raise _Failure("too_slow", f"{len(body):,} bytes when the time ran out")
-        declared = response.getheader("Content-Length")
-        if declared and declared.strip().isdigit() and len(body) < int(declared):
-            raise _Failure("incomplete_body", f"{len(body):,} of {int(declared):,} bytes")
-        if not body:
+            raise _Failure("too_slow", f"{size:,} bytes when the time ran out")
+        if declared and declared.strip().isdigit() and size < int(declared):
+            raise _Failure("incomplete_body", f"{size:,} of {int(declared):,} bytes")
+        if not size:
             raise _Failure("not_an_image", "empty body")
-        return bytes(body)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _as_failure(self, exc: BaseException, alarm: Alarm, before_headers: bool) -> _Failure:
         if isinstance(exc, _Failure):
@@ -373,9 +451,13 @@ class HttpClient:
         raise exc
 
     def _close(
-        self, conn: http.client.HTTPConnection, alarm: Alarm, sock: socket.socket | None = None
+        self,
+        conn: http.client.HTTPConnection | None,
+        alarm: Alarm,
+        sock: socket.socket | None = None,
     ) -> None:
         self.watchdog.disarm(alarm)  # before the socket closes: its number may be reused
-        conn.close()
+        if conn is not None:
+            conn.close()
         if sock is not None:
             sock.close()

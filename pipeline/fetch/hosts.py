@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 #: Forget idle hosts beyond this many (a crawl touches millions of hosts).
 MAX_TRACKED_HOSTS = 50_000
@@ -24,23 +23,24 @@ class HostLimiter:
             raise ValueError("max_concurrent must be >= 1")
         self.max_concurrent = max_concurrent
         self.interval = 1.0 / requests_per_s if requests_per_s > 0 else 0.0
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
+        self._waiting = 0  # callers waiting for a slot (on any host)
         self._active: dict[str, int] = {}
         self._next_start: dict[str, float] = {}
 
-    @contextmanager
-    def slot(self, host: str) -> Iterator[None]:
-        """Hold one of ``host``'s slots for the duration of the block."""
-        self._acquire(host)
-        try:
-            yield
-        finally:
-            self._release(host)
+    def slot(self, host: str) -> _Slot:
+        """Hold one of ``host``'s slots for the duration of the ``with`` block."""
+        return _Slot(self, host)
 
     def _acquire(self, host: str) -> None:
         with self._lock:
             while self._active.get(host, 0) >= self.max_concurrent:
-                self._lock.wait()
+                self._waiting += 1
+                try:
+                    self._freed.wait()
+                finally:
+                    self._waiting -= 1
             self._active[host] = self._active.get(host, 0) + 1
             wait = 0.0
             if self.interval:
@@ -60,7 +60,8 @@ class HostLimiter:
                 del self._active[host]
             if len(self._next_start) > MAX_TRACKED_HOSTS:
                 self._forget_idle_hosts()
-            self._lock.notify_all()
+            if self._waiting:
+                self._freed.notify_all()
 
     def _forget_idle_hosts(self) -> None:
         now = time.monotonic()
@@ -71,3 +72,24 @@ class HostLimiter:
     def in_flight(self, host: str) -> int:
         with self._lock:
             return self._active.get(host, 0)
+
+
+class _Slot:
+    """One slot of a host while the ``with`` block runs (a class: cheaper than a generator)."""
+
+    __slots__ = ("_host", "_limiter")
+
+    def __init__(self, limiter: HostLimiter, host: str) -> None:
+        self._limiter = limiter
+        self._host = host
+
+    def __enter__(self) -> None:
+        self._limiter._acquire(self._host)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._limiter._release(self._host)

@@ -20,11 +20,12 @@ through.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -132,6 +133,7 @@ def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Non
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the address, asked ~3 times a fetch
 def address_class(address: IPAddress) -> str:
     """``public``, or why the address is special: loopback, private, link-local, ..."""
     if isinstance(address, ipaddress.IPv6Address):
@@ -169,6 +171,48 @@ def _is_localhost_name(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost")  # RFC 6761: always loopback
 
 
+def _check_authority(parts: SplitResult, url: str) -> tuple[str, str, int, IPAddress | None]:
+    """Scheme, host (as it goes into the Host header), port and numeric address of a URL's
+    scheme and authority; :class:`BlockedUrl`, naming ``url``, if they are refused."""
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise BlockedUrl("invalid_url", f"{exc}: {url!r}"[:300]) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ALLOWED_SCHEMES:
+        raise BlockedUrl("blocked_url", f"scheme {scheme or '(none)'!r} is not http(s)")
+    if parts.username is not None or parts.password is not None:
+        raise BlockedUrl("blocked_url", "credentials in the URL")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise BlockedUrl("invalid_url", f"no host in {url!r}"[:300])
+    if port == 0:
+        raise BlockedUrl("invalid_url", "port 0")
+    literal = parse_host(host)
+    if literal is None:
+        try:
+            host.encode("ascii")
+        except UnicodeEncodeError:
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise BlockedUrl("invalid_url", f"host {host!r} is no valid name") from None
+        if not _NAME_CHARS.issuperset(host) or ".." in host or host.startswith("."):
+            raise BlockedUrl("invalid_url", f"host {host!r} is no valid name")
+    host = str(literal) if literal is not None else host
+    return scheme, host, port or DEFAULT_PORTS[scheme], literal
+
+
+@functools.lru_cache(maxsize=8192)
+def _approved_authority(scheme: str, netloc: str) -> tuple[str, str, int, IPAddress | None]:
+    """:func:`_check_authority` of a URL's scheme and authority alone.
+
+    A pure function of the two strings (parsing only, no name lookup), so its answers are
+    kept; a refusal raises and is not kept (the caller raises it again, naming the URL).
+    """
+    return _check_authority(SplitResult(scheme, netloc, "", "", ""), "")
+
+
 class UrlPolicy:
     """Parses URLs and approves the addresses the downloader may connect to."""
 
@@ -184,40 +228,17 @@ class UrlPolicy:
             raise BlockedUrl("invalid_url", f"not a URL: {url!r}"[:300])
         try:
             parts = urlsplit(url)
-            port = parts.port
         except ValueError as exc:
             raise BlockedUrl("invalid_url", f"{exc}: {url!r}"[:300]) from None
-        scheme = parts.scheme.lower()
-        if scheme not in ALLOWED_SCHEMES:
-            raise BlockedUrl("blocked_url", f"scheme {scheme or '(none)'!r} is not http(s)")
-        if parts.username is not None or parts.password is not None:
-            raise BlockedUrl("blocked_url", "credentials in the URL")
-        host = (parts.hostname or "").rstrip(".")
-        if not host:
-            raise BlockedUrl("invalid_url", f"no host in {url!r}"[:300])
-        if port == 0:
-            raise BlockedUrl("invalid_url", "port 0")
-        literal = parse_host(host)
-        if literal is None:
-            try:
-                host.encode("ascii")
-            except UnicodeEncodeError:
-                try:
-                    host = host.encode("idna").decode("ascii")
-                except UnicodeError:
-                    raise BlockedUrl("invalid_url", f"host {host!r} is no valid name") from None
-            if not _NAME_CHARS.issuperset(host) or ".." in host or host.startswith("."):
-                raise BlockedUrl("invalid_url", f"host {host!r} is no valid name")
+        try:
+            scheme, host, port, literal = _approved_authority(parts.scheme, parts.netloc)
+        except Exception:  # refusals are not cached: this raises the one for ``url``
+            scheme, host, port, literal = _check_authority(parts, url)
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
         return Target(
-            url=url,
-            scheme=scheme,
-            host=str(literal) if literal is not None else host,
-            port=port or DEFAULT_PORTS[scheme],
-            request_path=path,
-            literal=literal,
+            url=url, scheme=scheme, host=host, port=port, request_path=path, literal=literal
         )
 
     def check_address(self, address: IPAddress | str) -> None:

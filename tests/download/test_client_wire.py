@@ -1,0 +1,273 @@
+"""The HTTP client on the wire: the exact request it sends, and every way a body can end.
+
+A raw TCP server on 127.0.0.1 answers each connection with a scripted list of writes and
+pauses, so tests control where the body is cut, how it is split and how slowly it comes.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from openwit.pipeline.fetch import policy as policy_module
+from openwit.pipeline.fetch.client import (
+    TIMEOUT_SLACK_S,
+    ClientSettings,
+    Fetched,
+    FetchFailed,
+    HttpClient,
+    user_agent,
+)
+from openwit.pipeline.fetch.policy import BlockedUrl, UrlPolicy
+from tests.download.servers import RecordingNetwork
+
+JPEG = b"\xff\xd8\xff" + bytes(range(256)) * 200  # 51 kB
+
+
+class ScriptedServer:
+    """Answers every connection with ``script``: bytes to send, or a float to sleep."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.port = self.listener.getsockname()[1]
+        self.script: list[bytes | float] = []
+        self.requests: list[bytes] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str = "/a.jpg") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                head += data
+            self.requests.append(head)
+            try:
+                for step in self.script:
+                    if isinstance(step, float):
+                        if self.stop.wait(step):
+                            return
+                    else:
+                        conn.sendall(step)
+            except OSError:
+                return  # the client gave up, as it should
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+
+@pytest.fixture
+def server():
+    scripted = ScriptedServer()
+    yield scripted
+    scripted.close()
+
+
+def head(*lines: str) -> bytes:
+    return ("\r\n".join(["HTTP/1.0 200 OK", *lines]) + "\r\n\r\n").encode("latin-1")
+
+
+def client(**settings) -> HttpClient:
+    base = {"timeout_s": 2.0, "retries": 0, "user_agent": "openwit-test/1"}
+    network = RecordingNetwork()
+    return HttpClient(ClientSettings(**{**base, **settings}), UrlPolicy(True), network.connect)
+
+
+def test_the_request_is_byte_for_byte_what_http_client_sends(server):
+    server.script = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}"), JPEG]
+    agent = user_agent("0.1.0", "openwit", "mailto:data@example.org")
+    fetcher = client(user_agent=agent)
+    for path in ("/a.jpg", "/dir/b%20c.jpg?x=1&y=%C3%A9", "/"):
+        assert isinstance(fetcher.fetch(server.url(path)), Fetched)
+
+    class Recorder(http.client.HTTPConnection):
+        def send(self, data: bytes) -> None:
+            self.sent = data
+
+    for path, sent in zip(("/a.jpg", "/dir/b%20c.jpg?x=1&y=%C3%A9", "/"), server.requests):
+        reference = Recorder("127.0.0.1", server.port)
+        reference.request("GET", path, headers=fetcher._headers())
+        assert sent == reference.sent
+
+
+def test_a_host_header_gets_the_port_only_off_port_80():
+    fetcher = client()
+    policy = UrlPolicy(True)
+
+    class Recorder(http.client.HTTPConnection):
+        def send(self, data: bytes) -> None:
+            self.sent = data
+
+    for url in (
+        "http://example.com/a.jpg",
+        "http://example.com:8080/a.jpg",
+        "https://example.com/a.jpg",  # http.client's default port is 80, also over TLS
+        "http://[2606:4700::1111]/a.jpg",
+        "http://[2606:4700::1111]:8443/a.jpg",
+        "http://bücher.example/a.jpg",
+    ):
+        target = policy.parse(url)
+        reference = Recorder(target.host, target.port)
+        reference.request("GET", target.request_path, headers=fetcher._headers())
+        assert fetcher._request(target) == reference.sent, url
+
+
+def test_what_http_client_would_refuse_is_left_to_it(server):
+    policy = UrlPolicy(True)
+    assert client()._request(policy.parse("http://example.com/\x01.jpg")) == b""
+    assert client()._request(policy.parse("http://example.com/é.jpg")) == b""
+    assert client(user_agent="bad\nagent")._request(policy.parse("http://example.com/")) == b""
+    result = client().fetch(server.url("/\x01.jpg"))
+    assert result.reason == "bad_response" and "control characters" in result.detail
+    with pytest.raises(ValueError, match="Invalid header value"):  # http.client's refusal
+        client(user_agent="bad\nagent").fetch(server.url())
+
+
+@pytest.mark.parametrize("pieces", [1, 2, 7])
+def test_a_body_in_pieces_arrives_whole(server, pieces):
+    size = -(-len(JPEG) // pieces)
+    parts = [JPEG[i : i + size] for i in range(0, len(JPEG), size)]
+    script: list[bytes | float] = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}")]
+    for part in parts:  # pauses longer than the timeout slack: the socket timeout is renewed
+        script += [part, TIMEOUT_SLACK_S * 1.5]
+    server.script = script
+    result = client().fetch(server.url())
+    assert isinstance(result, Fetched), result
+    assert result.body == JPEG and type(result.body) is bytes
+    assert result.content_type == "image/jpeg"
+
+
+def test_a_body_without_content_length_is_read_to_the_end(server):
+    server.script = [head("Content-Type: image/jpeg"), JPEG[:1000], 0.02, JPEG[1000:]]
+    result = client().fetch(server.url())
+    assert isinstance(result, Fetched) and result.body == JPEG
+
+
+def test_a_chunked_body_is_read(server):
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (JPEG[:5000], JPEG[5000:]))
+    server.script = [
+        head("Content-Type: image/jpeg", "Transfer-Encoding: chunked").replace(
+            b"HTTP/1.0", b"HTTP/1.1"
+        ),
+        chunks + b"0\r\n\r\n",
+    ]
+    result = client().fetch(server.url())
+    assert isinstance(result, Fetched) and result.body == JPEG
+
+
+def test_a_body_cut_short_is_incomplete(server):
+    server.script = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}"), JPEG[:7000]]
+    result = client().fetch(server.url())
+    assert isinstance(result, FetchFailed)
+    assert (result.reason, result.detail) == (
+        "incomplete_body",
+        f"7,000 of {len(JPEG):,} bytes",
+    )
+
+
+def test_an_empty_body_is_not_an_image(server):
+    server.script = [head("Content-Type: image/jpeg", "Content-Length: 0")]
+    result = client().fetch(server.url())
+    assert (result.reason, result.detail) == ("not_an_image", "empty body")
+
+
+def test_an_undeclared_body_past_the_cap_is_too_large(server):
+    server.script = [head("Content-Type: image/jpeg"), JPEG]
+    result = client(max_bytes=20_000).fetch(server.url())
+    assert (result.reason, result.detail) == ("too_large", "body passed 20,000 bytes")
+
+
+def test_a_declared_size_past_the_cap_is_refused_before_reading(server):
+    server.script = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}"), JPEG]
+    result = client(max_bytes=20_000).fetch(server.url())
+    assert result.reason == "too_large"
+    assert result.detail == f"Content-Length {len(JPEG):,} > 20,000"
+
+
+def test_a_trickle_ends_at_the_budget_with_the_bytes_received(server):
+    server.script = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}"), JPEG[:10]]
+    server.script += [0.3, JPEG[10:20]] * 20
+    started = time.monotonic()
+    result = client(timeout_s=1.0).fetch(server.url())
+    assert time.monotonic() - started < 1.0 + 1.5
+    assert result.reason == "too_slow"
+    assert re.fullmatch(r"\d+ bytes when the time ran out", result.detail), result.detail
+    assert 10 <= int(result.detail.split()[0]) < len(JPEG)
+
+
+def test_x_robots_tag_values_are_all_read(server):
+    server.script = [
+        head(
+            "Content-Type: image/jpeg",
+            "X-Robots-Tag: otherbot: noai",
+            "X-Robots-Tag: noimageai",
+            f"Content-Length: {len(JPEG)}",
+        ),
+        JPEG,
+    ]
+    result = client().fetch(server.url())
+    assert (result.reason, result.detail) == ("opted_out", "X-Robots-Tag: noimageai")
+    server.script[0] = head(
+        "Content-Type: image/jpeg", "X-Robots-Tag: otherbot: noai", f"Content-Length: {len(JPEG)}"
+    )
+    assert isinstance(client().fetch(server.url()), Fetched)
+
+
+def test_repeated_content_type_headers_are_joined_as_http_client_does(server):
+    server.script = [
+        head("Content-Type: image/jpeg", "Content-Type: text/html", f"Content-Length: {len(JPEG)}"),
+        JPEG,
+    ]
+    result = client().fetch(server.url())
+    assert (result.reason, result.detail) == ("not_an_image", "Content-Type image/jpeg, text/html")
+
+
+def test_a_cached_authority_still_refuses_and_names_each_url():
+    policy = UrlPolicy(True)
+    good = policy.parse("http://Example.COM:8080/a.jpg")
+    again = policy.parse("http://Example.COM:8080/b.jpg?x=1")
+    assert (again.host, again.port, again.request_path) == ("example.com", 8080, "/b.jpg?x=1")
+    assert (again.scheme, again.literal, again.url) == (good.scheme, None, again.url)
+    for url in ("http://example.com:abc/a.jpg", "http://example.com:abc/b.jpg"):
+        for _ in range(2):  # refusals are never cached: each names its own URL
+            with pytest.raises(BlockedUrl) as caught:
+                policy.parse(url)
+            assert caught.value.reason == "invalid_url" and url in caught.value.detail
+
+
+def test_names_are_resolved_again_for_every_url():
+    network = RecordingNetwork({"images.example.com": ["127.0.0.1"]})
+    policy = UrlPolicy(True, network.resolve)
+    for _ in range(3):
+        policy.check_url("http://images.example.com/a.jpg")
+    assert network.lookups == ["images.example.com"] * 3  # parsing is cached, lookups never
+
+
+def test_address_classes_are_the_same_from_the_cache():
+    cases = ["127.0.0.1", "10.1.2.3", "169.254.169.254", "93.184.216.34", "::ffff:127.0.0.1"]
+    for text in cases * 2:
+        address = ipaddress.ip_address(text)
+        assert policy_module.address_class(address) == policy_module.address_class.__wrapped__(
+            address
+        )
