@@ -19,6 +19,7 @@ their integers.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -197,6 +198,21 @@ def bytes_hashes(data: bytes) -> tuple[int, int]:
 
     with Image.open(io.BytesIO(data)) as image:
         return image_hashes(image)
+
+
+def bytes_hashes_or_errors(images: Sequence[bytes]) -> list[tuple[int, int] | str]:
+    """:func:`bytes_hashes` of each image, or ``"Type: message"`` where it raises.
+
+    A batch for a worker process (:mod:`openwit.pipeline.hashpool`): one call per batch
+    instead of one per image, and the errors as text, which always pickles.
+    """
+    results: list[tuple[int, int] | str] = []
+    for data in images:
+        try:
+            results.append(bytes_hashes(data))
+        except Exception as exc:
+            results.append(f"{type(exc).__name__}: {exc}")
+    return results
 
 
 def hamming(a: int, b: int) -> int:

@@ -88,6 +88,13 @@ def _check_parses(options: PipelineOptions) -> None:
         raise ConfigError(f"beam_options: {message}") from None
 
 
+def runs_in_this_process(runner: str, beam_options: Mapping[str, Any] | None = None) -> bool:
+    """Whether ``runner`` executes DoFns in this very process (the direct runner in its
+    ``in_memory`` or ``multi_threading`` mode), so one Python process holds every thread."""
+    mode = (beam_options or {}).get("direct_running_mode", "in_memory")
+    return runner in DIRECT_RUNNERS and mode != "multi_processing"
+
+
 def make_runner(runner: str) -> PipelineRunner | str:
     """A runner object for the direct runners, else the name for Beam to resolve."""
     return OfflineDirectRunner() if runner in DIRECT_RUNNERS else runner

@@ -80,6 +80,9 @@ class DownloadConfig(Section):
         default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"]
     )
     records_per_unit: int = Field(1000, ge=1, description="records committed together")
+    keep_alive: bool = Field(
+        True, description="reuse connections to a host (HTTP keep-alive); false: one each"
+    )
 
 
 Resizing = Literal["keep_ratio_largest", "keep_ratio", "center_crop", "border", "no"]
@@ -95,6 +98,9 @@ class ImageConfig(Section):
     encode_quality: int = Field(95, ge=1, le=100)
     max_pixels: int = Field(89_478_485, ge=1, le=178_956_970, description="decompression bombs")
     resizer: Literal["pillow", "img2dataset"] = "pillow"
+    hash_processes: Literal["auto", "on", "off"] = Field(
+        "auto", description="hash in worker processes; auto: when the runner runs in this process"
+    )
 
 
 class DedupConfig(Section):

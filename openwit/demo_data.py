@@ -188,6 +188,11 @@ def plant_eval_copies(eval_root: Path, dest: Path, count: int, seed: int = 2) ->
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     """Serves a folder's files without logging every request."""
 
+    protocol_version = "HTTP/1.1"
+    # Sent at once, as keep-alive servers send (nginx, Apache): with Nagle's algorithm the
+    # body waits for the client's delayed ACK of the head, ~40 ms on a reused connection.
+    disable_nagle_algorithm = True
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 

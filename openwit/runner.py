@@ -216,6 +216,8 @@ class BuildRunner:
             else:
                 for later in self.stages[index:]:
                     entries.pop(later.name, None)  # everything downstream is now stale
+                if stage.name != until and index + 1 < len(self.stages):
+                    self.stages[index + 1].warm_up(self.config)  # it runs next, stale too
                 counts = self._run_stage(stage, fingerprint, previous, resume, outcome)
                 outcome.ran.append(stage.name)
             outcome.funnel.add(counts)

@@ -88,6 +88,11 @@ class Stage(abc.ABC):
             keys = tuple(k for k in data if k not in ("out", "runner", "beam_options"))
         return {"version": self.version, "config": {k: data[k] for k in keys}}
 
+    def warm_up(self, config: BuildConfig) -> None:
+        """Start slow set-up (worker processes, say) in the background. The runner calls it
+        while the stage before this one runs; :meth:`run` must work without it."""
+        return None  # most stages have nothing to start early
+
     @abc.abstractmethod
     def run(self, ctx: StageContext) -> StageResult | None:
         """Write outputs and rejections into ``ctx.work_dir``."""

@@ -53,7 +53,10 @@ OPERATIONAL_KEYS = (
     "per_host_requests_per_s",
     "records_per_unit",
     "contact",
+    "keep_alive",
 )
+#: Client settings about speed only, left out of the plan (a resume may change them).
+CLIENT_SPEED_KEYS = ("keep_alive",)
 #: Image settings the stored bytes depend on (the checks belong to the image stage).
 RESIZE_KEYS = (
     "resize_max_side",
@@ -125,6 +128,11 @@ class DownloadUnits(beam.DoFn):
         while self.pending:
             self._finish(*self.pending.popleft())
 
+    def teardown(self) -> None:
+        downloader = getattr(self, "downloader", None)
+        if downloader is not None:  # kept-alive sockets are not held past the stage
+            downloader.close_idle_connections()
+
     def _finish(self, unit: WorkUnit, futures: list[Future[Outcome]]) -> None:
         stats = write_unit(Path(self.work_dir), unit, [f.result() for f in futures])
         self.units_done.inc()
@@ -135,7 +143,7 @@ class DownloadUnits(beam.DoFn):
 def _start_plan(work_dir: Path, groups: list[RowGroup], settings: DownloadSettings) -> None:
     """Record the plan; partial work from a different plan (changed input or settings) goes."""
     output_settings = {  # what the kept records depend on; speed settings may change
-        "client": asdict(settings.client),
+        "client": {k: v for k, v in asdict(settings.client).items() if k not in CLIENT_SPEED_KEYS},
         "resize": asdict(settings.resize),
         "allow_private_networks": settings.allow_private_networks,
         "records_per_unit": settings.records_per_unit,

@@ -60,6 +60,7 @@ class DownloadSettings:
             user_agent=user_agent(__version__, d.user_agent_token, d.contact),
             user_agent_token=d.user_agent_token,
             disallowed_directives=tuple(d.disallowed_header_directives),
+            keep_alive=d.keep_alive,
         )
         resize = ResizeSettings(
             size=i.resize_max_side,
@@ -103,7 +104,13 @@ class Downloader:
         self.settings = settings
         policy = UrlPolicy(settings.allow_private_networks, resolver)
         limiter = HostLimiter(settings.per_host_concurrency, settings.per_host_requests_per_s)
-        self.client = HttpClient(settings.client, policy, connector, limiter)
+        self.client = HttpClient(
+            settings.client,
+            policy,
+            connector,
+            limiter,
+            max_idle_per_host=settings.per_host_concurrency,  # at most that many in flight
+        )
         self.resizer = make_resizer(settings.resize)
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="openwit-download")
         # Many threads wait on the network; decoding and resizing need a core each. More
@@ -137,6 +144,10 @@ class Downloader:
             "image": stored.data,
         }
         return Outcome(kept, *cost)
+
+    def close_idle_connections(self) -> None:
+        """Close the kept-alive connections now idle (the downloader stays usable)."""
+        self.client.close_idle_connections()
 
     def submit(self, record: dict[str, Any]) -> Future[Outcome]:
         return self.pool.submit(self.download, record)

@@ -16,7 +16,10 @@ client keeps its contract (one URL in, bytes or an error out) and fixes those:
 - the body is streamed and abandoned past ``max_bytes``; a ``Content-Length`` above it is
   refused before reading;
 - 5xx answers and timeouts are retried with exponential backoff, nothing else;
-- every failure has a snake_case reason (``http_404``, ``timeout``, ``too_large``, ...).
+- every failure has a snake_case reason (``http_404``, ``timeout``, ``too_large``, ...);
+- connections are kept alive and reused (:mod:`.pool`) only after a complete 2xx answer
+  the server did not mark as its last, only for the same scheme, host and port, and only
+  to an address the policy approved for the fetch at hand.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from urllib.parse import urljoin
 from openwit.pipeline.fetch.deadline import Alarm, Budget, Watchdog
 from openwit.pipeline.fetch.hosts import HostLimiter
 from openwit.pipeline.fetch.policy import BlockedUrl, IPAddress, Target, UrlPolicy
+from openwit.pipeline.fetch.pool import MAX_IDLE_PER_KEY, ConnectionPool, PoolKey, close_quietly
 from openwit.pipeline.fetch.robots import opted_out
 
 #: ``connector(address, port, timeout) -> connected socket``; tests pass a recorder.
@@ -53,6 +57,15 @@ CHUNK = 256 * 1024
 TIMEOUT_SLACK_S = 0.05
 #: Content types that are never an image, refused before the body is read.
 NOT_IMAGE_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+#: Errors of a reused connection that mean the server closed it while it was idle (before
+#: any byte of the answer): the request is sent again once on a fresh connection.
+STALE_ERRORS = (
+    BrokenPipeError,
+    ConnectionResetError,  # http.client.RemoteDisconnected is one: no status line at all
+    ConnectionAbortedError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,7 @@ class ClientSettings:
     user_agent: str = "openwit"
     user_agent_token: str = "openwit"
     disallowed_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    keep_alive: bool = True  # reuse connections (HTTP keep-alive); off: one per request
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,19 @@ def direct_connect(address: IPAddress, port: int, timeout: float) -> socket.sock
         sock.close()
         raise
     return sock
+
+
+def _length(declared: str | None) -> int | None:
+    """A Content-Length header's number; None without one, or for anything but ASCII
+    digits (``"²".isdigit()`` is true, and ``int("²")`` raises)."""
+    if declared is None:
+        return None
+    declared = declared.strip()
+    return int(declared) if declared.isascii() and declared.isdigit() else None
+
+
+def _key(target: Target) -> PoolKey:
+    return (target.scheme, target.host, target.port)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -149,8 +176,21 @@ _RESOLVER_POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 
 
+def _stale(exc: BaseException) -> bool:
+    """Whether ``exc``, raised sending a request or reading its status line on a reused
+    connection, says the server had closed the connection (nothing of an answer came)."""
+    if isinstance(exc, STALE_ERRORS):
+        return True
+    # BadStatusLine keeps an empty line as its repr, "''"
+    return isinstance(exc, http.client.BadStatusLine) and not str(exc.line).strip(" \t\r\n'")
+
+
 class HttpClient:
-    """Fetches one URL at a time per calling thread; safe to share between threads."""
+    """Fetches one URL at a time per calling thread; safe to share between threads.
+
+    ``max_idle_per_host``: idle keep-alive connections kept per scheme, host and port
+    (default: the limiter's requests in flight per host, else 8).
+    """
 
     def __init__(
         self,
@@ -159,6 +199,7 @@ class HttpClient:
         connector: Connector | None = None,
         limiter: HostLimiter | None = None,
         watchdog: Watchdog | None = None,
+        max_idle_per_host: int | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -167,6 +208,13 @@ class HttpClient:
         self.watchdog = watchdog or Watchdog.shared()
         self.tls = ssl.create_default_context()
         self._header_block: tuple[ClientSettings, bytes | None] | None = None
+        if max_idle_per_host is None:
+            max_idle_per_host = limiter.max_concurrent if limiter else MAX_IDLE_PER_KEY
+        self.pool = ConnectionPool(max_idle_per_host)
+
+    def close_idle_connections(self) -> None:
+        """Close the kept-alive connections now idle; the client stays usable."""
+        self.pool.close()
 
     # -- public ----------------------------------------------------------------------------
     def fetch(self, url: str) -> Fetched | FetchFailed:
@@ -205,7 +253,9 @@ class HttpClient:
         current, hops = url, 0
         while True:
             addresses = self._resolve(target, budget)
-            sock, conn, response, alarm, timeout_set = self._exchange(target, addresses, budget)
+            exchange = self._exchange(target, addresses, budget)
+            sock, conn, response, alarm, timeout_set, address = exchange
+            keep = False
             try:
                 status = response.status
                 if status in REDIRECT_STATUSES:
@@ -225,10 +275,14 @@ class HttpClient:
                 declared = response.getheader("Content-Length")
                 self._check_headers(response, content_type, declared)
                 body = self._read_body(sock, response, budget, alarm, timeout_set, declared)
+                keep = conn is None and self._complete(response, declared, len(body))
                 return body, current, content_type
             finally:
                 response.close()
-                self._close(conn, alarm, sock)
+                if keep:
+                    self._keep(_key(target), address, sock, alarm)
+                else:
+                    self._close(conn, alarm, sock)
 
     def _parse(self, url: str) -> Target:
         try:
@@ -254,7 +308,7 @@ class HttpClient:
 
     def _connect(
         self, target: Target, addresses: Iterable[IPAddress], budget: Budget
-    ) -> socket.socket:
+    ) -> tuple[socket.socket, IPAddress]:
         errors = []
         for address in addresses:
             try:  # never hand the connector anything the policy did not approve
@@ -274,7 +328,7 @@ class HttpClient:
                 errors.append(f"{address}: {exc.strerror or exc}")
                 continue
             self._check_peer(sock, address)
-            return sock
+            return sock, address
         timed_out = errors and all("timed out" in e for e in errors)
         reason = "timeout" if timed_out else "connection_error"
         raise _Failure(reason, "; ".join(errors) or "no address", retryable=bool(timed_out))
@@ -295,43 +349,100 @@ class HttpClient:
     def _exchange(
         self, target: Target, addresses: list[IPAddress], budget: Budget
     ) -> tuple[
-        socket.socket, http.client.HTTPConnection | None, http.client.HTTPResponse, Alarm, float
+        socket.socket,
+        http.client.HTTPConnection | None,
+        http.client.HTTPResponse,
+        Alarm,
+        float,
+        IPAddress,
     ]:
-        """Connect, send the request, read the status line and headers.
+        """Connect (or take a kept-alive connection), send the request, read the status
+        line and headers.
 
-        The last item is when the socket timeout was last set to the time left.
+        Returns the socket, the HTTPConnection (None on the direct path), the response,
+        the watchdog's alarm, when the socket timeout was last set to the time left, and
+        the address the socket is connected to. A reused connection the server had closed
+        (an error before any byte of the answer) is replaced once by a fresh one; that is
+        not another attempt.
         """
-        sock = self._connect(target, addresses, budget)
-        alarm = self.watchdog.arm(sock, budget.deadline)
         request = self._request(target)
-        conn = None if request else http.client.HTTPConnection(target.host, target.port)
-        try:
-            if target.scheme == "https":
-                sock.settimeout(max(budget.remaining(), 0.001))
-                self.watchdog.disarm(alarm)  # wrapping detaches the plain socket object
-                sock = self.tls.wrap_socket(
-                    sock, server_hostname=target.host, do_handshake_on_connect=False
-                )
-                alarm = self.watchdog.arm(sock, budget.deadline)
-                sock.do_handshake()
-            timeout_set = time.monotonic()
-            sock.settimeout(max(budget.deadline - timeout_set, 0.001))
-            if conn is None:  # what HTTPConnection.request and .getresponse do, in one go
-                sock.sendall(request)
-                response = http.client.HTTPResponse(sock, method="GET")
-                try:
-                    response.begin()
-                except BaseException:
-                    response.close()
-                    raise
+        reused = self._reusable(target, addresses) if request else None
+        while True:
+            if reused is None:
+                sock, address = self._connect(target, addresses, budget)
             else:
-                conn.sock = sock
-                conn.request("GET", target.request_path, headers=self._headers())
-                response = conn.getresponse()
-        except BaseException as exc:
-            self._close(conn, alarm, sock)
-            raise self._as_failure(exc, alarm, before_headers=True) from None
-        return sock, conn, response, alarm, timeout_set
+                sock, address = reused
+            alarm = self.watchdog.arm(sock, budget.deadline)  # reused or fresh alike
+            conn = None if request else http.client.HTTPConnection(target.host, target.port)
+            try:
+                if reused is None and target.scheme == "https":
+                    sock.settimeout(max(budget.remaining(), 0.001))
+                    self.watchdog.disarm(alarm)  # wrapping detaches the plain socket object
+                    sock = self.tls.wrap_socket(
+                        sock, server_hostname=target.host, do_handshake_on_connect=False
+                    )
+                    alarm = self.watchdog.arm(sock, budget.deadline)
+                    sock.do_handshake()
+                timeout_set = time.monotonic()
+                sock.settimeout(max(budget.deadline - timeout_set, 0.001))
+                if conn is None:  # what HTTPConnection.request and .getresponse do, in one go
+                    sock.sendall(request)
+                    response = http.client.HTTPResponse(sock, method="GET")
+                    try:
+                        response.begin()
+                    except BaseException:
+                        response.close()
+                        raise
+                else:  # never kept alive: it says so
+                    conn.sock = sock
+                    headers = {**self._headers(), "Connection": "close"}
+                    conn.request("GET", target.request_path, headers=headers)
+                    response = conn.getresponse()
+            except BaseException as exc:
+                self._close(conn, alarm, sock)  # disarms first: ``alarm.fired`` is final
+                if reused is not None and not alarm.fired and _stale(exc):
+                    reused = None  # closed by the server while idle: once more, fresh
+                    continue
+                raise self._as_failure(exc, alarm, before_headers=True) from None
+            return sock, conn, response, alarm, timeout_set, address
+
+    def _reusable(
+        self, target: Target, addresses: list[IPAddress]
+    ) -> tuple[socket.socket, IPAddress] | None:
+        """A kept-alive connection of ``target``'s scheme, host and port to one of
+        ``addresses`` (the policy's answer for this fetch), or None."""
+        if not self.settings.keep_alive:
+            return None
+        taken = self.pool.take(_key(target), addresses)
+        if taken is None:
+            return None
+        try:  # checked at connect time; the policy decides again, as for a fresh one
+            self.policy.check_address(taken[1])
+        except BlockedUrl:
+            close_quietly(taken[0])
+            return None
+        return taken
+
+    def _complete(
+        self, response: http.client.HTTPResponse, declared: str | None, size: int
+    ) -> bool:
+        """Whether the connection of ``response`` (read to its end: ``size`` bytes) may
+        serve another request: keep-alive is on, the server did not mark the answer as
+        its last, and the body ended where it said (all of a plain ``Content-Length``,
+        or the last chunk, without a Content-Length beside it)."""
+        if not self.settings.keep_alive or response.will_close:
+            return False
+        if response.chunked:
+            return declared is None and response.isclosed()  # the last chunk was read
+        return response.length == 0 and _length(declared) == size
+
+    def _keep(self, key: PoolKey, address: IPAddress, sock: socket.socket, alarm: Alarm) -> None:
+        """Put a connection whose answer was read completely into the pool."""
+        self.watchdog.disarm(alarm)
+        if alarm.fired:  # shut down by the watchdog after all
+            close_quietly(sock)
+            return
+        self.pool.put(key, sock, address)
 
     def _request(self, target: Target) -> bytes:
         """The bytes ``HTTPConnection.request("GET", path, headers=self._headers())`` sends
@@ -356,7 +467,7 @@ class HttpClient:
             "User-Agent": self.settings.user_agent,
             "Accept": "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8,*/*;q=0.5",
             "Accept-Encoding": "identity",
-            "Connection": "close",
+            "Connection": "keep-alive" if self.settings.keep_alive else "close",
         }
 
     def _check_status(self, status: int, phrase: str) -> None:
@@ -381,8 +492,9 @@ class HttpClient:
         content_type = content_type.lower()
         if content_type.startswith(NOT_IMAGE_TYPES) or "html" in content_type:
             raise _Failure("not_an_image", f"Content-Type {content_type}"[:300])
-        if length is not None and length.strip().isdigit() and int(length) > s.max_bytes:
-            raise _Failure("too_large", f"Content-Length {int(length):,} > {s.max_bytes:,}")
+        declared = _length(length)
+        if declared is not None and declared > s.max_bytes:
+            raise _Failure("too_large", f"Content-Length {declared:,} > {s.max_bytes:,}")
 
     def _read_body(
         self,
@@ -425,8 +537,9 @@ class HttpClient:
             raise failure from None
         if alarm.fired:  # the watchdog ended the transfer: what arrived is a fragment
             raise _Failure("too_slow", f"{size:,} bytes when the time ran out")
-        if declared and declared.strip().isdigit() and size < int(declared):
-            raise _Failure("incomplete_body", f"{size:,} of {int(declared):,} bytes")
+        length = _length(declared)
+        if length is not None and size < length:
+            raise _Failure("incomplete_body", f"{size:,} of {length:,} bytes")
         if not size:
             raise _Failure("not_an_image", "empty body")
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -14,6 +14,7 @@ import io
 import ipaddress
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -57,25 +58,46 @@ class Route:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    action: str = "send"  # send | hang | drip | endless | flaky | header_drip
+    # send | hang | drip | endless | flaky | header_drip, and for keep-alive tests:
+    # send_then_close (send, then close the connection without saying so) and
+    # drop_reused (the first request of a connection is sent, a later one gets the
+    # connection closed without an answer: a server closing an idle connection)
+    action: str = "send"
 
 
 class FaultServer:
-    """Serves ``routes`` (path -> Route) on 127.0.0.1, HTTP/1.0, one thread per request."""
+    """Serves ``routes`` (path -> Route) on 127.0.0.1, HTTP/1.0, one thread per request.
 
-    def __init__(self) -> None:
+    ``protocol_version="HTTP/1.1"`` keeps connections alive (one thread per connection);
+    ``tls`` serves HTTPS with that server context. ``connections`` counts the accepted
+    connections.
+    """
+
+    def __init__(
+        self, protocol_version: str = "HTTP/1.0", tls: ssl.SSLContext | None = None
+    ) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.flaky_seen: set[str] = set()
         self.stop = threading.Event()
         self.lock = threading.Lock()
+        self.connections = 0
+        self.scheme = "https" if tls else "http"
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            served = 0  # requests on this handler's connection
+
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with server.lock:
+                    server.connections += 1
+
             def do_GET(self) -> None:
+                self.served += 1
                 with server.lock:
                     server.requests.append((self.path, dict(self.headers)))
                 route = server.routes.get(self.path.split("?")[0])
@@ -86,12 +108,17 @@ class FaultServer:
             daemon_threads = True
             request_queue_size = 128  # the default 5 drops SYNs of parallel clients (1 s stalls)
 
+        Handler.protocol_version = protocol_version
+        if protocol_version != "HTTP/1.0":  # as keep-alive servers do: no Nagle delay
+            Handler.disable_nagle_algorithm = True  # (between the head and the body)
         self.httpd = Server(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -117,6 +144,9 @@ class FaultServer:
                     return
                 handler.wfile.write(bytes([byte]))
                 handler.wfile.flush()
+            return
+        if route.action == "drop_reused" and getattr(handler, "served", 1) > 1:
+            handler.close_connection = True  # closed, no answer
             return
         if route.action == "flaky" and handler.path not in self.flaky_seen:
             self.flaky_seen.add(handler.path)
@@ -144,6 +174,8 @@ class FaultServer:
         handler.send_header("Content-Length", str(len(route.body)))
         handler.end_headers()
         handler.wfile.write(route.body)
+        if route.action == "send_then_close":
+            handler.close_connection = True  # closed after the answer, without a header
 
     def __enter__(self) -> FaultServer:
         self.thread.start()

@@ -1,0 +1,156 @@
+"""The image stage hashes in worker processes or in threads, with the same results, and
+loses no record when a worker dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from openwit.beam import runs_in_this_process
+from openwit.config import BuildConfig
+from openwit.dedup.hashing import bytes_hashes, bytes_hashes_or_errors
+from openwit.pipeline.hashpool import ProcessHasher, start_process_hasher, stop_shared_hasher
+from openwit.pipeline.image import STAGE, CheckUnits, ImageStage
+from openwit.pipeline.imaging import PillowResizer, ResizeSettings
+from openwit.pipeline.units import plan_units
+from openwit.schemas import candidate_schema
+from openwit.stage import StageContext
+from tests.download.servers import photo
+
+SIZES = [(640, 480), (480, 640), (300, 200), (150, 400), (900, 200), (1024, 768)]
+
+
+def downloaded_records(count: int) -> list[dict]:
+    resize = PillowResizer(ResizeSettings(256))
+    records = []
+    for index in range(count):
+        width, height = SIZES[index % len(SIZES)]
+        stored = resize(photo(width, height, seed=index))
+        records.append(
+            {
+                "uid": f"{index:032x}",
+                "url": f"http://127.0.0.1/{index}.jpg",
+                "text": f"a photo, number {index}",
+                "source": "pool.jsonl",
+                "source_offset": index,
+                "lang": "en",
+                "lang_score": 1.0,
+                "query_ids": [0],
+                "width": stored.width,
+                "height": stored.height,
+                "original_width": stored.original_width,
+                "original_height": stored.original_height,
+                "sha256": stored.sha256,
+                "image": stored.data,
+            }
+        )
+    return records
+
+
+@pytest.fixture(scope="module")
+def download_output(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("download")
+    records = downloaded_records(60)
+    records[2]["image"] = records[2]["image"][:600]  # a truncated JPEG of a 300x200 photo
+    table = pa.Table.from_pylist(records, schema=candidate_schema("download"))
+    pq.write_table(table, folder / "part-00000000.parquet", row_group_size=25)
+    return folder / "part-00000000.parquet"
+
+
+def run_image_stage(tmp_path, input_file, hash_processes):
+    config = BuildConfig.model_validate({"image": {"hash_processes": hash_processes}})
+    work = tmp_path / f"work-{hash_processes}"
+    work.mkdir()
+    ctx = StageContext(STAGE, config, tmp_path, work, [input_file])
+    ImageStage().run(ctx)
+    kept = pa.concat_tables(pq.read_table(p) for p in sorted(work.glob("part-*.parquet")))
+    rejected = pa.concat_tables(pq.read_table(p) for p in sorted(work.glob("rejections-*")))
+    return (
+        {
+            r["uid"]: (r["phash"], r["dhash"])
+            for r in kept.select(["uid", "phash", "dhash"]).to_pylist()
+        },
+        {r["uid"]: r["reason"] for r in rejected.to_pylist()},
+    )
+
+
+def test_processes_and_threads_give_the_same_hashes_and_rejections(tmp_path, download_output):
+    in_processes = run_image_stage(tmp_path, download_output, "on")
+    in_threads = run_image_stage(tmp_path, download_output, "off")
+    assert in_processes == in_threads
+    kept, rejected = in_processes
+    assert len(kept) + len(rejected) == 60
+    assert rejected[f"{2:032x}"] == "decode_error"
+    assert rejected[f"{3:032x}"] == "image_too_small"  # 150x400
+    assert rejected[f"{4:032x}"] == "bad_aspect_ratio"  # 900x200
+    assert len(rejected) == 1 + 10 + 10
+    records = {r["uid"]: r for r in downloaded_records(60)}
+    for uid, hashes in kept.items():
+        assert hashes == bytes_hashes(records[uid]["image"])
+
+
+def test_the_runner_decides_where_hashing_runs():
+    assert runs_in_this_process("DirectRunner", {})
+    assert runs_in_this_process("DirectRunner", {"direct_running_mode": "multi_threading"})
+    assert not runs_in_this_process("DirectRunner", {"direct_running_mode": "multi_processing"})
+    assert not runs_in_this_process("DataflowRunner", {})
+
+
+def test_errors_come_back_as_text_in_their_place():
+    good = downloaded_records(1)[0]["image"]
+    results = bytes_hashes_or_errors([good, b"not an image", good])
+    assert results[0] == results[2] == bytes_hashes(good)
+    assert isinstance(results[1], str) and results[1].startswith("UnidentifiedImageError")
+
+
+def test_a_killed_worker_loses_no_record(tmp_path, download_output):
+    """A worker killed mid-stage (out of memory, say): its batches are hashed in the
+    stage's own process and every record still ends up kept or rejected."""
+    work = tmp_path / "work"
+    work.mkdir()
+    fn = CheckUnits(200, 3.0, str(work), candidate_schema(STAGE), processes=True)
+    fn.setup()
+    try:
+        hasher = fn.hasher
+        assert isinstance(hasher, ProcessHasher)
+        for worker in hasher._workers:  # the test kills the real workers
+            os.kill(worker.pid, signal.SIGKILL)
+        fn.start_bundle()
+        for unit in plan_units([download_output], 25):
+            fn.process(unit)
+        fn.finish_bundle()
+    finally:
+        fn.teardown()
+        stop_shared_hasher()  # the one whose workers were killed
+    kept = sum(pq.ParquetFile(p).metadata.num_rows for p in work.glob("part-*.parquet"))
+    rejected = sum(pq.ParquetFile(p).metadata.num_rows for p in work.glob("rejections-*"))
+    assert kept + rejected == 60
+    assert kept == 60 - 1 - 10 - 10  # the truncated JPEG, the small and the wide images
+
+
+def test_workers_that_cannot_start_mean_threads(monkeypatch):
+    import subprocess
+
+    def refuse(*args, **kwargs):
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    assert start_process_hasher(2) is None
+
+
+def test_a_worker_hashes_exactly_what_this_process_would():
+    records = downloaded_records(8)
+    images = [r["image"] for r in records] + [b"not an image"]
+    hasher = ProcessHasher(2)
+    try:
+        futures = [hasher.submit(images[i : i + 3]) for i in range(0, len(images), 3)]
+        results = [h for f in futures for h in f.result(timeout=60)]
+    finally:
+        hasher.shutdown()
+    assert results[:-1] == bytes_hashes_or_errors(images[:-1])
+    assert results[-1].startswith("UnidentifiedImageError")
+    assert all(w.returncode == 0 for w in hasher._workers)  # ended by their input's end
