@@ -1,16 +1,20 @@
 """End to end, images/s: openwit's download -> image -> shard against the img2dataset CLI.
 
 Both fetch the same loopback URL list (photo-like JPEGs of 300x200 to 1600x1200, served by
-the standard library's threading HTTP server in its own process) with the same resize settings
+the standard library's threading HTTP server in its own process, speaking HTTP/1.1 with
+keep-alive as web servers do; img2dataset's urllib closes every connection, openwit reuses
+them, and a second openwit run with ``keep_alive: false`` shows what that is worth) with the
+same resize settings
 (keep_ratio_largest, 256 px, only shrink, JPEG quality 95) and write webdataset shards
 with captions; both run as fresh processes, imports and start-up included:
 
 - img2dataset CLI: 2 processes x 16 threads, 500 samples per shard (its default of 10,000
   would put this list in one shard and one process), no EXIF extraction, no retries;
 - openwit: the real stages on the real runner (after a trivial stand-in for ingest..balance),
-  Beam DirectRunner in_memory (one process, 32 threads) and multi_processing (2 x 16).
-  openwit also decodes every stored image again for its pHash and dHash (the image
-  stage), which img2dataset does not do.
+  Beam DirectRunner in_memory (one process, 32 threads; the image stage's hashes in one
+  worker process per core) and multi_processing (2 x 16). openwit also decodes every
+  stored image again for its pHash and dHash (the image stage), which img2dataset does
+  not do.
 
 Also the download stage alone (fetch, checks, resize, sha256, commit; no pHash, no shards)
 against the same img2dataset run, and the resizers alone, one thread: openwit's Pillow
@@ -169,7 +173,9 @@ def run_img2dataset(url_list: Path, out: Path) -> tuple[float, int]:
     return seconds, successes
 
 
-def openwit_config(root: Path, pool: Path, mode: str, resizer: str = "pillow") -> Path:
+def openwit_config(
+    root: Path, pool: Path, mode: str, resizer: str = "pillow", keep_alive: bool = True
+) -> Path:
     import yaml
 
     workers = 2 if mode == "multi_processing" else 1
@@ -184,6 +190,7 @@ def openwit_config(root: Path, pool: Path, mode: str, resizer: str = "pillow") -
             "per_host_requests_per_s": 0,
             "records_per_unit": 100,
             "retries": 0,
+            "keep_alive": keep_alive,
         },
         "image": {**RESIZE, "resizer": resizer},
     }
@@ -326,6 +333,21 @@ def main() -> None:
                     img2dataset_s=round(base_s, 2),
                     openwit_stage_s=stages,
                 )
+                if mode == "in_memory":  # the same without connection reuse
+                    off = openwit_config(root / "no_keep_alive", pool, mode, keep_alive=False)
+                    off_seconds, off_kept, off_stages = run_openwit(off)
+                    emit(
+                        "download_e2e_images_per_s_in_memory_without_keep_alive",
+                        off_kept / off_seconds,
+                        "images/s",
+                        label,
+                        baseline,
+                        images=N_IMAGES,
+                        openwit_kept=off_kept,
+                        openwit_s=round(off_seconds, 2),
+                        img2dataset_s=round(base_s, 2),
+                        openwit_stage_s=off_stages,
+                    )
                 if mode == "in_memory":  # the download stage alone: fetch, check, resize, sha256
                     emit(
                         "download_stage_images_per_s",

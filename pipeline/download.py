@@ -31,6 +31,7 @@ from openwit.io import atomic_write_json, read_json
 from openwit.pipeline.downloader import STAGE, DownloadSettings, Outcome, shared_downloader
 from openwit.pipeline.fetch.client import Connector
 from openwit.pipeline.fetch.policy import Resolver
+from openwit.pipeline.hashpool import prefetch_hashes
 from openwit.pipeline.units import (
     RowGroup,
     UnitReader,
@@ -135,6 +136,8 @@ class DownloadUnits(beam.DoFn):
 
     def _finish(self, unit: WorkUnit, futures: list[Future[Outcome]]) -> None:
         stats = write_unit(Path(self.work_dir), unit, [f.result() for f in futures])
+        # The image stage's workers, if already running here, hash these in the gaps.
+        prefetch_hashes(str(part_path(Path(self.work_dir), unit)), stats["kept"])
         self.units_done.inc()
         self.images_kept.inc(stats["kept"])
         log.info("download unit %s: %d of %d kept", unit.name, stats["kept"], stats["records"])

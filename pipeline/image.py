@@ -18,6 +18,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from openwit.pipeline.hashpool import (
     prestart_hasher,
     shared_hasher,
     stop_shared_hasher,
+    take_prefetched,
 )
 from openwit.pipeline.units import UnitReader, WorkUnit, plan_units, write_unit_files
 from openwit.schemas import candidate_schema
@@ -157,6 +159,9 @@ class CheckUnits(beam.DoFn):
         batches per worker, so the workers never wait for this thread."""
         records = self.reader.records(unit)
         checks = [self._size_check(record) for record in records]
+        for index, check in enumerate(checks):  # hashed ahead, while the download ran
+            if check is None and (ready := take_prefetched(records[index]["sha256"])):
+                checks[index] = Prefetched(ready)
         images = [record["image"] for record, check in zip(records, checks) if check is None]
         # Small units (a download part of 50 records) are cut so every worker gets some.
         size = max(1, min(HASH_BATCH, math.ceil(len(images) / self.workers)))
@@ -204,12 +209,21 @@ class CheckUnits(beam.DoFn):
         for record, check in zip(records, checks, strict=True):
             if isinstance(check, Exception):
                 outcomes.append(check)
+            elif isinstance(check, Prefetched):
+                outcomes.append([with_hashes(record, check.hashes)])
             else:
                 outcomes.append([check if check is not None else with_hashes(record, next(hashes))])
         kept, rejected = sort_outcomes(records, outcomes)
         write_unit_files(Path(self.work_dir), unit, kept, rejected, self.schema)
         self.kept.inc(len(kept))
         self.rejected.inc(len(rejected))
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """A record's hashes, found in the memo the download stage filled."""
+
+    hashes: tuple[int, int] | str
 
 
 #: Images per task sent to the hashing pool: few enough tasks per unit to keep the pool's

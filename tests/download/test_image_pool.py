@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,7 +14,15 @@ import pytest
 from openwit.beam import runs_in_this_process
 from openwit.config import BuildConfig
 from openwit.dedup.hashing import bytes_hashes, bytes_hashes_or_errors
-from openwit.pipeline.hashpool import ProcessHasher, start_process_hasher, stop_shared_hasher
+from openwit.pipeline import hashpool
+from openwit.pipeline.hashpool import (
+    HashMemo,
+    ProcessHasher,
+    ThreadHasher,
+    shared_hasher,
+    start_process_hasher,
+    stop_shared_hasher,
+)
 from openwit.pipeline.image import STAGE, CheckUnits, ImageStage
 from openwit.pipeline.imaging import PillowResizer, ResizeSettings
 from openwit.pipeline.units import plan_units
@@ -154,3 +163,38 @@ def test_a_worker_hashes_exactly_what_this_process_would():
     assert results[:-1] == bytes_hashes_or_errors(images[:-1])
     assert results[-1].startswith("UnidentifiedImageError")
     assert all(w.returncode == 0 for w in hasher._workers)  # ended by their input's end
+
+
+def test_the_memo_hashes_part_files_ahead_within_its_bounds(download_output):
+    table = pq.read_table(download_output, columns=["sha256", "image"]).to_pylist()
+    memo = HashMemo(max_entries=100)
+    hasher = ProcessHasher(1)  # the worker reads the part file itself
+    try:
+        assert not memo.offer(hasher, str(download_output), 101)  # over max_entries
+        assert memo.offer(hasher, str(download_output), len(table))
+        deadline = time.monotonic() + 60
+        while (first := memo.take(table[0]["sha256"])) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert first == bytes_hashes(table[0]["image"])
+        assert memo.take(table[1]["sha256"]) == bytes_hashes(table[1]["image"])
+        assert memo.take(table[1]["sha256"]) is None  # each result is taken once
+        truncated = memo.take(table[2]["sha256"])
+        assert isinstance(truncated, str) and "truncated" in truncated.lower()
+    finally:
+        hasher.shutdown()
+    busy = HashMemo(max_batches=0)
+    assert not busy.offer(ThreadHasher(1), str(download_output), 1)  # nothing in flight
+
+
+def test_the_image_stage_takes_prefetched_hashes(tmp_path, download_output):
+    """What the download stage prefetched (here: planted) is used, not hashed again."""
+    records = {r["uid"]: r for r in pq.read_table(download_output).to_pylist()}
+    planted = records[f"{0:032x}"]["sha256"]
+    hasher = shared_hasher()
+    assert hasher is not None
+    hashpool._memo._results[planted] = (1, 2)  # as if hashed while the download ran
+    kept, _ = run_image_stage(tmp_path, download_output, "on")
+    assert kept[f"{0:032x}"] == (1, 2)
+    assert kept[f"{1:032x}"] == bytes_hashes(records[f"{1:032x}"]["image"])
+    assert hashpool._memo.take(planted) is None  # taken, and the memo cleared after the stage
