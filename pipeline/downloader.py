@@ -134,16 +134,7 @@ class Downloader:
                 return Outcome(Rejection(uid, STAGE, exc.reason, exc.detail), *cost)
         except Exception as exc:  # a bug must not stop the build; the record is counted
             return Outcome(Rejection.stage_error(uid, STAGE, exc))
-        kept = {
-            **record,
-            "width": stored.width,
-            "height": stored.height,
-            "original_width": stored.original_width,
-            "original_height": stored.original_height,
-            "sha256": stored.sha256,
-            "image": stored.data,
-        }
-        return Outcome(kept, *cost)
+        return Outcome({**record, **stored.columns()}, *cost)
 
     def close_idle_connections(self) -> None:
         """Close the kept-alive connections now idle (the downloader stays usable)."""

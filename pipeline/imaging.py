@@ -73,6 +73,17 @@ class StoredImage:
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
+    def columns(self) -> dict[str, Any]:
+        """The candidate columns the download stage sets from the stored image."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "original_width": self.original_width,
+            "original_height": self.original_height,
+            "sha256": self.sha256,
+            "image": self.data,
+        }
+
 
 @dataclass(frozen=True)
 class Geometry:

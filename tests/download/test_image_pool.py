@@ -49,12 +49,7 @@ def downloaded_records(count: int) -> list[dict]:
                 "lang": "en",
                 "lang_score": 1.0,
                 "query_ids": [0],
-                "width": stored.width,
-                "height": stored.height,
-                "original_width": stored.original_width,
-                "original_height": stored.original_height,
-                "sha256": stored.sha256,
-                "image": stored.data,
+                **stored.columns(),
             }
         )
     return records
