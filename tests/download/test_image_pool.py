@@ -193,3 +193,30 @@ def test_the_image_stage_takes_prefetched_hashes(tmp_path, download_output):
     assert kept[f"{0:032x}"] == (1, 2)
     assert kept[f"{1:032x}"] == bytes_hashes(records[f"{1:032x}"]["image"])
     assert hashpool._memo.take(planted) is None  # taken, and the memo cleared after the stage
+
+
+def test_waiting_bodies_are_bounded_in_bytes():
+    """A network thread whose body would pass the budget waits for a pixel thread."""
+    import threading
+
+    from openwit.pipeline.downloader import ByteBudget
+
+    budget = ByteBudget(100)
+    budget.add(60)
+    budget.add(40)  # exactly the limit
+    entered = threading.Event()
+
+    def third() -> None:
+        budget.add(10)
+        entered.set()
+
+    thread = threading.Thread(target=third)
+    thread.start()
+    assert not entered.wait(0.2)  # over the limit: it waits
+    budget.remove(60)
+    assert entered.wait(5)
+    thread.join()
+    assert budget.held == 50
+    lone = ByteBudget(10)
+    lone.add(1_000)  # nothing else waits: one body, however large, always goes
+    assert lone.held == 1_000
