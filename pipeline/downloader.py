@@ -122,11 +122,6 @@ class Downloader:
         self.pixel_pool = ThreadPoolExecutor(os.cpu_count() or 1, "openwit-pixels")
         self.waiting_bodies = ByteBudget(WAITING_BODIES_BYTES)
 
-    def download(self, record: dict[str, Any]) -> Outcome:
-        """The record with ``image``, sizes and ``sha256`` added, or a rejection."""
-        fetched = self._fetch(record)
-        return fetched if isinstance(fetched, Outcome) else self._store(record, fetched)
-
     def _fetch(self, record: dict[str, Any]) -> Fetched | Outcome:
         """The fetched body, or the record's outcome if there is none."""
         uid = record.get("uid", "")
@@ -152,13 +147,24 @@ class Downloader:
         return Outcome({**record, **stored.columns()}, *cost)
 
     def _fetch_then_hand_over(self, record: dict[str, Any], outcome: Future[Outcome]) -> None:
-        """On a network thread: fetch, then give the body to a pixel thread and go on."""
-        fetched = self._fetch(record)
-        if isinstance(fetched, Outcome):
-            outcome.set_result(fetched)
-            return
-        self.waiting_bodies.add(len(fetched.body))  # waits while too many bytes wait
-        self.pixel_pool.submit(self._store_into, record, fetched, outcome)
+        """On a network thread: fetch, then give the body to a pixel thread and go on.
+        ``outcome`` is always set: a failure of the hand-over itself is a ``stage_error``,
+        never a record whose future nobody completes."""
+        try:
+            fetched = self._fetch(record)
+            if isinstance(fetched, Outcome):
+                outcome.set_result(fetched)
+                return
+            self.waiting_bodies.add(len(fetched.body))  # waits while too many bytes wait
+            try:
+                self.pixel_pool.submit(self._store_into, record, fetched, outcome)
+            except BaseException:
+                self.waiting_bodies.remove(len(fetched.body))
+                raise
+        except Exception as exc:
+            if not outcome.done():
+                uid = record.get("uid", "")
+                outcome.set_result(Outcome(Rejection.stage_error(uid, STAGE, exc)))
 
     def _store_into(
         self, record: dict[str, Any], fetched: Fetched, outcome: Future[Outcome]

@@ -244,18 +244,14 @@ def take_prefetched(sha256: str) -> tuple[int, int] | str | None:
 
 
 def shared_hasher() -> Hasher | None:
-    """The process-wide :class:`ProcessHasher`, started on first use (or earlier by
-    :func:`prestart_hasher`); None where processes cannot be started."""
+    """The process-wide :class:`ProcessHasher`, started on first use (``ImageStage.warm_up``
+    makes that first use early: the workers import while the download runs); None where
+    processes cannot be started."""
     global _shared, _shared_started
     with _shared_lock:
         if not _shared_started:
             _shared, _shared_started = start_process_hasher(), True
         return _shared
-
-
-def prestart_hasher() -> None:
-    """Start the process-wide workers now; they import while the caller goes on."""
-    shared_hasher()
 
 
 def stop_shared_hasher() -> None:

@@ -34,7 +34,6 @@ from openwit.pipeline.hashpool import (
     Hasher,
     HasherBroken,
     ThreadHasher,
-    prestart_hasher,
     shared_hasher,
     stop_shared_hasher,
     take_prefetched,
@@ -151,7 +150,6 @@ class CheckUnits(beam.DoFn):
     def start_bundle(self) -> None:
         self.pending: deque[tuple[WorkUnit, list[dict[str, Any]], list[Any], list[Batch]]]
         self.pending = deque()
-        self.in_flight = 0  # batches of the pending units
 
     def process(self, unit: WorkUnit) -> list[Any]:
         """Start ``unit``; finish earlier ones, whose files are written while the images
@@ -167,21 +165,16 @@ class CheckUnits(beam.DoFn):
         size = max(1, min(HASH_BATCH, math.ceil(len(images) / self.workers)))
         batches = [self._submit(images[i : i + size]) for i in range(0, len(images), size)]
         self.pending.append((unit, records, checks, batches))
-        self.in_flight += len(batches)
-        while (
-            len(self.pending) > 1 and self.in_flight - len(self.pending[0][3]) >= 2 * self.workers
-        ):
-            self._finish_oldest()
+        while len(self.pending) > 1 and self._batches_after_oldest() >= 2 * self.workers:
+            self._finish(*self.pending.popleft())
         return []
 
-    def _finish_oldest(self) -> None:
-        unit, records, checks, batches = self.pending.popleft()
-        self.in_flight -= len(batches)
-        self._finish(unit, records, checks, batches)
+    def _batches_after_oldest(self) -> int:
+        return sum(len(batches) for *_, batches in list(self.pending)[1:])
 
     def finish_bundle(self) -> None:
         while self.pending:
-            self._finish_oldest()
+            self._finish(*self.pending.popleft())
 
     def _size_check(self, record: dict[str, Any]) -> Rejection | Exception | None:
         try:
@@ -269,7 +262,7 @@ class ImageStage(Stage):
 
     def warm_up(self, config: BuildConfig) -> None:
         if self.hashes_in_processes(config):
-            prestart_hasher()
+            shared_hasher()  # the workers import while the download runs
 
     def run(self, ctx: StageContext) -> StageResult | None:
         units = plan_units(ctx.input_files, self.records_per_unit)

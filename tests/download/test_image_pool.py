@@ -220,3 +220,25 @@ def test_waiting_bodies_are_bounded_in_bytes():
     lone = ByteBudget(10)
     lone.add(1_000)  # nothing else waits: one body, however large, always goes
     assert lone.held == 1_000
+
+
+def test_a_failed_hand_over_is_a_counted_stage_error_not_a_hang():
+    """Whatever goes wrong between a network thread and a pixel thread, the record's
+    future is completed (a stage_error) and the bytes it held are given back."""
+    from openwit.pipeline.downloader import Downloader, DownloadSettings
+    from openwit.pipeline.fetch.client import ClientSettings, Fetched
+
+    downloader = Downloader(DownloadSettings(ClientSettings(), ResizeSettings(), threads=1))
+    body = downloaded_records(1)[0]["image"]
+
+    def fetched(record):
+        return Fetched(body, record["url"], "image/jpeg", 1, 0.01)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no pixel thread")
+
+    downloader._fetch = fetched
+    downloader.pixel_pool.submit = refuse
+    outcome = downloader.submit({"uid": "u1", "url": "http://127.0.0.1/x.jpg"}).result(10)
+    assert outcome.result.reason == "stage_error" and "no pixel thread" in outcome.result.detail
+    assert downloader.waiting_bodies.held == 0
