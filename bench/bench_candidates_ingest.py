@@ -2,7 +2,7 @@
 
 The file is a Common Crawl-style WAT (one gzip member per record) of 3,000 pages with 15
 image links each, relative and absolute. The baseline is the same per-record code
-(:func:`openwit.pipeline.readers.warc.wat_record_pairs`) fed by warcio's ArchiveIterator
+(:func:`openwit.pipeline.ingest.readers.warc.wat_record_pairs`) fed by warcio's ArchiveIterator
 instead of FastWARC's, so the figure is the WARC library's share. Also measured: the whole
 ingest stage on the offline DirectRunner (reading, dedup combine, Parquet writing) against
 the reader alone.
@@ -45,7 +45,7 @@ def write_wat(path: Path) -> int:
 
 
 def read_with_fastwarc(path: Path) -> int:
-    from openwit.pipeline.readers.warc import read_wat
+    from openwit.pipeline.ingest.readers.warc import read_wat
 
     stats: dict[str, int] = {}
     with open(path, "rb") as handle:
@@ -55,7 +55,7 @@ def read_with_fastwarc(path: Path) -> int:
 def read_with_warcio(path: Path) -> int:
     from warcio.archiveiterator import ArchiveIterator
 
-    from openwit.pipeline.readers.warc import wat_record_pairs
+    from openwit.pipeline.ingest.readers.warc import wat_record_pairs
 
     count = 0
     with open(path, "rb") as handle:
@@ -79,7 +79,7 @@ def best_time(function, *args, rounds: int = 3) -> tuple[float, int]:
 
 def stage_time(path: Path, tmp: Path) -> float:
     from openwit.config import BuildConfig
-    from openwit.pipeline.ingest import IngestStage
+    from openwit.pipeline.ingest.stage import IngestStage
     from openwit.stage import StageContext
 
     work = tmp / "work"

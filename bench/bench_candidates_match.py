@@ -216,8 +216,8 @@ def stage_versus_core(
     import pyarrow.parquet as pq
 
     from openwit.config import BuildConfig
-    from openwit.pipeline.match import MatchStage, match_table
-    from openwit.pipeline.matcher import QueryMatcher, read_queries
+    from openwit.pipeline.match.matcher import QueryMatcher, read_queries
+    from openwit.pipeline.match.stage import MatchStage, match_table
     from openwit.schemas import QUERY_SCHEMA, REJECTION_SCHEMA, candidate_schema, uid_for
     from openwit.stage import StageContext
 
@@ -265,7 +265,7 @@ def stage_versus_core(
                 rejected_out.write_table(rejected)
 
     def beam_stage(run: int) -> None:
-        import openwit.pipeline.matcher as matcher_module
+        import openwit.pipeline.match.matcher as matcher_module
 
         matcher_module._cache.clear()  # build the automaton inside the run, like the core
         work = tmp / f"beam{run}"
@@ -290,7 +290,7 @@ def main() -> None:
     queries, texts = make_world()
     print(f"world made in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
-    from openwit.pipeline.matcher import QueryMatcher
+    from openwit.pipeline.match.matcher import QueryMatcher
 
     reference, reference_build = timed_build(MetaClipReference, queries)
     ours, ours_build = timed_build(QueryMatcher, queries)

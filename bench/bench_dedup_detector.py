@@ -1,6 +1,6 @@
 """Duplicate-detector quality on real photographs: precision and recall per crawl transform.
 
-The labelled set is :func:`openwit.dedup.quality.build_labelled_set` (photographs shipped
+The labelled set is :func:`bench.detector_quality.build_labelled_set` (photographs shipped
 inside scikit-image, their crawl copies, look-alike negatives). For each transform the
 figure is the recall of openwit's eval detector, with plain imagehash pHash at the same
 radius as the baseline; precision rides along. The full tables -- the ladder from plain
@@ -59,14 +59,14 @@ def sweep_table(rows: list[dict]) -> str:
 
 
 def main() -> None:
-    from openwit.dedup.detector import Detector
-    from openwit.dedup.quality import (
+    from bench.detector_quality import (
         LOOKALIKE,
         build_labelled_set,
         default_settings,
         evaluate,
         radius_sweep,
     )
+    from openwit.dedup.detector import Detector
 
     detector = Detector()
     labelled = build_labelled_set()

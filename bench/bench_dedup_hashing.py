@@ -1,7 +1,7 @@
 """Hashing throughput: stored images hashed per second, eval images per second.
 
 Figures (each against a baseline measured in the same run, one process):
-- ``hash_stored_images``: ``openwit.dedup.hashing.bytes_hashes`` on 256-px JPEGs as the
+- ``hash_stored_images``: ``openwit.hashes.images.bytes_hashes`` on 256-px JPEGs as the
   build stores them (decode, border trim, pHash, dHash) against decoding alone.
 - ``hash_stored_images_vs_imagehash``: the same against imagehash's own ``phash`` and
   ``dhash`` of the same decoded, trimmed image (the values are identical; openwit computes
@@ -37,7 +37,7 @@ def main() -> None:
 
     from openwit.dedup import transforms as tf
     from openwit.dedup.detector import Detector
-    from openwit.dedup.hashing import bytes_hashes, hash_pair, trim_borders
+    from openwit.hashes.images import bytes_hashes, hash_pair, trim_borders
 
     photos = [
         Image.fromarray(getattr(skimage.data, n)()).convert("RGB")

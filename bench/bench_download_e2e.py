@@ -220,9 +220,9 @@ def openwit_build(config_path: str) -> None:
     from openwit.config import load_build_config
 
     sys.path.insert(0, str(REPO))  # the stand-in first stage of the download tests
-    from openwit.pipeline.download import DownloadStage
-    from openwit.pipeline.image import ImageStage
-    from openwit.pipeline.shard import ShardStage
+    from openwit.pipeline.download.stage import DownloadStage
+    from openwit.pipeline.image.stage import ImageStage
+    from openwit.pipeline.shard.stage import ShardStage
     from openwit.runner import BuildRunner
     from tests.download.stages import PoolCandidates
 
@@ -231,7 +231,7 @@ def openwit_build(config_path: str) -> None:
 
 
 def resizer_figures(photos: list[Path]) -> None:
-    from openwit.pipeline.imaging import Img2datasetResizer, PillowResizer, ResizeSettings
+    from openwit.pipeline.download.resize import Img2datasetResizer, PillowResizer, ResizeSettings
 
     sample = [p.read_bytes() for p in photos[:300]]
     settings = ResizeSettings(256, "keep_ratio_largest", True, "jpg", 95)

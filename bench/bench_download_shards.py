@@ -63,7 +63,7 @@ def best_time(fn) -> float:
 
 
 def main() -> None:
-    from openwit.pipeline.shardio import write_shard
+    from openwit.pipeline.shard.tars import write_shard
 
     records = sample_records()
     with tempfile.TemporaryDirectory(prefix="openwit-bench-shards-") as tmp:

@@ -134,8 +134,8 @@ def _predictions(request: AuditRequest, eval_set: EvalSet) -> tuple[list[bool] |
 def find_overlaps(shards: Path, catalog: EvalCatalog, progress: bool = True) -> list[ShardMatch]:
     """Every (shard sample, eval image) pair the detector matches."""
     from openwit.console import progress_bar
-    from openwit.dedup.hashing import as_uint64_array
     from openwit.dedup.shards import count_rows, iter_batches, shard_indexes
+    from openwit.hashes.images import as_uint64_array
 
     files = shard_indexes(shards)
     found: list[ShardMatch] = []

@@ -36,7 +36,7 @@ def write_shards(
     import pyarrow.parquet as pq
     import webdataset as wds
 
-    from openwit.dedup.hashing import bytes_hashes
+    from openwit.hashes.images import bytes_hashes
     from openwit.schemas import sample_key, uid_for
 
     folder.mkdir(parents=True, exist_ok=True)

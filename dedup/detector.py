@@ -1,7 +1,7 @@
 """The eval-overlap detector: which training images are copies of an evaluation image.
 
 A training image is represented by the two hashes the build stores (``phash``, ``dhash``,
-see :mod:`openwit.dedup.hashing`); nothing else about it is needed, so the audit runs from
+see :mod:`openwit.hashes.images`); nothing else about it is needed, so the audit runs from
 shard indexes alone. The evaluation side is small (thousands of images, not billions), so
 the work that makes the detector robust is done there: each evaluation image is hashed in
 several *variants* -- mirrored, and cropped on a small grid of boxes -- and a training image
@@ -11,7 +11,7 @@ matches when it is within the radii of any variant:
 
 pHash carries the search (a sublinear Hamming index, :mod:`openwit.dedup.hamming`); dHash
 only confirms, which removes look-alikes pHash alone lets through. Why these variants and
-radii: the measurements in docs/dedup.md (``openwit.dedup.quality``).
+radii: the measurements in docs/dedup.md (``bench.detector_quality``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from openwit.dedup.hamming import HammingIndex
-from openwit.dedup.hashing import hash_pair, trim_borders
+from openwit.hashes.images import hash_pair, trim_borders
 
 if TYPE_CHECKING:
     from PIL import Image

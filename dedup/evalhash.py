@@ -59,7 +59,7 @@ def hash_eval_set(
 ) -> EvalHashes:
     """Hash every image of ``eval_set`` in every variant of ``detector``."""
     from openwit.console import progress_bar
-    from openwit.dedup.resample import single_threaded_blas
+    from openwit.hashes.resample import single_threaded_blas
 
     samples = eval_set.samples
     paths = [str(eval_set.root / s.path) for s in samples]

@@ -1,6 +1,6 @@
 """What a crawl does to a picture before it reaches a training set, as PIL functions.
 
-Used to measure the duplicate detector (``openwit.dedup.quality``) and by the demo. Each
+Used to measure the duplicate detector (``bench.detector_quality``) and by the demo. Each
 transform takes and returns an RGB ``PIL.Image`` and is deterministic. :func:`store` is what
 the build does to every downloaded image afterwards (resize to the configured longest side,
 re-encode as JPEG), so a transformed copy is always compared in its stored form.

@@ -1,39 +1,45 @@
-"""``openwit build``: the registry of build stages and the checks made before running them.
+"""``openwit build``: the list of build stages and the checks made before running them.
 
-Stages are named by import path and imported only when a build runs, so the CLI stays
-fast (``openwit --help`` imports no Beam).
+This module imports every stage (and so Beam): the CLI imports it only inside ``openwit
+build``, so ``openwit --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import glob
-import importlib
 from pathlib import Path
 
 from openwit.config import BuildConfig
+from openwit.dedup.stage import DedupStage
 from openwit.errors import ConfigError
+from openwit.pipeline.balance.stage import BalanceStage
+from openwit.pipeline.download.stage import DownloadStage
+from openwit.pipeline.image.stage import ImageStage
+from openwit.pipeline.ingest.stage import IngestStage
+from openwit.pipeline.match.stage import MatchStage
+from openwit.pipeline.shard.stage import ShardStage
+from openwit.pipeline.text.stage import TextStage
 from openwit.runner import BuildOutcome, BuildRunner, Reporter
 from openwit.schemas import BUILD_STAGES, stage_index
 from openwit.stage import Stage
 
-#: Where each build stage lives (module:class), in the order of ``BUILD_STAGES``.
-STAGE_CLASSES: dict[str, str] = {
-    "ingest": "openwit.pipeline.ingest:IngestStage",
-    "text": "openwit.pipeline.text:TextStage",
-    "match": "openwit.pipeline.match:MatchStage",
-    "balance": "openwit.pipeline.balance:BalanceStage",
-    "download": "openwit.pipeline.download:DownloadStage",
-    "image": "openwit.pipeline.image:ImageStage",
-    "dedup": "openwit.dedup.stage:DedupStage",
-    "shard": "openwit.pipeline.shard:ShardStage",
-}
-assert tuple(STAGE_CLASSES) == BUILD_STAGES
+#: The build stages, in order.
+STAGES: list[type[Stage]] = [
+    IngestStage,
+    TextStage,
+    MatchStage,
+    BalanceStage,
+    DownloadStage,
+    ImageStage,
+    DedupStage,
+    ShardStage,
+]
+assert tuple(s.name for s in STAGES) == BUILD_STAGES
 
 
 def load_stage(name: str) -> Stage:
-    """Import and construct build stage ``name``."""
-    module_name, _, class_name = STAGE_CLASSES[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    """A new instance of build stage ``name``."""
+    return STAGES[stage_index(name)]()
 
 
 def stages_through(until: str | None) -> list[str]:

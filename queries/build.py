@@ -174,7 +174,7 @@ def build_queries(
         site_namespaces.update(name for key, name in read_namespaces(dump).items() if key != 0)
     namespaces = namespace_names(site_namespaces)
 
-    from openwit.queries.pipeline import run_counting  # imports Beam
+    from openwit.queries.counting import run_counting  # imports Beam
 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = _new_work_dir(out, work_dir)

@@ -168,10 +168,3 @@ def wikitext_to_text(wikitext: str) -> str:
         text = html.unescape(text)
     text = _BLANKS.sub(" ", text)
     return _BLANK_LINES.sub("\n", text).strip()
-
-
-def strip_with_mwparserfromhell(wikitext: str) -> str:
-    """The same job done by mwparserfromhell (the benchmark's comparison)."""
-    import mwparserfromhell
-
-    return mwparserfromhell.parse(wikitext).strip_code(normalize=True, collapse=True)

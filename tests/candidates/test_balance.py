@@ -13,7 +13,7 @@ import pytest
 
 from openwit.config import BuildConfig
 from openwit.funnel import Rejection
-from openwit.pipeline.balance import (
+from openwit.pipeline.balance.stage import (
     QUERY_COUNTS_FILE,
     BalanceStage,
     balance_record,

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from openwit.beam import apply_core, test_pipeline
 from openwit.config import BuildConfig
 from openwit.errors import ConfigError
-from openwit.pipeline.match import MatchStage, match_record
-from openwit.pipeline.matcher import QueryMatcher
+from openwit.pipeline.match.matcher import QueryMatcher
+from openwit.pipeline.match.stage import MatchStage, match_record
 from openwit.schemas import QUERY_SCHEMA
 from openwit.text import as_query, metaclip_spacing
 
@@ -84,7 +84,7 @@ def test_match_core_sets_query_ids_or_rejects():
 def test_match_table_is_the_record_core_on_a_table():
     import pyarrow as pa
 
-    from openwit.pipeline.match import match_table
+    from openwit.pipeline.match.stage import match_table
     from openwit.schemas import candidate_schema
 
     matcher = QueryMatcher(["dog", "beach"])

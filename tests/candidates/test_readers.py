@@ -13,7 +13,7 @@ import pytest
 from openwit.config import BuildConfig
 from openwit.errors import ConfigError
 from openwit.funnel import Rejection
-from openwit.pipeline.readers import ReadUnit, detect_format, plan_units, read_unit
+from openwit.pipeline.ingest.readers import ReadUnit, detect_format, plan_read_units, read_unit
 from openwit.schemas import uid_for
 from tests.candidates.crawl_files import json_bytes, wat_envelope, write_warc, write_wat
 
@@ -236,7 +236,7 @@ def test_pools_in_every_format_give_the_same_pairs(tmp_path):
             for name in ("pool.parquet", "pool.jsonl", "pool.jsonl.gz", "pool.csv", "pool.tsv")
         ]
     )
-    units = plan_units(config)
+    units = plan_read_units(config)
     assert [u.format for u in units] == ["parquet", "jsonl", "jsonl", "csv", "tsv"]
     for unit in units:
         pairs, rejections, _ = read_all(unit)
@@ -247,14 +247,14 @@ def test_pools_in_every_format_give_the_same_pairs(tmp_path):
 
 
 def test_big_parquet_pools_are_split_into_row_group_units(tmp_path, monkeypatch):
-    import openwit.pipeline.readers as readers
+    import openwit.pipeline.ingest.readers as readers
 
     monkeypatch.setattr(readers, "PARQUET_ROWS_PER_UNIT", 10)
     rows = [
         {"url": f"https://a.example/{i}.jpg", "caption": f"caption number {i}"} for i in range(45)
     ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "big.parquet", row_group_size=5)
-    units = plan_units(BuildConfig(inputs=[{"path": str(tmp_path / "big.parquet")}]))
+    units = plan_read_units(BuildConfig(inputs=[{"path": str(tmp_path / "big.parquet")}]))
     assert [u.row_groups for u in units] == [(0, 1), (2, 3), (4, 5), (6, 7), (8,)]
     offsets = [p["source_offset"] for u in units for p in read_all(u)[0]]
     assert offsets == list(range(45))
@@ -274,10 +274,10 @@ def test_format_detection_from_names():
 def test_config_errors_name_the_input(tmp_path):
     (tmp_path / "pool.txt").write_text("x")
     with pytest.raises(ConfigError, match=r"inputs\[0\].*format"):
-        plan_units(BuildConfig(inputs=[{"path": str(tmp_path / "pool.txt")}]))
+        plan_read_units(BuildConfig(inputs=[{"path": str(tmp_path / "pool.txt")}]))
     pq.write_table(pa.Table.from_pylist([{"url": "u", "text": "t"}]), tmp_path / "p.parquet")
     with pytest.raises(ConfigError, match=r"inputs\[0\]: column 'caption' not in"):
-        plan_units(BuildConfig(inputs=[{"path": str(tmp_path / "p.parquet")}]))
+        plan_read_units(BuildConfig(inputs=[{"path": str(tmp_path / "p.parquet")}]))
     (tmp_path / "p.csv").write_text("link,caption\nhttps://a/1.jpg,x\n")
     with pytest.raises(ConfigError, match="column 'url'"):
-        plan_units(BuildConfig(inputs=[{"path": str(tmp_path / "p.csv")}]))
+        plan_read_units(BuildConfig(inputs=[{"path": str(tmp_path / "p.csv")}]))

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from openwit.beam import apply_core, test_pipeline
 from openwit.config import BuildConfig, TextConfig
 from openwit.funnel import Rejection
-from openwit.pipeline.langid import language_id
-from openwit.pipeline.text import TextStage, filter_text
-from openwit.pipeline.text_filters import content_rejection, normalize_text
+from openwit.pipeline.text.filters import content_rejection, normalize_text
+from openwit.pipeline.text.langid import language_id
+from openwit.pipeline.text.stage import TextStage, filter_text
 
 
 def test_normalisation_examples():

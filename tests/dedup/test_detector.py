@@ -5,12 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from openwit.config import DedupConfig
-from openwit.dedup import transforms as tf
-from openwit.dedup.detector import Detector, EvalIndex
-from openwit.dedup.evalhash import EvalCatalog, hash_eval_set
-from openwit.dedup.hashing import image_hashes
-from openwit.dedup.quality import (
+from bench.detector_quality import (
     LOOKALIKE,
     QUALITY_TRANSFORMS,
     build_labelled_set,
@@ -18,7 +13,12 @@ from openwit.dedup.quality import (
     evaluate,
     radius_sweep,
 )
+from openwit.config import DedupConfig
+from openwit.dedup import transforms as tf
+from openwit.dedup.detector import Detector, EvalIndex
+from openwit.dedup.evalhash import EvalCatalog, hash_eval_set
 from openwit.evalsets import EvalSet
+from openwit.hashes.images import image_hashes
 from tests.dedup.images import photo, write_eval_set
 
 

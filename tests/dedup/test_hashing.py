@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openwit.dedup import transforms as tf
-from openwit.dedup.hashing import (
+from openwit.hashes.images import (
     border_box,
     bytes_hashes,
     hamming,

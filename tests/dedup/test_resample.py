@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from openwit.dedup import resample
-from openwit.dedup.hashing import hash_to_int, image_hashes, trim_borders
-from openwit.dedup.resample import (
+from openwit.hashes import resample
+from openwit.hashes.images import hash_to_int, image_hashes, trim_borders
+from openwit.hashes.resample import (
     _lanczos_resample,
     lanczos_grey,
     lanczos_thumbnails,

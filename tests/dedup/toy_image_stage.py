@@ -3,7 +3,7 @@
 The real download and image stages are built elsewhere; this one reads a JSONL file of
 ``{"url", "caption", "file"}`` lines and builds the records those stages would hand to
 dedup: the stored JPEG bytes, their sha256 and the hashes of
-``openwit.dedup.hashing.bytes_hashes``. It lives in a module so Beam's multi-processing
+``openwit.hashes.images.bytes_hashes``. It lives in a module so Beam's multi-processing
 workers can unpickle it.
 """
 
@@ -21,7 +21,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from openwit.config import BuildConfig
-from openwit.dedup.hashing import bytes_hashes
+from openwit.hashes.images import bytes_hashes
 from openwit.schemas import candidate_schema, uid_for
 from openwit.stage import CoreStage, StageContext, StageResult
 

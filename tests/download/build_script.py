@@ -6,9 +6,9 @@ from __future__ import annotations
 import sys
 
 from openwit.config import load_build_config
-from openwit.pipeline.download import DownloadStage
-from openwit.pipeline.image import ImageStage
-from openwit.pipeline.shard import ShardStage
+from openwit.pipeline.download.stage import DownloadStage
+from openwit.pipeline.image.stage import ImageStage
+from openwit.pipeline.shard.stage import ShardStage
 from openwit.runner import BuildRunner
 from tests.download.stages import PoolCandidates
 

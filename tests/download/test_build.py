@@ -8,9 +8,9 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from openwit.pipeline.download import DownloadStage
-from openwit.pipeline.image import ImageStage
-from openwit.pipeline.shard import ShardStage
+from openwit.pipeline.download.stage import DownloadStage
+from openwit.pipeline.image.stage import ImageStage
+from openwit.pipeline.shard.stage import ShardStage
 from openwit.runner import BuildRunner
 from tests.download.servers import EXPECTED_DOWNLOAD
 from tests.download.stages import PoolCandidates, build_config, candidate, write_pool

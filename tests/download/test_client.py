@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from openwit.pipeline.fetch import policy as policy_module
-from openwit.pipeline.fetch.client import (
+from openwit.pipeline.download.fetch import policy as policy_module
+from openwit.pipeline.download.fetch.client import (
     ClientSettings,
     Fetched,
     FetchFailed,
@@ -18,9 +18,9 @@ from openwit.pipeline.fetch.client import (
     direct_connect,
     user_agent,
 )
-from openwit.pipeline.fetch.hosts import HostLimiter
-from openwit.pipeline.fetch.policy import UrlPolicy
-from openwit.pipeline.fetch.robots import opted_out
+from openwit.pipeline.download.fetch.hosts import HostLimiter
+from openwit.pipeline.download.fetch.policy import UrlPolicy
+from openwit.pipeline.download.fetch.robots import opted_out
 from tests.download.servers import RecordingNetwork, Route
 
 BUDGET = 2.0

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from openwit.pipeline.fetch import policy as policy_module
-from openwit.pipeline.fetch.client import (
+from openwit.pipeline.download.fetch import policy as policy_module
+from openwit.pipeline.download.fetch.client import (
     TIMEOUT_SLACK_S,
     ClientSettings,
     Fetched,
@@ -24,7 +24,7 @@ from openwit.pipeline.fetch.client import (
     HttpClient,
     user_agent,
 )
-from openwit.pipeline.fetch.policy import BlockedUrl, UrlPolicy
+from openwit.pipeline.download.fetch.policy import BlockedUrl, UrlPolicy
 from tests.download.servers import RecordingNetwork
 
 JPEG = b"\xff\xd8\xff" + bytes(range(256)) * 200  # 51 kB

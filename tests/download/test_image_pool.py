@@ -13,9 +13,10 @@ import pytest
 
 from openwit.beam import runs_in_this_process
 from openwit.config import BuildConfig
-from openwit.dedup.hashing import bytes_hashes, bytes_hashes_or_errors
-from openwit.pipeline import hashpool
-from openwit.pipeline.hashpool import (
+from openwit.hashes.images import bytes_hashes, bytes_hashes_or_errors
+from openwit.pipeline.download.resize import PillowResizer, ResizeSettings
+from openwit.pipeline.image import hashpool
+from openwit.pipeline.image.hashpool import (
     HashMemo,
     ProcessHasher,
     ThreadHasher,
@@ -23,11 +24,10 @@ from openwit.pipeline.hashpool import (
     start_process_hasher,
     stop_shared_hasher,
 )
-from openwit.pipeline.image import STAGE, CheckUnits, ImageStage
-from openwit.pipeline.imaging import PillowResizer, ResizeSettings
-from openwit.pipeline.units import plan_units
+from openwit.pipeline.image.stage import STAGE, CheckUnits, ImageStage
 from openwit.schemas import candidate_schema
 from openwit.stage import StageContext
+from openwit.units import plan_units
 from tests.download.servers import photo
 
 SIZES = [(640, 480), (480, 640), (300, 200), (150, 400), (900, 200), (1024, 768)]
@@ -199,7 +199,7 @@ def test_waiting_bodies_are_bounded_in_bytes():
     """A network thread whose body would pass the budget waits for a pixel thread."""
     import threading
 
-    from openwit.pipeline.downloader import ByteBudget
+    from openwit.pipeline.download.downloader import ByteBudget
 
     budget = ByteBudget(100)
     budget.add(60)
@@ -225,8 +225,8 @@ def test_waiting_bodies_are_bounded_in_bytes():
 def test_a_failed_hand_over_is_a_counted_stage_error_not_a_hang():
     """Whatever goes wrong between a network thread and a pixel thread, the record's
     future is completed (a stage_error) and the bytes it held are given back."""
-    from openwit.pipeline.downloader import Downloader, DownloadSettings
-    from openwit.pipeline.fetch.client import ClientSettings, Fetched
+    from openwit.pipeline.download.downloader import Downloader, DownloadSettings
+    from openwit.pipeline.download.fetch.client import ClientSettings, Fetched
 
     downloader = Downloader(DownloadSettings(ClientSettings(), ResizeSettings(), threads=1))
     body = downloaded_records(1)[0]["image"]

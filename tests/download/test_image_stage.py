@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from openwit.dedup.hashing import bytes_hashes as image_hashes
-from openwit.dedup.hashing import hash_to_int as hash_to_uint64
-from openwit.dedup.hashing import trim_borders
 from openwit.funnel import Rejection
-from openwit.pipeline.image import check_image
-from openwit.pipeline.imaging import PillowResizer, ResizeSettings
+from openwit.hashes.images import bytes_hashes as image_hashes
+from openwit.hashes.images import hash_to_int as hash_to_uint64
+from openwit.hashes.images import trim_borders
+from openwit.pipeline.download.resize import PillowResizer, ResizeSettings
+from openwit.pipeline.image.stage import check_image
 from tests.download.servers import photo
 
 
@@ -111,7 +111,7 @@ def test_near_duplicates_stay_near():
 
 def test_a_core_that_raises_rejects_the_record_as_stage_error():
     from openwit.beam import core_outputs
-    from openwit.pipeline.image import sort_outcomes
+    from openwit.pipeline.image.stage import sort_outcomes
 
     def core(record):
         if record["uid"] == "bad":

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from openwit.pipeline.imaging import (
+from openwit.pipeline.download.resize import (
     ImageRejected,
     Img2datasetResizer,
     PillowResizer,

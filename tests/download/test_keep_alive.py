@@ -16,11 +16,11 @@ import time
 import pytest
 
 from openwit.config import BuildConfig
-from openwit.pipeline.download import DownloadStage, _start_plan
-from openwit.pipeline.downloader import DownloadSettings
-from openwit.pipeline.fetch.client import ClientSettings, Fetched, FetchFailed, HttpClient
-from openwit.pipeline.fetch.policy import BlockedUrl, UrlPolicy
-from openwit.pipeline.fetch.pool import ConnectionPool
+from openwit.pipeline.download.downloader import DownloadSettings
+from openwit.pipeline.download.fetch.client import ClientSettings, Fetched, FetchFailed, HttpClient
+from openwit.pipeline.download.fetch.policy import BlockedUrl, UrlPolicy
+from openwit.pipeline.download.fetch.pool import ConnectionPool
+from openwit.pipeline.download.stage import DownloadStage, _start_plan
 from tests.download.servers import FaultServer, RecordingNetwork, Route, photo
 
 JPEG = {"Content-Type": "image/jpeg"}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openwit.pipeline.fetch.policy import (
+from openwit.pipeline.download.fetch.policy import (
     BlockedUrl,
     UrlPolicy,
     address_class,

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from openwit.dedup.hashing import bytes_hashes as image_hashes
-from openwit.pipeline.shard import ShardStage
-from openwit.pipeline.shardio import UnsafeMemberName, member_name, write_tar
+from openwit.hashes.images import bytes_hashes as image_hashes
+from openwit.pipeline.shard.stage import ShardStage
+from openwit.pipeline.shard.tars import UnsafeMemberName, member_name, write_tar
 from openwit.runner import BuildRunner
 from openwit.schemas import candidate_schema
 from tests.download.servers import photo

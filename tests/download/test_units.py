@@ -6,11 +6,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openwit.pipeline.download import _start_plan
-from openwit.pipeline.downloader import DownloadSettings
-from openwit.pipeline.fetch.client import ClientSettings
-from openwit.pipeline.imaging import ResizeSettings
-from openwit.pipeline.units import plan_row_groups, plan_units
+from openwit.pipeline.download.downloader import DownloadSettings
+from openwit.pipeline.download.fetch.client import ClientSettings
+from openwit.pipeline.download.resize import ResizeSettings
+from openwit.pipeline.download.stage import _start_plan
+from openwit.units import plan_row_groups, plan_units
 from tests.download.stages import candidate
 
 

@@ -2,7 +2,7 @@
 
 Sets ``query_ids`` (sorted row numbers in queries.parquet); a caption that contains no
 query is rejected as ``no_query_match``. The automaton is built in ``DoFn.setup()`` from
-the queries file, once per worker process (:func:`openwit.pipeline.matcher.shared_matcher`),
+the queries file, once per worker process (:func:`openwit.pipeline.match.matcher.shared_matcher`),
 never shipped with the transform or as a side input. The stage's fingerprint includes the
 sha256 of the queries file, so a rebuilt query list reruns matching.
 

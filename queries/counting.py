@@ -16,7 +16,7 @@ hand Beam one dictionary per key shard (``shards`` of them, by a stable hash of 
 instead of one element per n-gram: the combine per shard merges dictionaries at C speed,
 and the shards spread the work and memory over workers. Bigrams are sharded by their first
 word, so ``c(x)`` sits in the same shard; the second join meets ``c(y)`` after re-sharding
-by the second word. No worker ever holds the whole vocabulary (``queries/shards.py``).
+by the second word. No worker ever holds the whole vocabulary (``queries/count_shards.py``).
 
 Counts and file outcomes are written as Parquet beside the candidates and read back by the
 driver (counts come from files, not runner metrics: docs/decisions.md).
@@ -41,6 +41,14 @@ from apache_beam.utils.windowed_value import WindowedValue  # noqa: E402
 
 from openwit.beam import new_pipeline, spread, write_parquet  # noqa: E402
 from openwit.queries.config import QueryBuildConfig  # noqa: E402
+from openwit.queries.count_shards import (  # noqa: E402
+    HalfJoined,
+    attach_first_word,
+    merge_counts,
+    score_bigrams,
+    split_bigrams_by_first_word,
+    split_by_shard,
+)
 from openwit.queries.dump import (  # noqa: E402
     DumpReadError,
     iter_pages,
@@ -49,14 +57,6 @@ from openwit.queries.dump import (  # noqa: E402
 )
 from openwit.queries.ngrams import count_ngrams  # noqa: E402
 from openwit.queries.pageviews import count_pageview_lines  # noqa: E402
-from openwit.queries.shards import (  # noqa: E402
-    HalfJoined,
-    attach_first_word,
-    merge_counts,
-    score_bigrams,
-    split_bigrams_by_first_word,
-    split_by_shard,
-)
 from openwit.queries.wikitext import wikitext_to_text  # noqa: E402
 
 STATS, FILES, UNIGRAMS, BIGRAMS = "stats", "files", "unigrams", "bigrams"

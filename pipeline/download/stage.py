@@ -28,11 +28,13 @@ from openwit.beam import listed, quiet_beam_logging
 from openwit.config import BuildConfig, json_hash
 from openwit.funnel import Rejection
 from openwit.io import atomic_write_json, read_json
-from openwit.pipeline.downloader import STAGE, DownloadSettings, Outcome, shared_downloader
-from openwit.pipeline.fetch.client import Connector
-from openwit.pipeline.fetch.policy import Resolver
-from openwit.pipeline.hashpool import prefetch_hashes
-from openwit.pipeline.units import (
+from openwit.pipeline.download.downloader import STAGE, DownloadSettings, Outcome, shared_downloader
+from openwit.pipeline.download.fetch.client import Connector
+from openwit.pipeline.download.fetch.policy import Resolver
+from openwit.pipeline.image.hashpool import prefetch_hashes
+from openwit.schemas import candidate_schema
+from openwit.stage import Stage, StageContext, StageResult
+from openwit.units import (
     RowGroup,
     UnitReader,
     WorkUnit,
@@ -40,8 +42,6 @@ from openwit.pipeline.units import (
     plan_row_groups,
     write_unit_files,
 )
-from openwit.schemas import candidate_schema
-from openwit.stage import Stage, StageContext, StageResult
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openwit.queries.ngrams import count_ngrams, pmi
-from openwit.queries.shards import (
+from openwit.queries.count_shards import (
     attach_first_word,
     merge_counts,
     score_bigrams,
@@ -16,6 +15,7 @@ from openwit.queries.shards import (
     split_bigrams_by_first_word,
     split_by_shard,
 )
+from openwit.queries.ngrams import count_ngrams, pmi
 
 texts = st.lists(st.text(alphabet="ab cd,\n", max_size=40), min_size=1, max_size=6)
 

@@ -156,7 +156,7 @@ def collect_query_counts(work_dir: Path, queries_path: str) -> pa.Table:
     the query text) and remove the shards."""
     import pyarrow.parquet as pq
 
-    from .matcher import read_queries
+    from openwit.pipeline.match.matcher import read_queries
 
     shards = sorted(work_dir.glob(f"{_COUNTS_PREFIX}-*.parquet"))
     rows = [row for shard in shards for row in pq.read_table(shard).to_pylist()]

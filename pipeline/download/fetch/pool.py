@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Collection
 
-from openwit.pipeline.fetch.policy import IPAddress
+from openwit.pipeline.download.fetch.policy import IPAddress
 
 #: ``(scheme, host, port)``: ``host`` as it goes into the Host header and TLS SNI.
 PoolKey = tuple[str, str, int]

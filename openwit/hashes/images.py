@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from openwit.dedup.resample import lanczos_grey, lanczos_thumbnails, pillow_resize
+from openwit.hashes.resample import lanczos_grey, lanczos_thumbnails, pillow_resize
 
 if TYPE_CHECKING:
     import imagehash
@@ -203,7 +203,7 @@ def bytes_hashes(data: bytes) -> tuple[int, int]:
 def bytes_hashes_or_errors(images: Sequence[bytes]) -> list[tuple[int, int] | str]:
     """:func:`bytes_hashes` of each image, or ``"Type: message"`` where it raises.
 
-    A batch for a worker process (:mod:`openwit.pipeline.hashpool`): one call per batch
+    A batch for a worker process (:mod:`openwit.pipeline.image.hashpool`): one call per batch
     instead of one per image, and the errors as text, which always pickles.
     """
     results: list[tuple[int, int] | str] = []

@@ -1,6 +1,6 @@
 """Readers of the build's inputs: crawl files (WAT, WARC) and pools (Parquet, JSONL, CSV/TSV).
 
-:func:`plan_units` splits the configured inputs into *read units* (a whole file, or some
+:func:`plan_read_units` splits the configured inputs into *read units* (a whole file, or some
 row groups of a Parquet file) that workers read in parallel; :func:`read_unit` yields, for
 each record of a unit, one candidate pair or one rejection. Formats come from the file name
 (``.warc.wat.gz``, ``.warc.gz``, ``.parquet``, ``.jsonl``, ``.csv``, ``.tsv``, each
@@ -73,7 +73,7 @@ def _open(path: str, compressed_by_name: bool = True) -> Any:
     return fsspec.open(path, "rb", compression=compression)
 
 
-def plan_units(config: BuildConfig) -> list[ReadUnit]:
+def plan_read_units(config: BuildConfig) -> list[ReadUnit]:
     """The read units of every configured input, in a stable order.
 
     Checks what can be checked before the build starts: a format for every file and, for

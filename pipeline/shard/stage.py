@@ -33,16 +33,16 @@ from openwit.beam import spread
 from openwit.errors import UserError
 from openwit.funnel import Rejection, count_reasons, count_rows
 from openwit.io import atomic_write_json
-from openwit.pipeline.shardio import (
+from openwit.pipeline.shard.tars import (
     image_extension,
     sample_order,
     shard_files,
     shard_name,
     write_shard,
 )
-from openwit.pipeline.units import UnitReader, WorkUnit, plan_units, write_rejections
 from openwit.schemas import KEY_DIGITS, sample_key
 from openwit.stage import REJECTION_GLOB, Stage, StageContext, StageResult
+from openwit.units import UnitReader, WorkUnit, plan_units, write_rejections
 
 STAGE = "shard"
 BUCKET_DIGITS = 4

@@ -1,10 +1,10 @@
-"""A hashing worker: ``python -m openwit.pipeline.hashworker``.
+"""A hashing worker: ``python -m openwit.pipeline.image.hashworker``.
 
 It reads requests from standard input and writes their hashes
-(:func:`openwit.dedup.hashing.bytes_hashes_or_errors`) to standard output, one pickle frame
+(:func:`openwit.hashes.images.bytes_hashes_or_errors`) to standard output, one pickle frame
 each way, until its input ends: a batch of encoded images, or the path of a download part
 file whose images it reads itself (so the build's process does not copy them over).
-:mod:`openwit.pipeline.hashpool` runs one per core and is its only client (the frames
+:mod:`openwit.pipeline.image.hashpool` runs one per core and is its only client (the frames
 never leave the machine).
 """
 
@@ -21,8 +21,8 @@ WORKER_NICENESS = 19
 
 
 def main() -> None:
-    from openwit.dedup.hashing import bytes_hashes_or_errors
-    from openwit.dedup.resample import _fast_path_verified, single_threaded_blas
+    from openwit.hashes.images import bytes_hashes_or_errors
+    from openwit.hashes.resample import _fast_path_verified, single_threaded_blas
 
     # Yield the cores to the build's own threads: hash in the gaps while it downloads.
     with contextlib.suppress(AttributeError, OSError):  # no os.nice on every platform
@@ -48,7 +48,7 @@ def file_hashes(path: str) -> tuple[list[str], list[tuple[int, int] | str]]:
     """``(sha256s, hashes)`` of the stored images in a download part file."""
     import pyarrow.parquet as pq
 
-    from openwit.dedup.hashing import bytes_hashes_or_errors
+    from openwit.hashes.images import bytes_hashes_or_errors
 
     table = pq.read_table(path, columns=["sha256", "image"])
     images = table.column("image").to_pylist()

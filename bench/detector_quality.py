@@ -26,7 +26,7 @@ import numpy as np
 
 from openwit.dedup import transforms as tf
 from openwit.dedup.detector import Detector
-from openwit.dedup.hashing import image_hashes, phash_int
+from openwit.hashes.images import image_hashes, phash_int
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -208,7 +208,7 @@ def distances(labelled: LabelledSet, setting: Setting) -> Distances:
         ev_p = np.stack([p for p, _ in evals])
         ev_d = np.stack([d for _, d in evals])
     else:  # the baseline: imagehash on the image as it is, one hash per eval image
-        from openwit.dedup.hashing import dhash_int
+        from openwit.hashes.images import dhash_int
 
         pool = np.asarray(
             [(phash_int(i), dhash_int(i)) for i in labelled.pool_images], dtype=np.uint64

@@ -8,7 +8,7 @@ core (:class:`ProcessHasher`). The build runner starts them while the stage befo
 (``ImageStage.warm_up``), so their start-up (~0.4 s of imports) is not on the image
 stage's clock.
 
-The workers are plain ``python -m openwit.pipeline.hashworker`` processes fed through
+The workers are plain ``python -m openwit.pipeline.image.hashworker`` processes fed through
 pipes, not ``multiprocessing`` children: those import the parent's ``__main__`` module
 again (a user's unguarded build script would run once more in every worker) and, forked,
 can inherit a lock held by one of the build's many threads. Only image bytes go out and
@@ -36,7 +36,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
-from openwit.dedup.hashing import bytes_hashes_or_errors
+from openwit.hashes.images import bytes_hashes_or_errors
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class ThreadHasher:
         return self.pool.submit(bytes_hashes_or_errors, images)
 
     def submit_file(self, path: str) -> Future[FileHashes]:
-        from openwit.pipeline.hashworker import file_hashes
+        from openwit.pipeline.image.hashworker import file_hashes
 
         return self.pool.submit(file_hashes, path)
 
@@ -95,7 +95,7 @@ class ProcessHasher:
 
     @staticmethod
     def _start_worker() -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "openwit.pipeline.hashworker"]
+        command = [sys.executable, "-m", "openwit.pipeline.image.hashworker"]
         return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def submit(self, images: list[bytes]) -> Future[Hashes]:

@@ -12,7 +12,7 @@ network, and ``http://2130706433/`` is ``127.0.0.1`` in disguise. The policy her
   metadata), multicast, reserved, broadcast and unspecified addresses never pass;
 - IPv6 forms that carry an IPv4 address (mapped, 6to4, NAT64) are judged by that address.
 
-The HTTP client (:mod:`openwit.pipeline.fetch.client`) connects only to an address this
+The HTTP client (:mod:`openwit.pipeline.download.fetch.client`) connects only to an address this
 module approved, re-checks the peer address after connecting, and applies the policy again
 on every redirect hop, so a DNS answer that changes between check and connect cannot slip
 through.

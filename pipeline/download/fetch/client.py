@@ -39,11 +39,16 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
-from openwit.pipeline.fetch.deadline import Alarm, Budget, Watchdog
-from openwit.pipeline.fetch.hosts import HostLimiter
-from openwit.pipeline.fetch.policy import BlockedUrl, IPAddress, Target, UrlPolicy
-from openwit.pipeline.fetch.pool import MAX_IDLE_PER_KEY, ConnectionPool, PoolKey, close_quietly
-from openwit.pipeline.fetch.robots import opted_out
+from openwit.pipeline.download.fetch.deadline import Alarm, Budget, Watchdog
+from openwit.pipeline.download.fetch.hosts import HostLimiter
+from openwit.pipeline.download.fetch.policy import BlockedUrl, IPAddress, Target, UrlPolicy
+from openwit.pipeline.download.fetch.pool import (
+    MAX_IDLE_PER_KEY,
+    ConnectionPool,
+    PoolKey,
+    close_quietly,
+)
+from openwit.pipeline.download.fetch.robots import opted_out
 
 #: ``connector(address, port, timeout) -> connected socket``; tests pass a recorder.
 Connector = Callable[[IPAddress, int, float], socket.socket]

@@ -21,7 +21,7 @@ from typing import Any
 from openwit import __version__
 from openwit.config import BuildConfig
 from openwit.funnel import Rejection
-from openwit.pipeline.fetch.client import (
+from openwit.pipeline.download.fetch.client import (
     ClientSettings,
     Connector,
     Fetched,
@@ -29,9 +29,9 @@ from openwit.pipeline.fetch.client import (
     HttpClient,
     user_agent,
 )
-from openwit.pipeline.fetch.hosts import HostLimiter
-from openwit.pipeline.fetch.policy import Resolver, UrlPolicy
-from openwit.pipeline.imaging import ImageRejected, ResizeSettings, make_resizer
+from openwit.pipeline.download.fetch.hosts import HostLimiter
+from openwit.pipeline.download.fetch.policy import Resolver, UrlPolicy
+from openwit.pipeline.download.resize import ImageRejected, ResizeSettings, make_resizer
 
 STAGE = "download"
 

@@ -5,7 +5,7 @@ matches and the shards store); ``uid`` stays the one ingest computed from the ra
 record keeps its id through the build. It adds ``lang`` and ``lang_score``.
 
 Rejections: ``empty_text``, ``url_text``, ``filename_text``, ``camera_settings``,
-``too_long``, ``too_short`` (see :mod:`openwit.pipeline.text_filters`), then
+``too_long``, ``too_short`` (see :mod:`openwit.pipeline.text.filters`), then
 ``not_allowed_language`` (detected language not in ``text.languages``) and
 ``uncertain_language`` (allowed, but scored below ``text.min_lang_score``).
 """
@@ -23,8 +23,8 @@ from openwit.funnel import Rejection
 from openwit.schemas import candidate_schema
 from openwit.stage import CoreStage
 
+from .filters import content_rejection, normalize_text
 from .langid import LanguageId, language_id
-from .text_filters import content_rejection, normalize_text
 
 STAGE = "text"
 

@@ -1,6 +1,6 @@
 """Build stage ``ingest``: crawl and pool files -> candidate (url, text) pairs.
 
-The inputs are split into read units (:func:`openwit.pipeline.readers.plan_units`) that
+The inputs are split into read units (:func:`openwit.pipeline.ingest.readers.plan_read_units`) that
 Beam spreads over workers; each unit yields one pair or one rejection per record. Exact
 duplicates (same uid, i.e. same url and raw text) are then reduced to one pair with a
 combine, keeping the one with the smallest ``(source, source_offset)`` so every runner keeps
@@ -27,7 +27,7 @@ from openwit.funnel import Rejection
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import BeamStage, StageContext, StageResult
 
-from .readers import plan_units, read_unit
+from .readers import plan_read_units, read_unit
 
 INPUT_COUNTS_SCHEMA = pa.schema(
     [
@@ -143,7 +143,7 @@ class IngestStage(BeamStage):
         return candidate_schema("ingest")
 
     def read(self, pipeline: Any, ctx: StageContext) -> Any:
-        return spread(pipeline, plan_units(ctx.config), "Input units")
+        return spread(pipeline, plan_read_units(ctx.config), "Input units")
 
     def expand_all(self, units: Any) -> tuple[Any, Any, Any]:
         """``(kept, rejected, counts)`` PCollections from the read units."""

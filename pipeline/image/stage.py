@@ -5,7 +5,7 @@ download stage before resizing), as DataComp filters: an image whose shorter sid
 ``image.min_side`` (200 px) or whose sides differ by more than ``image.max_aspect`` (3:1)
 is rejected. The hashes are taken from the stored bytes, the pixels that end up in the
 shards: pHash and dHash from imagehash (8x8) as unsigned 64-bit integers, computed by
-:func:`openwit.dedup.hashing.bytes_hashes`, the one hashing that the dedup stage and the
+:func:`openwit.hashes.images.bytes_hashes`, the one hashing that the dedup stage and the
 overlap audit share (uniform bars trimmed first; ``int(str(h), 16)`` of imagehash's hash;
 Hamming distance ``(a ^ b).bit_count()``).
 """
@@ -27,10 +27,10 @@ import pyarrow as pa
 
 from openwit.beam import quiet_beam_logging, runs_in_this_process, spread
 from openwit.config import BuildConfig
-from openwit.dedup.hashing import bytes_hashes_or_errors
-from openwit.dedup.resample import single_threaded_blas
 from openwit.funnel import Rejection
-from openwit.pipeline.hashpool import (
+from openwit.hashes.images import bytes_hashes_or_errors
+from openwit.hashes.resample import single_threaded_blas
+from openwit.pipeline.image.hashpool import (
     Hasher,
     HasherBroken,
     ThreadHasher,
@@ -38,9 +38,9 @@ from openwit.pipeline.hashpool import (
     stop_shared_hasher,
     take_prefetched,
 )
-from openwit.pipeline.units import UnitReader, WorkUnit, plan_units, write_unit_files
 from openwit.schemas import candidate_schema
 from openwit.stage import Stage, StageContext, StageResult
+from openwit.units import UnitReader, WorkUnit, plan_units, write_unit_files
 
 STAGE = "image"
 
@@ -117,7 +117,7 @@ class CheckUnits(beam.DoFn):
     Parquet: image bytes never pass through Beam's coders (record by record, that plumbing
     took a quarter of the stage's time). The size checks run here; the images that pass go
     to the hasher in batches: worker processes when ``processes`` (see
-    :mod:`openwit.pipeline.hashpool`), else one thread per core.
+    :mod:`openwit.pipeline.image.hashpool`), else one thread per core.
     """
 
     def __init__(

@@ -1,0 +1,1 @@
+"""Perceptual image hashes (pHash, dHash) that the image stage, dedup and the audit share."""

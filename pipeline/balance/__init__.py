@@ -1,0 +1,1 @@
+"""Stage ``balance``: at most ``t`` pairs per query (CLIP's 20,000), deterministic."""

@@ -1,0 +1,1 @@
+"""Stage ``ingest``: crawl and pool files -> unique candidate (url, text) pairs."""

@@ -1,0 +1,1 @@
+"""Stage ``match``: MetaCLIP substring matching of captions against the query list."""

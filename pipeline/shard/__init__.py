@@ -1,0 +1,1 @@
+"""Stage ``shard``: the kept samples -> webdataset tars with Parquet indexes."""

@@ -1,0 +1,1 @@
+"""Stage ``text``: caption normalisation, caption filters and language identification."""
