@@ -176,26 +176,23 @@ def find_overlaps(shards: Path, catalog: EvalCatalog, progress: bool = True) -> 
 
 def decontamination_counts(shards: Path) -> dict[str, dict[str, int]] | None:
     """What the build's dedup stage removed as eval overlap, when ``shards`` is in a build."""
-    import pyarrow.parquet as pq
+    from openwit.builddir import BuildDir
+    from openwit.dedup.layout import MATCHES_FILE, STAGE
 
-    from openwit.dedup.layout import MATCHES_GLOB, STAGE
-    from openwit.io import read_json
-
-    manifest_path = shards.parent / "manifest.json"
+    build = BuildDir(shards.parent)
     try:
-        manifest = read_json(manifest_path) if manifest_path.is_file() else {}
-    except ValueError:
+        manifest = build.manifest()
+    except (OSError, ValueError):
         manifest = {}
     dedup_config = (manifest.get("config") or {}).get("dedup") or {}
     if not dedup_config.get("decontaminate"):
         return None
-    files = sorted((shards.parent / "stages" / STAGE).glob(MATCHES_GLOB))
+    table = build.read_table(build.stage_files(STAGE, MATCHES_FILE))
     counts: dict[str, dict[str, set]] = defaultdict(lambda: {"images": set(), "samples": set()})
-    for path in files:
-        for row in pq.read_table(path).to_pylist():
-            if row["rejected"]:
-                counts[row["eval_set"]]["images"].add(row["eval_path"])
-                counts[row["eval_set"]]["samples"].add(row["uid"])
+    for row in table.to_pylist() if table is not None else []:
+        if row["rejected"]:
+            counts[row["eval_set"]]["images"].add(row["eval_path"])
+            counts[row["eval_set"]]["samples"].add(row["uid"])
     return {
         name: {"images": len(v["images"]), "training_samples": len(v["samples"])}
         for name, v in counts.items()

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 
 STAGE = "dedup"
-#: Eval matches of a build: ``OUT/stages/dedup/eval-matches-*.parquet`` (not ``part-*``, so
-#: the next stage does not read them as records).
-MATCHES_PREFIX = "eval-matches"
-MATCHES_GLOB = f"{MATCHES_PREFIX}-*.parquet"
+#: Eval matches of a build: one file in the dedup stage's committed attempt (not ``part-*``,
+#: so the next stage does not read them as records).
+MATCHES_FILE = "eval-matches.parquet"
 
 EVAL_MATCH_SCHEMA = pa.schema(
     [

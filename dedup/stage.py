@@ -1,6 +1,7 @@
 """The ``dedup`` build stage: exact duplicates, near duplicates, eval-set overlap.
 
-Input and output are ``candidate_schema("image")`` records; the stage only removes records.
+Input and output are ``candidate_schema("image")`` records (metadata: the image bytes stay
+in the download stage's files); the stage only removes records.
 Rejections: ``exact_duplicate`` (same sha256 as a kept record), ``near_duplicate`` (pHash
 within ``near_duplicate_radius`` bits and dHash within ``near_duplicate_dhash_radius`` of
 another record of its group), ``eval_overlap`` (matches an evaluation image; only with
@@ -8,25 +9,30 @@ another record of its group), ``eval_overlap`` (matches an evaluation image; onl
 (:func:`openwit.dedup.groups.rank_key`). Every eval match is written, rejected or not, to
 ``stages/dedup/eval-matches-*.parquet`` for the audit.
 
-The Beam graph, all of it distributed except the last merge of duplicate links:
+Two passes. ``links`` (one Beam graph over slim records: rank key, hashes, unit):
 
-    records ─ slim (key, hashes) ─┬─ GroupByKey(sha256) ─────────── exact rejections
-                                  ├─ batches ─ eval index search ── eval matches (+ rejections)
-                                  └─ survivors ─ GroupByKey((band, band value))
-                                        ─ bucket forests ─ one global union-find ── near rejections
-    records ─ CoGroupByKey(rank key) with the three rejection sets ─ kept | rejected
+    units ─ slim ─┬─ GroupByKey(sha256) ─────────── exact rejections
+                  ├─ batches ─ eval index search ── eval matches (+ rejections)
+                  └─ survivors ─ GroupByKey((band, band value))
+                        ─ bucket forests ─ components ── near rejections
+    rejections ─ by the unit of their record ─ one decisions file per unit
+
+then the keep pass reads each unit with its decisions file and writes kept | rejected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from openwit import fs
 
 # Beam through openwit.beam, which quiets Beam's import-time warning before importing it.
-from openwit.beam import REJECTED, CoreDoFn, beam, write_parquet
+from openwit.beam import beam, listed
 from openwit.config import BuildConfig, DedupConfig
 from openwit.dedup.detector import Detector
 from openwit.dedup.groups import (
@@ -38,21 +44,44 @@ from openwit.dedup.groups import (
     rank_key,
     uid_of,
 )
-from openwit.dedup.layout import EVAL_MATCH_SCHEMA, MATCHES_GLOB, MATCHES_PREFIX, STAGE
+from openwit.dedup.layout import EVAL_MATCH_SCHEMA, MATCHES_FILE, STAGE
 from openwit.funnel import Rejection
-from openwit.schemas import REJECTION_SCHEMA, candidate_schema
-from openwit.stage import BeamStage, StageContext, StageResult
+from openwit.outputs import StageTotals, UnitOutput, parquet_bytes, rejections_table
+from openwit.schemas import candidate_schema
+from openwit.stage import Stage, StageContext, StageResult, cut_row_group
+from openwit.unit_transform import TableCore, run_units
+from openwit.units import UnitReader, WorkUnit, count_units, plan_row_groups
 
 #: When one record has several reasons, the first in this order is the one recorded.
 REASON_ORDER = ("eval_overlap", "exact_duplicate", "near_duplicate")
+
+
+OUTPUT_SCHEMA = candidate_schema("image")
+LINKS_PASS = "links"
+DECISIONS = "decisions"
+DECISION_SCHEMA = pa.schema(
+    [pa.field("key", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())]
+)
+SLIM_COLUMNS = ["uid", "source", "source_offset", "sha256", "phash", "dhash", "url"]
 
 
 def slim(record: dict[str, Any]) -> Slim:
     return Slim(rank_key(record), record.get("sha256"), record.get("phash"), record.get("dhash"))
 
 
-def slim_with_url(record: dict[str, Any]) -> tuple[Slim, dict[str, Any]]:
-    return slim(record), {"url": record.get("url")}
+class ReadSlims(beam.DoFn):
+    """A unit's records as ``(Slim, {"url", "unit"})``: what the duplicate search needs."""
+
+    def __init__(self, fs_options: dict[str, Any]) -> None:
+        self.fs_options = fs_options
+
+    def setup(self) -> None:
+        fs.configure(self.fs_options)
+        self.reader = UnitReader(SLIM_COLUMNS)
+
+    def process(self, unit: WorkUnit) -> Iterator[tuple[Slim, dict[str, Any]]]:
+        for record in self.reader.records(unit):
+            yield slim(record), {"url": record.get("url"), "unit": unit.index}
 
 
 def keyed_by_sha256(pair: tuple[Slim, dict[str, Any]]) -> Iterator[tuple[str, str]]:
@@ -161,31 +190,63 @@ def eval_rejection(keyed: tuple[str, tuple]) -> tuple[str, tuple[str, str]]:
     return key, ("eval_overlap", detail)
 
 
-# -- the final join --------------------------------------------------------------------------
-def decide(element: tuple[str, dict[str, list]]) -> Iterator[dict[str, Any] | Rejection]:
-    """Pass a record on, or reject it with the most important of its reasons."""
-    _, joined = element
-    records = joined["record"]
-    reasons = {r: detail for tag in ("eval", "exact", "near") for r, detail in joined[tag]}
-    for index, record in enumerate(records):
-        chosen = next((r for r in REASON_ORDER if r in reasons), None)
-        if chosen is not None:
-            yield Rejection(record["uid"], STAGE, chosen, reasons[chosen])
-        elif index > 0:  # the same record (uid, file, offset) read twice
-            yield Rejection(record["uid"], STAGE, "exact_duplicate", "the same record twice")
-        else:
-            yield record
+# -- the decisions ---------------------------------------------------------------------------
+def first_reason(reasons: Iterable[tuple[str, str]]) -> tuple[str, str]:
+    """When one record has several reasons, the first in :data:`REASON_ORDER` is recorded."""
+    by_reason = dict(reasons)
+    chosen = next(r for r in REASON_ORDER if r in by_reason)
+    return chosen, by_reason[chosen]
+
+
+def route_to_unit(element: tuple[str, dict[str, list]]) -> Iterator[tuple[int, dict[str, str]]]:
+    key, joined = element
+    if not joined["reasons"]:
+        return
+    reason, detail = first_reason(joined["reasons"])
+    for unit in joined["unit"][:1]:
+        yield unit, {"key": key, "reason": reason, "detail": detail}
+
+
+class WriteDecisions(beam.DoFn):
+    """One unit's decisions, written whole into the attempt (a retry writes the same file)."""
+
+    def __init__(self, attempt: str, fs_options: dict[str, Any]) -> None:
+        self.attempt, self.fs_options = attempt, fs_options
+
+    def setup(self) -> None:
+        fs.configure(self.fs_options)
+
+    def process(self, element: tuple[int, Iterable[dict[str, str]]]) -> Iterator[int]:
+        unit, decisions = element
+        rows = sorted(decisions, key=lambda d: d["key"])
+        url = fs.join(self.attempt, f"{LINKS_PASS}.{DECISIONS}-{unit:08d}.parquet")
+        fs.write_bytes(url, parquet_bytes(pa.Table.from_pylist(rows, schema=DECISION_SCHEMA)))
+        yield unit
+
+
+class WriteMatches(beam.DoFn):
+    def __init__(self, url: str, fs_options: dict[str, Any]) -> None:
+        self.url, self.fs_options = url, fs_options
+
+    def setup(self) -> None:
+        fs.configure(self.fs_options)
+
+    def process(self, matches: list[dict[str, Any]]) -> Iterator[int]:
+        rows = sorted(matches, key=lambda m: (m["eval_set"], m["eval_path"], m["uid"]))
+        table = pa.Table.from_pylist(rows, schema=EVAL_MATCH_SCHEMA)
+        fs.write_bytes(self.url, parquet_bytes(table))
+        yield len(rows)
 
 
 def _strip_key(match: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in match.items() if k != "key"}
 
 
-def build_graph(
-    records: Any, config: DedupConfig, detector: Detector, eval_hashes: list
-) -> tuple[Any, Any, Any]:
-    """The dedup transform: ``(kept, rejected, eval_matches)`` PCollections."""
-    slims = records | "Slim" >> beam.Map(slim_with_url)
+def build_links(
+    units: Any, config: DedupConfig, detector: Detector, eval_hashes: list, fs_options: dict
+) -> tuple[Any, Any]:
+    """The links pass: ``(decisions by unit, eval matches)`` PCollections."""
+    slims = units | "Slim" >> beam.ParDo(ReadSlims(fs_options))
 
     exact = (
         slims
@@ -202,7 +263,7 @@ def build_graph(
             | "Search eval index" >> beam.ParDo(matcher)
         )
     else:
-        matches = records.pipeline | "No eval sets" >> beam.Create([])
+        matches = units.pipeline | "No eval sets" >> beam.Create([])
     if config.decontaminate:
         eval_rejects = (
             matches
@@ -211,7 +272,7 @@ def build_graph(
             | "Eval rejection" >> beam.Map(eval_rejection)
         )
     else:
-        eval_rejects = records.pipeline | "No decontamination" >> beam.Create([])
+        eval_rejects = units.pipeline | "No decontamination" >> beam.Create([])
 
     slim_by_key = slims | "Key slim" >> beam.Map(lambda pair: (pair[0].key, pair[0]))
     radius, dhash_radius = config.near_duplicate_radius, config.near_duplicate_dhash_radius
@@ -229,31 +290,51 @@ def build_graph(
         | "Components" >> beam.FlatMap(near_rejections)
     )
 
-    by_key = records | "Key records" >> beam.Map(lambda r: (rank_key(r), r))
-    decided = (
-        {"record": by_key, "exact": exact, "eval": eval_rejects, "near": near}
+    unit_of_key = slims | "Unit of key" >> beam.Map(lambda pair: (pair[0].key, pair[1]["unit"]))
+    reasons = (exact, eval_rejects, near) | "All reasons" >> beam.Flatten()
+    decisions = (
+        {"unit": unit_of_key, "reasons": reasons}
         | "Join reasons" >> beam.CoGroupByKey()
-        | "Decide" >> beam.ParDo(CoreDoFn(STAGE, _decide_core)).with_outputs(REJECTED, main="kept")
+        | "Route to unit" >> beam.FlatMap(route_to_unit)
+        | "Group by unit" >> beam.GroupByKey()
     )
-    return decided.kept, decided[REJECTED], matches | "Drop keys" >> beam.Map(_strip_key)
+    return decisions, matches | "Drop keys" >> beam.Map(_strip_key)
 
 
-def _decide_core():
-    return decide
+# -- the keep pass -----------------------------------------------------------------------------
+def apply_decisions(attempt: str, table: pa.Table, unit: WorkUnit) -> UnitOutput:
+    """A unit's records without the rejected ones (whose decisions the links pass wrote)."""
+    url = fs.join(attempt, f"{LINKS_PASS}.{DECISIONS}-{unit.index:08d}.parquet")
+    decided: dict[str, tuple[str, str]] = {}
+    if fs.exists(url):
+        with fs.open_input(url) as stream:
+            for row in pq.read_table(stream).to_pylist():
+                decided[row["key"]] = (row["reason"], row["detail"])
+    if not decided:
+        return UnitOutput(table, rejections_table([]))
+    keys = [rank_key(r) for r in table.select(["uid", "source", "source_offset"]).to_pylist()]
+    keep = [key not in decided for key in keys]
+    rejected = [Rejection(uid_of(key), STAGE, *decided[key]) for key in keys if key in decided]
+    return UnitOutput(table.filter(pa.array(keep, pa.bool_())), rejections_table(rejected))
 
 
-class DedupStage(BeamStage):
+class DecideCore(TableCore):
+    def __init__(self, attempt: str) -> None:
+        super().__init__(lambda table: UnitOutput())
+        self.attempt = attempt
+
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        output = apply_decisions(self.attempt, self.reader.table(unit), unit)
+        return lambda: output
+
+
+class DedupStage(Stage):
     name = STAGE
-    version = 1
+    version = 2
     config_keys = ("dedup",)
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
-        return candidate_schema("image")
-
-    def expand(self, records: Any, ctx: StageContext) -> tuple[Any, Any]:
-        """Kept and rejected records (:meth:`run` also writes the eval matches)."""
-        kept, rejected, _ = self.graph(records, ctx, self.eval_catalog(ctx))
-        return kept, rejected
+        return OUTPUT_SCHEMA
 
     def eval_catalog(self, ctx: StageContext) -> Any:
         """The hashed eval sets of the config (hashed on the launcher), or None."""
@@ -264,36 +345,59 @@ class DedupStage(BeamStage):
             return None
         return EvalCatalog.build(config.eval_sets, Detector.from_config(config))
 
-    def graph(self, records: Any, ctx: StageContext, catalog: Any) -> tuple[Any, Any, Any]:
+    def run(self, ctx: StageContext) -> StageResult:
         config = ctx.config.dedup
-        eval_hashes = catalog.sets if catalog is not None else []
-        return build_graph(records, config, Detector.from_config(config), eval_hashes)
-
-    def run(self, ctx: StageContext) -> StageResult | None:
+        per_unit = self.unit_size(ctx.config)
+        groups = plan_row_groups(ctx.input_files, per_unit)
+        units = count_units(groups, per_unit)
+        ctx.start_plan({"groups": [list(vars(g).values()) for g in groups], "unit": per_unit})
         catalog = self.eval_catalog(ctx)
-        with ctx.new_pipeline() as pipeline:
-            kept, rejected, matches = self.graph(self.read(pipeline, ctx), ctx, catalog)
-            write_parquet(kept, ctx.output_prefix, self.output_schema(ctx.config), "Write kept")
-            write_parquet(rejected, ctx.rejections_prefix, REJECTION_SCHEMA, "Write rejected")
-            write_parquet(
-                matches, str(ctx.work_dir / MATCHES_PREFIX), EVAL_MATCH_SCHEMA, "Write matches"
-            )
+        self.catalog = catalog
+        cut = functools.partial(cut_row_group, per_unit)
+        options = dict(ctx.config.beam_options)
+        if groups:
+            eval_hashes = catalog.sets if catalog is not None else []
+            detector = Detector.from_config(config)
+            with ctx.new_pipeline(units) as pipeline:
+                planned = listed(pipeline, groups, "Links: plan") | "Links: cut" >> beam.FlatMap(
+                    cut
+                )
+                decisions, matches = build_links(planned, config, detector, eval_hashes, options)
+                _ = decisions | "Write decisions" >> beam.ParDo(
+                    WriteDecisions(ctx.attempt, options)
+                )
+                _ = (
+                    matches
+                    | "All matches" >> beam.combiners.ToList()
+                    | "Write matches"
+                    >> beam.ParDo(WriteMatches(fs.join(ctx.attempt, MATCHES_FILE), options))
+                )
+            core = functools.partial(DecideCore, ctx.attempt)
+            with ctx.new_pipeline(units) as pipeline:
+                run_units(pipeline, "Keep", groups, cut, ctx.run_units_fn(core, OUTPUT_SCHEMA))
+        return StageResult(units=units)
+
+    def finalize(self, ctx: StageContext, totals: StageTotals) -> dict[str, Any]:
         config = ctx.config.dedup
         detector = Detector.from_config(config)
-        return StageResult(stats=eval_stats(ctx.work_dir, catalog, detector, config.decontaminate))
+        return eval_stats(
+            ctx.attempt, getattr(self, "catalog", None), detector, config.decontaminate
+        )
 
 
 def eval_stats(
-    stage_dir: Path, catalog: Any, detector: Detector, decontaminate: bool
+    attempt: str, catalog: Any, detector: Detector, decontaminate: bool
 ) -> dict[str, Any]:
     """Per eval set: images, images matched, training samples matched (for the manifest)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     if catalog is None:
         return {"eval_sets": {}}
-    files = sorted(stage_dir.glob(MATCHES_GLOB))
-    table = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+    url = fs.join(attempt, MATCHES_FILE)
+    table = None
+    if fs.exists(url):
+        with fs.open_input(url) as stream:
+            table = pq.read_table(stream)
     sets = {}
     for hashes in catalog.sets:
         if table is not None and table.num_rows:

@@ -1,9 +1,7 @@
-"""Apache Beam glue shared by every stage: runners, options and the core-to-DoFn wrapper.
+"""Apache Beam glue: runners, options, and small helpers to list work.
 
-Stages keep their logic in plain-Python cores (functions of one record); this module turns
-a core into a Beam transform whose rejected records go to a tagged output and are counted
-with Beam metrics. It imports Beam at the top: import it only inside commands that run a
-pipeline, never from ``openwit.cli`` at module level.
+It imports Beam at the top: import it only inside commands that run a pipeline, never from
+``openwit.cli`` at module level.
 
 Beam's own ``DirectRunner`` (2.77) first tries the Prism runner, which downloads a binary
 from GitHub at start with no timeout: offline that costs a failed DNS lookup, behind a
@@ -15,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from openwit.logs import quiet_beam_logging
@@ -23,21 +21,13 @@ from openwit.logs import quiet_beam_logging
 quiet_beam_logging()  # before Beam's import-time warning
 
 import apache_beam as beam  # noqa: E402 - after the log filter above
-from apache_beam.metrics import Metrics  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from apache_beam.runners.runner import PipelineRunner  # noqa: E402
 
 from openwit.errors import ConfigError  # noqa: E402
-from openwit.funnel import Rejection  # noqa: E402
 
 #: Runner names that mean "run here, in this process (or its worker subprocesses)".
 DIRECT_RUNNERS = frozenset({"DirectRunner", "SwitchingDirectRunner", "FnApiRunner"})
-
-#: Tag of the rejected-records output of :func:`apply_core`.
-REJECTED = "rejected"
-
-#: A stage core: one record in, any number of records or rejections out.
-Core = Callable[[dict[str, Any]], Iterable["dict[str, Any] | Rejection"]]
 
 
 class OfflineDirectRunner(PipelineRunner):
@@ -46,6 +36,10 @@ class OfflineDirectRunner(PipelineRunner):
     Honours ``direct_running_mode`` (in_memory, multi_threading, multi_processing) and
     ``direct_num_workers`` exactly as DirectRunner does, since it is the same FnApiRunner.
     """
+
+    def __init__(self, worker_pool: str | None = None) -> None:
+        super().__init__()
+        self.worker_pool = worker_pool  # an external worker pool's address (openwit.workers)
 
     def run_pipeline(self, pipeline: Any, options: Any) -> Any:
         from apache_beam.portability.api import beam_provision_api_pb2
@@ -56,7 +50,13 @@ class OfflineDirectRunner(PipelineRunner):
         provision = fn_runner.ExtendedProvisionInfo(
             beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
         )
-        return fn_runner.FnApiRunner(provision_info=provision).run_pipeline(pipeline, options)
+        environment = None
+        if self.worker_pool:
+            from apache_beam.transforms import environments
+
+            environment = environments.ExternalEnvironment(self.worker_pool)
+        runner = fn_runner.FnApiRunner(default_environment=environment, provision_info=provision)
+        return runner.run_pipeline(pipeline, options)
 
 
 def pipeline_options(runner: str, beam_options: Mapping[str, Any] | None = None) -> PipelineOptions:
@@ -88,24 +88,30 @@ def _check_parses(options: PipelineOptions) -> None:
         raise ConfigError(f"beam_options: {message}") from None
 
 
-def runs_in_this_process(runner: str, beam_options: Mapping[str, Any] | None = None) -> bool:
-    """Whether ``runner`` executes DoFns in this very process (the direct runner in its
-    ``in_memory`` or ``multi_threading`` mode), so one Python process holds every thread."""
-    mode = (beam_options or {}).get("direct_running_mode", "in_memory")
-    return runner in DIRECT_RUNNERS and mode != "multi_processing"
-
-
-def make_runner(runner: str) -> PipelineRunner | str:
+def make_runner(runner: str, worker_pool: Any = None) -> PipelineRunner | str:
     """A runner object for the direct runners, else the name for Beam to resolve."""
-    return OfflineDirectRunner() if runner in DIRECT_RUNNERS else runner
+    if runner in DIRECT_RUNNERS:
+        return OfflineDirectRunner(worker_pool.address if worker_pool is not None else None)
+    return runner
 
 
 def new_pipeline(
-    runner: str = "DirectRunner", beam_options: Mapping[str, Any] | None = None
+    runner: str = "DirectRunner",
+    beam_options: Mapping[str, Any] | None = None,
+    worker_pool: Any = None,
 ) -> beam.Pipeline:
-    """A pipeline on ``runner``; use as a context manager (``with new_pipeline() as p:``)."""
+    """A pipeline on ``runner``; use as a context manager (``with new_pipeline() as p:``).
+
+    With ``worker_pool`` (:class:`openwit.workers.LocalWorkerPool`) the direct runner runs
+    the pipeline's work in the pool's processes, one Beam worker each.
+    """
     quiet_beam_logging()
-    return beam.Pipeline(runner=make_runner(runner), options=pipeline_options(runner, beam_options))
+    options = dict(beam_options or {})
+    if worker_pool is not None:
+        options["direct_num_workers"] = worker_pool.size
+    return beam.Pipeline(
+        runner=make_runner(runner, worker_pool), options=pipeline_options(runner, options)
+    )
 
 
 def test_pipeline(**beam_options: Any) -> beam.Pipeline:
@@ -125,71 +131,6 @@ def test_pipeline(**beam_options: Any) -> beam.Pipeline:
 
 
 test_pipeline.__test__ = False  # type: ignore[attr-defined]  # pytest: not a test
-
-
-def core_outputs(core: Core, record: dict[str, Any]) -> list[Any] | Exception:
-    """The core's outputs for one record, or the exception it raised (a ``stage_error``)."""
-    try:
-        return list(core(record))
-    except Exception as exc:
-        return exc
-
-
-class CoreDoFn(beam.DoFn):
-    """Runs a stage core; rejections go to the ``rejected`` output, counted by reason.
-
-    The core is built in ``setup()`` (once per worker), so heavy state such as an automaton
-    or a model is never pickled with the transform. A core that raises on a record does not
-    stop the run: the record is rejected as ``stage_error`` with the exception in
-    ``detail``, and the funnel shows the count.
-    """
-
-    def __init__(self, stage: str, make_core: Callable[[], Core]) -> None:
-        self.stage = stage
-        self.make_core = make_core
-        self.core: Core | None = None
-        self.counters: dict[str, Any] = {}
-
-    def setup(self) -> None:
-        self.core = self.make_core()
-        self.kept = Metrics.counter(self.stage, "kept")
-
-    def _reject(self, rejection: Rejection) -> beam.pvalue.TaggedOutput:
-        counter = self.counters.get(rejection.reason)
-        if counter is None:
-            counter = Metrics.counter(self.stage, f"rejected_{rejection.reason}")
-            self.counters[rejection.reason] = counter
-        counter.inc()
-        return beam.pvalue.TaggedOutput(REJECTED, rejection.as_record())
-
-    def emit(self, record: Any, outputs: list[Any] | Exception) -> Iterable[Any]:
-        """The tagged outputs for one record's core outputs (or the exception it raised)."""
-        if isinstance(outputs, Exception):  # counted as a rejection, never silently dropped
-            uid = record.get("uid", "") if isinstance(record, dict) else ""
-            yield self._reject(Rejection.stage_error(uid, self.stage, outputs))
-            return
-        for output in outputs:
-            if isinstance(output, Rejection):
-                yield self._reject(output)
-            else:
-                self.kept.inc()
-                yield output
-
-    def process(self, record: Any) -> Iterable[Any]:
-        # ``Any``: a core may take any element (a record dict, a line, a pair); Beam 2.78
-        # checks the pipeline's element types against this annotation.
-        assert self.core is not None, "setup() was not called"
-        yield from self.emit(record, core_outputs(self.core, record))
-
-
-def apply_core(
-    records: beam.PCollection, stage: str, make_core: Callable[[], Core], label: str | None = None
-) -> tuple[beam.PCollection, beam.PCollection]:
-    """Apply a core to a PCollection of records; returns ``(kept, rejected)``."""
-    outputs = records | (label or f"Apply {stage}") >> beam.ParDo(
-        CoreDoFn(stage, make_core)
-    ).with_outputs(REJECTED, main="kept")
-    return outputs.kept, outputs[REJECTED]
 
 
 def write_parquet(records: beam.PCollection, path_prefix: str, schema: Any, label: str) -> Any:
@@ -214,12 +155,3 @@ def spread(pipeline: beam.Pipeline, items: Iterable[Any], label: str) -> beam.PC
     """``items`` as a PCollection the runner spreads over its workers (one ``Reshuffle``;
     without it a runner may process them all in the one bundle ``Create`` made)."""
     return listed(pipeline, items, label) | f"Spread {label.lower()}" >> beam.Reshuffle()
-
-
-def read_parquet(pipeline: beam.Pipeline, files: Iterable[Any], label: str) -> beam.PCollection:
-    """Dict records from a list of Parquet files (an empty list gives an empty PCollection)."""
-    paths = sorted(str(f) for f in files)
-    if not paths:
-        return pipeline | label >> beam.Create([])
-    # ReadAllFromParquet reshuffles the files' ranges itself.
-    return listed(pipeline, paths, f"{label} files") | label >> beam.io.ReadAllFromParquet()

@@ -6,12 +6,10 @@ build``, so ``openwit --help`` stays fast.
 
 from __future__ import annotations
 
-import glob
-from pathlib import Path
-
 from openwit.config import BuildConfig
 from openwit.dedup.stage import DedupStage
 from openwit.errors import ConfigError
+from openwit.inputs import check_build_inputs
 from openwit.pipeline.balance.stage import BalanceStage
 from openwit.pipeline.download.stage import DownloadStage
 from openwit.pipeline.image.stage import ImageStage
@@ -51,47 +49,6 @@ def stages_through(until: str | None) -> list[str]:
     except KeyError as exc:
         raise ConfigError(f"--until: {exc.args[0]}") from None
     return list(BUILD_STAGES[: last + 1])
-
-
-def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def expand_input_paths(config: BuildConfig) -> list[list[str]]:
-    """Local input paths per ``inputs`` entry (globs expanded, sorted); remote ones as given.
-
-    Raises :class:`ConfigError` naming the entry and the path when a local glob matches no
-    file.
-    """
-    if not config.inputs:
-        raise ConfigError("config: inputs: no input files given (add at least one `- path:`)")
-    expanded = []
-    for index, spec in enumerate(config.inputs):
-        if _is_remote(spec.path):
-            expanded.append([spec.path])
-            continue
-        path = spec.path.removeprefix("file://")
-        matches = sorted(glob.glob(path, recursive=True)) if glob.has_magic(path) else [path]
-        matches = [m for m in matches if Path(m).is_file()]
-        if not matches:
-            raise ConfigError(f"inputs[{index}].path: no such file: {spec.path}")
-        expanded.append(matches)
-    return expanded
-
-
-def check_build_inputs(config: BuildConfig, stage_names: list[str]) -> None:
-    """Fail early, before any pipeline starts, on input files that do not exist."""
-    if "ingest" in stage_names:
-        expand_input_paths(config)
-    if "match" in stage_names and not _is_remote(config.queries):
-        if not Path(config.queries).is_file():
-            raise ConfigError(
-                f"queries: no such file: {config.queries} (build it with `openwit queries build`)"
-            )
-    if "dedup" in stage_names:
-        for name, root in config.dedup.eval_sets.items():
-            if not _is_remote(root) and not Path(root).is_dir():
-                raise ConfigError(f"dedup.eval_sets.{name}: no such directory: {root}")
 
 
 def run_build(

@@ -1,41 +1,50 @@
 """Reading a build directory: the one place that knows where a build keeps what.
 
-Everything that reads a finished (or partial) build -- the build report, the dataset card,
-the Airflow tasks, the audit, tests -- asks this module for paths and tables instead of
-joining paths itself, so the layout (local directories today, committed attempts in a
-bucket tomorrow) can change in one place.
+Everything that reads a finished (or partial) build -- the next stage, the build report,
+the dataset card, the Airflow tasks, the audit, tests -- asks this module for files and
+tables instead of joining paths itself. A build directory is a URL (a local path,
+``s3://bucket/build``, ``gs://...``); every path given out here is a URL string.
+
+A stage's files live in the attempt the manifest names (``stages/<stage>/<attempt>/``,
+listed with their sizes in the attempt's ``_commit.json``); files of other attempts are
+never read. The shards are published in ``shards/`` (the layout open_clip reads).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import fnmatch
+from collections.abc import Sequence
 from typing import Any
 
-from openwit.io import read_json
+from openwit import fs
 
 MANIFEST = "manifest.json"
 FUNNEL = "funnel.json"
+COMMIT_FILE = "_commit.json"
 PART_GLOB = "part-*.parquet"
-REJECTION_GLOB = "rejections-*.parquet"
+REJECTION_GLOB = "*rejections-*.parquet"
 
 
 class BuildDir:
     """A build directory, read-only."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Any) -> None:
+        self.root = str(root).rstrip("/")
 
     def __repr__(self) -> str:
-        return f"BuildDir({str(self.root)!r})"
+        return f"BuildDir({self.root!r})"
+
+    def url(self, *parts: str) -> str:
+        return fs.join(self.root, *parts)
 
     # -- the build's own records -------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         """``manifest.json``; raises ``FileNotFoundError`` when the build never started."""
-        return read_json(self.root / MANIFEST)
+        return fs.read_json(self.url(MANIFEST))
 
     def funnel(self) -> dict[str, Any]:
         """``funnel.json``: per stage ``{"in", "out", "rejected": {reason: n}}``."""
-        return read_json(self.root / FUNNEL)
+        return fs.read_json(self.url(FUNNEL))
 
     def is_complete(self) -> bool:
         try:
@@ -43,45 +52,72 @@ class BuildDir:
         except (OSError, ValueError):
             return False
 
-    def stage_complete(self, stage: str) -> bool:
+    def stage_entry(self, stage: str) -> dict[str, Any]:
         try:
-            entry = self.manifest().get("stages", {}).get(stage) or {}
+            return self.manifest().get("stages", {}).get(stage) or {}
         except (OSError, ValueError):
-            return False
-        return entry.get("status") == "complete"
+            return {}
+
+    def stage_complete(self, stage: str) -> bool:
+        return self.stage_entry(stage).get("status") == "complete"
 
     # -- a stage's committed files -----------------------------------------------------------
-    def stage_dir(self, stage: str) -> Path:
-        return self.root / "stages" / stage
+    def committed_files(self, entry: dict[str, Any] | str) -> dict[str, int]:
+        """URL -> size of every file a stage committed (``entry``: the stage's manifest
+        entry, or its name); empty when the stage is not complete."""
+        if isinstance(entry, str):
+            entry = self.stage_entry(entry)
+        if entry.get("status") != "complete" or "commit" not in entry:
+            return {}
+        listing: dict[str, int] = fs.read_json(self.url(entry["commit"]))
+        return {self.url(rel): size for rel, size in listing.items()}
 
-    def stage_files(self, stage: str, pattern: str = PART_GLOB) -> list[Path]:
-        """Committed files of ``stage`` matching ``pattern`` (its records by default)."""
-        return sorted(self.stage_dir(stage).glob(pattern))
+    def stage_files(self, stage: str, pattern: str = PART_GLOB) -> list[str]:
+        """Committed files of ``stage`` whose names match ``pattern`` (its records by default)."""
+        return sorted(
+            url for url in self.committed_files(stage) if fnmatch.fnmatch(fs.basename(url), pattern)
+        )
 
-    def rejection_files(self, stage: str | None = None) -> list[Path]:
-        """Committed rejection files, of one stage or of all."""
-        pattern = f"{stage}-*.parquet" if stage else "*.parquet"
-        return sorted((self.root / "rejections").glob(pattern))
+    def parts_of(self, entry: dict[str, Any]) -> list[str]:
+        """The records a stage passed on: its last pass's part files, in unit order."""
+        return sorted(
+            url
+            for url in self.committed_files(entry)
+            if fnmatch.fnmatch(fs.basename(url), PART_GLOB)
+        )
 
-    def read_table(self, files: list[Path], columns: list[str] | None = None) -> Any:
-        """The rows of ``files`` as one Arrow table (``columns`` only, if given)."""
+    def rejection_files(self, stage: str | None = None) -> list[str]:
+        """Committed rejection files, of one stage or of every stage (in stage order)."""
+        if stage is not None:
+            return self.stage_files(stage, REJECTION_GLOB)
+        try:
+            order = self.manifest().get("stage_order") or []
+        except (OSError, ValueError):
+            order = []
+        return [url for name in order for url in self.stage_files(name, REJECTION_GLOB)]
+
+    def read_table(self, files: Sequence[str], columns: list[str] | None = None) -> Any:
+        """The rows of ``files`` as one Arrow table (``columns`` only), None for no files."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        tables = [pq.read_table(f, columns=columns) for f in files]
+        tables = []
+        for url in files:
+            with fs.open_input(url) as stream:
+                tables.append(pq.read_table(stream, columns=columns))
         if not tables:
             return None
-        return pa.concat_tables(tables)
+        return pa.concat_tables(tables, promote_options="default")
 
     # -- published outputs -------------------------------------------------------------------
     @property
-    def shards_dir(self) -> Path:
-        return self.root / "shards"
+    def shards_dir(self) -> str:
+        return self.url("shards")
 
     def shard_sizes(self) -> dict[str, int]:
         """``shards/sizes.json``: samples per tar."""
-        return read_json(self.shards_dir / "sizes.json")
+        return fs.read_json(fs.join(self.shards_dir, "sizes.json"))
 
     @property
-    def report_dir(self) -> Path:
-        return self.root / "report"
+    def report_dir(self) -> str:
+        return self.url("report")

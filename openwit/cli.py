@@ -53,7 +53,9 @@ def _main(
 @app.command()
 def build(
     config: Annotated[Path, typer.Option("--config", "-c", help="Build config (YAML).")],
-    out: Annotated[Path | None, typer.Option(help="Build directory (overrides `out:`).")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Build directory, a path or URL (overrides `out:`).")
+    ] = None,
     runner: Annotated[
         str | None, typer.Option(help="Beam runner: DirectRunner, FlinkRunner, SparkRunner, ...")
     ] = None,
@@ -79,7 +81,7 @@ def build(
 
     overrides = parse_assignments(set_ or [], "--set")
     if out is not None:
-        overrides["out"] = str(out.resolve())
+        overrides["out"] = out if "://" in out else str(Path(out).resolve())
     if runner is not None:
         overrides["runner"] = runner
     if beam_option:

@@ -29,6 +29,26 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+#: Marks a setting that changes how fast or how politely a stage works, never what it
+#: outputs: fingerprints leave it out, so changing it reruns nothing, and a resumed stage
+#: keeps its partial work.
+OPERATIONAL = {"operational": True}
+
+
+def output_settings(model: BaseModel) -> dict[str, Any]:
+    """``model`` as JSON without its operational settings (recursively)."""
+    data = model.model_dump(mode="json")
+    for name, info in type(model).model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get("operational"):
+            data.pop(name, None)
+            continue
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            data[name] = output_settings(value)
+    return data
+
+
 class InputSpec(Section):
     path: str = Field(description="file path or glob; local or any fsspec URL")
     format: InputFormat | None = Field(None, description="taken from the file name when unset")
@@ -63,25 +83,43 @@ class DownloadConfig(Section):
     connect_timeout_s: float = Field(5.0, gt=0, description="per connection attempt")
     max_bytes: int = Field(20_000_000, gt=0)
     max_redirects: int = Field(5, ge=0)
-    threads_per_worker: int = Field(32, ge=1, le=1024)
+    threads_per_worker: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="network threads per worker process",
+        json_schema_extra=OPERATIONAL,
+    )
     retries: int = Field(2, ge=0, le=10, description="retries of 5xx answers and timeouts")
     retry_backoff_s: float = Field(0.5, ge=0, description="first backoff; doubles per retry")
-    per_host_concurrency: int = Field(8, ge=1, description="requests in flight per host")
+    per_host_concurrency: int = Field(
+        8, ge=1, description="requests in flight per host", json_schema_extra=OPERATIONAL
+    )
     per_host_requests_per_s: float = Field(
-        20.0, ge=0, description="request rate per host and worker process; 0 = no limit"
+        20.0,
+        ge=0,
+        description="request rate per host and worker process; 0 = no limit",
+        json_schema_extra=OPERATIONAL,
     )
     user_agent_token: str = Field(
         "openwit", pattern=r"^[A-Za-z0-9._-]+$", description="our name in X-Robots-Tag"
     )
     contact: str = Field(
-        "", pattern=r"^[\x20-\x7e]*$", description="URL or e-mail for site owners (User-Agent)"
+        "",
+        pattern=r"^[\x20-\x7e]*$",
+        description="URL or e-mail for site owners (User-Agent)",
+        json_schema_extra=OPERATIONAL,
     )
     disallowed_header_directives: list[str] = Field(
         default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"]
     )
-    records_per_unit: int = Field(1000, ge=1, description="records committed together")
+    records_per_unit: int = Field(
+        1000, ge=1, description="records committed together", json_schema_extra=OPERATIONAL
+    )
     keep_alive: bool = Field(
-        True, description="reuse connections to a host (HTTP keep-alive); false: one each"
+        True,
+        description="reuse connections to a host (HTTP keep-alive); false: one each",
+        json_schema_extra=OPERATIONAL,
     )
 
 
@@ -98,9 +136,6 @@ class ImageConfig(Section):
     encode_quality: int = Field(95, ge=1, le=100)
     max_pixels: int = Field(89_478_485, ge=1, le=178_956_970, description="decompression bombs")
     resizer: Literal["pillow", "img2dataset"] = "pillow"
-    hash_processes: Literal["auto", "on", "off"] = Field(
-        "auto", description="hash in worker processes; auto: when the runner runs in this process"
-    )
 
 
 class DedupConfig(Section):

@@ -114,6 +114,10 @@ class BuildReporter:
         self._stop()
         self.console.print(f"  {stage:<9} [red]failed[/]: {type(error).__name__}")
 
+    def stage_damaged(self, stage: str, problems: list[str]) -> None:
+        shown = "; ".join(problems[:3]) + (f"; {len(problems) - 3} more" if len(problems) > 3 else "")
+        self.console.print(f"  {stage:<9} [yellow]damaged[/]: {shown}: running it again")
+
 
 @contextmanager
 def progress_bar(description: str, total: int | None = None) -> Iterator[Any]:

@@ -1,4 +1,8 @@
-"""File helpers: atomic writes, so a reader never sees half a file."""
+"""Local file helpers: atomic writes, so a reader never sees half a file.
+
+For a build directory (which may be a bucket) use :mod:`openwit.fs`; these helpers are for
+files that are always local (training runs, reports, query lists).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from openwit.fs import FILE_MODE
 
 
 @contextmanager
@@ -25,6 +31,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, FILE_MODE)  # mkstemp's 0600 would keep other accounts out
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

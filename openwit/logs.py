@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 
+#: Beam warnings that say nothing to an openwit user: the GCP extra missing at import
+#: (harmless without Dataflow), and the FnApiRunner's advice on ``direct_num_workers``,
+#: which openwit's worker pool sets on purpose (openwit.workers).
+_HARMLESS = ("apitools not found", "direct_running_mode should be")
+
 
 class _DropApitoolsWarning(logging.Filter):
-    """Beam warns at import that the GCP extra is missing; harmless without Dataflow."""
-
     def filter(self, record: logging.LogRecord) -> bool:
-        return "apitools not found" not in record.getMessage()
+        message = record.getMessage()
+        return not any(text in message for text in _HARMLESS)
 
 
 def quiet_beam_logging() -> None:
@@ -18,6 +22,9 @@ def quiet_beam_logging() -> None:
     if not any(isinstance(f, _DropApitoolsWarning) for f in root.filters):
         root.addFilter(_DropApitoolsWarning())
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    runner_log = logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner")
+    if not any(isinstance(f, _DropApitoolsWarning) for f in runner_log.filters):
+        runner_log.addFilter(_DropApitoolsWarning())
 
 
 def configure_logging(verbose: bool = False) -> None:

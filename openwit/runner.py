@@ -1,38 +1,43 @@
-"""The stage runner: runs a build's stages in order, each committed atomically.
+"""The stage runner: runs a build's stages in order, each committed by naming its attempt.
 
-For every stage it decides whether the committed output is still valid (same fingerprint:
-stage version, the config keys it depends on, and the fingerprint of the stage before it),
-runs it if not, counts what it wrote, checks the funnel law, renames the work directory
-into place and records status and timing in ``manifest.json``. A rerun with the same
-config therefore rewrites nothing; ``resume`` keeps the partial work of an interrupted
-stage; ``until`` stops after a named stage.
+For every stage it decides whether the committed output is still valid (same fingerprint
+-- stage version, the config keys it depends on, the fingerprint of the stage before it --
+and every committed file present with its recorded size), runs it if not, counts what it
+wrote from its units' done markers, checks the funnel law, and commits.
+
+A stage writes only into its own *attempt* directory, ``OUT/stages/<stage>/<attempt>/``
+(and, for the shard stage, ``OUT/shards/``). Committing needs no rename, so it works the
+same in a bucket: the runner writes the attempt's file list with sizes
+(``<attempt>/_commit.json``), then the manifest naming the attempt -- the manifest is the
+record written last. Readers trust only the attempt the manifest names
+(:mod:`openwit.builddir`); attempts that were abandoned are deleted after a commit.
+
+A rerun with the same config rewrites nothing; ``resume`` continues the attempt an
+interrupted run left (its finished units are kept); ``until`` stops after a named stage.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gc
-import os
-import shutil
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
-from pathlib import Path
 from typing import Any, Protocol
 
+from openwit import fs
+from openwit.builddir import COMMIT_FILE, FUNNEL, MANIFEST
 from openwit.config import BuildConfig, json_hash
-from openwit.errors import ConfigError, UserError
-from openwit.funnel import Funnel, StageCounts, count_reasons, count_rows
-from openwit.io import atomic_write_json, read_json
-from openwit.stage import REJECTION_GLOB, Stage, StageContext, StageResult
-
-MANIFEST = "manifest.json"
-FUNNEL = "funnel.json"
-LOCK = ".openwit.lock"
+from openwit.errors import ConfigError
+from openwit.funnel import Funnel, StageCounts
+from openwit.lease import Lease, build_lease
+from openwit.outputs import collect_totals
+from openwit.resources import resources_for
+from openwit.stage import Stage, StageContext
 
 #: Distributions whose versions go into the manifest (read from metadata, not imported).
 RECORDED_VERSIONS = (
@@ -54,6 +59,7 @@ class Reporter(Protocol):
     def stage_skipped(self, stage: str, counts: StageCounts) -> None: ...
     def stage_finished(self, stage: str, counts: StageCounts, seconds: float) -> None: ...
     def stage_failed(self, stage: str, error: BaseException) -> None: ...
+    def stage_damaged(self, stage: str, problems: list[str]) -> None: ...
 
 
 class SilentReporter:
@@ -69,10 +75,13 @@ class SilentReporter:
     def stage_failed(self, stage: str, error: BaseException) -> None:
         pass
 
+    def stage_damaged(self, stage: str, problems: list[str]) -> None:
+        pass
+
 
 @dataclass
 class BuildOutcome:
-    build_dir: Path
+    build_dir: str
     funnel: Funnel
     manifest: dict[str, Any]
     ran: list[str] = field(default_factory=list)
@@ -98,21 +107,6 @@ def package_versions() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def build_lock(build_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the build directory (two schedulers, one directory)."""
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with open(build_dir / LOCK, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"another openwit build is running in {build_dir}") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
 def long_lived_objects_frozen() -> Iterator[None]:
     """Keep Python's cyclic garbage collector off the objects that exist before the build.
 
@@ -127,6 +121,14 @@ def long_lived_objects_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+def new_attempt() -> str:
+    return datetime.now(UTC).strftime("a%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def relative(build_dir: str, url: str) -> str:
+    return url[len(build_dir.rstrip("/")) + 1 :]
 
 
 class BuildRunner:
@@ -149,45 +151,61 @@ class BuildRunner:
         self.config = config
         self.stages = list(stages)
         self.reporter = reporter or SilentReporter()
-        self.build_dir = Path(config.out)
+        self.build_dir = str(config.out).rstrip("/")
         self.final_stage = final_stage or names[-1]
+        self._pool_stack: contextlib.ExitStack | None = None
+        self._pool: Any = None
 
     # -- paths -----------------------------------------------------------------------------
-    def stage_dir(self, name: str) -> Path:
-        return self.build_dir / "stages" / name
+    def stage_root(self, name: str) -> str:
+        return fs.join(self.build_dir, "stages", name)
 
-    def work_dir(self, name: str) -> Path:
-        return self.build_dir / "stages" / f".{name}.tmp"
-
-    @property
-    def rejections_dir(self) -> Path:
-        return self.build_dir / "rejections"
+    def attempt_dir(self, name: str, attempt: str) -> str:
+        return fs.join(self.stage_root(name), attempt)
 
     # -- manifest --------------------------------------------------------------------------
     def _load_manifest(self) -> dict[str, Any]:
-        path = self.build_dir / MANIFEST
-        if path.is_file():
-            try:
-                manifest = read_json(path)
-                if isinstance(manifest, dict) and isinstance(manifest.get("stages"), dict):
-                    return manifest
-            except ValueError:
-                pass  # a torn or hand-edited manifest: start over, outputs get rebuilt
+        try:
+            manifest = fs.read_json(fs.join(self.build_dir, MANIFEST))
+            if isinstance(manifest, dict) and isinstance(manifest.get("stages"), dict):
+                return manifest
+        except (FileNotFoundError, OSError, ValueError):
+            pass  # no build yet, or a hand-edited manifest: outputs get rebuilt
         return {"created": _now(), "stages": {}}
 
     def _save(self, manifest: dict[str, Any], funnel: Funnel) -> None:
-        atomic_write_json(self.build_dir / MANIFEST, manifest)
-        atomic_write_json(self.build_dir / FUNNEL, funnel.to_json())
+        fs.write_json(fs.join(self.build_dir, FUNNEL), funnel.to_json())
+        fs.write_json(fs.join(self.build_dir, MANIFEST), manifest)
 
     # -- running ---------------------------------------------------------------------------
     def run(self, until: str | None = None, resume: bool = False) -> BuildOutcome:
         names = [s.name for s in self.stages]
         if until is not None and until not in names:
             raise ConfigError(f"--until {until!r}: not a stage; stages are: {', '.join(names)}")
-        with build_lock(self.build_dir), long_lived_objects_frozen():
-            return self._run_locked(until, resume)
+        fs.configure(self.config.beam_options)
+        fs.makedirs(self.build_dir)
+        with (
+            build_lease(self.build_dir) as lease,
+            long_lived_objects_frozen(),
+            contextlib.ExitStack() as pools,
+        ):
+            self._pool_stack = pools
+            try:
+                return self._run_locked(until, resume, lease)
+            finally:
+                self._pool_stack, self._pool = None, None
 
-    def _run_locked(self, until: str | None, resume: bool) -> BuildOutcome:
+    def _worker_pool(self) -> Any:
+        """openwit's local worker pool, started the first time a stage runs (never when
+        every stage is skipped), and shared by every stage of the build."""
+        if self._pool is None and self._pool_stack is not None:
+            from openwit.workers import local_pool, pool_size_for
+
+            size = pool_size_for(self.config.runner, self.config.beam_options)
+            self._pool = self._pool_stack.enter_context(local_pool(size)) or False
+        return self._pool or None
+
+    def _run_locked(self, until: str | None, resume: bool, lease: Lease) -> BuildOutcome:
         manifest = self._load_manifest()
         manifest["openwit_version"] = package_versions().get("openwit", "unknown")
         manifest["config"] = self.config.to_json()
@@ -205,20 +223,20 @@ class BuildRunner:
                 {"stage": stage.name, "own": stage.fingerprint(self.config), "upstream": upstream}
             )
             entry = entries.get(stage.name) or {}
-            if (
-                entry.get("status") == "complete"
-                and entry.get("fingerprint") == fingerprint
-                and self.stage_dir(stage.name).is_dir()
-            ):
+            valid = entry.get("status") == "complete" and entry.get("fingerprint") == fingerprint
+            if valid:
+                problems = self.damage(entry)
+                if problems:
+                    self.reporter.stage_damaged(stage.name, problems)
+                    valid = False
+            if valid:
                 counts = StageCounts.from_json(stage.name, entry["funnel"])
                 outcome.skipped.append(stage.name)
                 self.reporter.stage_skipped(stage.name, counts)
             else:
-                for later in self.stages[index:]:
+                for later in self.stages[index + 1 :]:
                     entries.pop(later.name, None)  # everything downstream is now stale
-                if stage.name != until and index + 1 < len(self.stages):
-                    self.stages[index + 1].warm_up(self.config)  # it runs next, stale too
-                counts = self._run_stage(stage, fingerprint, previous, resume, outcome)
+                counts = self._run_stage(stage, fingerprint, previous, resume, outcome, lease)
                 outcome.ran.append(stage.name)
             outcome.funnel.add(counts)
             previous, upstream, last_run = counts, fingerprint, stage.name
@@ -229,10 +247,36 @@ class BuildRunner:
         reached_end = last_run == self.final_stage
         manifest["until"] = None if reached_end else last_run
         manifest["complete"] = reached_end
-        if outcome.ran or not (self.build_dir / FUNNEL).is_file():
+        if outcome.ran:
             manifest["versions"] = package_versions()
+        lease.check()
         self._save(manifest, outcome.funnel)
         return outcome
+
+    def damage(self, entry: dict[str, Any]) -> list[str]:
+        """What is missing or changed among a committed stage's files (empty: intact).
+
+        One listing of the attempt directory (and of each directory the stage published
+        into) against the sizes recorded at commit: cheap on a disk and in a bucket.
+        """
+        attempt = entry.get("attempt")
+        if not attempt:
+            return ["no committed attempt recorded"]
+        try:
+            committed: dict[str, int] = fs.read_json(fs.join(self.build_dir, entry["commit"]))
+        except (KeyError, FileNotFoundError, OSError, ValueError):
+            return [f"{entry.get('commit', 'its commit record')} is missing"]
+        present: dict[str, int] = {}
+        for prefix in {rel.rsplit("/", 1)[0] for rel in committed}:
+            for url, size in fs.list_files(fs.join(self.build_dir, prefix)).items():
+                present[relative(self.build_dir, url)] = size
+        problems = []
+        for rel, size in sorted(committed.items()):
+            if rel not in present:
+                problems.append(f"{rel} is missing")
+            elif present[rel] != size:
+                problems.append(f"{rel} has {present[rel]:,} bytes, {size:,} when committed")
+        return problems
 
     def _run_stage(
         self,
@@ -241,75 +285,128 @@ class BuildRunner:
         previous: StageCounts | None,
         resume: bool,
         outcome: BuildOutcome,
+        lease: Lease,
     ) -> StageCounts:
         manifest, name = outcome.manifest, stage.name
-        work = self.work_dir(name)
-        keep_partial = resume and stage.resumable and work.is_dir()
-        if work.exists() and not keep_partial:
-            shutil.rmtree(work)
-        work.mkdir(parents=True, exist_ok=True)
-        input_files = [] if previous is None else stage_output_files(self, previous.stage)
-        ctx = StageContext(name, self.config, self.build_dir, work, input_files, keep_partial)
+        old = manifest["stages"].get(name) or {}
+        keep = (
+            resume
+            and old.get("status") in ("running", "failed")
+            and old.get("fingerprint") == fingerprint
+            and old.get("attempt")
+        )
+        attempt_id = old["attempt"] if keep else new_attempt()
+        attempt = self.attempt_dir(name, attempt_id)
+        input_files = [] if previous is None else self.committed_parts(manifest, previous.stage)
 
-        entry: dict[str, Any] = {"status": "running", "fingerprint": fingerprint, "started": _now()}
+        from openwit.workers import pool_size_for
+
+        pool_size = pool_size_for(self.config.runner, self.config.beam_options)
+        resources = resources_for(
+            self.config.runner,
+            self.config.beam_options,
+            self.config.download.threads_per_worker,
+            pool_size or None,
+        )
+
+        def pipeline_factory(units: int) -> Any:
+            """A pass of one unit runs in this process (a worker pool would add start-up
+            and a hop for nothing); more units run in the pool, started on first need."""
+            from openwit.beam import new_pipeline
+
+            pool = self._worker_pool() if units > 1 else None
+            return new_pipeline(self.config.runner, self.config.beam_options, pool)
+
+        ctx = StageContext(
+            name,
+            self.config,
+            self.build_dir,
+            attempt,
+            input_files,
+            resources,
+            bool(keep),
+            pipeline_factory,
+        )
+        entry: dict[str, Any] = {
+            "status": "running",
+            "fingerprint": fingerprint,
+            "attempt": attempt_id,
+            "started": _now(),
+        }
+        if keep:
+            entry["resumed_from"] = old.get("started")
         manifest["stages"][name] = entry
         manifest["complete"] = False
         self._save(manifest, outcome.funnel)
         self.reporter.stage_started(name)
         started = time.perf_counter()
+        resumed = self._final_units(attempt) if keep else 0
         try:
-            result = stage.run(ctx) or StageResult()
-            counts = self._count(stage, work, previous, result)
-            check = Funnel([previous, counts] if previous else [counts])
-            check.check()
+            result = stage.run(ctx)
+            totals = collect_totals(fs.list_files(attempt))
+            finished = self._final_units(attempt)
+            if finished != result.units:
+                raise RuntimeError(
+                    f"{name}: {result.units - finished} of {result.units} work units did not finish"
+                )
+            stats = {**result.stats, **stage.finalize(ctx, totals)}
+            if keep:
+                stats["units_resumed"] = resumed
+            n_in = previous.n_out if previous is not None else (totals.n_in or 0)
+            counts = StageCounts(name, n_in, totals.n_out, dict(totals.rejected))
+            Funnel([previous, counts] if previous else [counts]).check()
+            lease.check()
+            commit = self._commit(name, attempt, stage, totals.published)
         except BaseException as exc:
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
             entry["seconds"] = round(time.perf_counter() - started, 3)
-            self._save(manifest, outcome.funnel)
+            with contextlib.suppress(Exception):  # the original error matters more
+                self._save(manifest, outcome.funnel)
             self.reporter.stage_failed(name, exc)
             raise
-        self._commit(name, work)
         seconds = time.perf_counter() - started
         entry.update(
             status="complete",
             seconds=round(seconds, 3),
             funnel=counts.to_json(),
-            stats=result.stats,
+            stats={**stats, **{k: v for k, v in totals.stats.items() if k not in stats}},
+            units=result.units,
+            commit=relative(self.build_dir, commit),
         )
+        self._save(manifest, outcome.funnel)  # the commit: the manifest names the attempt
+        self._remove_other_attempts(name, attempt)
         self.reporter.stage_finished(name, counts, seconds)
         return counts
 
-    def _count(
-        self, stage: Stage, work: Path, previous: StageCounts | None, result: StageResult
-    ) -> StageCounts:
-        n_out = count_rows(stage.output_files(work))
-        rejected = count_reasons(sorted(work.glob(REJECTION_GLOB)))
-        if previous is not None:
-            n_in = previous.n_out
-        elif result.n_in is not None:
-            n_in = result.n_in
-        else:
-            n_in = n_out + sum(rejected.values())
-        return StageCounts(stage.name, n_in, n_out, rejected)
+    def _final_units(self, attempt: str) -> int:
+        return sum(1 for url in fs.list_files(attempt) if fs.basename(url).startswith("done-"))
 
-    def _commit(self, name: str, work: Path) -> None:
-        """Move the finished work directory into place, then its rejections beside the others.
+    def _commit(self, name: str, attempt: str, stage: Stage, published: dict[str, int]) -> str:
+        """Write the attempt's file list with sizes; returns its URL (the manifest, saved
+        next, makes it the committed attempt)."""
+        files = {
+            relative(self.build_dir, url): size for url, size in fs.list_files(attempt).items()
+        }
+        for prefix in stage.published_prefixes(self.build_dir):
+            for url, size in fs.list_files(prefix).items():
+                files[relative(self.build_dir, url)] = size
+        files.update(published)
+        commit = fs.join(attempt, COMMIT_FILE)
+        fs.write_json(commit, dict(sorted(files.items())), skip_if_same=False)
+        return commit
 
-        A crash between these steps leaves the stage unmarked in the manifest, so the next
-        run redoes it from scratch: no half-committed state is ever trusted.
-        """
-        final = self.stage_dir(name)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(work, final)
-        self.rejections_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.rejections_dir.glob(f"{name}-*.parquet"):
-            stale.unlink()
-        for index, path in enumerate(sorted(final.glob(REJECTION_GLOB))):
-            os.replace(path, self.rejections_dir / f"{name}-{index:05d}.parquet")
+    def _remove_other_attempts(self, name: str, attempt: str) -> None:
+        keep = attempt.rstrip("/") + "/"
+        stale = [u for u in fs.list_files(self.stage_root(name)) if not u.startswith(keep)]
+        fs.delete(stale)
+        if fs.is_local(self.build_dir):
+            root = fs.local_path(self.stage_root(name))
+            for child in root.iterdir():
+                if child.is_dir() and fs.join(str(root), child.name) != attempt.rstrip("/"):
+                    fs.delete_tree(str(child))
 
+    def committed_parts(self, manifest: dict[str, Any], name: str) -> list[str]:
+        """The committed records of stage ``name`` (its last pass's part files)."""
+        from openwit.builddir import BuildDir
 
-def stage_output_files(runner: BuildRunner, name: str) -> list[Path]:
-    """Committed output files of stage ``name`` of ``runner``'s build."""
-    stage = next(s for s in runner.stages if s.name == name)
-    return stage.output_files(runner.stage_dir(name))
+        return BuildDir(self.build_dir).parts_of(manifest["stages"][name])

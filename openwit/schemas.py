@@ -34,6 +34,7 @@ class Column:
     type: pa.DataType
     set_by: str  # the build stage that adds this column
     doc: str
+    dropped_by: str | None = None  # the build stage whose output no longer has it
 
 
 CANDIDATE_COLUMNS: tuple[Column, ...] = (
@@ -50,9 +51,17 @@ CANDIDATE_COLUMNS: tuple[Column, ...] = (
     Column("original_width", pa.int32(), "download", "width before resizing"),
     Column("original_height", pa.int32(), "download", "height before resizing"),
     Column("sha256", pa.string(), "download", "hex sha256 of the stored image bytes"),
-    Column("image", pa.binary(), "download", "stored image bytes (dropped in shard indexes)"),
+    Column("image", pa.binary(), "download", "stored image bytes", dropped_by="image"),
     Column("phash", pa.uint64(), "image", "imagehash pHash, 8x8, as an integer"),
     Column("dhash", pa.uint64(), "image", "imagehash dHash, 8x8, as an integer"),
+    Column(
+        "image_file",
+        pa.string(),
+        "image",
+        "the download stage's part file that holds the stored bytes",
+        dropped_by="shard",
+    ),
+    Column("image_row", pa.int32(), "image", "the row of the bytes in that file", "shard"),
     Column("key", pa.string(), "shard", "9-digit zero-padded sample key"),
 )
 
@@ -90,7 +99,12 @@ def candidate_schema(through_stage: str) -> pa.Schema:
     """Schema of a candidate record after ``through_stage`` has run."""
     last = stage_index(through_stage)
     return pa.schema(
-        [pa.field(c.name, c.type) for c in CANDIDATE_COLUMNS if stage_index(c.set_by) <= last]
+        [
+            pa.field(c.name, c.type)
+            for c in CANDIDATE_COLUMNS
+            if stage_index(c.set_by) <= last
+            and (c.dropped_by is None or last < stage_index(c.dropped_by))
+        ]
     )
 
 

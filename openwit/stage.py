@@ -1,148 +1,178 @@
-"""What a build stage is: a named step that reads the previous stage's Parquet and writes its own.
+"""What a build stage is: a plain-Python core over work units, run by one shared transform.
 
-A stage writes its kept records as ``part-*.parquet`` and its rejections as
-``rejections-*.parquet`` into ``ctx.work_dir``; the runner (:mod:`openwit.runner`) counts
-them, checks the funnel law and commits the directory atomically. Most stages are a
-plain-Python core wrapped by :class:`CoreStage`; a stage that needs a global view of the data
-(balancing, dedup) overrides :meth:`BeamStage.expand` instead.
+A stage reads the records the previous stage committed, cut into work units
+(:mod:`openwit.units`), and hands each unit to its *core* -- a plain-Python object built
+once per worker (:meth:`Stage.make_core`), unit-tested without Beam -- which returns the
+unit's kept records, rejections and named side tables (:class:`openwit.outputs.UnitOutput`).
+The unit transform (:mod:`openwit.unit_transform`) writes them; the runner
+(:mod:`openwit.runner`) counts them from the units' done markers, checks the funnel law and
+commits the stage's attempt by naming it in the manifest. A stage never learns which runner
+or machine it is on: its execution resources come from :mod:`openwit.resources`, its files
+from :mod:`openwit.fs`, and nothing crosses stages except the build directory.
+
+Most stages are one pass (:meth:`Stage.run`'s default). A stage that needs a global view
+runs more passes, one pipeline each, handing the next pass what the last one wrote into the
+attempt directory (ingest: uid buckets; balance: per-query counts; dedup: duplicate
+groups), and may finish with launcher-side work in :meth:`Stage.finalize`.
 """
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from openwit.config import BuildConfig
+from openwit import fs
+from openwit.config import BuildConfig, json_hash, output_settings
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from openwit.beam import Core
+    from openwit.outputs import StageTotals
+    from openwit.resources import Resources
+    from openwit.unit_transform import RunUnits, UnitCore
+    from openwit.units import RowGroup, WorkUnit
 
-OUTPUT_GLOB = "part-*.parquet"
-REJECTION_GLOB = "rejections-*.parquet"
+PLAN_FILE = "_plan.json"
 
 
 @dataclass
 class StageContext:
-    """Everything a stage needs to run once."""
+    """Everything a stage needs to run once. Paths are URLs (local paths or ``s3://`` ...)."""
 
     stage: str
     config: BuildConfig
-    build_dir: Path
-    work_dir: Path  # the stage writes here; the runner renames it into place
-    input_files: list[Path]  # the previous stage's output (empty for the first stage)
-    resume: bool = False  # work_dir holds what an interrupted run of this stage left
+    build_dir: str
+    attempt: str  # this run's attempt directory: the stage writes only here (and shards/)
+    input_files: list[str]  # the previous stage's committed records (empty for the first)
+    resources: Resources
+    resume: bool = False  # the attempt holds what an interrupted run of this stage left
+    pipeline_factory: Callable[[int], Any] | None = None  # the runner's (its worker pool)
 
-    @property
-    def output_prefix(self) -> str:
-        return str(self.work_dir / "part")
-
-    @property
-    def rejections_prefix(self) -> str:
-        return str(self.work_dir / "rejections")
-
-    def stage_dir(self, name: str) -> Path:
-        """Committed output directory of another (earlier) stage."""
-        return self.build_dir / "stages" / name
-
-    def new_pipeline(self) -> Any:
-        """A Beam pipeline on the configured runner and options."""
+    def new_pipeline(self, units: int) -> Any:
+        """A Beam pipeline on the build's runner for ``units`` work units (use as ``with
+        ctx.new_pipeline(n) as p:``). The runner may run a one-unit pass in this process."""
+        if self.pipeline_factory is not None:
+            return self.pipeline_factory(units)
         from openwit.beam import new_pipeline
 
         return new_pipeline(self.config.runner, self.config.beam_options)
 
+    def resources_for(self, units: int) -> Resources:
+        """The execution resources of a pass of ``units`` work units: a one-unit pass runs
+        in the launcher's process (see :meth:`new_pipeline`), alone on the machine."""
+        if units <= 1:
+            from openwit.resources import Resources
+
+            return Resources(1, self.resources.network_threads)
+        return self.resources
+
+    def run_units_fn(
+        self,
+        make_core: Callable[[], UnitCore],
+        schema: pa.Schema | None,
+        pass_name: str = "",
+    ) -> RunUnits:
+        """The unit DoFn for one pass of this stage."""
+        from openwit.unit_transform import RunUnits
+
+        return RunUnits(
+            self.stage,
+            self.attempt,
+            make_core,
+            schema,
+            dict(self.config.beam_options),
+            pass_name,
+            self.resume,
+        )
+
+    def start_plan(self, plan: Any) -> None:
+        """Record what this attempt's units are; a resumed attempt that was planned
+        differently (changed input, unit size or settings) starts over."""
+        path = fs.join(self.attempt, PLAN_FILE)
+        digest = {"plan": json_hash(plan)}
+        if self.resume:
+            try:
+                same = fs.read_json(path) == digest
+            except (FileNotFoundError, OSError, ValueError):
+                same = False
+            if not same:
+                fs.delete_tree(self.attempt)
+                self.resume = False
+        fs.write_json(path, digest)
+
 
 @dataclass
 class StageResult:
-    """What a stage reports beside its files.
+    """What a stage's run reports beside its files: how many units its last pass planned
+    (the runner checks that each one finished) and small JSON stats for the manifest."""
 
-    ``n_in`` is only for a first stage, whose input is not a Parquet file: the number of
-    input records it read. ``stats`` goes into the manifest (small JSON values only).
-    """
-
-    n_in: int | None = None
+    units: int
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-class Stage(abc.ABC):
-    """A build stage. Subclasses set ``name`` and implement :meth:`run`."""
+def cut_row_group(rows_per_unit: int, group: RowGroup) -> list[WorkUnit]:
+    return group.units(rows_per_unit)
+
+
+class Stage:
+    """A build stage. Subclasses set ``name`` and implement :meth:`make_core` (and
+    :meth:`output_schema`), or override :meth:`run` for more than one pass."""
 
     name: ClassVar[str]
     #: Bumped when a change of the stage's code changes its output, so old results rerun.
     version: ClassVar[int] = 1
     #: Top-level config keys the output depends on (all but out/runner/beam_options if None).
     config_keys: ClassVar[tuple[str, ...] | None] = None
-    #: Whether ``run`` can continue from what an interrupted run left in ``ctx.work_dir``;
-    #: the runner keeps that directory on ``--resume`` only for such stages.
-    resumable: ClassVar[bool] = False
+    #: Rows per work unit: enough to amortise a unit's fixed cost (a few files, a footer),
+    #: few enough to spread a small input over every worker.
+    rows_per_unit: ClassVar[int] = 50_000
 
     def fingerprint(self, config: BuildConfig) -> dict[str, Any]:
-        """What the stage's output depends on besides its input; a change reruns the stage."""
-        data = config.to_json()
+        """What the stage's output depends on besides its input; a change reruns the stage.
+        Settings marked operational (speed, politeness) are left out."""
+        data = output_settings(config)
         keys = self.config_keys
         if keys is None:
             keys = tuple(k for k in data if k not in ("out", "runner", "beam_options"))
         return {"version": self.version, "config": {k: data[k] for k in keys}}
 
-    def warm_up(self, config: BuildConfig) -> None:
-        """Start slow set-up (worker processes, say) in the background. The runner calls it
-        while the stage before this one runs; :meth:`run` must work without it."""
-        return None  # most stages have nothing to start early
-
-    @abc.abstractmethod
-    def run(self, ctx: StageContext) -> StageResult | None:
-        """Write outputs and rejections into ``ctx.work_dir``."""
-
-    def output_files(self, stage_dir: Path) -> list[Path]:
-        """The committed output files that hold the records passed to the next stage."""
-        return sorted(stage_dir.glob(OUTPUT_GLOB))
-
-
-class BeamStage(Stage):
-    """A stage run as one Beam pipeline: read input, :meth:`expand`, write both outputs."""
-
-    @abc.abstractmethod
-    def output_schema(self, config: BuildConfig) -> pa.Schema:
-        """Arrow schema of the kept records."""
-
-    def read(self, pipeline: Any, ctx: StageContext) -> Any:
-        """The input PCollection; by default the previous stage's Parquet records."""
-        from openwit.beam import read_parquet
-
-        return read_parquet(pipeline, ctx.input_files, f"Read {ctx.stage} input")
-
-    @abc.abstractmethod
-    def expand(self, records: Any, ctx: StageContext) -> tuple[Any, Any]:
-        """Turn input records into ``(kept, rejected)`` PCollections."""
-
-    def run(self, ctx: StageContext) -> StageResult | None:
-        from openwit.beam import write_parquet
-        from openwit.schemas import REJECTION_SCHEMA
-
-        with ctx.new_pipeline() as pipeline:
-            kept, rejected = self.expand(self.read(pipeline, ctx), ctx)
-            write_parquet(kept, ctx.output_prefix, self.output_schema(ctx.config), "Write kept")
-            write_parquet(rejected, ctx.rejections_prefix, REJECTION_SCHEMA, "Write rejected")
+    def output_schema(self, config: BuildConfig) -> pa.Schema | None:
+        """Arrow schema of the kept records (None: the stage publishes its own)."""
         return None
 
+    def unit_size(self, config: BuildConfig) -> int:
+        return self.rows_per_unit
 
-class CoreStage(BeamStage):
-    """A stage whose logic is a plain-Python core applied record by record.
+    def make_core(self, ctx: StageContext, resources: Resources) -> Callable[[], UnitCore]:
+        """A picklable factory of the stage's core (built once per worker, in setup);
+        ``resources``: what one worker process of this pass may use."""
+        raise NotImplementedError(f"stage {self.name} has no core")
 
-    Subclasses implement :meth:`make_core`, which must return a picklable zero-argument
-    callable (a module-level function or a ``functools.partial`` of one) that builds the
-    core; Beam calls it once per worker in ``DoFn.setup``.
-    """
+    def run(self, ctx: StageContext) -> StageResult:
+        """One pass: the previous stage's records, cut into units, through the core."""
+        from openwit.unit_transform import run_units
+        from openwit.units import count_units, plan_row_groups
 
-    @abc.abstractmethod
-    def make_core(self, config: BuildConfig) -> Callable[[], Core]:
-        """A picklable factory of the stage's core."""
+        per_unit = self.unit_size(ctx.config)
+        groups = plan_row_groups(ctx.input_files, per_unit)
+        ctx.start_plan({"groups": [list(vars(g).values()) for g in groups], "unit": per_unit})
+        units = count_units(groups, per_unit)
+        if groups:
+            core = self.make_core(ctx, ctx.resources_for(units))
+            fn = ctx.run_units_fn(core, self.output_schema(ctx.config))
+            with ctx.new_pipeline(units) as pipeline:
+                run_units(
+                    pipeline, self.name, groups, functools.partial(cut_row_group, per_unit), fn
+                )
+        return StageResult(units=units)
 
-    def expand(self, records: Any, ctx: StageContext) -> tuple[Any, Any]:
-        from openwit.beam import apply_core
+    def finalize(self, ctx: StageContext, totals: StageTotals) -> dict[str, Any]:
+        """Launcher-side work after the last pass (merging side tables, writing an index);
+        returns stats for the manifest."""
+        return {}
 
-        return apply_core(records, self.name, self.make_core(ctx.config))
+    def published_prefixes(self, build_dir: str) -> Sequence[str]:
+        """Directories outside the attempt where this stage publishes files (shards)."""
+        return ()

@@ -1,39 +1,61 @@
-"""Work units: slices of the rows of a stage's Parquet input, planned from footers alone.
+"""Work units: the pieces a stage's input is cut into, planned from Parquet footers alone.
 
-A stage that processes its input in independent pieces (``download``, ``image``, and the
-reading side of ``shard``) cuts it into units of at most N rows, each inside one row group
-of one file. The plan depends only
-on the input files and N, so a rerun or a resumed run numbers the units the same way; Beam
-spreads the units over its workers and each unit is written (and committed) on its own.
+Every build stage works unit by unit: a unit is a few row slices of the previous stage's
+Parquet output (or, for ingest, part of an input file), numbered in input order. Beam
+spreads the units over the workers; each unit's results are written (and committed) on
+their own, under names that carry the unit's number. The plan depends only on the input
+files and the unit size, so every runner, rerun and resumed run numbers the units the same
+way, and the records of a stage's output keep the order of its input.
+
+A billion-row input is a million units: too many to list in a pipeline graph. The launcher
+lists row groups (:class:`RowGroup`, with the number of their first unit) and the workers
+cut them into units (:meth:`RowGroup.units`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openwit.io import atomic_path
-from openwit.schemas import REJECTION_SCHEMA
+from openwit import fs
 
 
 @dataclass(frozen=True)
-class WorkUnit:
-    """Rows ``start:stop`` of one row group of one input file."""
+class Slice:
+    """Rows ``start:stop`` of one row group of one Parquet file."""
 
-    index: int
     path: str
     row_group: int
     start: int
     stop: int
 
     @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Unit ``index`` of a stage: its row slices (in order), or a stage's own ``payload``
+    (an input file's part for ingest, a shard's sample range for shard)."""
+
+    index: int
+    slices: tuple[Slice, ...] = ()
+    payload: Any = None
+
+    @property
     def name(self) -> str:
         return f"{self.index:08d}"
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.slices)
 
 
 @dataclass(frozen=True)
@@ -45,80 +67,92 @@ class RowGroup:
     rows: int
     first_unit: int
 
-    def units(self, records_per_unit: int) -> list[WorkUnit]:
-        starts = range(0, self.rows, records_per_unit)
+    def units(self, rows_per_unit: int) -> list[WorkUnit]:
+        starts = range(0, self.rows, rows_per_unit)
         return [
             WorkUnit(
                 self.first_unit + i,
-                self.path,
-                self.row_group,
-                s,
-                min(self.rows, s + records_per_unit),
+                (Slice(self.path, self.row_group, s, min(self.rows, s + rows_per_unit)),),
             )
             for i, s in enumerate(starts)
         ]
 
 
-def plan_row_groups(files: list[Path], records_per_unit: int) -> list[RowGroup]:
-    """The input's row groups with unit numbers, from Parquet footers only: the same input
-    always gets the same plan. Workers cut them into units (a billion-row input is a
-    million units, too many to list in the pipeline graph)."""
+def parquet_metadata(path: str) -> pq.FileMetaData:
+    """The footer of a Parquet file, local or remote."""
+    with fs.open_input(path) as stream:
+        return pq.ParquetFile(stream).metadata
+
+
+def footers(paths: Sequence[str]) -> list[pq.FileMetaData]:
+    """Footers of many files, read side by side when they are remote."""
+    if all(fs.is_local(p) for p in paths) or len(paths) < 2:
+        return [parquet_metadata(p) for p in paths]
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(parquet_metadata, paths))
+
+
+def plan_row_groups(files: Sequence[str], rows_per_unit: int) -> list[RowGroup]:
+    """The input's non-empty row groups with their first unit numbers (files in name order)."""
+    paths = sorted(str(f) for f in files)
     groups: list[RowGroup] = []
     next_unit = 0
-    for path in sorted(str(f) for f in files):
-        metadata = pq.ParquetFile(path).metadata
+    for path, metadata in zip(paths, footers(paths)):
         for group in range(metadata.num_row_groups):
             rows = metadata.row_group(group).num_rows
             if rows:
                 groups.append(RowGroup(path, group, rows, next_unit))
-                next_unit += math.ceil(rows / records_per_unit)
+                next_unit += math.ceil(rows / rows_per_unit)
     return groups
 
 
-def plan_units(files: list[Path], records_per_unit: int) -> list[WorkUnit]:
-    """Every work unit of the input, in order."""
-    groups = plan_row_groups(files, records_per_unit)
-    return [unit for group in groups for unit in group.units(records_per_unit)]
+def count_units(groups: Sequence[RowGroup], rows_per_unit: int) -> int:
+    return sum(math.ceil(g.rows / rows_per_unit) for g in groups)
+
+
+def plan_units(files: Sequence[str], rows_per_unit: int) -> list[WorkUnit]:
+    """Every work unit of the input, in order (for small inputs and tests)."""
+    groups = plan_row_groups(files, rows_per_unit)
+    return [unit for group in groups for unit in group.units(rows_per_unit)]
 
 
 class UnitReader:
-    """Reads units' rows, keeping the last row group: neighbouring units share it."""
+    """Reads units' rows, keeping the last row group read: neighbouring units share it."""
 
-    def __init__(self) -> None:
+    def __init__(self, columns: Sequence[str] | None = None) -> None:
+        self.columns = list(columns) if columns is not None else None
         self._group: tuple[tuple[str, int], pa.Table] | None = None
+        self._offsets: dict[str, list[int]] = {}
+
+    def row_offset(self, path: str, row_group: int) -> int:
+        """The row number, in its file, of a row group's first row."""
+        offsets = self._offsets.get(path)
+        if offsets is None:
+            metadata = parquet_metadata(path)
+            offsets, total = [], 0
+            for index in range(metadata.num_row_groups):
+                offsets.append(total)
+                total += metadata.row_group(index).num_rows
+            self._offsets = {path: offsets}  # units of one file come together
+        return offsets[row_group]
+
+    def _row_group(self, path: str, row_group: int) -> pa.Table:
+        key = (path, row_group)
+        if self._group is None or self._group[0] != key:
+            with fs.open_input(path) as stream:
+                table = pq.ParquetFile(stream).read_row_group(row_group, columns=self.columns)
+            self._group = (key, table)
+        return self._group[1]
+
+    def read_slice(self, piece: Slice) -> pa.Table:
+        return self._row_group(piece.path, piece.row_group).slice(piece.start, piece.rows)
 
     def table(self, unit: WorkUnit) -> pa.Table:
-        key = (unit.path, unit.row_group)
-        if self._group is None or self._group[0] != key:
-            self._group = (key, pq.ParquetFile(unit.path).read_row_group(unit.row_group))
-        return self._group[1].slice(unit.start, unit.stop - unit.start)
+        """The unit's rows as one table."""
+        tables = [self.read_slice(piece) for piece in unit.slices]
+        if len(tables) == 1:
+            return tables[0]
+        return pa.concat_tables(tables) if tables else pa.table({})
 
     def records(self, unit: WorkUnit) -> list[dict[str, Any]]:
         return self.table(unit).to_pylist()
-
-
-def part_path(work_dir: Path, unit: WorkUnit) -> Path:
-    return work_dir / f"part-{unit.name}.parquet"
-
-
-def write_rejections(work_dir: Path, unit: WorkUnit, rejected: list[dict[str, Any]]) -> None:
-    """``rejections-U.parquet``: one unit's rejection records, written whole and atomically
-    (a retried unit writes the same file again)."""
-    with atomic_path(work_dir / f"rejections-{unit.name}.parquet") as tmp:
-        pq.write_table(pa.Table.from_pylist(rejected, schema=REJECTION_SCHEMA), tmp)
-
-
-def write_unit_files(
-    work_dir: Path,
-    unit: WorkUnit,
-    kept: list[dict[str, Any]],
-    rejected: list[dict[str, Any]],
-    schema: pa.Schema,
-) -> None:
-    """Commit one unit atomically: its rejections, then its kept records, whose part file,
-    written last, marks the unit done."""
-    write_rejections(work_dir, unit, rejected)
-    # JPEG/WebP bytes do not compress; zstd on them would only cost CPU.
-    compression = {name: "none" if name == "image" else "zstd" for name in schema.names}
-    with atomic_path(part_path(work_dir, unit)) as tmp:
-        pq.write_table(pa.Table.from_pylist(kept, schema=schema), tmp, compression=compression)

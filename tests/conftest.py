@@ -18,6 +18,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(NETGUARD_DIR), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# Builds in tests run in the test process (in_memory) unless a test asks for openwit's local
+# worker pool: starting one per build would add seconds to each of the suite's many small
+# builds. tests/foundation/test_workers.py and the runner-independence tests use the pool.
+os.environ.setdefault("OPENWIT_WORKERS", "0")
 openwit_netguard.install()
 
 

@@ -12,31 +12,40 @@ draw is a hash of ``(seed, uid)``, not a random generator, so the same input and
 the same pairs on every runner, worker count and rerun. Rejected pairs are
 ``over_query_cap``.
 
-The stage writes ``query_counts.parquet`` beside its output (query_id, query,
-count_before, count_after; only queries that matched something) and head/tail figures in
-its stats, for the build report.
+Two passes: ``count`` counts each unit's matches per query (a side table per unit, merged
+by the launcher into ``count.query_counts.parquet``: at most one row per query, so bounded
+by the query list, never by the input); the keep pass reads those counts once per worker
+and decides each unit's records. It also counts what it kept per query, and the stage
+writes ``query_counts.parquet`` (query_id, query, count_before, count_after; only queries
+that matched something) and head/tail figures in its stats, for the build report.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from openwit.beam import REJECTED, write_parquet
+from openwit import fs
 from openwit.config import BuildConfig
 from openwit.funnel import Rejection
-from openwit.io import atomic_path
-from openwit.schemas import REJECTION_SCHEMA, candidate_schema
-from openwit.stage import BeamStage, StageContext, StageResult
+from openwit.outputs import StageTotals, UnitOutput, parquet_bytes, rejections_table
+from openwit.schemas import candidate_schema
+from openwit.stage import Stage, StageContext, StageResult, cut_row_group
+from openwit.unit_transform import TableCore, run_units
+from openwit.units import count_units, plan_row_groups
 
 STAGE = "balance"
+OUTPUT_SCHEMA = candidate_schema(STAGE)
 QUERY_COUNTS_FILE = "query_counts.parquet"
-_COUNTS_PREFIX = "query-counts-shard"
+COUNT_PASS = "count"
+COUNTS = "counts"  # a unit's matches per query (count pass) or kept per query (keep pass)
+MERGED_COUNTS_FILE = f"{COUNT_PASS}.query_counts.parquet"
 
 QUERY_COUNTS_SCHEMA = pa.schema(
     [
@@ -46,7 +55,7 @@ QUERY_COUNTS_SCHEMA = pa.schema(
         pa.field("count_after", pa.int64()),
     ]
 )
-_SHARD_SCHEMA = pa.schema([f for f in QUERY_COUNTS_SCHEMA if f.name != "query"])
+UNIT_COUNTS_SCHEMA = pa.schema([pa.field("query_id", pa.int32()), pa.field("count", pa.int64())])
 
 
 def keep_probability(query_ids: Sequence[int], counts: Mapping[int, int], cap: int) -> float:
@@ -67,113 +76,154 @@ def uniform_draw(uid: str, seed: int) -> float:
     return (int.from_bytes(digest, "big") >> 11) / float(1 << 53)
 
 
-def balance_record(
-    cap: int, seed: int, counts: Mapping[int, int], record: dict[str, Any]
-) -> Iterator[dict[str, Any] | Rejection]:
-    """The balance core: keep the record, or reject it as ``over_query_cap``."""
-    probability = keep_probability(record["query_ids"], counts, cap)
-    if probability >= 1.0 or uniform_draw(record["uid"], seed) < probability:
-        yield record
-    else:
-        yield Rejection(record["uid"], STAGE, "over_query_cap", f"p_keep={probability:.4g}")
+def over_cap(
+    cap: int, seed: int, counts: Mapping[int, int], uid: str, query_ids: Sequence[int]
+) -> Rejection | None:
+    """The balance decision for one pair: None to keep it, or its ``over_query_cap``."""
+    probability = keep_probability(query_ids, counts, cap)
+    if probability >= 1.0 or uniform_draw(uid, seed) < probability:
+        return None
+    return Rejection(uid, STAGE, "over_query_cap", f"p_keep={probability:.4g}")
 
 
-def query_ones(record: dict[str, Any]) -> Iterator[tuple[int, int]]:
-    for query_id in record["query_ids"]:
-        yield query_id, 1
+def query_counts(table: pa.Table) -> pa.Table:
+    """Matches per query among a table's records (``query_id``, ``count``)."""
+    ids = pc.list_flatten(table.column("query_ids"))
+    if len(ids) == 0:
+        return UNIT_COUNTS_SCHEMA.empty_table()
+    counts = pc.value_counts(ids)
+    return pa.table(
+        {"query_id": counts.field("values"), "count": counts.field("counts")}, UNIT_COUNTS_SCHEMA
+    ).sort_by("query_id")
 
 
-class BalanceDoFn(beam.DoFn):
-    def __init__(self, cap: int, seed: int) -> None:
-        self.cap, self.seed = cap, seed
-
-    def process(self, record: dict[str, Any], counts: Mapping[int, int]) -> Any:
-        for item in balance_record(self.cap, self.seed, counts, record):
-            if isinstance(item, Rejection):
-                yield beam.pvalue.TaggedOutput(REJECTED, item.as_record())
-            else:
-                yield item
+def count_unit(table: pa.Table) -> UnitOutput:
+    """The count pass's core."""
+    return UnitOutput(sides={COUNTS: query_counts(table)})
 
 
-def count_rows(item: tuple[int, dict[str, list[int]]]) -> dict[str, int]:
-    query_id, grouped = item
-    return {
-        "query_id": query_id,
-        "count_before": sum(grouped["before"]),
-        "count_after": sum(grouped["after"]),
-    }
+def count_core() -> TableCore:
+    return TableCore(count_unit, columns=["query_ids"])
 
 
-class BalanceStage(BeamStage):
+def balance_table(cap: int, seed: int, counts: Mapping[int, int], table: pa.Table) -> UnitOutput:
+    """The keep pass's core: kept records and ``over_query_cap`` rejections, and the kept
+    records' matches per query."""
+    keep = []
+    rejected = []
+    uids, ids = table.column("uid").to_pylist(), table.column("query_ids").to_pylist()
+    for uid, query_ids in zip(uids, ids):
+        rejection = over_cap(cap, seed, counts, uid, query_ids)
+        if rejection is not None:
+            rejected.append(rejection)
+        keep.append(rejection is None)
+    kept = table.filter(pa.array(keep, pa.bool_()))
+    return UnitOutput(kept, rejections_table(rejected), sides={COUNTS: query_counts(kept)})
+
+
+def read_counts(url: str) -> dict[int, int]:
+    with fs.open_input(url) as stream:
+        table = pq.read_table(stream, columns=["query_id", "count_before"])
+    return dict(zip(table.column("query_id").to_pylist(), table.column("count_before").to_pylist()))
+
+
+def keep_core(cap: int, seed: int, counts_url: str) -> TableCore:
+    """Builds the keep pass's core once per worker: reads the merged counts there."""
+    return TableCore(functools.partial(balance_table, cap, seed, read_counts(counts_url)))
+
+
+def merge_counts(urls: Sequence[str]) -> dict[int, int]:
+    """Sum per-unit count tables (each bounded by the query list)."""
+    totals: dict[int, int] = {}
+    for url in urls:
+        with fs.open_input(url) as stream:
+            table = pq.read_table(stream)
+        for query_id, count in zip(
+            table.column("query_id").to_pylist(), table.column("count").to_pylist()
+        ):
+            totals[query_id] = totals.get(query_id, 0) + count
+    return totals
+
+
+def side_files(attempt: str, pass_name: str, side: str) -> list[str]:
+    prefix = f"{pass_name}.{side}-" if pass_name else f"{side}-"
+    return sorted(u for u in fs.list_files(attempt) if fs.basename(u).startswith(prefix))
+
+
+class BalanceStage(Stage):
     name = STAGE
-    version = 1
+    version = 2
     config_keys = ("balance",)
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
-        return candidate_schema("balance")
-
-    def expand_all(self, records: Any, cap: int, seed: int) -> tuple[Any, Any, Any]:
-        """``(kept, rejected, per-query count rows)``."""
-        before = (
-            records
-            | "Query ones" >> beam.FlatMap(query_ones)
-            | "Count per query" >> beam.CombinePerKey(sum)
-        )
-        decided = records | "Keep with p" >> beam.ParDo(
-            BalanceDoFn(cap, seed), beam.pvalue.AsDict(before)
-        ).with_outputs(REJECTED, main="kept")
-        after = (
-            decided.kept
-            | "Kept query ones" >> beam.FlatMap(query_ones)
-            | "Count kept per query" >> beam.CombinePerKey(sum)
-        )
-        rows = (
-            {"before": before, "after": after}
-            | "Join counts" >> beam.CoGroupByKey()
-            | "Count rows" >> beam.Map(count_rows)
-        )
-        return decided.kept, decided[REJECTED], rows
-
-    def expand(self, records: Any, ctx: StageContext) -> tuple[Any, Any]:
-        settings = ctx.config.balance
-        kept, rejected, _ = self.expand_all(records, settings.max_per_query, settings.seed)
-        return kept, rejected
+        return OUTPUT_SCHEMA
 
     def run(self, ctx: StageContext) -> StageResult:
+        per_unit = self.unit_size(ctx.config)
+        groups = plan_row_groups(ctx.input_files, per_unit)
+        ctx.start_plan({"groups": [list(vars(g).values()) for g in groups], "unit": per_unit})
+        cut = functools.partial(cut_row_group, per_unit)
+        units = count_units(groups, per_unit)
+        if groups:
+            with ctx.new_pipeline(units) as pipeline:
+                run_units(
+                    pipeline,
+                    "Count per query",
+                    groups,
+                    cut,
+                    ctx.run_units_fn(count_core, None, COUNT_PASS),
+                )
+        before = merge_counts(side_files(ctx.attempt, COUNT_PASS, COUNTS))
+        merged = fs.join(ctx.attempt, MERGED_COUNTS_FILE)
+        ids = sorted(before)
+        fs.write_bytes(
+            merged,
+            parquet_bytes(
+                pa.table(
+                    {
+                        "query_id": pa.array(ids, pa.int32()),
+                        "count_before": pa.array([before[i] for i in ids], pa.int64()),
+                    }
+                )
+            ),
+        )
         settings = ctx.config.balance
-        with ctx.new_pipeline() as pipeline:
-            records = self.read(pipeline, ctx)
-            kept, rejected, rows = self.expand_all(records, settings.max_per_query, settings.seed)
-            write_parquet(kept, ctx.output_prefix, self.output_schema(ctx.config), "Write kept")
-            write_parquet(rejected, ctx.rejections_prefix, REJECTION_SCHEMA, "Write rejected")
-            write_parquet(rows, str(ctx.work_dir / _COUNTS_PREFIX), _SHARD_SCHEMA, "Write counts")
-        table = collect_query_counts(ctx.work_dir, ctx.config.queries)
-        return StageResult(stats=head_tail_stats(table, settings.max_per_query))
+        if groups:
+            core = functools.partial(keep_core, settings.max_per_query, settings.seed, merged)
+            with ctx.new_pipeline(units) as pipeline:
+                run_units(
+                    pipeline, "Keep with p", groups, cut, ctx.run_units_fn(core, OUTPUT_SCHEMA)
+                )
+        return StageResult(units=units)
+
+    def finalize(self, ctx: StageContext, totals: StageTotals) -> dict[str, Any]:
+        before = read_counts(fs.join(ctx.attempt, MERGED_COUNTS_FILE))
+        after = merge_counts(side_files(ctx.attempt, "", COUNTS))
+        table = query_counts_table(before, after, ctx.config.queries)
+        fs.write_bytes(fs.join(ctx.attempt, QUERY_COUNTS_FILE), parquet_bytes(table))
+        return head_tail_stats(table, ctx.config.balance.max_per_query)
 
 
-def collect_query_counts(work_dir: Path, queries_path: str) -> pa.Table:
-    """Merge the count shards into one ``query_counts.parquet`` (sorted by query id, with
-    the query text) and remove the shards."""
-    import pyarrow.parquet as pq
-
+def query_counts_table(
+    before: Mapping[int, int], after: Mapping[int, int], queries_path: str
+) -> pa.Table:
+    """``query_counts.parquet``: per matched query, sorted by id, with the query text."""
     from openwit.pipeline.match.matcher import read_queries
 
-    shards = sorted(work_dir.glob(f"{_COUNTS_PREFIX}-*.parquet"))
-    rows = [row for shard in shards for row in pq.read_table(shard).to_pylist()]
-    rows.sort(key=lambda row: row["query_id"])
     try:
         queries = read_queries(queries_path)
     except (OSError, KeyError):  # the counts are still worth writing without the text
         queries = []
-    for row in rows:
-        index = row["query_id"]
-        row["query"] = queries[index] if 0 <= index < len(queries) else None
-    table = pa.Table.from_pylist(rows, schema=QUERY_COUNTS_SCHEMA)
-    with atomic_path(work_dir / QUERY_COUNTS_FILE) as tmp:
-        pq.write_table(table, tmp)
-    for shard in shards:
-        shard.unlink()
-    return table
+    rows = [
+        {
+            "query_id": query_id,
+            "query": queries[query_id] if 0 <= query_id < len(queries) else None,
+            "count_before": before[query_id],
+            "count_after": after.get(query_id, 0),
+        }
+        for query_id in sorted(before)
+    ]
+    return pa.Table.from_pylist(rows, schema=QUERY_COUNTS_SCHEMA)
 
 
 def head_tail_stats(table: pa.Table, cap: int) -> dict[str, Any]:

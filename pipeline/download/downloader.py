@@ -11,15 +11,13 @@ hashes are the ``image`` stage's job.
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from openwit import __version__
-from openwit.config import BuildConfig
+from openwit.config import DownloadConfig, ImageConfig
 from openwit.funnel import Rejection
 from openwit.pipeline.download.fetch.client import (
     ClientSettings,
@@ -36,51 +34,33 @@ from openwit.pipeline.download.resize import ImageRejected, ResizeSettings, make
 STAGE = "download"
 
 
-@dataclass(frozen=True)
-class DownloadSettings:
-    """Everything a download worker needs, picklable (it travels to Beam workers)."""
+def client_settings(download: DownloadConfig) -> ClientSettings:
+    """The fetch client's settings from the config's ``download`` section."""
+    return ClientSettings(
+        timeout_s=download.timeout_s,
+        connect_timeout_s=download.connect_timeout_s,
+        max_bytes=download.max_bytes,
+        max_redirects=download.max_redirects,
+        retries=download.retries,
+        retry_backoff_s=download.retry_backoff_s,
+        user_agent=user_agent(__version__, download.user_agent_token, download.contact),
+        user_agent_token=download.user_agent_token,
+        disallowed_directives=tuple(download.disallowed_header_directives),
+        keep_alive=download.keep_alive,
+    )
 
-    client: ClientSettings
-    resize: ResizeSettings
-    allow_private_networks: bool = False
-    threads: int = 32
-    per_host_concurrency: int = 8
-    per_host_requests_per_s: float = 20.0
-    records_per_unit: int = 1000
 
-    @classmethod
-    def from_config(cls, config: BuildConfig) -> DownloadSettings:
-        d, i = config.download, config.image
-        client = ClientSettings(
-            timeout_s=d.timeout_s,
-            connect_timeout_s=d.connect_timeout_s,
-            max_bytes=d.max_bytes,
-            max_redirects=d.max_redirects,
-            retries=d.retries,
-            retry_backoff_s=d.retry_backoff_s,
-            user_agent=user_agent(__version__, d.user_agent_token, d.contact),
-            user_agent_token=d.user_agent_token,
-            disallowed_directives=tuple(d.disallowed_header_directives),
-            keep_alive=d.keep_alive,
-        )
-        resize = ResizeSettings(
-            size=i.resize_max_side,
-            mode=i.resize_mode,
-            only_if_bigger=i.resize_only_if_bigger,
-            encode_format=i.encode_format,
-            quality=i.encode_quality,
-            max_pixels=i.max_pixels,
-            resizer=i.resizer,
-        )
-        return cls(
-            client=client,
-            resize=resize,
-            allow_private_networks=d.allow_private_networks,
-            threads=d.threads_per_worker,
-            per_host_concurrency=d.per_host_concurrency,
-            per_host_requests_per_s=d.per_host_requests_per_s,
-            records_per_unit=d.records_per_unit,
-        )
+def resize_settings(image: ImageConfig) -> ResizeSettings:
+    """The resizer's settings from the config's ``image`` section."""
+    return ResizeSettings(
+        size=image.resize_max_side,
+        mode=image.resize_mode,
+        only_if_bigger=image.resize_only_if_bigger,
+        encode_format=image.encode_format,
+        quality=image.encode_quality,
+        max_pixels=image.max_pixels,
+        resizer=image.resizer,
+    )
 
 
 @dataclass(frozen=True)
@@ -98,28 +78,32 @@ class Downloader:
 
     def __init__(
         self,
-        settings: DownloadSettings,
+        download: DownloadConfig,
+        image: ImageConfig,
+        cpu_threads: int,
         resolver: Resolver | None = None,
         connector: Connector | None = None,
     ) -> None:
-        self.settings = settings
-        policy = UrlPolicy(settings.allow_private_networks, resolver)
-        limiter = HostLimiter(settings.per_host_concurrency, settings.per_host_requests_per_s)
+        policy = UrlPolicy(download.allow_private_networks, resolver)
+        limiter = HostLimiter(download.per_host_concurrency, download.per_host_requests_per_s)
         self.client = HttpClient(
-            settings.client,
+            client_settings(download),
             policy,
             connector,
             limiter,
-            max_idle_per_host=settings.per_host_concurrency,  # at most that many in flight
+            max_idle_per_host=download.per_host_concurrency,  # at most that many in flight
         )
-        self.resizer = make_resizer(settings.resize)
-        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="openwit-download")
+        self.resizer = make_resizer(resize_settings(image))
+        self.pool = ThreadPoolExecutor(
+            download.threads_per_worker, thread_name_prefix="openwit-download"
+        )
         # Many threads wait on the network; decoding and resizing need a core each: a
-        # fetched body goes to one of os.cpu_count() pixel threads, and its network thread
-        # fetches the next. (Network threads that did the pixel work themselves, in one of
-        # cpu_count slots of a semaphore, waited there with their bodies instead of
-        # fetching: the download stage took 5.7-6.5 s against 5.1 s this way.)
-        self.pixel_pool = ThreadPoolExecutor(os.cpu_count() or 1, "openwit-pixels")
+        # fetched body goes to one of ``cpu_threads`` pixel threads (this process's share of
+        # the machine, openwit.resources), and its network thread fetches the next.
+        # (Network threads that did the pixel work themselves, in one of cpu_count slots of
+        # a semaphore, waited there with their bodies instead of fetching: the download
+        # stage took 5.7-6.5 s against 5.1 s this way.)
+        self.pixel_pool = ThreadPoolExecutor(cpu_threads, "openwit-pixels")
         self.waiting_bodies = ByteBudget(WAITING_BODIES_BYTES)
 
     def _fetch(self, record: dict[str, Any]) -> Fetched | Outcome:
@@ -184,19 +168,6 @@ class Downloader:
         self.pool.submit(self._fetch_then_hand_over, record, outcome)
         return outcome
 
-    def download_all(self, records: Iterable[dict[str, Any]]) -> Iterator[Outcome]:
-        """Outcomes in input order, with at most twice ``threads`` records in flight."""
-        window = 2 * self.settings.threads
-        pending: list[Future[Outcome]] = []
-        for record in records:
-            pending.append(self.submit(record))
-            if len(pending) >= window:
-                wait(pending[:1], return_when=FIRST_COMPLETED)
-                while pending and pending[0].done():
-                    yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
-
 
 #: Fetched bodies waiting for a pixel thread, at most (beyond one body, however large).
 WAITING_BODIES_BYTES = 64 * 1024 * 1024
@@ -238,14 +209,19 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_downloader(
-    settings: DownloadSettings,
+    download: DownloadConfig,
+    image: ImageConfig,
+    cpu_threads: int,
     resolver: Resolver | None = None,
     connector: Connector | None = None,
 ) -> Downloader:
-    """The worker process's downloader for these settings (one thread pool per process)."""
-    key = (settings, resolver, connector)
+    """The worker process's downloader for these settings (one thread pool per process,
+    shared by every DoFn instance the runner runs in it)."""
+    key = (download.model_dump_json(), image.model_dump_json(), cpu_threads, resolver, connector)
     with _SHARED_LOCK:
         downloader = _SHARED.get(key)
         if downloader is None:
-            downloader = _SHARED[key] = Downloader(settings, resolver, connector)
+            downloader = _SHARED[key] = Downloader(
+                download, image, cpu_threads, resolver, connector
+            )
         return downloader

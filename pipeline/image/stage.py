@@ -3,51 +3,40 @@
 The checks use the *original* size (``original_width``/``original_height``, set by the
 download stage before resizing), as DataComp filters: an image whose shorter side is below
 ``image.min_side`` (200 px) or whose sides differ by more than ``image.max_aspect`` (3:1)
-is rejected. The hashes are taken from the stored bytes, the pixels that end up in the
-shards: pHash and dHash from imagehash (8x8) as unsigned 64-bit integers, computed by
-:func:`openwit.hashes.images.bytes_hashes`, the one hashing that the dedup stage and the
-overlap audit share (uniform bars trimmed first; ``int(str(h), 16)`` of imagehash's hash;
-Hamming distance ``(a ^ b).bit_count()``).
+is rejected; so are stored bytes that are not a JPEG, WebP or PNG (``unknown_image_format``,
+``missing_image``) or do not decode (``decode_error``). The hashes are taken from the stored
+bytes, the pixels that end up in the shards: pHash and dHash from imagehash (8x8) as
+unsigned 64-bit integers, computed by :func:`openwit.hashes.images.bytes_hashes_or_errors`,
+the hashing the dedup stage and the overlap audit share.
+
+The stage's output is metadata only: the bytes stay in the download stage's part files,
+and each record carries where (``image_file``, relative to the build directory, and
+``image_row``), for the shard stage, the one reader that needs them again.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import os
-from collections import deque
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future
-from dataclasses import dataclass
-from pathlib import Path
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import apache_beam as beam
 import pyarrow as pa
 
-from openwit.beam import quiet_beam_logging, runs_in_this_process, spread
+from openwit import fs
 from openwit.config import BuildConfig
 from openwit.funnel import Rejection
 from openwit.hashes.images import bytes_hashes_or_errors
 from openwit.hashes.resample import single_threaded_blas
-from openwit.pipeline.image.hashpool import (
-    Hasher,
-    HasherBroken,
-    ThreadHasher,
-    shared_hasher,
-    stop_shared_hasher,
-    take_prefetched,
-)
+from openwit.outputs import UnitOutput, rejections_table
+from openwit.pipeline.shard.tars import image_extension
+from openwit.resources import Resources
 from openwit.schemas import candidate_schema
-from openwit.stage import Stage, StageContext, StageResult
-from openwit.units import UnitReader, WorkUnit, plan_units, write_unit_files
+from openwit.stage import Stage, StageContext
+from openwit.units import UnitReader, WorkUnit
 
 STAGE = "image"
-
-log = logging.getLogger(__name__)
-
-#: ``(kept records, rejection records)`` of a batch.
-Outcomes = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+OUTPUT_SCHEMA = candidate_schema(STAGE)
 
 
 def size_rejection(min_side: int, max_aspect: float, record: dict[str, Any]) -> Rejection | None:
@@ -62,189 +51,88 @@ def size_rejection(min_side: int, max_aspect: float, record: dict[str, Any]) -> 
     return None
 
 
-def with_hashes(
-    record: dict[str, Any], hashes: tuple[int, int] | str
-) -> dict[str, Any] | Rejection:
-    """The record with its ``phash`` and ``dhash``, or a ``decode_error`` rejection when
-    hashing failed (``hashes`` is then the error, as :func:`bytes_hashes_or_errors` gives
-    it): the download stage wrote these bytes, but the build never crashes on one."""
-    if isinstance(hashes, str):
-        return Rejection(record["uid"], STAGE, "decode_error", hashes[:300])
-    phash, dhash = hashes
-    return {**record, "phash": phash, "dhash": dhash}
+def bytes_rejection(uid: str, data: bytes | None) -> Rejection | None:
+    """Why stored bytes cannot become a sample's image (none, or not JPEG/WebP/PNG)."""
+    if not data:
+        return Rejection(uid, STAGE, "missing_image", "")
+    if image_extension(data) is None:
+        return Rejection(uid, STAGE, "unknown_image_format", data[:8].hex())
+    return None
 
 
-def check_image(
-    min_side: int, max_aspect: float, record: dict[str, Any]
-) -> Iterator[dict[str, Any] | Rejection]:
-    """Keep a downloaded record that passes the size checks, with its hashes added (one
-    record; :class:`CheckUnits` does the same for a unit's records, hashing in batches)."""
-    rejection = size_rejection(min_side, max_aspect, record)
-    if rejection is not None:
-        yield rejection
-    else:
-        yield with_hashes(record, bytes_hashes_or_errors([record["image"]])[0])
+class ImageCore:
+    """Checks and hashes a unit of downloaded records; hashes in ``threads`` threads."""
 
+    in_flight = 0
 
-def sort_outcomes(
-    records: list[dict[str, Any]], outcomes: Iterable[list[Any] | Exception]
-) -> Outcomes:
-    """``(kept, rejections)`` from each record's core outputs, or the exception it raised.
-
-    A core that raises on a record rejects it as ``stage_error`` (as :class:`CoreDoFn`
-    does): one odd record never stops the build, and never goes missing.
-    """
-    kept: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    for record, outputs in zip(records, outcomes, strict=True):
-        if isinstance(outputs, Exception):
-            rejected.append(
-                Rejection.stage_error(record.get("uid", ""), STAGE, outputs).as_record()
-            )
-            continue
-        for output in outputs:
-            if isinstance(output, Rejection):
-                rejected.append(output.as_record())
-            else:
-                kept.append(output)
-    return kept, rejected
-
-
-class CheckUnits(beam.DoFn):
-    """Checks and hashes work units of downloaded records; writes each unit's two files.
-
-    A unit's records go through Arrow straight from the input Parquet to the output
-    Parquet: image bytes never pass through Beam's coders (record by record, that plumbing
-    took a quarter of the stage's time). The size checks run here; the images that pass go
-    to the hasher in batches: worker processes when ``processes`` (see
-    :mod:`openwit.pipeline.image.hashpool`), else one thread per core.
-    """
-
-    def __init__(
-        self, min_side: int, max_aspect: float, work_dir: str, schema: pa.Schema, processes: bool
-    ) -> None:
-        self.min_side = min_side
-        self.max_aspect = max_aspect
-        self.work_dir = work_dir
-        self.schema = schema
-        self.processes = processes
-
-    def setup(self) -> None:
-        quiet_beam_logging()
+    def __init__(self, min_side: int, max_aspect: float, build_dir: str, threads: int) -> None:
         single_threaded_blas()  # the hashes' small matrix products, one thread per core
-        # Worker processes are the process's, shared by every DoFn instance and started
-        # early by ImageStage.warm_up; a thread pool is this instance's own.
-        self.hasher: Hasher | None = shared_hasher() if self.processes else None
-        self.own_hasher = self.hasher is None
-        if self.hasher is None:
-            self.hasher = ThreadHasher()
-        self.workers = os.cpu_count() or 1
+        self.min_side, self.max_aspect = min_side, max_aspect
+        self.build_dir = build_dir.rstrip("/")
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
         self.reader = UnitReader()
-        self.kept = beam.metrics.Metrics.counter(STAGE, "kept")
-        self.rejected = beam.metrics.Metrics.counter(STAGE, "rejected")
 
-    def teardown(self) -> None:
-        if self.own_hasher:
-            self.hasher.shutdown()
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
-    def start_bundle(self) -> None:
-        self.pending: deque[tuple[WorkUnit, list[dict[str, Any]], list[Any], list[Batch]]]
-        self.pending = deque()
+    def hashes(self, images: Sequence[bytes]) -> list[tuple[int, int] | str]:
+        if self.pool is None or len(images) < 2:
+            return bytes_hashes_or_errors(images)
+        size = -(-len(images) // self.threads)
+        chunks = [images[i : i + size] for i in range(0, len(images), size)]
+        return [h for part in self.pool.map(bytes_hashes_or_errors, chunks) for h in part]
 
-    def process(self, unit: WorkUnit) -> list[Any]:
-        """Start ``unit``; finish earlier ones, whose files are written while the images
-        of later ones are hashed: units stay in flight until they hold at least two
-        batches per worker, so the workers never wait for this thread."""
-        records = self.reader.records(unit)
-        checks = [self._size_check(record) for record in records]
-        for index, check in enumerate(checks):  # hashed ahead, while the download ran
-            if check is None and (ready := take_prefetched(records[index]["sha256"])):
-                checks[index] = Prefetched(ready)
-        images = [record["image"] for record, check in zip(records, checks) if check is None]
-        # Small units (a download part of 50 records) are cut so every worker gets some.
-        size = max(1, min(HASH_BATCH, math.ceil(len(images) / self.workers)))
-        batches = [self._submit(images[i : i + size]) for i in range(0, len(images), size)]
-        self.pending.append((unit, records, checks, batches))
-        while len(self.pending) > 1 and self._batches_after_oldest() >= 2 * self.workers:
-            self._finish(*self.pending.popleft())
-        return []
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        output = self.check(unit)
+        return lambda: output
 
-    def _batches_after_oldest(self) -> int:
-        return sum(len(batches) for *_, batches in list(self.pending)[1:])
-
-    def finish_bundle(self) -> None:
-        while self.pending:
-            self._finish(*self.pending.popleft())
-
-    def _size_check(self, record: dict[str, Any]) -> Rejection | Exception | None:
-        try:
-            return size_rejection(self.min_side, self.max_aspect, record)
-        except Exception as exc:  # a malformed record: a stage_error, counted
-            return exc
-
-    def _submit(self, images: list[bytes]) -> Batch:
-        try:
-            return images, self.hasher.submit(images)
-        except HasherBroken:  # every worker was killed earlier: go on in threads
-            log.warning("image: the hashing processes are gone; hashing in threads")
-            self.hasher, self.own_hasher = ThreadHasher(), True
-            return images, self.hasher.submit(images)
-
-    def _finish(
-        self,
-        unit: WorkUnit,
-        records: list[dict[str, Any]],
-        checks: list[Any],
-        batches: list[Batch],
-    ) -> None:
-        hashes = _batch_results(batches)
-        outcomes: list[list[Any] | Exception] = []
-        for record, check in zip(records, checks, strict=True):
-            if isinstance(check, Exception):
-                outcomes.append(check)
-            elif isinstance(check, Prefetched):
-                outcomes.append([with_hashes(record, check.hashes)])
+    def check(self, unit: WorkUnit) -> UnitOutput:
+        (piece,) = unit.slices  # a unit lies inside one row group of one file
+        table = self.reader.table(unit)
+        first_row = self.reader.row_offset(piece.path, piece.row_group) + piece.start
+        columns = ("uid", "original_width", "original_height")
+        meta = table.select(columns).to_pylist()
+        images = table.column("image").to_pylist()
+        rejected: list[Rejection] = []
+        verdicts: list[Rejection | None] = []
+        for record, data in zip(meta, images):
+            try:
+                problem = size_rejection(self.min_side, self.max_aspect, record)
+                problem = problem or bytes_rejection(record["uid"], data)
+            except Exception as exc:  # a malformed record: counted, never a crash
+                problem = Rejection.stage_error(record.get("uid", ""), STAGE, exc)
+            verdicts.append(problem)
+        to_hash = [i for i, v in enumerate(verdicts) if v is None]
+        phash: list[int] = []
+        dhash: list[int] = []
+        keep = [False] * len(verdicts)
+        for index, result in zip(to_hash, self.hashes([images[i] for i in to_hash])):
+            if isinstance(result, str):
+                verdicts[index] = Rejection(meta[index]["uid"], STAGE, "decode_error", result[:300])
             else:
-                outcomes.append([check if check is not None else with_hashes(record, next(hashes))])
-        kept, rejected = sort_outcomes(records, outcomes)
-        write_unit_files(Path(self.work_dir), unit, kept, rejected, self.schema)
-        self.kept.inc(len(kept))
-        self.rejected.inc(len(rejected))
-
-
-@dataclass(frozen=True)
-class Prefetched:
-    """A record's hashes, found in the memo the download stage filled."""
-
-    hashes: tuple[int, int] | str
-
-
-#: Images per task sent to the hashing pool: few enough tasks per unit to keep the pool's
-#: overhead small, enough to spread a 500-record unit over the workers.
-HASH_BATCH = 50
-
-#: Images of one batch and the future of their hashes.
-Batch = tuple[list[bytes], Future]
-
-
-def _batch_results(batches: list[Batch]) -> Iterator[tuple[int, int] | str]:
-    """Each batch's hashes in order; a batch whose worker died is hashed here instead."""
-    for images, future in batches:
-        try:
-            results = future.result()
-        except Exception as exc:  # HasherBroken: its worker was killed (out of memory)
-            log.warning("image: a hashing worker failed (%s); hashing its batch here", exc)
-            results = bytes_hashes_or_errors(images)
-        yield from results
+                keep[index] = True
+                phash.append(result[0])
+                dhash.append(result[1])
+        rejected = [v for v in verdicts if v is not None]
+        rows = [first_row + i for i, k in enumerate(keep) if k]
+        kept = table.filter(pa.array(keep, pa.bool_())).drop_columns(["image"])
+        kept = kept.append_column("phash", pa.array(phash, pa.uint64()))
+        kept = kept.append_column("dhash", pa.array(dhash, pa.uint64()))
+        file = piece.path[len(self.build_dir) + 1 :]
+        kept = kept.append_column("image_file", pa.array([file] * len(rows), pa.string()))
+        kept = kept.append_column("image_row", pa.array(rows, pa.int32()))
+        return UnitOutput(kept.select(OUTPUT_SCHEMA.names), rejections_table(rejected))
 
 
 class ImageStage(Stage):
     """Size checks on the original image; pHash and dHash of the stored one."""
 
     name = STAGE
-    version = 1
-    #: Records per work unit: enough to keep every core busy, small enough to spread.
-    records_per_unit = 500
+    version = 2
+    #: Records per work unit: a few seconds of hashing, enough units to spread.
+    rows_per_unit = 500
 
     def fingerprint(self, config: BuildConfig) -> dict[str, Any]:
         image = config.image
@@ -253,29 +141,19 @@ class ImageStage(Stage):
             "config": {"image": {"min_side": image.min_side, "max_aspect": image.max_aspect}},
         }
 
-    def hashes_in_processes(self, config: BuildConfig) -> bool:
-        """Whether this build hashes in worker processes (``image.hash_processes``)."""
-        setting = config.image.hash_processes
-        return setting == "on" or (
-            setting == "auto" and runs_in_this_process(config.runner, config.beam_options)
+    def output_schema(self, config: BuildConfig) -> pa.Schema:
+        return OUTPUT_SCHEMA
+
+    def make_core(self, ctx: StageContext, resources: Resources) -> Callable[[], ImageCore]:
+        image = ctx.config.image
+        if not ctx.input_files[0].startswith(ctx.build_dir):
+            raise ValueError("the image stage reads the download stage of its own build")
+        return functools.partial(
+            _image_core, image.min_side, image.max_aspect, ctx.build_dir, resources
         )
 
-    def warm_up(self, config: BuildConfig) -> None:
-        if self.hashes_in_processes(config):
-            shared_hasher()  # the workers import while the download runs
 
-    def run(self, ctx: StageContext) -> StageResult | None:
-        units = plan_units(ctx.input_files, self.records_per_unit)
-        if not units:
-            return None
-        image, processes = ctx.config.image, self.hashes_in_processes(ctx.config)
-        fn = CheckUnits(
-            image.min_side, image.max_aspect, str(ctx.work_dir), candidate_schema(STAGE), processes
-        )
-        try:
-            with ctx.new_pipeline() as pipeline:
-                _ = spread(pipeline, units, "Work units") | "Check and hash" >> beam.ParDo(fn)
-        finally:
-            if processes:
-                stop_shared_hasher()
-        return None
+def _image_core(
+    min_side: int, max_aspect: float, build_dir: str, resources: Resources
+) -> ImageCore:
+    return ImageCore(min_side, max_aspect, fs.join(build_dir), resources.cpu_threads())

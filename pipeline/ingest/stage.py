@@ -1,196 +1,262 @@
-"""Build stage ``ingest``: crawl and pool files -> candidate (url, text) pairs.
+"""Build stage ``ingest``: crawl and pool files -> unique candidate (url, text) pairs.
 
-The inputs are split into read units (:func:`openwit.pipeline.ingest.readers.plan_read_units`) that
-Beam spreads over workers; each unit yields one pair or one rejection per record. Exact
-duplicates (same uid, i.e. same url and raw text) are then reduced to one pair with a
-combine, keeping the one with the smallest ``(source, source_offset)`` so every runner keeps
-the same record; the others are rejected as ``duplicate_pair``.
+Two passes, so that neither the launcher nor any worker ever holds all the pairs:
 
-Besides ``part-*`` and ``rejections-*`` the stage writes ``inputs-*.parquet``: records read
-per unit, which the runner's funnel takes as the stage's ``in``.
+1. ``read``: each read unit (a crawl file, or some row groups of a Parquet pool:
+   :func:`openwit.pipeline.ingest.readers.plan_read_units`) yields one pair or one
+   rejection per record; its pairs are written sorted by uid, in row groups of at most
+   :data:`ROWS_PER_ROW_GROUP`, so a later reader can pick a uid range from the footer.
+2. ``dedup``: the uid space is cut into buckets of about :data:`PAIRS_PER_BUCKET` pairs
+   (the count comes from pass 1's markers); each bucket reads its uid range from every
+   pass-1 file, and keeps one pair per uid -- the one with the smallest
+   ``(source, source_offset)``, so every runner keeps the same -- rejecting the other
+   copies (same url and raw text) as ``duplicate_pair``.
+
+The shuffle goes through the attempt directory, not through the runner: on the local
+runner a Beam shuffle is held in the launcher's memory. The stage's output is in uid order
+(bucket by bucket), an order that owes nothing to the input's and that every later stage
+keeps, down to the shards.
 """
 
 from __future__ import annotations
 
-import json
+import functools
+import math
 import os
-from pathlib import Path
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
-import apache_beam as beam
 import pyarrow as pa
-from apache_beam.metrics import Metrics
+import pyarrow.compute as pc
 
-from openwit.beam import spread, write_parquet
+from openwit import fs
 from openwit.config import BuildConfig
 from openwit.funnel import Rejection
-from openwit.schemas import REJECTION_SCHEMA, candidate_schema
-from openwit.stage import BeamStage, StageContext, StageResult
+from openwit.outputs import StageTotals, UnitOutput, rejections_table
+from openwit.schemas import candidate_schema
+from openwit.stage import Stage, StageContext, StageResult
+from openwit.unit_transform import run_units
+from openwit.units import Slice, UnitReader, WorkUnit, footers
 
-from .readers import plan_read_units, read_unit
+from .readers import ReadUnit, plan_read_units, read_unit
 
-INPUT_COUNTS_SCHEMA = pa.schema(
-    [
-        pa.field("source", pa.string()),
-        pa.field("format", pa.string()),
-        pa.field("part", pa.int32()),
-        pa.field("records", pa.int64()),
-        pa.field("scanned", pa.string()),  # JSON of the reader's scan counts
+STAGE = "ingest"
+OUTPUT_SCHEMA = candidate_schema(STAGE)
+READ_PASS = "read"
+PAIRS = "pairs"
+#: Rows per row group of pass 1's sorted pairs: the grain a bucket reads at.
+ROWS_PER_ROW_GROUP = 8192
+#: Pairs per bucket of pass 2 (its memory: ~300 bytes a pair in Arrow).
+PAIRS_PER_BUCKET = 500_000
+#: Uids are hex; buckets cut the space of their first 8 digits.
+PREFIX_DIGITS = 8
+PREFIX_SPACE = 16**PREFIX_DIGITS
+
+
+# -- pass 1: read ------------------------------------------------------------------------
+def read_pairs(unit: WorkUnit) -> UnitOutput:
+    """The ``read`` core: a read unit's pairs (sorted by uid) and rejections."""
+    spec: ReadUnit = unit.payload
+    scanned: dict[str, int] = {}
+    pairs: list[dict[str, Any]] = []
+    rejected: list[Rejection] = []
+    for item in read_unit(spec, scanned):
+        if isinstance(item, Rejection):
+            rejected.append(item)
+        else:
+            pairs.append(item)
+    n_in = len(pairs) + len(rejected)
+    table = pa.Table.from_pylist(pairs, schema=OUTPUT_SCHEMA)
+    table = table.sort_by(
+        [("uid", "ascending"), ("source", "ascending"), ("source_offset", "ascending")]
+    )
+    groups = [
+        table.slice(start, ROWS_PER_ROW_GROUP)
+        for start in range(0, table.num_rows, ROWS_PER_ROW_GROUP)
     ]
-)
-INPUT_COUNTS_PREFIX = "inputs"
+    stats = {f"{spec.format}.{key}": value for key, value in scanned.items()}
+    stats[f"{spec.format}.records"] = n_in
+    if spec.part == 0:
+        stats[f"{spec.format}.files"] = 1
+    return UnitOutput(
+        rejected=rejections_table(rejected),
+        sides={PAIRS: groups} if groups else {},
+        stats=stats,
+        n_in=n_in,
+    )
 
 
-def _dedup_key(record: dict[str, Any]) -> tuple[str, int, str, str]:
-    return (record["source"], record["source_offset"], record["url"], record["text"])
+class ReadCore:
+    """Pass 1's core (``in_flight`` 0: one unit at a time)."""
+
+    in_flight = 0
+
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        output = read_pairs(unit)
+        return lambda: output
+
+    def close(self) -> None:
+        return None
 
 
-def key_by_uid(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return record["uid"], record
+# -- pass 2: one pair per uid ------------------------------------------------------------
+def uid_prefix(uid: str) -> int:
+    return int(uid[:PREFIX_DIGITS], 16)
 
 
-class FirstOfDuplicates(beam.CombineFn):
-    """Keeps the record of a uid with the smallest (source, offset), and counts the copies."""
-
-    def create_accumulator(self) -> tuple[Any, int]:
-        return (None, 0)
-
-    def add_input(self, accumulator: tuple[Any, int], record: dict[str, Any]) -> tuple[Any, int]:
-        best, count = accumulator
-        if best is None or _dedup_key(record) < _dedup_key(best):
-            best = record
-        return (best, count + 1)
-
-    def merge_accumulators(self, accumulators: Any) -> tuple[Any, int]:
-        best, total = None, 0
-        for record, count in accumulators:
-            total += count
-            if record is not None and (best is None or _dedup_key(record) < _dedup_key(best)):
-                best = record
-        return (best, total)
-
-    def extract_output(self, accumulator: tuple[Any, int]) -> tuple[Any, int]:
-        return accumulator
+def bucket_range(bucket: int, buckets: int) -> tuple[int, int]:
+    """Uid prefixes ``[low, high)`` of a bucket."""
+    return bucket * PREFIX_SPACE // buckets, (bucket + 1) * PREFIX_SPACE // buckets
 
 
-def split_duplicates(item: tuple[str, tuple[dict[str, Any], int]]):
-    """The kept record of a uid, and one ``duplicate_pair`` rejection per extra copy."""
-    uid, (record, count) = item
-    yield record
-    if count > 1:
-        kept = f"{record['source']}#{record['source_offset']}"
-        rejection = Rejection(uid, "ingest", "duplicate_pair", f"same url and text as {kept}")
-        for _ in range(count - 1):
-            yield beam.pvalue.TaggedOutput("rejected", rejection.as_record())
+def bucket_slices(files: list[str], bucket: int, buckets: int) -> list[Slice]:
+    """The row groups of pass 1's files that may hold uids of ``bucket`` (by the uid
+    column's min/max statistics in each footer)."""
+    low, high = bucket_range(bucket, buckets)
+    slices = []
+    for path, metadata in zip(files, footers(files)):
+        column = metadata.schema.names.index("uid")
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            stats = group.column(column).statistics
+            first, last = uid_prefix(stats.min), uid_prefix(stats.max)
+            if first < high and last >= low:
+                slices.append(Slice(path, index, 0, group.num_rows))
+    return slices
 
 
-class ReadUnitDoFn(beam.DoFn):
-    """Reads one unit: pairs to the main output; rejections and the unit's count tagged."""
+def unique_pairs(table: pa.Table) -> UnitOutput:
+    """The ``dedup`` core: one pair per uid (the smallest ``(source, source_offset)``);
+    each other copy is a ``duplicate_pair`` rejection naming the kept one."""
+    table = table.sort_by(
+        [("uid", "ascending"), ("source", "ascending"), ("source_offset", "ascending")]
+    )
+    uids = table.column("uid")
+    if table.num_rows == 0:
+        return UnitOutput(kept=table, rejected=rejections_table([]))
+    first = pc.not_equal(uids.slice(1), uids.slice(0, table.num_rows - 1))
+    keep = pa.concat_arrays([pa.array([True]), first.combine_chunks()])
+    duplicates = table.filter(pc.invert(keep))
+    rejected = []
+    if duplicates.num_rows:
+        kept_at = {}
+        for uid, source, offset, is_first in zip(
+            uids.to_pylist(),
+            table.column("source").to_pylist(),
+            table.column("source_offset").to_pylist(),
+            keep.to_pylist(),
+        ):
+            if is_first:
+                kept_at[uid] = f"{source}#{offset}"
+        rejected = [
+            Rejection(uid, STAGE, "duplicate_pair", f"same url and text as {kept_at[uid]}")
+            for uid in duplicates.column("uid").to_pylist()
+        ]
+    return UnitOutput(kept=table.filter(keep), rejected=rejections_table(rejected))
 
-    def setup(self) -> None:
-        self.records = Metrics.counter("ingest", "records_read")
 
-    def process(self, unit: Any) -> Any:
-        stats: dict[str, int] = {}
-        count = 0
-        for item in read_unit(unit, stats):
-            count += 1
-            if isinstance(item, Rejection):
-                yield beam.pvalue.TaggedOutput("rejected", item.as_record())
-            else:
-                yield item
-        self.records.inc(count)
-        yield beam.pvalue.TaggedOutput(
-            "counts",
-            {
-                "source": unit.path,
-                "format": unit.format,
-                "part": unit.part,
-                "records": count,
-                "scanned": json.dumps(stats, sort_keys=True),
-            },
+class BucketCore:
+    """Pass 2's core: a bucket's uid range from every pass-1 file, deduplicated."""
+
+    in_flight = 0
+
+    def __init__(self, attempt: str, buckets: int) -> None:
+        self.attempt, self.buckets = attempt, buckets
+        self.reader = UnitReader()
+        listing = fs.list_files(attempt)
+        self.files = sorted(
+            u for u in listing if fs.basename(u).startswith(f"{READ_PASS}.{PAIRS}-")
         )
+
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        low, high = bucket_range(unit.index, self.buckets)
+        tables = [
+            self.reader.read_slice(piece)
+            for piece in bucket_slices(self.files, unit.index, self.buckets)
+        ]
+        table = pa.concat_tables(tables) if tables else OUTPUT_SCHEMA.empty_table()
+        if table.num_rows:
+            prefixes = pc.cast(
+                pc.utf8_slice_codeunits(table.column("uid"), 0, PREFIX_DIGITS), pa.string()
+            )
+            as_int = pa.array([int(p, 16) for p in prefixes.to_pylist()], pa.int64())
+            inside = pc.and_(pc.greater_equal(as_int, low), pc.less(as_int, high))
+            table = table.filter(inside)
+        output = unique_pairs(table)
+        return lambda: output
+
+    def close(self) -> None:
+        return None
 
 
 def _file_state(path: str) -> list[Any]:
+    if not fs.is_local(path):
+        return [path]
     try:
-        info = os.stat(path)
+        info = os.stat(fs.local_path(path))
     except OSError:
         return [path]
     return [path, info.st_size, info.st_mtime_ns]
 
 
-class IngestStage(BeamStage):
-    """Reads every input in parallel and writes unique candidate pairs."""
+class IngestStage(Stage):
+    """Reads every input in parallel and writes unique candidate pairs, in uid order."""
 
-    name = "ingest"
-    version = 1
+    name = STAGE
+    version = 2
     config_keys = ("inputs",)
 
     def fingerprint(self, config: BuildConfig) -> dict[str, Any]:
         """Also the size and mtime of each local input file, so a changed file reruns."""
-        from openwit.build import expand_input_paths
+        from openwit.inputs import expand_input_paths
 
         fingerprint = super().fingerprint(config)
         try:
             paths = [p for group in expand_input_paths(config) for p in group]
         except Exception:  # reported properly by the input checks before the stage runs
             paths = []
-        fingerprint["files"] = [_file_state(p) if "://" not in p else [p] for p in paths]
+        fingerprint["files"] = [_file_state(p) for p in paths]
         return fingerprint
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
-        return candidate_schema("ingest")
-
-    def read(self, pipeline: Any, ctx: StageContext) -> Any:
-        return spread(pipeline, plan_read_units(ctx.config), "Input units")
-
-    def expand_all(self, units: Any) -> tuple[Any, Any, Any]:
-        """``(kept, rejected, counts)`` PCollections from the read units."""
-        read = units | "Read units" >> beam.ParDo(ReadUnitDoFn()).with_outputs(
-            "rejected", "counts", main="pairs"
-        )
-        unique = (
-            read.pairs
-            | "Key by uid" >> beam.Map(key_by_uid)
-            | "First of each uid" >> beam.CombinePerKey(FirstOfDuplicates())
-            | "Split duplicates"
-            >> beam.FlatMap(split_duplicates).with_outputs("rejected", main="kept")
-        )
-        rejected = (read.rejected, unique.rejected) | "All rejections" >> beam.Flatten()
-        return unique.kept, rejected, read.counts
-
-    def expand(self, records: Any, ctx: StageContext) -> tuple[Any, Any]:
-        kept, rejected, _ = self.expand_all(records)
-        return kept, rejected
+        return OUTPUT_SCHEMA
 
     def run(self, ctx: StageContext) -> StageResult:
-        with ctx.new_pipeline() as pipeline:
-            kept, rejected, counts = self.expand_all(self.read(pipeline, ctx))
-            write_parquet(kept, ctx.output_prefix, self.output_schema(ctx.config), "Write kept")
-            write_parquet(rejected, ctx.rejections_prefix, REJECTION_SCHEMA, "Write rejected")
-            write_parquet(
-                counts,
-                str(ctx.work_dir / INPUT_COUNTS_PREFIX),
-                INPUT_COUNTS_SCHEMA,
-                "Write input counts",
-            )
-        return summarize_input_counts(ctx.work_dir)
+        spec_units = plan_read_units(ctx.config)
+        units = [WorkUnit(i, payload=spec) for i, spec in enumerate(spec_units)]
+        ctx.start_plan({"read": [[u.index, list(vars(u.payload).values())] for u in units]})
+        read = ctx.run_units_fn(ReadCore, None, READ_PASS)
+        with ctx.new_pipeline(len(units)) as pipeline:
+            run_units(pipeline, "Read inputs", units, None, read)
+        read_totals = _pass_totals(ctx.attempt, READ_PASS)
+        pairs = (read_totals.n_in or 0) - sum(read_totals.rejected.values())
+        buckets = max(1, math.ceil(pairs / PAIRS_PER_BUCKET))
+        bucket_units = [WorkUnit(b, payload=b) for b in range(buckets)]
+        dedup = ctx.run_units_fn(functools.partial(BucketCore, ctx.attempt, buckets), OUTPUT_SCHEMA)
+        with ctx.new_pipeline(buckets) as pipeline:
+            run_units(pipeline, "Unique pairs", bucket_units, None, dedup)
+        return StageResult(units=buckets, stats={"buckets": buckets})
+
+    def finalize(self, ctx: StageContext, totals: StageTotals) -> dict[str, Any]:
+        """Per-format input counts for the manifest (files, records, scan counts)."""
+        by_format: dict[str, dict[str, int]] = {}
+        for key, value in totals.stats.items():
+            fmt, _, name = key.partition(".")
+            if name:
+                by_format.setdefault(fmt, {"files": 0, "records": 0})[name] = int(value)
+        for key in [k for k in totals.stats if "." in k]:
+            del totals.stats[key]
+        return {"inputs": dict(sorted(by_format.items()))}
 
 
-def summarize_input_counts(work_dir: Path) -> StageResult:
-    """Records read (the stage's ``in``) and per-format scan counts from ``inputs-*``."""
-    import pyarrow.parquet as pq
+def _pass_totals(attempt: str, pass_name: str) -> StageTotals:
+    from openwit.outputs import read_markers
 
-    files = sorted(work_dir.glob(f"{INPUT_COUNTS_PREFIX}-*.parquet"))
-    rows = [row for f in files for row in pq.read_table(f).to_pylist()]
-    by_format: dict[str, dict[str, int]] = {}
-    for row in rows:
-        totals = by_format.setdefault(row["format"], {"files": 0, "records": 0})
-        totals["records"] += row["records"]
-        if row["part"] == 0:
-            totals["files"] += 1
-        for key, value in json.loads(row["scanned"] or "{}").items():
-            totals[key] = totals.get(key, 0) + value
-    n_in = sum(row["records"] for row in rows)
-    return StageResult(n_in=n_in, stats={"inputs": dict(sorted(by_format.items()))})
+    totals = StageTotals()
+    prefix = f"{pass_name}.done-"
+    markers = [u for u in fs.list_files(attempt) if fs.basename(u).startswith(prefix)]
+    for _, marker in read_markers(markers):
+        totals.add(marker, final=False)
+    totals.rejected = Counter(totals.rejected)
+    return totals

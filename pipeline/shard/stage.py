@@ -1,236 +1,160 @@
 """Build stage ``shard``: the kept records -> webdataset shards open_clip_train reads as is.
 
 ``OUT/shards/NNNNN.tar`` (members ``KEY.jpg``, ``KEY.txt``, ``KEY.json``), ``NNNNN.parquet``
-(one row per sample, no image bytes), ``NNNNN_stats.json`` and ``sizes.json``.
+(one row per sample, no image bytes) and ``sizes.json``.
 
-Samples are ordered by uid and numbered in that order: sample ``i`` gets key ``i`` and goes
-to shard ``i // samples_per_shard``. The order depends only on the set of records, never on
-how a runner split the work, so every runner, rerun and resume gives the same samples in
-the same shards. It is computed without sorting the records themselves:
-
-0. the input is read in work units (slices of its row groups, :mod:`.units`); records
-   without usable image bytes are rejected there, into the unit's own rejection file;
-1. uids only: count them per 4-hex-digit prefix (at most 65,536 buckets, a side input);
-   sort each bucket's uids, offset by the buckets before it, and emit the first uid of each
-   shard (one per ``samples_per_shard``, so a small side input even at billions);
-2. each record's shard is found by bisecting those shard starts;
-3. records are grouped by shard; each group is sorted, keyed and written, unless an
-   identical complete shard is already on disk (``--resume``, reruns).
-
-The runner counts this stage's output from the shard indexes (:meth:`output_files`).
+Samples keep the order of the dedup stage's output, which every stage since ingest has
+kept: uid order (ingest writes its pairs bucket by bucket of the uid space), an order that
+depends only on the set of records, never on how a runner split the work. Sample ``i`` gets
+key ``i`` and goes to shard ``i // samples_per_shard``, so the launcher plans every shard
+from the input's Parquet footers alone: shard ``k`` is rows ``[k*S, (k+1)*S)`` of the
+dedup output. A shard's unit reads those rows (metadata), then the stored bytes they point
+at (``image_file``/``image_row``, the download stage's part files): the images are read
+once more and written once, never shuffled. A shard already complete on disk with the
+same samples (``--resume``, reruns) is kept, not rewritten.
 """
 
 from __future__ import annotations
 
-import bisect
+import functools
 import math
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import apache_beam as beam
+import pyarrow.parquet as pq
 
-from openwit.beam import spread
+from openwit import fs
 from openwit.errors import UserError
-from openwit.funnel import Rejection, count_reasons, count_rows
-from openwit.io import atomic_write_json
-from openwit.pipeline.shard.tars import (
-    image_extension,
-    sample_order,
-    shard_files,
-    shard_name,
-    write_shard,
-)
+from openwit.outputs import StageTotals, UnitOutput
+from openwit.pipeline.shard.tars import shard_files, shard_name, write_shard
 from openwit.schemas import KEY_DIGITS, sample_key
-from openwit.stage import REJECTION_GLOB, Stage, StageContext, StageResult
-from openwit.units import UnitReader, WorkUnit, plan_units, write_rejections
+from openwit.stage import Stage, StageContext, StageResult
+from openwit.unit_transform import run_units
+from openwit.units import Slice, WorkUnit, footers
 
 STAGE = "shard"
-BUCKET_DIGITS = 4
+SIZES_FILE = "sizes.json"
 
 
-def bucket_of(uid: str) -> str:
-    return uid[:BUCKET_DIGITS]
+def plan_shards(files: list[str], per_shard: int) -> list[WorkUnit]:
+    """One unit per shard: the slices of the input that make rows ``[k*S, (k+1)*S)``."""
+    units: list[WorkUnit] = []
+    pieces: list[Slice] = []
+    taken = 0
+    for path, metadata in zip(files, footers(files)):
+        for group in range(metadata.num_row_groups):
+            rows, start = metadata.row_group(group).num_rows, 0
+            while start < rows:
+                stop = min(rows, start + per_shard - taken)
+                pieces.append(Slice(path, group, start, stop))
+                taken += stop - start
+                start = stop
+                if taken == per_shard:
+                    units.append(WorkUnit(len(units), tuple(pieces)))
+                    pieces, taken = [], 0
+    if pieces:
+        units.append(WorkUnit(len(units), tuple(pieces)))
+    return units
 
 
-def sample_rejection(record: dict[str, Any]) -> Rejection | None:
-    """Why a record cannot become a sample (no usable image bytes), or ``None``."""
-    if image_extension(record.get("image")) is not None:
-        return None
-    reason = "missing_image" if not record.get("image") else "unknown_image_format"
-    return Rejection(record.get("uid", ""), STAGE, reason, "")
+class ImageBytes:
+    """Stored image bytes by ``(image_file, image_row)``, one download part file at a time
+    (a shard's samples come in the download's order, so each file is read once)."""
+
+    def __init__(self, build_dir: str) -> None:
+        self.build_dir = build_dir
+        self._file: tuple[str, list[bytes]] | None = None
+
+    def get(self, image_file: str, row: int) -> bytes:
+        if self._file is None or self._file[0] != image_file:
+            with fs.open_input(fs.join(self.build_dir, image_file)) as stream:
+                column = pq.read_table(stream, columns=["image"]).column("image")
+            self._file = (image_file, column.to_pylist())
+        return self._file[1][row]
 
 
-class ReadSamples(beam.DoFn):
-    """One work unit of the input -> its records that can become samples.
+class ShardCore:
+    """Writes one shard per unit into ``OUT/shards``."""
 
-    The others are rejected here, before numbering, into the unit's own rejection file
-    (written whole, so a retried unit writes the same file): no Parquet sink in the graph.
-    """
+    in_flight = 0
 
-    def __init__(self, work_dir: str) -> None:
-        self.work_dir = work_dir
+    def __init__(self, build_dir: str, per_shard: int) -> None:
+        from openwit.units import UnitReader
 
-    def setup(self) -> None:
+        self.build_dir = build_dir
+        self.shards_dir = fs.join(build_dir, "shards")
+        self.per_shard = per_shard
         self.reader = UnitReader()
+        self.images = ImageBytes(build_dir)
+        self.existing = fs.list_files(self.shards_dir)
 
-    def process(self, unit: WorkUnit):
-        rejected = []
-        for record in self.reader.records(unit):
-            rejection = sample_rejection(record)
-            if rejection is None:
-                yield record
-            else:
-                rejected.append(rejection.as_record())
-        if rejected:
-            write_rejections(Path(self.work_dir), unit, rejected)
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        output = self.write(unit)
+        return lambda: output
 
-
-class ShardStarts(beam.DoFn):
-    """For one bucket of sort keys: the keys that start a shard, as ``(shard, key)``."""
-
-    def __init__(self, samples_per_shard: int) -> None:
-        self.samples_per_shard = samples_per_shard
-        self._offsets: dict[str, int] | None = None
-
-    def process(self, bucket_and_keys: tuple[str, Any], counts: dict[str, int]):
-        if self._offsets is None:  # prefix sums of the bucket sizes, once per worker
-            offsets, total = {}, 0
-            for bucket in sorted(counts):
-                offsets[bucket] = total
-                total += counts[bucket]
-            self._offsets = offsets
-        bucket, keys = bucket_and_keys
-        rank = self._offsets[bucket]
-        for key in sorted(keys):
-            if rank % self.samples_per_shard == 0:
-                yield rank // self.samples_per_shard, key
-            rank += 1
-
-
-class AssignShard(beam.DoFn):
-    """``(shard, record)``: the last shard whose first key is not after the record's key."""
-
-    def __init__(self) -> None:
-        self._source: Any = None
-        self._keys: list[Any] = []
-        self._shards: list[int] = []
-
-    def process(self, record: dict[str, Any], starts: list[tuple[int, Any]]):
-        if starts is not self._source:  # sort the side input once per worker, not per record
-            ordered = sorted(starts)
-            self._source, self._shards = starts, [shard for shard, _ in ordered]
-            self._keys = [key for _, key in ordered]
-        position = bisect.bisect_right(self._keys, sample_order(record)) - 1
-        yield self._shards[position], record
-
-
-class WriteShard(beam.DoFn):
-    def __init__(self, shards_dir: str, samples_per_shard: int) -> None:
-        self.shards_dir = shards_dir
-        self.samples_per_shard = samples_per_shard
-
-    def process(self, shard_and_records: tuple[int, Any]):
-        shard, records = shard_and_records
-        ordered = sorted(records, key=sample_order)
-        first = shard * self.samples_per_shard
-        for offset, record in enumerate(ordered):
+    def write(self, unit: WorkUnit) -> UnitOutput:
+        records = self.reader.records(unit)
+        first = unit.index * self.per_shard
+        for offset, record in enumerate(records):
             record["key"] = sample_key(first + offset)
-        info = write_shard(Path(self.shards_dir), shard, ordered)
-        counter = "shards_written" if info.written else "shards_kept"
-        beam.metrics.Metrics.counter(STAGE, counter).inc()
-        yield info.index
+            record["image"] = self.images.get(record["image_file"], record["image_row"])
+        info = write_shard(self.shards_dir, unit.index, records, self.existing)
+        name = shard_name(unit.index)
+        stats = {
+            "tar_bytes": info.tar_bytes,
+            "image_bytes": sum(len(r["image"]) for r in records),
+            "shards_written": int(info.written),
+            "shards_kept": int(not info.written),
+        }
+        published = {
+            f"shards/{name}.tar": info.tar_bytes,
+            f"shards/{name}.parquet": info.index_bytes,
+        }
+        return UnitOutput(n_out=len(records), stats=stats, published=published)
+
+    def close(self) -> None:
+        return None
 
 
 class ShardStage(Stage):
-    """Number the samples in uid order and write them as webdataset shards."""
+    """Number the samples in order and write them as webdataset shards."""
 
     name = STAGE
-    version = 1
-    resumable = True
+    version = 2
     config_keys = ("shards",)
-    #: Input records per work unit read by one worker.
-    records_per_unit = 1000
 
-    def output_files(self, stage_dir: Path) -> list[Path]:
-        """The shard indexes: one row per sample written (``OUT/shards/NNNNN.parquet``)."""
-        shards = shards_dir_of(stage_dir)
-        found = shard_files(shards)
-        return sorted(p for paths in found.values() for p in paths if p.suffix == ".parquet")
+    def published_prefixes(self, build_dir: str) -> list[str]:
+        return [fs.join(build_dir, "shards")]
 
     def run(self, ctx: StageContext) -> StageResult:
         per_shard = ctx.config.shards.samples_per_shard
-        shards = ctx.build_dir / "shards"
-        shards.mkdir(parents=True, exist_ok=True)
-        for leftover in shards.glob(".*.tmp"):  # from a write that was killed
-            leftover.unlink()
-        # Every run reads the whole input again, so it writes every rejection file again;
-        # one left by an earlier run (another input, another plan) must not be counted.
-        for stale in ctx.work_dir.glob(REJECTION_GLOB):
-            stale.unlink()
-        n_in = count_rows(ctx.input_files)
-        if n_in >= 10**KEY_DIGITS:
+        shards_dir = fs.join(ctx.build_dir, "shards")
+        if fs.is_local(shards_dir):  # temporary files of a write that was killed
+            for leftover in fs.local_path(shards_dir).glob(".*.tmp"):
+                leftover.unlink()
+        units = plan_shards(ctx.input_files, per_shard)
+        samples = sum(unit.rows for unit in units)
+        if samples >= 10**KEY_DIGITS:
             raise UserError(
-                f"shard: {n_in:,} samples do not fit {KEY_DIGITS}-digit keys; split the build"
+                f"shard: {samples:,} samples do not fit {KEY_DIGITS}-digit keys; split the build"
             )
-        if n_in:
-            self._run_pipeline(ctx, shards, per_shard)
-        rejected = sum(count_reasons(sorted(ctx.work_dir.glob(REJECTION_GLOB))).values())
-        n_shards = math.ceil((n_in - rejected) / per_shard)
-        sizes = finish_shards(shards, n_shards)
-        stats = {
-            "shards": n_shards,
-            "samples": sum(sizes.values()),
-            "tar_bytes": sum(p.stat().st_size for p in shards.glob("*.tar")),
+        ctx.start_plan({"shards": [[u.index, u.rows] for u in units], "per_shard": per_shard})
+        if units:
+            core = functools.partial(ShardCore, ctx.build_dir, per_shard)
+            with ctx.new_pipeline(len(units)) as pipeline:
+                run_units(pipeline, "Write shards", units, None, ctx.run_units_fn(core, None))
+        return StageResult(units=len(units))
+
+    def finalize(self, ctx: StageContext, totals: StageTotals) -> dict[str, Any]:
+        """Drop shards beyond this build's (an earlier, larger build's); write sizes.json."""
+        per_shard = ctx.config.shards.samples_per_shard
+        shards_dir = fs.join(ctx.build_dir, "shards")
+        n_shards = math.ceil(totals.n_out / per_shard)
+        found = shard_files(fs.list_files(shards_dir))
+        fs.delete([url for index, urls in found.items() if index >= n_shards for url in urls])
+        sizes = {
+            f"{shard_name(k)}.tar": min(per_shard, totals.n_out - k * per_shard)
+            for k in range(n_shards)
         }
-        atomic_write_json(ctx.work_dir / "shards.json", {"sizes": sizes, **stats})
-        return StageResult(stats=stats)
-
-    def _run_pipeline(self, ctx: StageContext, shards: Path, per_shard: int) -> None:
-        units = plan_units(ctx.input_files, self.records_per_unit)
-        with ctx.new_pipeline() as pipeline:
-            records = spread(pipeline, units, "Work units") | "Read samples" >> beam.ParDo(
-                ReadSamples(str(ctx.work_dir))
-            )
-            keys = records | "Sort keys" >> beam.Map(sample_order)
-            counts = (
-                keys
-                | "Bucket" >> beam.Map(lambda key: (bucket_of(key[0]), 1))
-                | "Count per bucket" >> beam.CombinePerKey(sum)
-            )
-            starts = (
-                keys
-                | "Key by bucket" >> beam.Map(lambda key: (bucket_of(key[0]), key))
-                | "Group buckets" >> beam.GroupByKey()
-                | "Shard starts"
-                >> beam.ParDo(ShardStarts(per_shard), counts=beam.pvalue.AsDict(counts))
-            )
-            _ = (
-                records
-                | "Assign shard" >> beam.ParDo(AssignShard(), starts=beam.pvalue.AsList(starts))
-                | "Group shards" >> beam.GroupByKey()
-                | "Write shards" >> beam.ParDo(WriteShard(str(shards), per_shard))
-            )
-
-
-def shards_dir_of(stage_dir: Path) -> Path:
-    """``OUT/shards`` for ``OUT/stages/shard`` or its work directory ``OUT/stages/.shard.tmp``."""
-    return stage_dir.parent.parent / "shards"
-
-
-def finish_shards(shards: Path, n_shards: int) -> dict[str, int]:
-    """Drop shards beyond ``n_shards`` (left by an earlier, larger build); write sizes.json."""
-    import pyarrow.parquet as pq
-
-    found = shard_files(shards)
-    for index, paths in found.items():
-        if index >= n_shards:
-            for path in paths:
-                path.unlink()
-    sizes = {}
-    for index in range(n_shards):
-        index_file = shards / f"{shard_name(index)}.parquet"
-        if not index_file.is_file() or not (shards / f"{shard_name(index)}.tar").is_file():
-            raise RuntimeError(f"shard {shard_name(index)} was not written")
-        sizes[f"{shard_name(index)}.tar"] = pq.ParquetFile(index_file).metadata.num_rows
-    atomic_write_json(shards / "sizes.json", sizes)
-    return sizes
+        fs.write_json(fs.join(shards_dir, SIZES_FILE), sizes)
+        return {"shards": n_shards, "samples": totals.n_out}

@@ -1,27 +1,27 @@
-"""Writing one webdataset shard: ``NNNNN.tar``, its Parquet index and its stats, atomically.
+"""Writing one webdataset shard: ``NNNNN.tar`` and its Parquet index, each atomically.
 
-A shard is complete when its tar and its index exist and the index records the digest of
-the samples it was written from; the index is written last, so a shard killed halfway is
-never taken for complete. Tar member names are built only from the 9-digit key and a
-fixed extension, and checked against a pattern before they are written: nothing from a
-URL or a caption reaches a member name. Tar headers carry fixed times and owners, so the
-same samples give the same bytes.
+The index is written after the tar and records the digest of the samples it was written
+from, so a rerun can tell a complete shard from a stale one (and keep it). Tar member names
+are built only from the 9-digit key and a fixed extension, and checked against a pattern
+before they are written: nothing from a URL or a caption reaches a member name. Tar headers
+carry fixed times and owners, so the same samples give the same bytes. Paths are URLs
+(:mod:`openwit.fs`): a shard directory may be in a bucket.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openwit.io import atomic_path, atomic_write_json
+from openwit import fs
 from openwit.schemas import candidate_schema
 
 SHARD_DIGITS = 5
@@ -29,11 +29,11 @@ _BLOCK = 512
 _RECORD = 20 * _BLOCK  # tar's record size: archives end on a multiple of it
 #: mode 0444, uid 0, gid 0, size (filled per member), mtime 0
 _FIXED_FIELDS = b"0000444\x00" + b"0000000\x00" * 2 + b"\x00" * 12 + b"00000000000\x00"
-#: The per-shard index: every candidate column except the image bytes (they are in the tar).
-INDEX_SCHEMA = pa.schema([f for f in candidate_schema("shard") if f.name != "image"])
+#: The per-shard index: every candidate column (the image bytes are in the tar).
+INDEX_SCHEMA = candidate_schema("shard")
 DIGEST_KEY = b"openwit.shard_digest"
 MEMBER_NAME = re.compile(r"^[0-9]{9}\.(jpg|webp|png|txt|json)$")
-SHARD_FILE = re.compile(r"^([0-9]{5,})\.(tar|parquet)$|^([0-9]{5,})_stats\.json$")
+SHARD_FILE = re.compile(r"^([0-9]{5,})\.(tar|parquet)$")
 
 
 class UnsafeMemberName(ValueError):
@@ -45,6 +45,7 @@ class ShardInfo:
     index: int
     samples: int
     tar_bytes: int
+    index_bytes: int
     written: bool  # False when a complete shard was found and kept
 
 
@@ -105,19 +106,19 @@ def sample_metadata(record: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def read_digest(index_path: Path) -> str | None:
+def read_digest(index_url: str) -> str | None:
     try:
-        metadata = pq.read_schema(index_path).metadata or {}
+        with fs.open_input(index_url) as stream:
+            metadata = pq.read_schema(stream).metadata or {}
     except (OSError, pa.ArrowInvalid):
         return None
     value = metadata.get(DIGEST_KEY)
     return value.decode() if value else None
 
 
-def shard_complete(shards_dir: Path, index: int, digest: str) -> bool:
+def shard_urls(shards_dir: str, index: int) -> tuple[str, str]:
     name = shard_name(index)
-    tar_ok = (shards_dir / f"{name}.tar").is_file()
-    return tar_ok and read_digest(shards_dir / f"{name}.parquet") == digest
+    return fs.join(shards_dir, f"{name}.tar"), fs.join(shards_dir, f"{name}.parquet")
 
 
 def _header_template() -> tuple[bytes, int]:
@@ -146,25 +147,22 @@ def ustar_header(name: str, size: int) -> bytes:
 _TEMPLATE, _TEMPLATE_SUM = _header_template()
 
 
-def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> int:
-    """Write a tar of ``(name, bytes)`` members atomically; returns its size in bytes.
+def write_tar(stream: IO[bytes], members: Iterable[tuple[str, bytes]]) -> int:
+    """Write a tar of ``(name, bytes)`` members to ``stream``; returns its size in bytes.
 
     The output is byte for byte what ``tarfile`` writes in USTAR format (a test checks).
     """
     offset = 0
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb", buffering=1 << 20) as handle:
-            for name, data in members:
-                handle.write(ustar_header(name, len(data)))
-                handle.write(data)
-                padding = -len(data) % _BLOCK
-                handle.write(b"\x00" * padding)
-                offset += _BLOCK + len(data) + padding
-            end = 2 * _BLOCK  # end-of-archive marker, then fill the last record
-            end += -(offset + end) % _RECORD
-            handle.write(b"\x00" * end)
-            offset += end
-    return offset
+    for name, data in members:
+        stream.write(ustar_header(name, len(data)))
+        stream.write(data)
+        padding = -len(data) % _BLOCK
+        stream.write(b"\x00" * padding)
+        offset += _BLOCK + len(data) + padding
+    end = 2 * _BLOCK  # end-of-archive marker, then fill the last record
+    end += -(offset + end) % _RECORD
+    stream.write(b"\x00" * end)
+    return offset + end
 
 
 def _members(records: list[dict[str, Any]]) -> Iterable[tuple[str, bytes]]:
@@ -176,42 +174,31 @@ def _members(records: list[dict[str, Any]]) -> Iterable[tuple[str, bytes]]:
         yield member_name(key, "json"), meta.encode("utf-8")
 
 
-def write_shard(shards_dir: Path, index: int, records: list[dict[str, Any]]) -> ShardInfo:
-    """Write shard ``index`` from ``records`` (sorted, keys set) unless it is already complete."""
-    name = shard_name(index)
+def write_shard(
+    shards_dir: str, index: int, records: list[dict[str, Any]], sizes: dict[str, int]
+) -> ShardInfo:
+    """Write shard ``index`` from ``records`` (ordered, keys set) unless the files there are
+    already this shard's (``sizes``: the files now in ``shards_dir``, by URL)."""
+    tar_url, index_url = shard_urls(shards_dir, index)
     digest = shard_digest(records)
-    if shard_complete(shards_dir, index, digest):
-        size = (shards_dir / f"{name}.tar").stat().st_size
-        return ShardInfo(index, len(records), size, written=False)
-    tar_bytes = write_tar(shards_dir / f"{name}.tar", _members(records))
-    widths = [r.get("width") or 0 for r in records]
-    heights = [r.get("height") or 0 for r in records]
-    stats = {
-        "shard": name,
-        "count": len(records),
-        "tar_bytes": tar_bytes,
-        "image_bytes": sum(len(r["image"]) for r in records),
-        "mean_width": round(sum(widths) / len(records), 1) if records else 0,
-        "mean_height": round(sum(heights) / len(records), 1) if records else 0,
-        "first_key": records[0]["key"] if records else None,
-        "last_key": records[-1]["key"] if records else None,
-        "digest": digest,
-    }
-    atomic_write_json(shards_dir / f"{name}_stats.json", stats, skip_if_same=False)
-    rows = [{k: v for k, v in r.items() if k != "image"} for r in records]
+    if tar_url in sizes and index_url in sizes and read_digest(index_url) == digest:
+        return ShardInfo(index, len(records), sizes[tar_url], sizes[index_url], written=False)
+    with fs.open_output(tar_url) as stream:
+        tar_bytes = write_tar(stream, _members(records))
+    rows = [{k: v for k, v in r.items() if k in INDEX_SCHEMA.names} for r in records]
     table = pa.Table.from_pylist(rows, schema=INDEX_SCHEMA)
     table = table.replace_schema_metadata({DIGEST_KEY: digest.encode()})
-    with atomic_path(shards_dir / f"{name}.parquet") as tmp:  # last: marks the shard complete
-        pq.write_table(table, tmp, compression="zstd")
-    return ShardInfo(index, len(records), tar_bytes, written=True)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    fs.write_bytes(index_url, sink.getvalue())  # last: the shard is complete
+    return ShardInfo(index, len(records), tar_bytes, len(sink.getvalue()), written=True)
 
 
-def shard_files(shards_dir: Path) -> dict[int, list[Path]]:
-    """Finished shard files in ``shards_dir`` by shard index (tar, index, stats)."""
-    found: dict[int, list[Path]] = {}
-    for path in shards_dir.iterdir() if shards_dir.is_dir() else ():
-        match = SHARD_FILE.match(path.name)
+def shard_files(listing: Iterable[str]) -> dict[int, list[str]]:
+    """Shard files among ``listing`` (URLs) by shard index (tar and index)."""
+    found: dict[int, list[str]] = {}
+    for url in listing:
+        match = SHARD_FILE.match(fs.basename(url))
         if match:
-            index = int(match.group(1) or match.group(3))
-            found.setdefault(index, []).append(path)
+            found.setdefault(int(match.group(1)), []).append(url)
     return found

@@ -8,58 +8,101 @@ Rejections: ``empty_text``, ``url_text``, ``filename_text``, ``camera_settings``
 ``too_long``, ``too_short`` (see :mod:`openwit.pipeline.text.filters`), then
 ``not_allowed_language`` (detected language not in ``text.languages``) and
 ``uncertain_language`` (allowed, but scored below ``text.min_lang_score``).
+
+The core works on a unit's table: it reads the ``text`` column, decides each caption with
+:func:`check_text`, and builds the kept table with Arrow (filter, replace, append): no
+Python dict per record.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
 from openwit.config import BuildConfig, TextConfig
 from openwit.funnel import Rejection
+from openwit.outputs import UnitOutput, rejections_table
+from openwit.resources import Resources
 from openwit.schemas import candidate_schema
-from openwit.stage import CoreStage
+from openwit.stage import Stage, StageContext
+from openwit.unit_transform import TableCore
 
 from .filters import content_rejection, normalize_text
 from .langid import LanguageId, language_id
 
 STAGE = "text"
+OUTPUT_SCHEMA = candidate_schema(STAGE)
+
+#: A caption's verdict: ``(text, lang, score)`` to keep it, or ``(reason, detail)``.
+Verdict = tuple[str, str, float] | tuple[str, str]
 
 
-def filter_text(
-    settings: TextConfig, identify: LanguageId, record: dict[str, Any]
-) -> Iterator[dict[str, Any] | Rejection]:
-    """The text-stage core: one record in, the normalised record or a rejection out."""
-    text = normalize_text(record["text"])
+def check_text(settings: TextConfig, identify: LanguageId, raw: str) -> Verdict:
+    """The text core for one caption: its normalised text and language, or why not."""
+    text = normalize_text(raw)
     problem = content_rejection(text, settings.min_words, settings.min_chars, settings.max_chars)
     if problem is not None:
-        yield Rejection(record["uid"], STAGE, *problem)
-        return
+        return problem
     lang, score = identify(text)
     if settings.languages and lang not in settings.languages:
-        yield Rejection(record["uid"], STAGE, "not_allowed_language", f"{lang} {score:.2f}")
-        return
+        return "not_allowed_language", f"{lang} {score:.2f}"
     if score < settings.min_lang_score:
-        yield Rejection(record["uid"], STAGE, "uncertain_language", f"{lang} {score:.2f}")
-        return
-    yield {**record, "text": text, "lang": lang, "lang_score": score}
+        return "uncertain_language", f"{lang} {score:.2f}"
+    return text, lang, score
 
 
-def text_core(settings: TextConfig) -> Callable[[dict[str, Any]], Any]:
+def filter_texts(settings: TextConfig, identify: LanguageId, table: pa.Table) -> UnitOutput:
+    """The text core for a unit: kept records (normalised, with language) and rejections.
+    A caption the core raises on is a ``stage_error`` rejection."""
+    uids = table.column("uid").to_pylist()
+    keep: list[bool] = []
+    texts: list[str] = []
+    langs: list[str] = []
+    scores: list[float] = []
+    rejected: list[Rejection] = []
+    for uid, raw in zip(uids, table.column("text").to_pylist()):
+        try:
+            verdict = check_text(settings, identify, raw)
+        except Exception as exc:
+            verdict = exc  # type: ignore[assignment]
+        if isinstance(verdict, Exception):
+            rejected.append(Rejection.stage_error(uid, STAGE, verdict))
+            keep.append(False)
+        elif len(verdict) == 2:
+            rejected.append(Rejection(uid, STAGE, *verdict))
+            keep.append(False)
+        else:
+            text, lang, score = verdict
+            texts.append(text)
+            langs.append(lang)
+            scores.append(score)
+            keep.append(True)
+    kept = table.filter(pa.array(keep, pa.bool_()))
+    kept = kept.set_column(
+        kept.schema.get_field_index("text"), "text", pa.array(texts, pa.string())
+    )
+    kept = kept.append_column("lang", pa.array(langs, pa.string()))
+    kept = kept.append_column("lang_score", pa.array(scores, pa.float32()))
+    return UnitOutput(
+        kept.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA), rejections_table(rejected)
+    )
+
+
+def text_core(settings: TextConfig) -> TableCore:
     """Builds the core once per worker: loads the language-ID model there, not in the launcher."""
-    return functools.partial(filter_text, settings, language_id(settings.lang_backend))
+    return TableCore(functools.partial(filter_texts, settings, language_id(settings.lang_backend)))
 
 
-class TextStage(CoreStage):
+class TextStage(Stage):
     name = STAGE
     version = 1
     config_keys = ("text",)
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
-        return candidate_schema("text")
+        return OUTPUT_SCHEMA
 
-    def make_core(self, config: BuildConfig) -> Callable[[], Any]:
-        return functools.partial(text_core, config.text.model_copy())
+    def make_core(self, ctx: StageContext, resources: Resources) -> Callable[[], Any]:
+        return functools.partial(text_core, ctx.config.text.model_copy())

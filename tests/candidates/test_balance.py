@@ -12,16 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from openwit.config import BuildConfig
-from openwit.funnel import Rejection
 from openwit.pipeline.balance.stage import (
     QUERY_COUNTS_FILE,
     BalanceStage,
-    balance_record,
     keep_probability,
+    over_cap,
     uniform_draw,
 )
 from openwit.schemas import QUERY_SCHEMA, candidate_schema, uid_for
-from openwit.stage import StageContext
+from tests.harness import run_stage
 
 
 def test_keep_probability():
@@ -55,11 +54,11 @@ def test_a_query_with_100k_pairs_keeps_about_20k_and_rare_queries_keep_all():
     counts = {0: 100_500, 1: 500}
     kept = Counter()
     for record in hot + with_rare:
-        for item in balance_record(20_000, 0, counts, record):
-            if not isinstance(item, Rejection):
-                kept[tuple(item["query_ids"])] += 1
-            else:
-                assert item.reason == "over_query_cap"
+        rejection = over_cap(20_000, 0, counts, record["uid"], record["query_ids"])
+        if rejection is None:
+            kept[tuple(record["query_ids"])] += 1
+        else:
+            assert rejection.reason == "over_query_cap"
     n, p = 100_000, 20_000 / 100_500
     spread = 6 * math.sqrt(n * p * (1 - p))  # six standard deviations of a binomial
     assert abs(kept[(0,)] - n * p) < spread
@@ -94,13 +93,11 @@ def run_balance(tmp_path: Path, name: str, inputs: list[Path], **beam_options) -
         queries=str(queries), balance={"max_per_query": 300, "seed": 3}, beam_options=beam_options
     )
     work = tmp_path / name
-    work.mkdir()
-    ctx = StageContext("balance", config, tmp_path, work, inputs)
-    result = BalanceStage().run(ctx)
+    _, _, stats = run_stage(BalanceStage(), config, inputs, work)
     kept = pq.read_table(sorted(work.glob("part-*.parquet"))).column("uid").to_pylist()
     rejected = pq.read_table(sorted(work.glob("rejections-*.parquet"))).to_pylist()
     counts = pq.read_table(work / QUERY_COUNTS_FILE).to_pylist()
-    return sorted(kept), sorted((r["uid"], r["reason"]) for r in rejected), counts, result.stats
+    return kept, sorted((r["uid"], r["reason"]) for r in rejected), counts, stats
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from openwit.build import run_build
+from openwit.builddir import BuildDir
 from openwit.cli import main
 from openwit.config import load_build_config
 from openwit.demo_data import iter_vocabulary, write_images
@@ -113,13 +114,13 @@ def messy_pool(path: Path, n: int, seed: int = 0) -> dict[str, int]:
 
 
 def read_rejections(build: Path) -> list[dict]:
-    files = sorted((build / "rejections").glob("*.parquet"))
-    return [row for f in files for row in pq.read_table(f).to_pylist()]
+    table = BuildDir(build).read_table(BuildDir(build).rejection_files())
+    return table.to_pylist() if table is not None else []
 
 
 def stage_uids(build: Path, stage: str) -> list[str]:
-    files = sorted((build / "stages" / stage).glob("part-*.parquet"))
-    return pq.read_table(files, columns=["uid"]).column("uid").to_pylist() if files else []
+    table = BuildDir(build).read_table(BuildDir(build).stage_files(stage), columns=["uid"])
+    return table.column("uid").to_pylist() if table is not None else []
 
 
 @pytest.mark.slow
@@ -177,8 +178,9 @@ def test_funnel_law_holds_for_a_messy_10k_pool_and_a_crawl(tmp_path):
     assert sorted(later + stage_uids(build, "balance")) == sorted(stage_uids(build, "ingest"))
     assert len(rejections) == sum(sum(c["rejected"].values()) for c in funnel.values())
     assert outcome.manifest["stages"]["balance"]["stats"]["queries_over_cap"] >= 1
-    kept = pq.read_table(sorted((build / "stages" / "balance").glob("part-*.parquet")))
+    kept = BuildDir(build).read_table(BuildDir(build).stage_files("balance"))
     assert all("  " not in t and "&amp;" not in t for t in kept.column("text").to_pylist())
+    assert stage_uids(build, "ingest") == sorted(stage_uids(build, "ingest"))  # uid order
 
 
 def test_ingest_keeps_the_first_copy_of_a_pair_on_every_runner(tmp_path):
@@ -197,7 +199,7 @@ def test_ingest_keeps_the_first_copy_of_a_pair_on_every_runner(tmp_path):
             },
         )
         run_build(config, until="ingest")
-        table = pq.read_table(sorted((out / "stages" / "ingest").glob("part-*.parquet")))
+        table = BuildDir(out).read_table(BuildDir(out).stage_files("ingest"))
         kept = sorted(
             (r["source"].rsplit("/", 1)[-1], r["source_offset"], r["text"])
             for r in table.to_pylist()
@@ -243,12 +245,13 @@ def test_openwit_build_runs_the_candidate_stages_on_the_demo_inputs(tmp_path, ca
         "url_text",
         "camera_settings",
     } <= set(text)
-    balanced = pq.read_table(sorted((tmp_path / "build/stages/balance").glob("part-*.parquet")))
+    build = BuildDir(tmp_path / "build")
+    balanced = build.read_table(build.stage_files("balance"))
     urls = set(balanced.column("url").to_pylist())
     served = {f"http://127.0.0.1:8000/img/{i:05d}.jpg" for i in range(24)}
     # One good caption points at an image the server lacks: the downloader's 404.
     assert urls - served <= {"http://127.0.0.1:8000/img/missing-7.jpg"}
-    assert (tmp_path / "build/stages/balance/query_counts.parquet").is_file()
+    assert build.stage_files("balance", "query_counts.parquet")
 
     # A rerun with the same config rewrites nothing.
     assert main(["build", "--config", str(tmp_path / "build.yaml"), "--until", "balance"]) == 0

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openwit.beam import apply_core, test_pipeline
 from openwit.config import BuildConfig
 from openwit.errors import ConfigError
 from openwit.pipeline.match.matcher import QueryMatcher
-from openwit.pipeline.match.stage import MatchStage, match_record
-from openwit.schemas import QUERY_SCHEMA
+from openwit.pipeline.match.stage import MatchStage, match_table
+from openwit.schemas import QUERY_SCHEMA, candidate_schema
 from openwit.text import as_query, metaclip_spacing
+from tests.harness import run_stage
 
 
 def reference_matches(queries: list[str], text: str) -> list[int]:
@@ -73,18 +71,9 @@ def write_queries(path, queries: list[str]) -> str:
     return str(path)
 
 
-def test_match_core_sets_query_ids_or_rejects():
-    matcher = QueryMatcher(["dog", "beach"])
-    kept = list(match_record(matcher, {"uid": "u1", "text": "a dog on the beach"}))
-    assert kept == [{"uid": "u1", "text": "a dog on the beach", "query_ids": [0, 1]}]
-    (rejection,) = match_record(matcher, {"uid": "u2", "text": "a cat on a sofa"})
-    assert (rejection.uid, rejection.stage, rejection.reason) == ("u2", "match", "no_query_match")
-
-
-def test_match_table_is_the_record_core_on_a_table():
+def test_match_core_sets_query_ids_or_rejects_on_a_table():
     import pyarrow as pa
 
-    from openwit.pipeline.match.stage import match_table
     from openwit.schemas import candidate_schema
 
     matcher = QueryMatcher(["dog", "beach"])
@@ -100,7 +89,8 @@ def test_match_table_is_the_record_core_on_a_table():
         }
         for i, (u, t) in enumerate([("a", "a dog on the beach"), ("b", "a cat"), ("c", "dog")])
     ]
-    kept, rejected = match_table(matcher, pa.Table.from_pylist(rows, candidate_schema("text")))
+    output = match_table(matcher, pa.Table.from_pylist(rows, candidate_schema("text")))
+    kept, rejected = output.kept, output.rejected
     assert kept.schema == candidate_schema("match")
     assert kept.column("uid").to_pylist() == ["a", "c"]
     assert kept.column("query_ids").to_pylist() == [[0, 1], [0]]
@@ -109,34 +99,29 @@ def test_match_table_is_the_record_core_on_a_table():
     ]
 
 
-def test_match_stage_on_beam_builds_the_automaton_in_the_worker(tmp_path):
+def test_match_stage_writes_query_ids_and_rejections(tmp_path):
     path = write_queries(tmp_path / "queries.parquet", ["dog", "beach", "sunset"])
-    stage = MatchStage()
-    config = BuildConfig(queries=path)
-    records = [
-        {"uid": "a", "text": "a dog on the beach"},
-        {"uid": "b", "text": "sunset over the sea"},
-        {"uid": "c", "text": "nothing here"},
+    texts = ["a dog on the beach", "sunset over the sea", "nothing here"]
+    rows = [
+        {
+            "uid": u,
+            "url": f"http://x/{u}.jpg",
+            "text": t,
+            "source": "p",
+            "source_offset": i,
+            "lang": "en",
+            "lang_score": 0.9,
+        }
+        for i, (u, t) in enumerate(zip("abc", texts))
     ]
-    with test_pipeline() as pipeline:
-        kept, rejected = apply_core(
-            pipeline | beam.Create(records), "match", stage.make_core(config)
-        )
-        assert_that(
-            kept,
-            equal_to(
-                [
-                    {"uid": "a", "text": "a dog on the beach", "query_ids": [0, 1]},
-                    {"uid": "b", "text": "sunset over the sea", "query_ids": [2]},
-                ]
-            ),
-            label="kept",
-        )
-        assert_that(
-            rejected | "reasons" >> beam.Map(lambda r: (r["uid"], r["reason"])),
-            equal_to([("c", "no_query_match")]),
-            label="rejected",
-        )
+    pq.write_table(pa.Table.from_pylist(rows, candidate_schema("text")), tmp_path / "in.parquet")
+    attempt = tmp_path / "attempt"
+    _, totals, _ = run_stage(
+        MatchStage(), BuildConfig(queries=path), [tmp_path / "in.parquet"], attempt
+    )
+    kept = pq.read_table(sorted(attempt.glob("part-*.parquet")))
+    assert kept.column("query_ids").to_pylist() == [[0, 1], [2]]
+    assert dict(totals.rejected) == {"no_query_match": 1}
 
 
 def test_match_stage_fingerprint_follows_the_queries_file(tmp_path):
@@ -150,4 +135,26 @@ def test_match_stage_fingerprint_follows_the_queries_file(tmp_path):
 def test_a_queries_file_without_a_query_column_is_a_config_error(tmp_path):
     pq.write_table(pa.table({"word": ["dog"]}), tmp_path / "q.parquet")
     with pytest.raises(ConfigError, match="no 'query' column"):
-        MatchStage().make_core(BuildConfig(queries=str(tmp_path / "q.parquet")))
+        run_stage(
+            MatchStage(),
+            BuildConfig(queries=str(tmp_path / "q.parquet")),
+            [write_text_records(tmp_path)],
+            tmp_path / "attempt",
+        )
+
+
+def write_text_records(tmp_path) -> str:
+    rows = [
+        {
+            "uid": "a",
+            "url": "http://x/a.jpg",
+            "text": "a dog",
+            "source": "p",
+            "source_offset": 0,
+            "lang": "en",
+            "lang_score": 0.9,
+        }
+    ]
+    path = tmp_path / "records.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, candidate_schema("text")), path)
+    return str(path)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given
 from hypothesis import strategies as st
 
-from openwit.beam import apply_core, test_pipeline
 from openwit.config import BuildConfig, TextConfig
-from openwit.funnel import Rejection
 from openwit.pipeline.text.filters import content_rejection, normalize_text
 from openwit.pipeline.text.langid import language_id
-from openwit.pipeline.text.stage import TextStage, filter_text
+from openwit.pipeline.text.stage import TextStage, filter_texts
+from openwit.schemas import candidate_schema
+from tests.harness import run_stage
 
 
 def test_normalisation_examples():
@@ -81,9 +81,15 @@ def test_langdetect_backend_is_deterministic():
     assert len({identify(text) for _ in range(5)}) == 1
 
 
-def run_core(text: str, **settings) -> dict | Rejection:
+def run_core(text: str, **settings) -> dict:
+    """The core on a one-record table: the kept record, or the rejection record."""
     config = TextConfig(**settings)
-    (item,) = filter_text(config, language_id(config.lang_backend), {"uid": "u", "text": text})
+    table = pa.table({"uid": ["u"], "text": [text], "url": ["http://x/a.jpg"]})
+    table = table.append_column("source", pa.array(["s"])).append_column(
+        "source_offset", pa.array([0], pa.int64())
+    )
+    output = filter_texts(config, language_id(config.lang_backend), table)
+    (item,) = output.kept.to_pylist() or output.rejected.to_pylist()
     return item
 
 
@@ -96,34 +102,31 @@ def test_core_rewrites_text_and_adds_language_columns():
 
 def test_core_language_rejections():
     german = run_core("Ein rotes Fahrrad steht vor dem alten Rathaus")
-    assert (german.reason, german.detail.split()[0]) == ("not_allowed_language", "de")
-    assert isinstance(
-        run_core("Ein rotes Fahrrad steht vor dem alten Rathaus", languages=["de"]), dict
-    )
+    assert (german["reason"], german["detail"].split()[0]) == ("not_allowed_language", "de")
+    assert "lang" in run_core("Ein rotes Fahrrad steht vor dem alten Rathaus", languages=["de"])
     strict = run_core("A red bicycle parked on the street", min_lang_score=1.0)
-    assert strict.reason == "uncertain_language"
+    assert strict["reason"] == "uncertain_language"
     anything = run_core("Ein rotes Fahrrad steht vor dem alten Rathaus", languages=[])
     assert anything["lang"] == "de"
 
 
-def test_text_stage_on_beam():
-    records = [
+def test_text_stage_writes_kept_records_in_order_and_rejections(tmp_path):
+    rows = [
         {"uid": "1", "text": "a red bicycle leaning against a wall"},
         {"uid": "2", "text": "IMG_0042.jpg"},
         {"uid": "3", "text": "ein rotes Fahrrad steht an der Wand"},
+        {"uid": "4", "text": "two dogs playing in the snow"},
     ]
-    stage = TextStage()
-    with test_pipeline() as pipeline:
-        kept, rejected = apply_core(
-            pipeline | beam.Create(records), "text", stage.make_core(BuildConfig())
-        )
-        assert_that(
-            kept | "kept uids" >> beam.Map(lambda r: (r["uid"], r["lang"])),
-            equal_to([("1", "en")]),
-            label="kept",
-        )
-        assert_that(
-            rejected | "reasons" >> beam.Map(lambda r: (r["uid"], r["stage"], r["reason"])),
-            equal_to([("2", "text", "filename_text"), ("3", "text", "not_allowed_language")]),
-            label="rejected",
-        )
+    full = [
+        {**r, "url": f"http://x/{r['uid']}.jpg", "source": "p", "source_offset": i}
+        for i, r in enumerate(rows)
+    ]
+    pq.write_table(
+        pa.Table.from_pylist(full, schema=candidate_schema("ingest")), tmp_path / "in.parquet"
+    )
+    attempt = tmp_path / "attempt"
+    _, totals, _ = run_stage(TextStage(), BuildConfig(), [tmp_path / "in.parquet"], attempt)
+    kept = pq.read_table(sorted(attempt.glob("part-*.parquet")))
+    assert kept.schema == candidate_schema("text")
+    assert kept.column("uid").to_pylist() == ["1", "4"]
+    assert dict(totals.rejected) == {"filename_text": 1, "not_allowed_language": 1}

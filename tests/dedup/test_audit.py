@@ -323,16 +323,21 @@ def test_decontamination_of_the_build_is_read_from_beside_the_shards(tmp_path):
 
     build = tmp_path / "build"
     (build / "shards").mkdir(parents=True)
-    (build / "manifest.json").write_text(json.dumps({"config": {"dedup": {"decontaminate": True}}}))
-    stage = build / "stages" / "dedup"
-    stage.mkdir(parents=True)
+    attempt = build / "stages" / "dedup" / "a1"
+    attempt.mkdir(parents=True)
     rows = [
         {"eval_set": "pets", "eval_path": "a.png", "eval_label": 0, "uid": u, "url": "http://x",
          "sha256": "s", "phash": 1, "dhash": 2, "variant": "full", "phash_distance": 0,
          "dhash_distance": 0, "rejected": True}
         for u in ("u1", "u2")
     ]  # fmt: skip
-    pq.write_table(pa.Table.from_pylist(rows, EVAL_MATCH_SCHEMA), stage / "eval-matches-0.parquet")
+    matches = attempt / "eval-matches.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, EVAL_MATCH_SCHEMA), matches)
+    commit = {"stages/dedup/a1/eval-matches.parquet": matches.stat().st_size}
+    (attempt / "_commit.json").write_text(json.dumps(commit))
+    entry = {"status": "complete", "attempt": "a1", "commit": "stages/dedup/a1/_commit.json"}
+    manifest = {"config": {"dedup": {"decontaminate": True}}, "stages": {"dedup": entry}}
+    (build / "manifest.json").write_text(json.dumps(manifest))
     assert decontamination_counts(build / "shards") == {
         "pets": {"images": 1, "training_samples": 2}
     }

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import pyarrow.parquet as pq
 import pytest
 
+from openwit.builddir import BuildDir
 from openwit.config import load_build_config
 from openwit.dedup import transforms as tf
-from openwit.dedup.layout import MATCHES_GLOB
-from openwit.dedup.stage import DedupStage, decide
-from openwit.funnel import Rejection
+from openwit.dedup.layout import MATCHES_FILE
+from openwit.dedup.stage import DedupStage, first_reason
 from openwit.runner import BuildRunner
 from openwit.schemas import candidate_schema, uid_for
 from tests.dedup.images import jpeg_bytes, photo, stored, write_eval_set, write_pool
@@ -67,23 +66,26 @@ def decontaminated(case):
 
 
 def rejections(outcome):
-    rows = []
-    for path in sorted((outcome.build_dir / "rejections").glob("dedup-*.parquet")):
-        rows.extend(pq.read_table(path).to_pylist())
-    return {row["uid"]: row for row in rows}
+    build = BuildDir(outcome.build_dir)
+    table = build.read_table(build.rejection_files("dedup"))
+    return {row["uid"]: row for row in table.to_pylist()} if table is not None else {}
 
 
 def kept_uids(outcome):
-    files = sorted((outcome.build_dir / "stages" / "dedup").glob("part-*.parquet"))
-    return sorted(
-        uid for f in files for uid in pq.read_table(f, columns=["uid"])["uid"].to_pylist()
-    )
+    build = BuildDir(outcome.build_dir)
+    return build.read_table(build.stage_files("dedup"), columns=["uid"])["uid"].to_pylist()
+
+
+def eval_matches(outcome):
+    build = BuildDir(outcome.build_dir)
+    table = build.read_table(build.stage_files("dedup", MATCHES_FILE))
+    return table.to_pylist() if table is not None else []
 
 
 def test_exact_and_near_duplicates_are_removed_with_counts(case, plain):
     uids = case[3]
     outcome = plain
-    counts = json.loads((outcome.build_dir / "funnel.json").read_text())["dedup"]
+    counts = BuildDir(outcome.build_dir).funnel()["dedup"]
     assert counts == {
         "in": 7,
         "out": 5,
@@ -100,15 +102,13 @@ def test_exact_and_near_duplicates_are_removed_with_counts(case, plain):
     assert astronauts[0] in rejected[uids[2]]["detail"]
 
 
-def test_output_keeps_the_image_schema_and_records_unchanged(plain):
-    outcome = plain
-    [part] = sorted((outcome.build_dir / "stages" / "dedup").glob("part-*.parquet"))
-    table = pq.read_table(part)
+def test_output_keeps_the_image_schema_records_and_order_unchanged(plain):
+    build = BuildDir(plain.build_dir)
+    table = build.read_table(build.stage_files("dedup"))
     assert table.schema.equals(candidate_schema("image"))
-    [source] = sorted((outcome.build_dir / "stages" / "toy_images").glob("part-*.parquet"))
-    before = {r["uid"]: r for r in pq.read_table(source).to_pylist()}
-    for record in table.to_pylist():
-        assert record == before[record["uid"]]
+    before = build.read_table(build.stage_files("toy_images")).to_pylist()
+    kept = set(table.column("uid").to_pylist())
+    assert table.to_pylist() == [r for r in before if r["uid"] in kept]
 
 
 def test_eval_copy_is_rejected_when_decontaminating(case, decontaminated):
@@ -119,11 +119,7 @@ def test_eval_copy_is_rejected_when_decontaminating(case, decontaminated):
     rejected = rejections(outcome)
     assert rejected[uids[6]]["reason"] == "eval_overlap"
     assert "pets/cat/chelsea.png" in rejected[uids[6]]["detail"]
-    matches = [
-        row
-        for f in sorted((outcome.build_dir / "stages" / "dedup").glob(MATCHES_GLOB))
-        for row in pq.read_table(f).to_pylist()
-    ]
+    matches = eval_matches(outcome)
     assert [(m["uid"], m["eval_path"], m["rejected"]) for m in matches] == [
         (uids[6], "cat/chelsea.png", True)
     ]
@@ -142,8 +138,7 @@ def test_without_decontamination_matches_are_recorded_and_kept(case):
     outcome = run_build(root, pool, "recorded", **{"dedup.eval_sets": {"pets": str(eval_root)}})
     assert uids[6] in kept_uids(outcome)
     assert "eval_overlap" not in outcome.funnel.stages["dedup"].rejected
-    files = sorted((outcome.build_dir / "stages" / "dedup").glob(MATCHES_GLOB))
-    rows = [row for f in files for row in pq.read_table(f).to_pylist()]
+    rows = eval_matches(outcome)
     assert [(r["uid"], r["rejected"]) for r in rows] == [(uids[6], False)]
 
 
@@ -165,47 +160,22 @@ def test_multi_processing_runner_gives_the_same_result(case, decontaminated):
 
 
 def test_reasons_have_a_fixed_precedence():
-    record = {"uid": "u1"}
-    joined = {
-        "record": [record],
-        "exact": [("exact_duplicate", "same sha")],
-        "eval": [("eval_overlap", "matches x")],
-        "near": [],
-    }
-    [out] = decide(("k", joined))
-    assert isinstance(out, Rejection) and out.reason == "eval_overlap"
-    joined = {"record": [record], "exact": [], "eval": [], "near": [("near_duplicate", "d")]}
-    [out] = decide(("k", joined))
-    assert out.reason == "near_duplicate"
+    reasons = [("exact_duplicate", "same sha"), ("eval_overlap", "matches x")]
+    assert first_reason(reasons) == ("eval_overlap", "matches x")
+    assert first_reason([("near_duplicate", "d"), ("exact_duplicate", "e")])[0] == (
+        "exact_duplicate"
+    )
 
 
-def test_the_same_record_read_twice_is_kept_once():
-    record = {"uid": "u1"}
-    joined = {"record": [record, dict(record)], "exact": [], "eval": [], "near": []}
-    first, second = decide(("k", joined))
-    assert first is record
-    assert isinstance(second, Rejection) and second.reason == "exact_duplicate"
+def test_records_without_hashes_pass_through(tmp_path):
+    from tests.dedup.images import photo, stored, write_pool
 
-
-def test_records_without_hashes_pass_through():
-    from openwit.beam import test_pipeline
-    from openwit.config import DedupConfig
-    from openwit.dedup.detector import Detector
-    from openwit.dedup.stage import build_graph
-
-    records = [
-        {"uid": "a", "sha256": None, "phash": None, "dhash": None, "url": "http://x/a"},
-        {"uid": "b", "sha256": None, "phash": None, "dhash": None, "url": "http://x/b"},
-    ]
-    import apache_beam as beam
-    from apache_beam.testing.util import assert_that, equal_to
-
-    with test_pipeline() as pipeline:
-        kept, rejected, _ = build_graph(
-            pipeline | beam.Create(records), DedupConfig(), Detector(), []
-        )
-        assert_that(kept | "uids" >> beam.Map(lambda r: r["uid"]), equal_to(["a", "b"]))
-        assert_that(rejected, equal_to([]), label="no rejections")
+    items = [("first", stored(photo("coffee"))), ("second", stored(photo("coffee")))]
+    pool = write_pool(tmp_path / "pool", items)
+    lines = [json.loads(line) for line in pool.read_text().splitlines()]
+    pool.write_text("\n".join(json.dumps({**line, "nohash": True}) for line in lines) + "\n")
+    outcome = run_build(tmp_path, pool, "out")
+    assert outcome.funnel.stages["dedup"].n_out == 2  # no hashes: nothing to compare
 
 
 def test_the_closest_eval_match_names_the_rejection():

@@ -1,43 +1,43 @@
 """A first stage for dedup tests: emits ``candidate_schema("image")`` records from image files.
 
-The real download and image stages are built elsewhere; this one reads a JSONL file of
-``{"url", "caption", "file"}`` lines and builds the records those stages would hand to
-dedup: the stored JPEG bytes, their sha256 and the hashes of
-``openwit.hashes.images.bytes_hashes``. It lives in a module so Beam's multi-processing
-workers can unpickle it.
+The real download and image stages are tested elsewhere; this one reads a JSONL file of
+``{"url", "caption", "file"}`` lines and builds the metadata those stages would hand to
+dedup: the stored JPEG's sha256 and the hashes of ``openwit.hashes.images.bytes_hashes``
+(``"nohash": true`` on a line leaves them out). It lives in a module so Beam's workers can
+unpickle it.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import apache_beam as beam
 import pyarrow as pa
 
 from openwit.config import BuildConfig
 from openwit.hashes.images import bytes_hashes
+from openwit.outputs import UnitOutput, rejections_table
 from openwit.schemas import candidate_schema, uid_for
-from openwit.stage import CoreStage, StageContext, StageResult
+from openwit.stage import Stage, StageContext, StageResult
+from openwit.unit_transform import run_units
+from openwit.units import WorkUnit
 
 IMAGE_SCHEMA = candidate_schema("image")
 
 
-def image_record(source: str, offset_and_line: tuple[int, str]) -> Iterator[dict[str, Any]]:
+def image_record(source: str, offset: int, line: str) -> dict[str, Any]:
     from PIL import Image
 
-    offset, line = offset_and_line
     item = json.loads(line)
     data = Path(item["file"]).read_bytes()
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
-    phash, dhash = bytes_hashes(data)
-    yield {
+    phash, dhash = (None, None) if item.get("nohash") else bytes_hashes(data)
+    return {
         "uid": uid_for(item["url"], item["caption"]),
         "url": item["url"],
         "text": item["caption"],
@@ -50,32 +50,39 @@ def image_record(source: str, offset_and_line: tuple[int, str]) -> Iterator[dict
         "height": height,
         "original_width": width,
         "original_height": height,
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "image": data,
+        "sha256": None if item.get("nohash") else hashlib.sha256(data).hexdigest(),
         "phash": phash,
         "dhash": dhash,
+        "image_file": item["file"],
+        "image_row": 0,
     }
 
 
-def _image_core(source: str):
-    return functools.partial(image_record, source)
+class ImageLinesCore:
+    in_flight = 0
+
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        path = unit.payload
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        records = [image_record(path, offset, line) for offset, line in enumerate(lines)]
+        table = pa.Table.from_pylist(records, schema=IMAGE_SCHEMA).sort_by("uid")
+        output = UnitOutput(table, rejections_table([]), n_in=len(lines))
+        return lambda: output
+
+    def close(self) -> None:
+        return None
 
 
-class ToyImageSource(CoreStage):
+class ToyImageSource(Stage):
     name = "toy_images"
     config_keys = ("inputs",)
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
         return IMAGE_SCHEMA
 
-    def make_core(self, config: BuildConfig):
-        return functools.partial(_image_core, config.inputs[0].path)
-
-    def read(self, pipeline: Any, ctx: StageContext) -> Any:
-        lines = Path(ctx.config.inputs[0].path).read_text(encoding="utf-8").splitlines()
-        return pipeline | "Read lines" >> beam.Create(list(enumerate(lines)))
-
-    def run(self, ctx: StageContext) -> StageResult | None:
-        super().run(ctx)
-        lines = Path(ctx.config.inputs[0].path).read_text(encoding="utf-8").splitlines()
-        return StageResult(n_in=len(lines))
+    def run(self, ctx: StageContext) -> StageResult:
+        units = [WorkUnit(0, payload=ctx.config.inputs[0].path)]
+        with ctx.new_pipeline(1) as pipeline:
+            fn = ctx.run_units_fn(ImageLinesCore, IMAGE_SCHEMA)
+            run_units(pipeline, "Images", units, None, fn)
+        return StageResult(units=1)

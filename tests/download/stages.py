@@ -1,13 +1,13 @@
 """First stages for the download tests (balance is another part's): they emit balanced
-candidates, or ready-made image records, so the real runner's funnel checks apply.
+candidates, or ready-made download records, so the real runner's funnel checks apply.
 
-Module-level so Beam's multi-processing workers can unpickle them by reference.
+Module-level so Beam's workers can unpickle them by reference.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from openwit.config import BuildConfig, load_build_config
+from openwit.outputs import UnitOutput, rejections_table
 from openwit.schemas import candidate_schema, uid_for
 from openwit.stage import Stage, StageContext, StageResult
+from openwit.unit_transform import run_units
+from openwit.units import WorkUnit
 
 
 def pool_candidate(url: str, text: str, source: str, offset: int) -> dict[str, Any]:
@@ -47,44 +50,80 @@ def write_pool(path: Path, urls: list[str]) -> Path:
     return path
 
 
+class PoolCore:
+    """A unit: lines ``start:stop`` of a JSONL pool, as balanced candidates in uid order
+    (the order ingest gives a build)."""
+
+    in_flight = 0
+
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        path, url_column, text_column, start, stop = unit.payload
+        lines = Path(path).read_text(encoding="utf-8").splitlines()[start:stop]
+        records = []
+        for offset, line in enumerate(lines, start):
+            item = json.loads(line)
+            records.append(
+                pool_candidate(item[url_column], item[text_column], Path(path).name, offset)
+            )
+        table = pa.Table.from_pylist(records, schema=candidate_schema("balance")).sort_by("uid")
+        output = UnitOutput(table, rejections_table([]), n_in=len(lines))
+        return lambda: output
+
+    def close(self) -> None:
+        return None
+
+
 class PoolCandidates(Stage):
     """Stand-in for ingest..balance: the JSONL pool lines (``url``, ``caption``) in
-    ``inputs`` as balanced candidates, in files of 50 rows (several files, so the work
-    spreads over Beam workers). The download half is tested and benchmarked on its own."""
+    ``inputs`` as balanced candidates, in units of 50 lines (several, so the work spreads
+    over Beam workers). The download half is tested and benchmarked on its own."""
 
     name = "candidates"
     config_keys = ("inputs",)
     rows_per_file = 50
 
     def run(self, ctx: StageContext) -> StageResult:
-        records = []
+        payloads = []
         for spec in ctx.config.inputs:
-            source = Path(spec.path)
-            lines = source.read_text(encoding="utf-8").splitlines()
-            for offset, line in enumerate(lines):
-                item = json.loads(line)
-                url, text = item[spec.url_column], item[spec.text_column]
-                records.append(pool_candidate(url, text, source.name, offset))
+            count = len(Path(spec.path).read_text(encoding="utf-8").splitlines())
+            for start in range(0, count, self.rows_per_file):
+                stop = min(count, start + self.rows_per_file)
+                payloads.append((spec.path, spec.url_column, spec.text_column, start, stop))
+        units = [WorkUnit(i, payload=p) for i, p in enumerate(payloads)]
         schema = candidate_schema("balance")
-        for start in range(0, max(len(records), 1), self.rows_per_file):
-            table = pa.Table.from_pylist(records[start : start + self.rows_per_file], schema)
-            pq.write_table(table, ctx.work_dir / f"part-{start // self.rows_per_file:05d}.parquet")
-        return StageResult(n_in=len(records))
+        if units:
+            with ctx.new_pipeline(len(units)) as pipeline:
+                run_units(pipeline, "Pool", units, None, ctx.run_units_fn(PoolCore, schema))
+        return StageResult(units=len(units))
 
 
-class ReadyRecords(Stage):
-    """Passes on Parquet files of image-stage records named in ``inputs`` (shard tests)."""
+class FileCore:
+    """A unit: one Parquet file named in ``inputs``, passed on as it is."""
 
-    name = "images"
+    in_flight = 0
+
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        table = pq.read_table(unit.payload)
+        output = UnitOutput(table, rejections_table([]), n_in=table.num_rows)
+        return lambda: output
+
+    def close(self) -> None:
+        return None
+
+
+class ReadyDownloads(Stage):
+    """Passes on Parquet files of download-stage records (image bytes included) named in
+    ``inputs``: the image and shard stages' tests start from it."""
+
+    name = "download"
     config_keys = ("inputs",)
 
     def run(self, ctx: StageContext) -> StageResult:
-        total = 0
-        for index, spec in enumerate(ctx.config.inputs):
-            target = ctx.work_dir / f"part-{index:05d}.parquet"
-            shutil.copyfile(spec.path, target)
-            total += pq.ParquetFile(target).metadata.num_rows
-        return StageResult(n_in=total)
+        units = [WorkUnit(i, payload=spec.path) for i, spec in enumerate(ctx.config.inputs)]
+        schema = candidate_schema("download")
+        with ctx.new_pipeline(len(units)) as pipeline:
+            run_units(pipeline, "Files", units, None, ctx.run_units_fn(FileCore, schema))
+        return StageResult(units=len(units))
 
 
 def build_config(tmp_path: Path, pool: Path, **sections: dict[str, Any]) -> BuildConfig:

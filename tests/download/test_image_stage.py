@@ -6,30 +6,56 @@ import io
 
 import imagehash
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from openwit.funnel import Rejection
 from openwit.hashes.images import bytes_hashes as image_hashes
 from openwit.hashes.images import hash_to_int as hash_to_uint64
 from openwit.hashes.images import trim_borders
 from openwit.pipeline.download.resize import PillowResizer, ResizeSettings
-from openwit.pipeline.image.stage import check_image
+from openwit.pipeline.image.stage import ImageCore
+from openwit.schemas import candidate_schema
+from openwit.units import plan_units
 from tests.download.servers import photo
+from tests.download.stages import candidate
 
 
 def downloaded(width: int, height: int, seed: int = 0) -> dict:
     stored = PillowResizer(ResizeSettings(256))(photo(width, height, seed=seed))
     return {
+        **candidate(f"http://127.0.0.1/{seed}.jpg", f"picture {seed}"),
         "uid": f"u{seed}",
         "original_width": stored.original_width,
         "original_height": stored.original_height,
         "width": stored.width,
         "height": stored.height,
+        "sha256": "0" * 64,
         "image": stored.data,
     }
+
+
+def check_records(folder, records: list[dict], threads: int = 1) -> tuple[list[dict], list[dict]]:
+    """The image core on ``records`` stored as a download part: (kept, rejections)."""
+    part = folder / "stages" / "download" / "a" / "part-00000000.parquet"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(records, schema=candidate_schema("download")), part)
+    core = ImageCore(200, 3.0, str(folder), threads)
+    kept, rejected = [], []
+    for unit in plan_units([str(part)], 2):
+        output = core.start(unit)()
+        kept += output.kept.to_pylist()
+        rejected += output.rejected.to_pylist()
+    return kept, rejected
+
+
+def check_image(folder, record: dict) -> dict:
+    kept, rejected = check_records(folder, [record])
+    (result,) = kept or rejected
+    return result
 
 
 @pytest.mark.parametrize(
@@ -43,27 +69,40 @@ def downloaded(width: int, height: int, seed: int = 0) -> dict:
         ((210, 700), "bad_aspect_ratio"),
     ],
 )
-def test_checks_use_the_original_size(size, reason):
-    (result,) = check_image(200, 3.0, downloaded(*size))
+def test_checks_use_the_original_size(tmp_path, size, reason):
+    result = check_image(tmp_path, downloaded(*size))
     if reason is None:
-        assert not isinstance(result, Rejection)
+        assert "reason" not in result
         assert result["phash"] >= 0 and result["dhash"] >= 0
+        assert "image" not in result  # metadata only: the bytes stay with the download
+        assert (result["image_file"], result["image_row"]) == (
+            "stages/download/a/part-00000000.parquet",
+            0,
+        )
     else:
-        assert isinstance(result, Rejection) and result.reason == reason
-        assert result.stage == "image"
+        assert result["reason"] == reason and result["stage"] == "image"
 
 
-def test_a_small_stored_image_of_a_large_original_passes():
+def test_a_small_stored_image_of_a_large_original_passes(tmp_path):
     record = downloaded(1600, 1200)
     assert record["width"] == 256 and record["height"] == 192  # below 200 after resizing
-    (result,) = check_image(200, 3.0, record)
-    assert not isinstance(result, Rejection)
+    assert "reason" not in check_image(tmp_path, record)
 
 
-def test_undecodable_stored_bytes_are_rejected_not_raised():
+def test_undecodable_stored_bytes_are_rejected_not_raised(tmp_path):
     record = dict(downloaded(640, 480), image=b"\xff\xd8\xff garbage")
-    (result,) = check_image(200, 3.0, record)
-    assert isinstance(result, Rejection) and result.reason == "decode_error"
+    assert check_image(tmp_path, record)["reason"] == "decode_error"
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_pointers_follow_the_rows_of_the_file_in_threads_or_not(tmp_path, threads):
+    records = [downloaded(640, 480, seed=i) for i in range(5)]
+    records[2] = dict(records[2], original_width=100)  # rejected: its row is skipped
+    kept, rejected = check_records(tmp_path, records, threads)
+    assert [r["image_row"] for r in kept] == [0, 1, 3, 4]
+    assert [r["uid"] for r in rejected] == ["u2"]
+    singles = [check_image(tmp_path / f"one{i}", records[i])["phash"] for i in (0, 1, 3, 4)]
+    assert [r["phash"] for r in kept] == singles
 
 
 def test_hashes_are_imagehash_values_as_uint64():
@@ -109,17 +148,12 @@ def test_near_duplicates_stay_near():
     assert (a ^ other).bit_count() > 10
 
 
-def test_a_core_that_raises_rejects_the_record_as_stage_error():
-    from openwit.beam import core_outputs
-    from openwit.pipeline.image.stage import sort_outcomes
-
-    def core(record):
-        if record["uid"] == "bad":
-            raise RuntimeError("boom")
-        yield record
-
-    records = [{"uid": "a"}, {"uid": "bad"}, {"uid": "c"}]
-    kept, rejected = sort_outcomes(records, [core_outputs(core, r) for r in records])
-    assert [r["uid"] for r in kept] == ["a", "c"]
-    assert [(r["uid"], r["reason"]) for r in rejected] == [("bad", "stage_error")]
-    assert "RuntimeError: boom" in rejected[0]["detail"]
+def test_a_malformed_record_is_a_stage_error_not_a_crash(tmp_path):
+    records = [
+        downloaded(640, 480, seed=1),
+        dict(downloaded(640, 480, seed=2), original_width=None),
+    ]
+    kept, rejected = check_records(tmp_path, records)
+    assert [r["uid"] for r in kept] == ["u1"]
+    assert [(r["uid"], r["reason"]) for r in rejected] == [("u2", "stage_error")]
+    assert "TypeError" in rejected[0]["detail"]

@@ -16,11 +16,11 @@ import time
 import pytest
 
 from openwit.config import BuildConfig
-from openwit.pipeline.download.downloader import DownloadSettings
+from openwit.pipeline.download.downloader import client_settings
 from openwit.pipeline.download.fetch.client import ClientSettings, Fetched, FetchFailed, HttpClient
 from openwit.pipeline.download.fetch.policy import BlockedUrl, UrlPolicy
 from openwit.pipeline.download.fetch.pool import ConnectionPool
-from openwit.pipeline.download.stage import DownloadStage, _start_plan
+from openwit.pipeline.download.stage import DownloadStage
 from tests.download.servers import FaultServer, RecordingNetwork, Route, photo
 
 JPEG = {"Content-Type": "image/jpeg"}
@@ -213,17 +213,31 @@ def test_the_pool_limits_and_closes():
         theirs.close()
 
 
-def test_keep_alive_is_a_setting_that_does_not_change_the_plan(tmp_path):
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"keep_alive": False},
+        {"contact": "mailto:data@example.org"},
+        {"threads_per_worker": 4},
+        {"per_host_concurrency": 2, "per_host_requests_per_s": 1.0},
+    ],
+)
+def test_operational_settings_do_not_change_the_fingerprint(setting):
+    """A setting about speed or politeness reruns nothing, and a resumed download keeps its
+    units (the runner resumes an attempt whose fingerprint is unchanged)."""
     on = BuildConfig.model_validate({})
-    off = BuildConfig.model_validate({"download": {"keep_alive": False}})
-    assert DownloadSettings.from_config(on).client.keep_alive is True
-    assert DownloadSettings.from_config(off).client.keep_alive is False
-    stage = DownloadStage()
-    assert stage.fingerprint(on) == stage.fingerprint(off)
-    _start_plan(tmp_path, [], DownloadSettings.from_config(on))
-    (tmp_path / "part-0.parquet").write_bytes(b"done")
-    _start_plan(tmp_path, [], DownloadSettings.from_config(off))
-    assert (tmp_path / "part-0.parquet").is_file()  # resumed, not started over
+    changed = BuildConfig.model_validate({"download": setting})
+    assert DownloadStage().fingerprint(on) == DownloadStage().fingerprint(changed)
+    assert client_settings(on.download).keep_alive is True
+    if "keep_alive" in setting:
+        assert client_settings(changed.download).keep_alive is False
+
+
+def test_a_setting_that_changes_what_is_kept_changes_the_fingerprint():
+    on = BuildConfig.model_validate({})
+    for setting in ({"max_bytes": 1000}, {"timeout_s": 3.0}, {"user_agent_token": "other"}):
+        changed = BuildConfig.model_validate({"download": setting})
+        assert DownloadStage().fingerprint(on) != DownloadStage().fingerprint(changed), setting
 
 
 @pytest.fixture(scope="module")

@@ -44,9 +44,9 @@ def test_killed_build_resumes_to_the_same_shards(tmp_path, faults):
     build_config(killed, write_pool(tmp_path / "pool.jsonl", pool_urls), download=slow)
     config_path = killed / "build.yaml"
     process = run_build(config_path)
-    work = killed / "out" / "stages" / ".download.tmp"
+    downloads = killed / "out" / "stages" / "download"
     deadline = time.monotonic() + 120
-    while len(list(work.glob("part-*.parquet"))) < 3:
+    while len(list(downloads.glob("*/done-*.json"))) < 3:
         assert process.poll() is None, "the build ended before it could be killed"
         assert time.monotonic() < deadline, "no download progress"
         time.sleep(0.05)
@@ -55,7 +55,9 @@ def test_killed_build_resumes_to_the_same_shards(tmp_path, faults):
 
     manifest = json.loads((killed / "out" / "manifest.json").read_text())
     assert manifest["stages"]["download"]["status"] == "running"
-    done_parts = sorted(work.glob("part-*.parquet"))
+    (work,) = downloads.iterdir()  # the attempt the kill interrupted
+    marked = [work / f"part-{m.name[5:13]}.parquet" for m in work.glob("done-*.json")]
+    done_parts = [p for p in marked if p.exists()]
     done_urls = {r["url"] for p in done_parts for r in pq.read_table(p).to_pylist()}
     assert done_urls and len(done_parts) < 13
     requests_before = len(server.requests)

@@ -1,16 +1,15 @@
-"""Work units of the download stage: every input row in exactly one unit, the same plan
-for the same input, and partial work of another plan thrown away."""
+"""Work units: every input row in exactly one unit, the same plan for the same input, and
+the partial work of an attempt planned differently thrown away on resume."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from openwit.pipeline.download.downloader import DownloadSettings
-from openwit.pipeline.download.fetch.client import ClientSettings
-from openwit.pipeline.download.resize import ResizeSettings
-from openwit.pipeline.download.stage import _start_plan
-from openwit.units import plan_row_groups, plan_units
+from openwit.config import BuildConfig
+from openwit.resources import Resources
+from openwit.stage import StageContext
+from openwit.units import UnitReader, plan_row_groups, plan_units
 from tests.download.stages import candidate
 
 
@@ -24,31 +23,48 @@ def test_units_cover_every_row_once_in_a_stable_order(tmp_path):
     files = [write_input(tmp_path / "b.parquet", 25, 10), write_input(tmp_path / "a.parquet", 7, 7)]
     units = plan_units(files, 4)
     assert [u.index for u in units] == list(range(len(units)))
-    covered = [(u.path, u.row_group, row) for u in units for row in range(u.start, u.stop)]
+    covered = [
+        (piece.path, piece.row_group, row)
+        for u in units
+        for piece in u.slices
+        for row in range(piece.start, piece.stop)
+    ]
     assert len(covered) == len(set(covered)) == 32
-    assert all(u.stop - u.start <= 4 for u in units)
-    assert units[0].path.endswith("a.parquet")  # files in name order, not argument order
+    assert all(u.rows <= 4 and len(u.slices) == 1 for u in units)
+    assert units[0].slices[0].path.endswith("a.parquet")  # files in name order
     assert plan_units(list(reversed(files)), 4) == units
     groups = plan_row_groups(files, 4)
     assert [g.first_unit for g in groups] == [0, 2, 5, 8]
 
 
-def test_partial_work_of_another_plan_is_thrown_away(tmp_path):
-    files = [write_input(tmp_path / "in.parquet", 10, 10)]
-    work = tmp_path / "work"
-    work.mkdir()
+def test_reader_gives_each_units_rows_and_their_place_in_the_file(tmp_path):
+    path = write_input(tmp_path / "a.parquet", 25, 10)
+    reader = UnitReader(["source_offset"])
+    rows = []
+    for unit in plan_units([path], 4):
+        (piece,) = unit.slices
+        table = reader.table(unit)
+        assert reader.row_offset(piece.path, piece.row_group) == 10 * piece.row_group
+        rows += table.column("source_offset").to_pylist()
+    assert rows == [0] * 25  # candidate() sets offset 0; every row read once
+    assert reader.records(plan_units([path], 30)[0])[0].keys() == {"source_offset"}
 
-    def start(per_unit: int, timeout_s: float = 10.0) -> None:
-        client = ClientSettings(timeout_s=timeout_s)
-        settings = DownloadSettings(client, ResizeSettings(), records_per_unit=per_unit)
-        _start_plan(work, plan_row_groups(files, per_unit), settings)
 
-    start(5)
-    (work / "part-00000000.parquet").write_bytes(b"done earlier")
-    start(5)  # the same plan: kept
-    assert (work / "part-00000000.parquet").exists()
-    start(5, timeout_s=3.0)  # another setting: gone
-    assert not (work / "part-00000000.parquet").exists()
-    (work / "part-00000000.parquet").write_bytes(b"done earlier")
-    start(3)  # another unit size: gone
-    assert not (work / "part-00000000.parquet").exists()
+def test_a_resumed_attempt_planned_differently_starts_over(tmp_path):
+    attempt = tmp_path / "attempt"
+
+    def ctx(resume: bool) -> StageContext:
+        return StageContext(
+            "s", BuildConfig(), str(tmp_path), str(attempt), [], Resources(), resume
+        )
+
+    first = ctx(False)
+    first.start_plan({"groups": [1, 2], "unit": 5})
+    (attempt / "done-00000000.json").write_text("{}")
+    same = ctx(True)
+    same.start_plan({"groups": [1, 2], "unit": 5})
+    assert (attempt / "done-00000000.json").exists() and same.resume
+    other = ctx(True)
+    other.start_plan({"groups": [1, 2], "unit": 3})
+    assert not (attempt / "done-00000000.json").exists()
+    assert not other.resume  # nothing of the old plan is trusted

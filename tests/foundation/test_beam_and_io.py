@@ -1,41 +1,98 @@
-"""Beam glue (offline DirectRunner, core wrapper) and atomic file writes."""
+"""Beam glue (offline DirectRunner, the unit transform) and atomic file writes."""
 
 from __future__ import annotations
 
+import json
+import os
+import stat
 import subprocess
 import sys
 
 import apache_beam as beam
+import pyarrow as pa
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from openwit.beam import apply_core, listed, pipeline_options, spread, test_pipeline
+from openwit import fs
+from openwit.beam import listed, pipeline_options, spread, test_pipeline
 from openwit.errors import ConfigError
 from openwit.funnel import Rejection
 from openwit.io import atomic_path, atomic_write_json
+from openwit.outputs import UnitOutput, collect_totals
+from openwit.unit_transform import RunUnits, apply_record_core, run_units
+from openwit.units import WorkUnit
 
 
-def _even_core():
-    def core(record):
-        if record["n"] == 3:
-            raise RuntimeError("core bug on 3")
-        if record["n"] % 2:
-            yield Rejection(str(record["n"]), "toy", "odd", "")
-        else:
-            yield record
-
-    return core
+def even_core(record):
+    if record["n"] == 3:
+        raise RuntimeError("core bug on 3")
+    if record["n"] % 2:
+        yield Rejection(str(record["n"]), "toy", "odd", "")
+    else:
+        yield record
 
 
-def test_core_outputs_are_split_into_kept_and_rejected_and_errors_are_counted():
+SCHEMA = pa.schema([pa.field("n", pa.int64())])
+
+
+def test_record_core_outputs_are_split_into_kept_and_rejected_and_errors_are_counted():
+    table = pa.table({"n": list(range(6))})
+    output = apply_record_core("toy", even_core, table, SCHEMA)
+    assert output.kept.column("n").to_pylist() == [0, 2, 4]
+    rejected = output.rejected.to_pylist()
+    assert [(r["uid"], r["reason"]) for r in rejected] == [
+        ("1", "odd"),
+        ("", "stage_error"),
+        ("5", "odd"),
+    ]
+    assert "core bug on 3" in rejected[1]["detail"]
+
+
+class SquareCore:
+    in_flight = 1  # one unit waits for its finish while the next starts
+
+    def start(self, unit):
+        kept = pa.table({"n": [unit.index * unit.index]}, schema=SCHEMA)
+        rejected = [Rejection(f"u{unit.index}", "toy", "odd")] if unit.index % 2 else []
+        from openwit.outputs import rejections_table
+
+        return lambda: UnitOutput(kept, rejections_table(rejected), stats={"units": 1}, n_in=2)
+
+    def close(self):
+        pass
+
+
+def test_unit_transform_writes_every_units_files_and_the_runner_counts_them(tmp_path):
+    attempt = str(tmp_path / "attempt")
+    units = [WorkUnit(i) for i in range(5)]
     with test_pipeline() as p:
-        records = p | beam.Create([{"n": n} for n in range(6)])
-        kept, rejected = apply_core(records, "toy", _even_core)
-        assert_that(kept | beam.Map(lambda r: r["n"]), equal_to([0, 2, 4]), label="kept")
-        reasons = rejected | beam.Map(lambda r: (r["uid"], r["reason"]))
-        assert_that(
-            reasons, equal_to([("1", "odd"), ("", "stage_error"), ("5", "odd")]), label="rej"
-        )
+        run_units(p, "Square", units, None, RunUnits("toy", attempt, SquareCore, SCHEMA, {}))
+    names = sorted(os.listdir(attempt))
+    assert [n for n in names if n.startswith("part-")] == [
+        f"part-{i:08d}.parquet" for i in range(5)
+    ]
+    assert [n for n in names if n.startswith("rejections-")] == [
+        "rejections-00000001.parquet",
+        "rejections-00000003.parquet",
+    ]
+    marker = json.loads((tmp_path / "attempt" / "done-00000003.json").read_text())
+    assert marker["out"] == 1 and marker["rejected"] == {"odd": 1} and marker["in"] == 2
+    totals = collect_totals(fs.list_files(attempt))
+    assert (totals.units, totals.n_in, totals.n_out) == (5, 10, 5)
+    assert dict(totals.rejected) == {"odd": 2} and totals.stats == {"units": 5}
+
+
+def test_resumed_unit_transform_skips_units_whose_marker_exists(tmp_path):
+    attempt = tmp_path / "attempt"
+    attempt.mkdir()
+    (attempt / "done-00000001.json").write_text(json.dumps({"unit": 1, "out": 7}))
+    units = [WorkUnit(i) for i in range(3)]
+    with test_pipeline() as p:
+        fn = RunUnits("toy", str(attempt), SquareCore, SCHEMA, {}, resume=True)
+        run_units(p, "Square", units, None, fn)
+    assert not (attempt / "part-00000001.parquet").exists()
+    assert json.loads((attempt / "done-00000001.json").read_text())["out"] == 7
+    assert (attempt / "part-00000002.parquet").exists()
 
 
 def _reshuffles(pipeline: beam.Pipeline) -> list[str]:
@@ -117,3 +174,25 @@ def test_atomic_write_json_skips_identical_content(tmp_path):
     assert not atomic_write_json(target, {"a": 1})
     assert target.stat().st_mtime_ns == before
     assert atomic_write_json(target, {"a": 2})
+
+
+def test_written_files_get_the_umask_mode_not_a_temporary_files(tmp_path):
+    """A training job under another account must be able to read the shards (0644 under
+    umask 022), though temporary files are created 0600."""
+    previous = os.umask(0o022)
+    try:
+        import importlib
+
+        importlib.reload(fs)  # FILE_MODE is read from the umask at import
+        fs.write_bytes(str(tmp_path / "a.bin"), b"x")
+        with fs.open_output(str(tmp_path / "b.tar")) as out:
+            out.write(b"y")
+        import openwit.io as local_io
+
+        importlib.reload(local_io)
+        local_io.atomic_write_json(tmp_path / "c.json", {"a": 1})
+    finally:
+        os.umask(previous)
+        importlib.reload(fs)
+    for name in ("a.bin", "b.tar", "c.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name

@@ -6,18 +6,16 @@ import json
 import os
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
+from openwit.builddir import BuildDir
 from openwit.config import load_build_config
 from openwit.errors import ConfigError, FunnelLawError, UserError
-from openwit.runner import BuildRunner, build_lock
+from openwit.lease import build_lease
+from openwit.runner import BuildRunner
 from tests.foundation.toy_stages import (
     CrashingFilter,
-    Interrupted,
     LossyFilter,
-    ResumableCrashingFilter,
-    ResumableFilter,
     ToyFilter,
     ToyIngest,
 )
@@ -73,20 +71,23 @@ def test_two_toy_stages_write_manifest_funnel_and_outputs(tmp_path):
     assert manifest["stages"]["toy_ingest"]["stats"] == {"files": 1}
     assert {"python", "apache-beam", "pyarrow"} <= set(manifest["versions"])
 
-    kept = pq.read_table(sorted((out / "stages" / "toy_filter").glob("part-*.parquet")))
-    assert sorted(kept.column("text").to_pylist()) == [
+    build = BuildDir(out)
+    kept = build.read_table(build.stage_files("toy_filter"))
+    assert kept.column("text").to_pylist() == [  # in input order: units keep it
         "a photo of a red bicycle",
         "sunset over the harbour",
         "three people on a mountain trail",
     ]
-    rejections = pq.read_table(sorted((out / "rejections").glob("*.parquet")))
+    rejections = build.read_table(build.rejection_files())
     assert sorted(zip(rejections["stage"].to_pylist(), rejections["reason"].to_pylist())) == [
         ("toy_filter", "too_short"),
         ("toy_filter", "too_short"),
         ("toy_ingest", "malformed_record"),
         ("toy_ingest", "malformed_record"),
     ]
-    assert not list((out / "stages").glob(".*.tmp")), "work directories are renamed into place"
+    for name in ("toy_ingest", "toy_filter"):  # one attempt per stage: the committed one
+        attempts = os.listdir(out / "stages" / name)
+        assert attempts == [manifest["stages"][name]["attempt"]]
 
 
 def test_rerun_with_same_config_rewrites_nothing(tmp_path):
@@ -131,42 +132,75 @@ def test_until_stops_after_stage_one_and_resume_runs_only_stage_two(tmp_path):
     assert mtimes(tmp_path / "out" / "stages" / "toy_ingest") == ingest_files
 
 
-def test_a_stage_killed_midway_is_rerun_by_resume_and_earlier_stages_are_kept(tmp_path):
+def units_run(log: Path, stage: str) -> list[int]:
+    if not log.exists():
+        return []
+    return sorted(
+        int(line.split()[1]) for line in log.read_text().split("\n") if line.startswith(stage)
+    )
+
+
+def test_a_stage_killed_midway_resumes_its_unfinished_units_only(tmp_path, monkeypatch):
+    log = tmp_path / "units.log"
+    monkeypatch.setenv("TOY_UNIT_LOG", str(log))
     config = load_build_config(write_config(tmp_path))
-    with pytest.raises(Interrupted):
+    with pytest.raises(Exception, match="killed in unit 2"):
         BuildRunner(config, [ToyIngest(), CrashingFilter()]).run()
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["stages"]["toy_ingest"]["status"] == "complete"
     assert manifest["stages"]["toy_filter"]["status"] == "failed"
     assert manifest["complete"] is False
+    finished = units_run(log, "toy_filter")
+    log.unlink(missing_ok=True)
 
     outcome = BuildRunner(config, [ToyIngest(), ToyFilter()]).run(resume=True)
 
     assert outcome.ran == ["toy_filter"]
     assert outcome.complete
-    assert not (tmp_path / "out" / "stages" / "toy_filter" / "partial-file").exists()
+    assert units_run(log, "toy_filter") == sorted(set(range(3)) - set(finished))
+    assert outcome.funnel.stages["toy_filter"].n_out == 3
 
 
-def test_resume_hands_partial_work_to_a_resumable_stage(tmp_path):
+def test_without_resume_a_failed_stage_starts_a_new_attempt(tmp_path, monkeypatch):
+    log = tmp_path / "units.log"
+    monkeypatch.setenv("TOY_UNIT_LOG", str(log))
     config = load_build_config(write_config(tmp_path))
-    with pytest.raises(Interrupted):
-        BuildRunner(config, [ToyIngest(), ResumableCrashingFilter()]).run()
+    with pytest.raises(Exception, match="killed"):
+        BuildRunner(config, [ToyIngest(), CrashingFilter()]).run()
+    failed = json.loads((tmp_path / "out" / "manifest.json").read_text())["stages"]["toy_filter"]
+    log.unlink(missing_ok=True)
 
-    outcome = BuildRunner(config, [ToyIngest(), ResumableFilter()]).run(resume=True)
+    outcome = BuildRunner(config, [ToyIngest(), ToyFilter()]).run()
 
-    assert outcome.ran == ["toy_filter"]
-    stats = outcome.manifest["stages"]["toy_filter"]["stats"]
-    assert stats == {"resumed": True, "found": ["partial-file"]}
+    assert units_run(log, "toy_filter") == [0, 1, 2]
+    assert outcome.manifest["stages"]["toy_filter"]["attempt"] != failed["attempt"]
+    assert os.listdir(tmp_path / "out" / "stages" / "toy_filter") == [
+        outcome.manifest["stages"]["toy_filter"]["attempt"]
+    ]  # the abandoned attempt is removed
 
 
-def test_without_resume_a_resumable_stage_starts_from_scratch(tmp_path):
+def test_a_committed_stage_with_a_missing_or_damaged_file_is_rerun(tmp_path):
     config = load_build_config(write_config(tmp_path))
-    with pytest.raises(Interrupted):
-        BuildRunner(config, [ToyIngest(), ResumableCrashingFilter()]).run()
+    BuildRunner(config, [ToyIngest(), ToyFilter()]).run()
+    build = BuildDir(tmp_path / "out")
+    first, second = build.stage_files("toy_filter")[:2]
+    Path(first).unlink()
+    Path(second).write_bytes(Path(second).read_bytes()[:-10])
 
-    outcome = BuildRunner(config, [ToyIngest(), ResumableFilter()]).run()
+    damaged: list[tuple[str, list[str]]] = []
 
-    assert outcome.manifest["stages"]["toy_filter"]["stats"] == {"resumed": False, "found": []}
+    class Recorder:
+        def __getattr__(self, name):
+            return lambda *args: damaged.append(args) if name == "stage_damaged" else None
+
+    outcome = BuildRunner(config, [ToyIngest(), ToyFilter()], Recorder()).run()
+
+    assert outcome.skipped == ["toy_ingest"] and outcome.ran == ["toy_filter"]
+    ((stage, problems),) = damaged
+    assert stage == "toy_filter"
+    assert any(p.endswith(f"{Path(first).name} is missing") for p in problems)
+    assert any(Path(second).name in p and "bytes" in p for p in problems)
+    assert outcome.funnel.stages["toy_filter"].n_out == 3
 
 
 def test_a_stage_that_loses_records_is_never_marked_complete(tmp_path):
@@ -177,7 +211,7 @@ def test_a_stage_that_loses_records_is_never_marked_complete(tmp_path):
     assert manifest["complete"] is False
     assert manifest["stages"]["toy_filter"]["status"] == "failed"
     assert "funnel law" in manifest["stages"]["toy_filter"]["error"]
-    assert not (tmp_path / "out" / "stages" / "toy_filter").exists()
+    assert BuildDir(tmp_path / "out").stage_files("toy_filter") == []  # nothing committed
 
 
 def test_until_must_name_a_stage(tmp_path):
@@ -187,15 +221,24 @@ def test_until_must_name_a_stage(tmp_path):
 
 
 def test_two_builds_cannot_share_a_directory_at_once(tmp_path):
-    with build_lock(tmp_path), pytest.raises(UserError, match="another openwit build"):
-        with build_lock(tmp_path):
+    with build_lease(str(tmp_path)), pytest.raises(UserError, match="another openwit build"):
+        with build_lease(str(tmp_path)):
             pass
 
 
+def part_bytes(root: Path, stage: str) -> list[bytes]:
+    return [Path(url).read_bytes() for url in BuildDir(root).stage_files(stage)]
+
+
 @pytest.mark.slow
-def test_multi_processing_direct_runner_gives_the_same_outputs(tmp_path):
+def test_every_local_runner_mode_writes_the_same_bytes(tmp_path, monkeypatch):
+    """In the launcher (in_memory), on openwit's worker pool, and on Beam's own
+    multi_processing workers: the same records in the same files, byte for byte."""
     path = write_config(tmp_path)
     in_memory = BuildRunner(load_build_config(path), [ToyIngest(), ToyFilter()]).run()
+    monkeypatch.setenv("OPENWIT_WORKERS", "2")
+    pooled = load_build_config(path, {"out": str(tmp_path / "pool")})
+    pool_outcome = BuildRunner(pooled, [ToyIngest(), ToyFilter()]).run()
     multi = load_build_config(
         path,
         {
@@ -203,13 +246,11 @@ def test_multi_processing_direct_runner_gives_the_same_outputs(tmp_path):
             "beam_options": {"direct_running_mode": "multi_processing", "direct_num_workers": 2},
         },
     )
-    outcome = BuildRunner(multi, [ToyIngest(), ToyFilter()]).run()
+    multi_outcome = BuildRunner(multi, [ToyIngest(), ToyFilter()]).run()
 
-    assert outcome.funnel.to_json() == in_memory.funnel.to_json()
-
-    def uids(root: Path) -> list[str]:
-        files = sorted((root / "stages" / "toy_filter").glob("part-*.parquet"))
-        return sorted(pq.read_table(files).column("uid").to_pylist())
-
-    assert uids(tmp_path / "multi") == uids(tmp_path / "out")
-    assert os.listdir(tmp_path / "multi" / "rejections")
+    for outcome in (pool_outcome, multi_outcome):
+        assert outcome.funnel.to_json() == in_memory.funnel.to_json()
+    for stage in ("toy_ingest", "toy_filter"):
+        expected = part_bytes(tmp_path / "out", stage)
+        assert part_bytes(tmp_path / "pool", stage) == expected
+        assert part_bytes(tmp_path / "multi", stage) == expected

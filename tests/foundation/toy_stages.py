@@ -1,38 +1,47 @@
-"""Two toy stages on the real stage runner: a JSONL reader and a length filter.
+"""Toy stages on the real stage runner: a JSONL reader and a length filter.
 
-They live in a module (not inside a test function) so Beam's multi-processing workers can
-unpickle them by reference.
+They live in a module (not inside a test function) so Beam's workers can unpickle them by
+reference. A toy core appends each unit it runs to the file ``$TOY_UNIT_LOG`` (when set),
+so a test can see which units an interrupted and resumed run did again.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import apache_beam as beam
 import pyarrow as pa
 
+from openwit import fs
 from openwit.config import BuildConfig
 from openwit.funnel import Rejection
+from openwit.outputs import UnitOutput, rejections_table
+from openwit.resources import Resources
 from openwit.schemas import candidate_schema, uid_for
-from openwit.stage import CoreStage, StageContext, StageResult
+from openwit.stage import Stage, StageContext, StageResult
+from openwit.unit_transform import TableCore, apply_record_core, run_units
+from openwit.units import WorkUnit
 
 INGEST_SCHEMA = candidate_schema("ingest")
 
 
-def parse_line(
-    source: str, offset_and_line: tuple[int, str]
-) -> Iterator[dict[str, Any] | Rejection]:
-    offset, line = offset_and_line
+def log_unit(stage: str, unit: WorkUnit) -> None:
+    path = os.environ.get("TOY_UNIT_LOG")
+    if path:
+        with open(path, "a") as handle:
+            handle.write(f"{stage} {unit.index}\n")
+
+
+def parse_line(source: str, offset: int, line: str) -> dict[str, Any] | Rejection:
     try:
         item = json.loads(line)
         url, text = item["url"], item["caption"]
     except (ValueError, KeyError, TypeError) as exc:
-        yield Rejection(f"{source}:{offset}", "toy_ingest", "malformed_record", str(exc))
-        return
-    yield {
+        return Rejection(f"{source}:{offset}", "toy_ingest", "malformed_record", str(exc))
+    return {
         "uid": uid_for(url, text),
         "url": url,
         "text": text,
@@ -41,40 +50,41 @@ def parse_line(
     }
 
 
-class ToyIngest(CoreStage):
+class LineCore:
+    """Reads a whole JSONL file (the unit's payload) into pairs and rejections."""
+
+    in_flight = 0
+
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        log_unit("toy_ingest", unit)
+        lines = fs.read_text(unit.payload).splitlines()
+        items = [parse_line(unit.payload, i, line) for i, line in enumerate(lines)]
+        kept = [i for i in items if not isinstance(i, Rejection)]
+        rejected = [i for i in items if isinstance(i, Rejection)]
+        output = UnitOutput(
+            pa.Table.from_pylist(kept, schema=INGEST_SCHEMA),
+            rejections_table(rejected),
+            stats={"files": 1},
+            n_in=len(lines),
+        )
+        return lambda: output
+
+    def close(self) -> None:
+        return None
+
+
+class ToyIngest(Stage):
     name = "toy_ingest"
     config_keys = ("inputs",)
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
         return INGEST_SCHEMA
 
-    def make_core(self, config: BuildConfig):  # the real work is in read(); see below
-        return _identity_core
-
-    def read(self, pipeline: Any, ctx: StageContext) -> Any:
-        path = ctx.config.inputs[0].path
-        with open(path, encoding="utf-8") as handle:
-            lines = list(enumerate(handle.read().splitlines()))
-        return pipeline | "Read lines" >> beam.Create(lines)
-
-    def expand(self, records: Any, ctx: StageContext) -> tuple[Any, Any]:
-        from openwit.beam import apply_core
-
-        path = ctx.config.inputs[0].path
-        return apply_core(records, self.name, functools.partial(_line_core, path))
-
-    def run(self, ctx: StageContext) -> StageResult | None:
-        super().run(ctx)
-        with open(ctx.config.inputs[0].path, encoding="utf-8") as handle:
-            return StageResult(n_in=len(handle.read().splitlines()), stats={"files": 1})
-
-
-def _line_core(source: str):
-    return functools.partial(parse_line, source)
-
-
-def _identity_core():
-    return lambda record: [record]
+    def run(self, ctx: StageContext) -> StageResult:
+        units = [WorkUnit(0, payload=ctx.config.inputs[0].path)]
+        with ctx.new_pipeline(1) as pipeline:
+            run_units(pipeline, "Read", units, None, ctx.run_units_fn(LineCore, INGEST_SCHEMA))
+        return StageResult(units=1)
 
 
 def keep_long_texts(min_chars: int, record: dict[str, Any]) -> Iterator[dict[str, Any] | Rejection]:
@@ -84,62 +94,73 @@ def keep_long_texts(min_chars: int, record: dict[str, Any]) -> Iterator[dict[str
         yield record
 
 
-def _filter_core(min_chars: int):
-    return functools.partial(keep_long_texts, min_chars)
+class LoggedCore(TableCore):
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        log_unit("toy_filter", unit)
+        return super().start(unit)
 
 
-class ToyFilter(CoreStage):
+def _filter_core(min_chars: int) -> TableCore:
+    core = functools.partial(keep_long_texts, min_chars)
+    return LoggedCore(
+        functools.partial(apply_record_core, "toy_filter", core, schema=INGEST_SCHEMA)
+    )
+
+
+class ToyFilter(Stage):
     name = "toy_filter"
     config_keys = ("text",)
+    rows_per_unit = 2  # several units from a handful of records
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
         return INGEST_SCHEMA
 
-    def make_core(self, config: BuildConfig):
-        return functools.partial(_filter_core, config.text.min_chars)
+    def make_core(self, ctx: StageContext, resources: Resources) -> Callable[[], TableCore]:
+        return functools.partial(_filter_core, ctx.config.text.min_chars)
+
+
+def _drop_some(table: pa.Table) -> UnitOutput:
+    keep = [int(uid, 16) % 3 != 0 for uid in table.column("uid").to_pylist()]
+    return UnitOutput(table.filter(pa.array(keep)), rejections_table([]))
+
+
+def _lossy_core() -> TableCore:
+    return TableCore(_drop_some)
 
 
 class LossyFilter(ToyFilter):
     """A buggy stage: drops every third record without a rejection."""
 
-    name = "toy_filter"
-
-    def make_core(self, config: BuildConfig):
+    def make_core(self, ctx: StageContext, resources: Resources) -> Callable[[], TableCore]:
         return _lossy_core
-
-
-def _drop_some(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    if int(record["uid"], 16) % 3:
-        yield record
-
-
-def _lossy_core():
-    return _drop_some
 
 
 class Interrupted(Exception):
     """Stands in for a kill in the middle of a stage."""
 
 
+class _CrashOnLastUnit(LoggedCore):
+    def __init__(self, apply: Any, last: int) -> None:
+        super().__init__(apply)
+        self.last = last
+
+    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+        if unit.index == self.last:
+            raise Interrupted(f"killed in unit {unit.index}")
+        return super().start(unit)
+
+
+def _crashing_core(min_chars: int, last: int) -> TableCore:
+    core = functools.partial(keep_long_texts, min_chars)
+    apply = functools.partial(apply_record_core, "toy_filter", core, schema=INGEST_SCHEMA)
+    return _CrashOnLastUnit(apply, last)
+
+
 class CrashingFilter(ToyFilter):
-    name = "toy_filter"
+    """Dies when it reaches its last unit (after finishing whichever it ran before)."""
 
-    def run(self, ctx: StageContext) -> StageResult | None:
-        (ctx.work_dir / "partial-file").write_text("half done")
-        raise Interrupted("killed mid-stage")
+    def make_core(self, ctx: StageContext, resources: Resources) -> Callable[[], TableCore]:
+        from openwit.units import plan_units
 
-
-class ResumableCrashingFilter(CrashingFilter):
-    resumable = True
-
-
-class ResumableFilter(ToyFilter):
-    """Counts how much an interrupted run left behind, then runs normally."""
-
-    resumable = True
-
-    def run(self, ctx: StageContext) -> StageResult | None:
-        left = sorted(p.name for p in ctx.work_dir.iterdir())
-        (ctx.work_dir / "partial-file").unlink(missing_ok=True)
-        super().run(ctx)
-        return StageResult(stats={"resumed": ctx.resume, "found": left})
+        last = len(plan_units(ctx.input_files, self.rows_per_unit)) - 1
+        return functools.partial(_crashing_core, ctx.config.text.min_chars, last)

@@ -80,7 +80,7 @@ def plan_read_units(config: BuildConfig) -> list[ReadUnit]:
     pools, that the url and text columns exist. Raises :class:`ConfigError` naming the
     input otherwise.
     """
-    from openwit.build import expand_input_paths
+    from openwit.inputs import expand_input_paths
 
     units: list[ReadUnit] = []
     for index, (spec, paths) in enumerate(zip(config.inputs, expand_input_paths(config))):

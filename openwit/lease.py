@@ -1,0 +1,186 @@
+"""The build lock: one writer per build directory, on a local disk or in a bucket.
+
+Two schedulers (or a scheduler and a person) must not run builds into one directory at
+once. Locally that is an ``fcntl`` lock on ``OUT/.openwit.lock``, which the kernel releases
+when the process dies. An object store has no locks, so there the lock is a *lease*: a
+small object created only if it does not exist (S3's conditional ``PUT`` with
+``If-None-Match: *``), holding its owner and an expiry time, renewed by a background thread
+while the build runs (``If-Match`` on its own ETag, so a renewal never overwrites another
+owner's lease) and deleted at the end. A lease whose owner died expires and may be taken
+over, again with ``If-Match`` on the ETag that was read, so two builds cannot both take it.
+
+Stores without conditional writes (other Beam filesystems) get a best-effort lease: the
+object is checked, then written. Two builds started within the same second can both pass;
+docs/scale.md says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from openwit import fs
+from openwit.errors import UserError
+
+LOCK_NAME = ".openwit.lock"
+#: How long a lease lives without renewal; renewed every third of it.
+LEASE_SECONDS = 60.0
+
+
+class LeaseLost(RuntimeError):
+    """Another build took the lease (ours expired unrenewed): stop before committing."""
+
+
+class Lease:
+    """A held build lock; :meth:`check` raises :class:`LeaseLost` if it was lost."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.lost: str | None = None
+
+    def check(self) -> None:
+        if self.lost:
+            raise LeaseLost(self.lost)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def build_lease(build_url: str, seconds: float = LEASE_SECONDS) -> Iterator[Lease]:
+    """Hold the build directory's lock for the duration of the block."""
+    url = fs.join(build_url, LOCK_NAME)
+    if fs.is_local(url):
+        with _local_lock(build_url, url) as lease:
+            yield lease
+    elif fs.scheme(url) == "s3":
+        with _s3_lease(build_url, url, seconds) as lease:
+            yield lease
+    else:
+        with _best_effort_lease(build_url, url, seconds) as lease:
+            yield lease
+
+
+@contextlib.contextmanager
+def _local_lock(build_url: str, url: str) -> Iterator[Lease]:
+    import fcntl
+
+    fs.makedirs(build_url)
+    with open(fs.local_path(url), "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another openwit build is running in {build_url}") from None
+        try:
+            yield Lease(url)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _body(owner: str, seconds: float) -> bytes:
+    return json.dumps({"owner": owner, "expires": time.time() + seconds}).encode()
+
+
+def _busy(build_url: str, held: dict[str, Any]) -> UserError:
+    until = time.strftime("%H:%M:%S", time.localtime(held.get("expires", 0)))
+    return UserError(
+        f"another openwit build is running in {build_url} "
+        f"(lease held by {held.get('owner', '?')} until {until})"
+    )
+
+
+@contextlib.contextmanager
+def _s3_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
+    from botocore.exceptions import ClientError
+
+    client = fs.s3_client()
+    bucket, key = url.removeprefix("s3://").split("/", 1)
+    owner = _owner()
+
+    def refused(exc: ClientError) -> bool:
+        return exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
+
+    try:
+        etag = client.put_object(
+            Bucket=bucket, Key=key, Body=_body(owner, seconds), IfNoneMatch="*"
+        )["ETag"]
+    except ClientError as exc:
+        if not refused(exc):
+            raise
+        current = client.get_object(Bucket=bucket, Key=key)
+        held = json.loads(current["Body"].read() or b"{}")
+        if held.get("expires", 0) > time.time():
+            raise _busy(build_url, held) from None
+        try:  # expired: take it over, unless someone else just did
+            etag = client.put_object(
+                Bucket=bucket, Key=key, Body=_body(owner, seconds), IfMatch=current["ETag"]
+            )["ETag"]
+        except ClientError as again:
+            if refused(again):
+                raise _busy(build_url, held) from None
+            raise
+
+    lease = Lease(url)
+    stop = threading.Event()
+
+    def renew() -> None:
+        nonlocal etag
+        while not stop.wait(seconds / 3):
+            try:
+                etag = fs.s3_client().put_object(
+                    Bucket=bucket, Key=key, Body=_body(owner, seconds), IfMatch=etag
+                )["ETag"]
+            except ClientError as exc:
+                if refused(exc):
+                    lease.lost = f"the build lease {url} was taken by another build"
+                    return
+            except Exception:  # a network blip: try again at the next beat
+                continue
+
+    renewer = threading.Thread(target=renew, name="openwit-lease", daemon=True)
+    renewer.start()
+    try:
+        yield lease
+    finally:
+        stop.set()
+        renewer.join()
+        if not lease.lost:
+            with contextlib.suppress(Exception):
+                client.delete_object(Bucket=bucket, Key=key)
+
+
+@contextlib.contextmanager
+def _best_effort_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
+    try:
+        held = fs.read_json(url)
+    except (FileNotFoundError, OSError, ValueError):
+        held = None
+    if held and held.get("expires", 0) > time.time():
+        raise _busy(build_url, held)
+    owner = _owner()
+    fs.write_bytes(url, _body(owner, seconds))
+    lease = Lease(url)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(seconds / 3):
+            with contextlib.suppress(Exception):
+                fs.write_bytes(url, _body(owner, seconds))
+
+    renewer = threading.Thread(target=renew, name="openwit-lease", daemon=True)
+    renewer.start()
+    try:
+        yield lease
+    finally:
+        stop.set()
+        renewer.join()
+        with contextlib.suppress(Exception):
+            fs.delete([url])

@@ -1,0 +1,184 @@
+"""What a stage's core returns for one work unit, and how the framework writes and counts it.
+
+A core turns a unit's input into a :class:`UnitOutput`: the kept records (for the next
+stage), the rejections, named side tables, small stats, and -- for a stage whose input is
+not the previous stage's records -- how many records it read. :func:`write_unit` writes
+them into the stage's attempt directory under the unit's number, side tables and
+rejections first and the ``done`` marker last, so a unit is complete exactly when its
+marker exists; a retried unit writes the same files again. The runner never reads the data
+to count it: :func:`collect_totals` sums the markers.
+
+Files of unit ``U`` of a pass named ``P`` (the last pass of a stage has the empty name)::
+
+    [P.]part-U.parquet        kept records (absent when none were kept)
+    [P.]rejections-U.parquet  rejections (absent when none)
+    [P.]SIDE-U.parquet        side tables (SIDE is the stage's name for them)
+    [P.]done-U.json           {"in", "out", "rejected": {reason: n}, "stats", "files"}
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from openwit import fs
+from openwit.funnel import Rejection
+from openwit.schemas import REJECTION_SCHEMA
+from openwit.units import WorkUnit
+
+PART = "part"
+REJECTIONS = "rejections"
+DONE = "done"
+_DONE_NAME = re.compile(r"(?:^|/)(?:[a-z0-9_]+\.)?done-\d+\.json$")
+
+
+@dataclass
+class UnitOutput:
+    """One unit's results. ``sides`` values are a table, or a list of tables written as
+    separate row groups of one file. ``published`` lists files the core wrote outside the
+    attempt directory (shards), relative to the build directory, with their sizes.
+    ``n_out`` counts kept records the core published itself (``kept`` is then None)."""
+
+    kept: pa.Table | None = None
+    rejected: pa.Table | None = None
+    sides: dict[str, pa.Table | list[pa.Table]] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+    n_in: int | None = None
+    n_out: int | None = None
+    published: dict[str, int] = field(default_factory=dict)
+
+
+def rejections_table(rejections: Sequence[Rejection | Mapping[str, Any]]) -> pa.Table:
+    rows = [r.as_record() if isinstance(r, Rejection) else r for r in rejections]
+    return pa.Table.from_pylist(rows, schema=REJECTION_SCHEMA)
+
+
+def reasons_of(table: pa.Table | None) -> dict[str, int]:
+    if table is None or table.num_rows == 0:
+        return {}
+    counts = pc.value_counts(table.column("reason"))
+    return {str(item["values"]): int(item["counts"]) for item in counts.to_pylist()}
+
+
+def unit_file(attempt: str, pass_name: str, kind: str, unit: WorkUnit | int, ext: str) -> str:
+    index = unit if isinstance(unit, int) else unit.index
+    prefix = f"{pass_name}." if pass_name else ""
+    return fs.join(attempt, f"{prefix}{kind}-{index:08d}.{ext}")
+
+
+def done_marker(attempt: str, pass_name: str, unit: WorkUnit | int) -> str:
+    return unit_file(attempt, pass_name, DONE, unit, "json")
+
+
+def parquet_bytes(table: pa.Table | list[pa.Table], schema: pa.Schema | None = None) -> bytes:
+    """A table (or row groups) as Parquet: zstd, except columns of image bytes (JPEG and
+    WebP do not compress; zstd on them would only cost CPU)."""
+    groups = table if isinstance(table, list) else [table]
+    if schema is not None:
+        groups = [g.select(schema.names).cast(schema) for g in groups]
+    schema = groups[0].schema
+    compression = {f.name: "none" if f.name == "image" else "zstd" for f in schema}
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, schema, compression=compression) as writer:
+        for group in groups:
+            writer.write_table(group, row_group_size=max(1, group.num_rows))
+    return sink.getvalue()
+
+
+def write_unit(
+    attempt: str,
+    pass_name: str,
+    unit: WorkUnit,
+    output: UnitOutput,
+    schema: pa.Schema | None,
+) -> dict[str, Any]:
+    """Write one unit's files (marker last); returns the marker's content."""
+    files: dict[str, int] = {}
+
+    def put(kind: str, table: pa.Table | list[pa.Table], table_schema: pa.Schema | None) -> None:
+        url = unit_file(attempt, pass_name, kind, unit, "parquet")
+        data = parquet_bytes(table, table_schema)
+        fs.write_bytes(url, data)
+        files[fs.basename(url)] = len(data)
+
+    for name, table in sorted(output.sides.items()):
+        if _rows(table):
+            put(name, table, None)
+    if output.rejected is not None and output.rejected.num_rows:
+        put(REJECTIONS, output.rejected, REJECTION_SCHEMA)
+    n_out = output.n_out
+    if output.kept is not None:
+        n_out = output.kept.num_rows
+        if n_out:
+            put(PART, output.kept, schema)
+    marker = {
+        "unit": unit.index,
+        "in": output.n_in,
+        "out": n_out or 0,
+        "rejected": reasons_of(output.rejected),
+        "stats": output.stats,
+        "files": files,
+        "published": output.published,
+    }
+    fs.write_json(done_marker(attempt, pass_name, unit), marker, skip_if_same=False)
+    return marker
+
+
+def _rows(table: pa.Table | list[pa.Table]) -> int:
+    groups = table if isinstance(table, list) else [table]
+    return sum(g.num_rows for g in groups)
+
+
+@dataclass
+class StageTotals:
+    """The sum of a stage's unit markers."""
+
+    units: int = 0
+    n_in: int | None = None
+    n_out: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    stats: dict[str, float] = field(default_factory=dict)
+    published: dict[str, int] = field(default_factory=dict)
+
+    def add(self, marker: Mapping[str, Any], final: bool) -> None:
+        self.units += 1
+        if marker.get("in") is not None:
+            self.n_in = (self.n_in or 0) + int(marker["in"])
+        if final:
+            self.n_out += int(marker.get("out") or 0)
+        self.rejected.update(marker.get("rejected") or {})
+        for key, value in (marker.get("stats") or {}).items():
+            self.stats[key] = round(self.stats.get(key, 0) + value, 6)
+        self.published.update(marker.get("published") or {})
+
+
+def is_done_marker(url: str) -> bool:
+    return bool(_DONE_NAME.search(url))
+
+
+def read_markers(urls: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
+    """``(url, content)`` of done markers, read side by side when remote."""
+    urls = sorted(urls)
+    if len(urls) > 1 and not all(fs.is_local(u) for u in urls):
+        with ThreadPoolExecutor(16) as pool:
+            return list(zip(urls, pool.map(fs.read_json, urls)))
+    return [(u, fs.read_json(u)) for u in urls]
+
+
+def collect_totals(listing: Iterable[str]) -> StageTotals:
+    """Sum every pass's done markers among the listed files of an attempt: ``in`` wherever a
+    pass declares it, ``out`` from the last pass (unprefixed names), all rejections."""
+    totals = StageTotals()
+    for url, marker in read_markers(u for u in listing if is_done_marker(u)):
+        final = fs.basename(url).startswith(f"{DONE}-")
+        totals.add(marker, final)
+    return totals

@@ -1,0 +1,189 @@
+"""openwit's local runner: Beam's FnApiRunner over worker processes that live for a build.
+
+Beam's DirectRunner runs a pipeline either in the launcher process (one core for every
+Python DoFn: the GIL) or, in ``multi_processing`` mode, in worker processes it starts for
+that pipeline and stops after it (1.5-2.5 s of start-up each time, as each imports Beam).
+A build is eight pipelines or more, so openwit starts its workers once per build instead:
+``N`` processes (one per core), each serving Beam's external worker pool protocol with its
+SDK harness in a thread, and a dispatcher that hands the runner's ``StartWorker`` requests
+to them in turn. Every pipeline of the build then runs on the FnApiRunner with an
+``EXTERNAL`` environment pointing at the dispatcher and ``direct_num_workers = N``: the
+same Fn API path Flink, Spark and Dataflow use, every core busy, no start-up per stage.
+
+Everything listens on 127.0.0.1 only (a worker runs whatever code its control endpoint
+sends). A worker exits when the launcher does: it watches its stdin, a pipe from the
+launcher, and leaves at end of file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+#: Workers in the pool; 0 (or 1) means: run in the launcher process (in_memory).
+WORKERS_ENV = "OPENWIT_WORKERS"
+
+
+def pool_size_for(runner: str, beam_options: dict[str, Any]) -> int:
+    """Workers openwit's local pool should have for this build; 0 when it should not run
+    one (another runner, or a ``direct_running_mode`` the user chose)."""
+    from openwit.beam import DIRECT_RUNNERS
+    from openwit.resources import machine_cores
+
+    if runner not in DIRECT_RUNNERS or "direct_running_mode" in beam_options:
+        return 0
+    requested = beam_options.get("direct_num_workers")
+    if requested is None:
+        requested = os.environ.get(WORKERS_ENV)
+    size = machine_cores() if requested in (None, "", 0, "0") else int(requested)
+    if requested in (0, "0"):
+        return 0
+    return size if size > 1 else 0
+
+
+class LocalWorkerPool:
+    """``size`` worker processes and a dispatcher; use as a context manager."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.processes: list[subprocess.Popen[str]] = []
+        self.ports: list[int] = []
+        self.server: Any = None
+        self.address = ""
+
+    def __enter__(self) -> LocalWorkerPool:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        import grpc
+        from apache_beam.portability.api import beam_fn_api_pb2_grpc
+
+        command = [sys.executable, "-m", "openwit.workers"]
+        self.processes = [
+            subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for _ in range(self.size)
+        ]
+        try:
+            self.ports = [_read_port(p) for p in self.processes]
+        except BaseException:
+            self.stop()
+            raise
+        stubs = [
+            beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolStub(
+                grpc.insecure_channel(f"127.0.0.1:{port}")
+            )
+            for port in self.ports
+        ]
+        self.server = grpc.server(futures.ThreadPoolExecutor(max(4, self.size)))
+        beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(
+            _Dispatcher(stubs), self.server
+        )
+        port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        self.address = f"127.0.0.1:{port}"
+
+    def alive(self) -> bool:
+        return bool(self.processes) and all(p.poll() is None for p in self.processes)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(grace=None)
+            self.server = None
+        for process in self.processes:
+            with contextlib.suppress(OSError):
+                if process.stdin:
+                    process.stdin.close()  # the worker leaves at end of file
+        for process in self.processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout:
+                process.stdout.close()
+        self.processes = []
+
+
+def _read_port(process: subprocess.Popen[str]) -> int:
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.isdigit():
+        raise RuntimeError(f"an openwit worker process failed to start (exit {process.poll()})")
+    return int(line)
+
+
+class _Dispatcher:
+    """Hands each ``StartWorker`` to the next worker process, and ``StopWorker`` to the
+    process that started it."""
+
+    def __init__(self, stubs: list[Any]) -> None:
+        self.stubs = stubs
+        self.turn = itertools.count()
+        self.where: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def StartWorker(self, request: Any, context: Any) -> Any:
+        with self.lock:
+            stub = self.stubs[next(self.turn) % len(self.stubs)]
+            self.where[request.worker_id] = stub
+        return stub.StartWorker(request)
+
+    def StopWorker(self, request: Any, context: Any) -> Any:
+        from apache_beam.portability.api import beam_fn_api_pb2
+
+        with self.lock:
+            stub = self.where.pop(request.worker_id, None)
+        if stub is None:
+            return beam_fn_api_pb2.StopWorkerResponse()
+        return stub.StopWorker(request)
+
+
+@contextlib.contextmanager
+def local_pool(size: int) -> Iterator[LocalWorkerPool | None]:
+    """A started pool of ``size`` workers, or None when ``size`` is 0."""
+    if size <= 0:
+        yield None
+        return
+    with LocalWorkerPool(size) as pool:
+        yield pool
+
+
+def serve() -> None:
+    """A worker process: Beam's external worker pool servicer, SDK harnesses in threads."""
+    from openwit.logs import quiet_beam_logging
+
+    quiet_beam_logging()
+    import grpc
+    from apache_beam.portability.api import beam_fn_api_pb2_grpc
+    from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer
+
+    server = grpc.server(futures.ThreadPoolExecutor(8))
+    beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(
+        BeamFnExternalWorkerPoolServicer(use_process=False), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(port, flush=True)
+    # Warm the imports every stage needs while the launcher plans its first pipeline.
+    import pyarrow.parquet  # noqa: F401
+
+    import openwit.unit_transform  # noqa: F401
+
+    sys.stdin.read()  # returns at end of file: the launcher is gone or done
+    server.stop(grace=None)
+    os._exit(0)  # SDK harness threads are daemons of a finished build
+
+
+if __name__ == "__main__":
+    serve()
