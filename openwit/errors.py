@@ -24,3 +24,8 @@ class FunnelLawError(Exception):
     Not a ``UserError``: it means a stage has a bug, and the build must not be marked
     complete.
     """
+
+
+class StorageError(UserError):
+    """A file or bucket could not be written or read (refused, missing bucket, full disk):
+    the message names the URL and the store's reason, on one line."""

@@ -93,7 +93,9 @@ def configure(beam_options: dict[str, Any] | None) -> None:
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    global _generation
     FileSystems.set_options(PipelineOptions.from_dictionary(dict(beam_options or {})))
+    _generation += 1  # S3 clients made before (another endpoint, other keys) are dropped
 
 
 def _beam_fs(url: str) -> Any:
@@ -119,6 +121,7 @@ def _fsspec(url: str) -> Any:
 
 
 _S3 = threading.local()
+_generation = 0
 
 
 def _s3io() -> Any:
@@ -130,7 +133,7 @@ def _s3io() -> Any:
     clients are not shared across threads here) keeps each call to one request.
     """
     s3io = getattr(_S3, "s3io", None)
-    if s3io is None:
+    if s3io is None or getattr(_S3, "generation", None) != _generation:
         from apache_beam.io.aws.clients.s3 import boto3_client
         from apache_beam.io.aws.s3io import S3IO
         from apache_beam.io.filesystems import FileSystems
@@ -138,6 +141,7 @@ def _s3io() -> Any:
         if FileSystems._pipeline_options is None:
             configure({})
         s3io = _S3.s3io = S3IO(client=boto3_client.Client(FileSystems._pipeline_options))
+        _S3.generation = _generation
     return s3io
 
 
@@ -276,7 +280,33 @@ def open_output(url: str | Path) -> Iterator[IO[bytes]]:
         _upload(url, spool)
 
 
+@contextmanager
+def _store_errors(url: str, action: str) -> Iterator[None]:
+    """A store's refusal as one :class:`StorageError` line naming the URL and the reason."""
+    from openwit.errors import StorageError
+
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict) and "Error" in response:  # botocore's ClientError
+            error = response["Error"]
+            reason = f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
+        elif isinstance(exc, FileNotFoundError):
+            raise
+        else:
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise StorageError(f"cannot {action} {url}: {reason}") from None
+
+
 def _upload(url: str, stream: IO[bytes]) -> None:
+    with _store_errors(url, "write"):
+        _upload_unchecked(url, stream)
+
+
+def _upload_unchecked(url: str, stream: IO[bytes]) -> None:
     if scheme(url) == "s3":
         stream.seek(0, io.SEEK_END)
         length = stream.tell()
@@ -345,7 +375,9 @@ def delete(urls: Iterable[str]) -> None:
     if not remote:
         return
     if scheme(remote[0]) == "s3":
-        failed = {p: e for p, e in _s3io().delete_files(remote) if e is not None}
+        with _store_errors(remote[0], "delete"):
+            results = _s3io().delete_files(remote)
+        failed = {p: e for p, e in results if e is not None}
         failed = {p: e for p, e in failed.items() if not _is_missing(e)}
         if failed:
             path, error = next(iter(failed.items()))

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from openwit import fs
-from openwit.errors import UserError
+from openwit.errors import StorageError, UserError
 
 LOCK_NAME = ".openwit.lock"
 #: How long a lease lives without renewal; renewed every third of it.
@@ -114,7 +114,10 @@ def _s3_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
         )["ETag"]
     except ClientError as exc:
         if not refused(exc):
-            raise
+            error = exc.response.get("Error", {})
+            raise StorageError(
+                f"cannot write to {build_url}: {error.get('Code')}: {error.get('Message')}"
+            ) from None
         current = client.get_object(Bucket=bucket, Key=key)
         held = json.loads(current["Body"].read() or b"{}")
         if held.get("expires", 0) > time.time():

@@ -1,0 +1,133 @@
+"""A build directory in a bucket: the runner on a real S3-compatible server (moto, 127.0.0.1).
+
+Toy stages keep these tests about the runner's storage: commits without renames, reruns
+that rewrite nothing, a resumed attempt, the lease, a bucket that refuses writes. The whole
+build against S3 is tested with the real stages in tests/download/test_object_store_build.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openwit import fs
+from openwit.builddir import BuildDir
+from openwit.config import load_build_config
+from openwit.errors import StorageError, UserError
+from openwit.lease import build_lease
+from openwit.runner import BuildRunner
+from tests.foundation.test_runner import LINES
+from tests.foundation.toy_stages import CrashingFilter, ToyFilter, ToyIngest
+from tests.s3server import read_only_credentials, s3_server
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3, monkeypatch, request):
+    for key, value in s3.environment().items():
+        monkeypatch.setenv(key, value)
+    fs.configure({})
+    name = "openwit-" + request.node.name.replace("_", "-")[:40].strip("-").lower()
+    return s3.bucket(name)
+
+
+def config_in(bucket: str):
+    pool = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in LINES)
+    fs.write_text(f"{bucket}/inputs/pool.jsonl", pool + "\n")
+    return load_build_config(
+        None, {"out": f"{bucket}/build", "inputs": [{"path": f"{bucket}/inputs/pool.jsonl"}]}
+    )
+
+
+def objects(s3, bucket: str) -> dict[str, tuple[int, str]]:
+    client = s3.client()
+    name = bucket.removeprefix("s3://")
+    listing = client.list_objects_v2(Bucket=name, Prefix="build/")["Contents"]
+    return {o["Key"]: (o["Size"], o["ETag"], o["LastModified"]) for o in listing}
+
+
+def test_a_build_in_a_bucket_commits_reruns_nothing_and_reads_back(s3, bucket):
+    config = config_in(bucket)
+    outcome = BuildRunner(config, [ToyIngest(), ToyFilter()]).run()
+    assert outcome.complete
+    assert outcome.funnel.stages["toy_filter"].n_out == 3
+    build = BuildDir(f"{bucket}/build")
+    assert build.read_table(build.stage_files("toy_filter")).num_rows == 3
+    assert build.funnel()["toy_ingest"] == {"in": 7, "out": 5, "rejected": {"malformed_record": 2}}
+    before = objects(s3, bucket)
+    assert not [k for k in before if k.endswith(".openwit.lock")]  # the lease is given back
+
+    again = BuildRunner(config, [ToyIngest(), ToyFilter()]).run()
+
+    assert again.ran == []
+    assert objects(s3, bucket) == before  # not one object rewritten
+
+
+def test_an_interrupted_build_in_a_bucket_resumes_to_the_same_objects(s3, bucket, tmp_path):
+    config = config_in(bucket)
+    with pytest.raises(Exception, match="killed"):
+        BuildRunner(config, [ToyIngest(), CrashingFilter()]).run()
+    outcome = BuildRunner(config, [ToyIngest(), ToyFilter()]).run(resume=True)
+    assert outcome.ran == ["toy_filter"]
+    resumed = BuildDir(f"{bucket}/build")
+    fresh_config = load_build_config(
+        None, {"out": str(tmp_path / "local"), "inputs": [{"path": config.inputs[0].path}]}
+    )
+    BuildRunner(fresh_config, [ToyIngest(), ToyFilter()]).run()
+    local = BuildDir(tmp_path / "local")
+    for stage in ("toy_ingest", "toy_filter"):
+        ours = [fs.read_bytes(u) for u in resumed.stage_files(stage)]
+        assert ours == [fs.read_bytes(u) for u in local.stage_files(stage)], stage
+    # Only the committed attempt of each stage is left in the bucket.
+    keys = objects(s3, bucket)
+    attempts = {k.split("/")[3] for k in keys if k.startswith("build/stages/toy_filter/")}
+    assert attempts == {outcome.manifest["stages"]["toy_filter"]["attempt"]}
+
+
+def test_the_lease_keeps_a_second_build_out_of_a_bucket(bucket):
+    with build_lease(f"{bucket}/build"):
+        with pytest.raises(UserError, match="another openwit build is running"):
+            with build_lease(f"{bucket}/build"):
+                pass
+    with build_lease(f"{bucket}/build"):  # given back: taken again
+        pass
+
+
+def test_an_expired_lease_is_taken_over(s3, bucket):
+    client = s3.client()
+    name = bucket.removeprefix("s3://")
+    stale = {"owner": "crashed-host:1:abc", "expires": 1.0}
+    client.put_object(Bucket=name, Key="build/.openwit.lock", Body=json.dumps(stale).encode())
+    with build_lease(f"{bucket}/build"):
+        held = json.loads(client.get_object(Bucket=name, Key="build/.openwit.lock")["Body"].read())
+        assert held["owner"] != stale["owner"]
+
+
+def test_a_bucket_that_refuses_writes_is_one_clear_error_and_nothing_is_complete(monkeypatch):
+    with s3_server(unauthenticated_actions=4) as server:
+        keys = read_only_credentials(server, "refusing")
+        for key, value in {**server.environment(), **keys}.items():
+            monkeypatch.setenv(key, value)
+        fs.configure({})
+        config = load_build_config(
+            None, {"out": "s3://refusing/build", "inputs": [{"path": "s3://refusing/pool.jsonl"}]}
+        )
+        with pytest.raises(StorageError) as caught:
+            BuildRunner(config, [ToyIngest(), ToyFilter()]).run()
+        message = str(caught.value)
+        assert "\n" not in message
+        assert message.startswith("cannot write to s3://refusing/build")
+        assert "AccessDenied" in message
+        reader = server.client(
+            aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        )
+        with pytest.raises(reader.exceptions.NoSuchKey):  # nothing marked complete
+            reader.get_object(Bucket="refusing", Key="build/manifest.json")
+    fs.configure({})
