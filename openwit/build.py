@@ -16,6 +16,7 @@ from openwit.pipeline.balance.stage import BalanceStage
 from openwit.pipeline.download.stage import DownloadStage
 from openwit.pipeline.image.stage import ImageStage
 from openwit.pipeline.ingest.stage import IngestStage
+from openwit.pipeline.match.matcher import check_queries_file
 from openwit.pipeline.match.stage import MatchStage
 from openwit.pipeline.shard.stage import ShardStage
 from openwit.pipeline.text.stage import TextStage
@@ -80,14 +81,16 @@ def expand_input_paths(config: BuildConfig) -> list[list[str]]:
 
 
 def check_build_inputs(config: BuildConfig, stage_names: list[str]) -> None:
-    """Fail early, before any pipeline starts, on input files that do not exist."""
+    """Fail early, before any pipeline starts, on input files that do not exist and on a
+    query list the match stage could not use."""
     if "ingest" in stage_names:
         expand_input_paths(config)
-    if "match" in stage_names and not _is_remote(config.queries):
-        if not Path(config.queries).is_file():
+    if "match" in stage_names:
+        if not _is_remote(config.queries) and not Path(config.queries).is_file():
             raise ConfigError(
                 f"queries: no such file: {config.queries} (build it with `openwit queries build`)"
             )
+        check_queries_file(config.queries)
     if "dedup" in stage_names:
         for name, root in config.dedup.eval_sets.items():
             if not _is_remote(root) and not Path(root).is_dir():
