@@ -12,6 +12,7 @@ DirectRunner falls back to for batch pipelines, started directly (docs/decisions
 from __future__ import annotations
 
 import contextlib
+import difflib
 import io
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -63,8 +64,10 @@ def pipeline_options(runner: str, beam_options: Mapping[str, Any] | None = None)
     """Beam ``PipelineOptions`` for ``runner`` plus extra options (``{"k": v}``).
 
     Options are passed as Beam's own flags, so every runner's options work
-    (``direct_running_mode``, ``flink_master``, ``project``, ...).
+    (``direct_running_mode``, ``flink_master``, ``project``, ...). A runner or an option
+    Beam does not know is a :class:`ConfigError` here, before any pipeline is built.
     """
+    check_runner_name(runner)
     options = {k: v for k, v in (beam_options or {}).items() if k != "runner"}
     if runner not in DIRECT_RUNNERS:
         options["runner"] = runner
@@ -76,16 +79,55 @@ def pipeline_options(runner: str, beam_options: Mapping[str, Any] | None = None)
     return parsed
 
 
+def known_runner_names() -> list[str]:
+    """The runner names Beam resolves by name (class names; case and the ``Runner``
+    suffix are optional to Beam), with openwit's own direct runners."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    names = {path.rsplit(".", 1)[-1] for path in StandardOptions.ALL_KNOWN_RUNNERS}
+    return sorted(names | DIRECT_RUNNERS)
+
+
+def check_runner_name(runner: str) -> None:
+    """:class:`ConfigError` unless Beam knows ``runner`` by name (Beam itself would only
+    say so with a ValueError when the first pipeline starts)."""
+    known = {name.lower() for name in known_runner_names()}
+    if runner.lower() in known or f"{runner.lower()}runner" in known:
+        return
+    close = difflib.get_close_matches(runner, known_runner_names(), n=3, cutoff=0.8)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise ConfigError(
+        f"runner: Beam has no runner {runner!r}; {hint}known runners: "
+        + ", ".join(known_runner_names())
+    )
+
+
 def _check_parses(options: PipelineOptions) -> None:
-    """Parse the flags now: Beam's argparse would otherwise exit mid-run with a usage dump."""
+    """Parse the flags now: Beam's argparse would otherwise exit mid-run with a usage dump,
+    and Beam only warns about an option it does not know (then drops it), so a misspelt
+    option would silently do nothing."""
+    known_dests: set[str] = set()
+    known_flags: set[str] = set()
+
+    def collect(parser: Any) -> None:  # sees Beam's parser before unknown options join it
+        for action in parser._actions:
+            known_dests.add(action.dest)
+            known_flags.update(f[2:] for f in action.option_strings if f.startswith("--"))
+
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            options.get_all_options()
+            parsed = options.get_all_options(add_extra_args_fn=collect, retain_unknown_options=True)
     except SystemExit:
         lines = [line for line in captured.getvalue().splitlines() if "error:" in line]
         message = lines[-1].split("error:", 1)[1].strip() if lines else "cannot be parsed"
         raise ConfigError(f"beam_options: {message}") from None
+    unknown = sorted(name for name in parsed if name not in known_dests)
+    if unknown:
+        name = unknown[0]
+        close = difflib.get_close_matches(name, sorted(known_flags), n=3, cutoff=0.6)
+        hint = f"; the closest Beam knows: {', '.join(close)}" if close else ""
+        raise ConfigError(f"beam_options: Beam has no option {name!r}{hint}")
 
 
 def make_runner(runner: str, worker_pool: Any = None) -> PipelineRunner | str:

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from openwit import __version__
-from openwit.errors import UserError
+from openwit.errors import UserError, storage_error
 
 # img2dataset imports albumentations, which otherwise checks PyPI for updates at import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -87,7 +87,13 @@ def build(
     if beam_option:
         overrides["beam_options"] = parse_assignments(beam_option, "--beam-option")
     resolved = load_build_config(config, overrides)
-    outcome = run_build(resolved, until=until, resume=resume, reporter=BuildReporter())
+    try:
+        outcome = run_build(resolved, until=until, resume=resume, reporter=BuildReporter())
+    except Exception as exc:  # a read-only or full disk is one line, not a traceback
+        problem = storage_error(exc, resolved.out)
+        if problem is None:
+            raise
+        raise problem from None
     print_funnel(outcome.funnel, outcome.manifest)
     state = "complete" if outcome.complete else f"stopped after {outcome.manifest.get('until')}"
     stdout.print(f"build {state}: {outcome.build_dir}")

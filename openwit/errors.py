@@ -7,6 +7,9 @@ environment failure and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+import re
+
 
 class UserError(Exception):
     """A problem with the user's input; the message is shown as is, exit code 2."""
@@ -26,6 +29,57 @@ class FunnelLawError(Exception):
     """
 
 
+#: errno values that say the storage refuses a write: read-only, not permitted, full.
+READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]")
+
+
 class StorageError(UserError):
-    """A file or bucket could not be written or read (refused, missing bucket, full disk):
-    the message names the URL and the store's reason, on one line."""
+    """The build directory's storage refused a write or a read: read-only, not permitted,
+    a bucket that refuses (exit 2, the user picks another place or fixes the rights) or
+    full (exit 1: nothing was wrong with the input). The message names the file or URL and
+    the reason, on one line."""
+
+
+def storage_errno(exc: BaseException) -> tuple[int, str | None] | None:
+    """The errno (and file name, if known) of a read-only or full storage behind ``exc``.
+
+    Looks through the exceptions ``exc`` was raised from or while handling, and through
+    their messages: Beam re-raises a worker's ``OSError`` as a ``RuntimeError`` whose text
+    is all that is left of it on some runners.
+    """
+    wanted = READ_ONLY_ERRNOS | FULL_ERRNOS
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in wanted:
+            return current.errno, current.filename
+        found = _ERRNO_IN_TEXT.search(str(current))
+        if found and int(found.group(1)) in wanted:
+            return int(found.group(1)), None
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def storage_error(exc: BaseException, out: str) -> StorageError | None:
+    """One line for a write that failed because the storage of build directory ``out`` is
+    read-only or full, or None when ``exc`` is something else."""
+    found = storage_errno(exc)
+    if found is None:
+        return None
+    code, filename = found
+    if code in FULL_ERRNOS:
+        where = f"device writing {filename}" if filename else f"the device of {out}"
+        error = StorageError(
+            f"no space left on {where}; the stages committed in {out} before are intact: "
+            "free some space and run the command again (--resume keeps finished work)"
+        )
+        error.exit_code = 1
+        return error
+    if code == errno.EROFS:
+        return StorageError(
+            f"cannot write {filename or out}: read-only file system; choose a writable --out"
+        )
+    return StorageError(f"permission denied: {filename or out}")

@@ -42,7 +42,8 @@ def expand_input_paths(config: BuildConfig) -> list[list[str]]:
 
 
 def check_build_inputs(config: BuildConfig, stage_names: list[str]) -> None:
-    """Fail early, before any pipeline starts, on input files that do not exist."""
+    """Fail early, before any pipeline starts, on input files that do not exist and on a
+    query list the match stage could not use."""
     if "ingest" in stage_names:
         expand_input_paths(config)
     if "match" in stage_names:
@@ -52,6 +53,9 @@ def check_build_inputs(config: BuildConfig, stage_names: list[str]) -> None:
             raise ConfigError(
                 f"queries: no such file: {queries} (build it with `openwit queries build`)"
             )
+        from openwit.pipeline.match.matcher import check_queries_file
+
+        check_queries_file(queries)
     if "dedup" in stage_names:
         for name, root in config.dedup.eval_sets.items():
             found = bool(fs.list_files(root)) if _is_remote(root) else Path(root).is_dir()

@@ -16,11 +16,26 @@ class _DropApitoolsWarning(logging.Filter):
         return not any(text in message for text in _HARMLESS)
 
 
+class _DropStorageFailures(logging.Filter):
+    """Beam logs every exception of a DoFn with its traceback before re-raising it; for a
+    full or read-only disk the command reports the re-raised one in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from openwit.errors import storage_errno
+
+        error = record.exc_info[1] if record.exc_info else None
+        return error is None or storage_errno(error) is None
+
+
+def _add_once(logger: logging.Logger, kind: type[logging.Filter]) -> None:
+    if not any(isinstance(f, kind) for f in logger.filters):
+        logger.addFilter(kind())
+
+
 def quiet_beam_logging() -> None:
     """Keep Beam's import-time and per-bundle chatter out of the user's terminal."""
-    root = logging.getLogger()
-    if not any(isinstance(f, _DropApitoolsWarning) for f in root.filters):
-        root.addFilter(_DropApitoolsWarning())
+    _add_once(logging.getLogger(), _DropApitoolsWarning)
+    _add_once(logging.getLogger("apache_beam.runners.common"), _DropStorageFailures)
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     runner_log = logging.getLogger("apache_beam.runners.portability.fn_api_runner.fn_runner")
     if not any(isinstance(f, _DropApitoolsWarning) for f in runner_log.filters):

@@ -21,7 +21,7 @@ from openwit.io import atomic_path, atomic_write_json
 from openwit.queries.config import QueryBuildConfig
 from openwit.queries.dump import SKIP_REASONS, read_namespaces
 from openwit.queries.ngrams import max_pmi
-from openwit.queries.pageviews import LINE_OUTCOMES, namespace_names
+from openwit.queries.pageviews import LINE_OUTCOMES, check_pageview_file, namespace_names
 from openwit.queries.union import Candidate, SourceSummary, rows_to_table, union_queries
 from openwit.queries.wordnet import read_wordnet, wordnet_dir
 
@@ -166,6 +166,8 @@ def build_queries(
         raise UserError("at least one --wiki-dump file is needed")
     dumps = _existing_files(wiki_dumps, "Wikipedia dump")
     views = _existing_files(pageviews, "page-view file")
+    for view in views:
+        check_pageview_file(view)
     wordnet_root = wordnet_dir(wordnet) if wordnet is not None else None
 
     say("reading dump headers")

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from urllib.parse import unquote
 
+from openwit.errors import UserError
 from openwit.text import as_query
 
 #: What happens to a page-view line; they sum to the lines read.
@@ -115,3 +117,47 @@ def count_pageview_lines(
         else:
             outcomes["counted"] += 1
             views[query] += count
+
+
+#: Decompressed bytes read from the start of a page-view file to tell that it is one.
+SNIFF_BYTES = 64 * 1024
+
+
+def is_pageview_line(raw: bytes) -> bool:
+    """Whether ``raw`` has the shape of a page-view line, whatever its domain."""
+    fields = raw.split()
+    return len(fields) == 4 and fields[2].isdigit()
+
+
+def check_pageview_file(path: str | Path) -> None:
+    """:class:`UserError` unless ``path`` starts like a page-view file: at least half of its
+    first lines are ``domain_code page_title count_views response_size``.
+
+    Lines of other wikis are only skipped while counting (``other_domain``), so without
+    this any file (a PDF, random bytes, the wrong dump) would be counted as a page-view
+    file of zero views and the titles would silently go missing. A file damaged after its
+    start is judged by what came before the damage; the counting reports the damage (or
+    keeps what it read, with ``--keep-partial``).
+    """
+    from openwit.queries.dump import open_compressed
+
+    head = b""
+    try:
+        with open_compressed(path) as handle:
+            while len(head) < SNIFF_BYTES:
+                chunk = handle.read(SNIFF_BYTES - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except Exception:  # damaged: judged by what came before, the rest left to the counting
+        pass
+    lines = head.split(b"\n")
+    if len(head) >= SNIFF_BYTES:
+        lines = lines[:-1]  # the last one is cut by the sample's end
+    lines = [line for line in lines if line.strip()]
+    good = sum(map(is_pageview_line, lines))
+    if lines and good * 2 < len(lines):
+        raise UserError(
+            f"page-view file {path}: not a page-view file ({len(lines) - good} of its first "
+            f"{len(lines)} lines are not `domain_code page_title count_views response_size`)"
+        )

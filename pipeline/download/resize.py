@@ -170,7 +170,30 @@ def _to_rgb(image: Any) -> Any:
         return canvas
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         image = image.point(lambda v: v / 256).convert("L")
+    elif image.mode == "F":
+        image = float_to_grey(image)
     return image.convert("RGB")
+
+
+def float_to_grey(image: Any) -> Any:
+    """A 32-bit float image (``F``: scientific TIFFs, elevation maps) as 8-bit grey, its
+    finite range stretched over 0-255 (NaN and -inf as the lowest value, +inf as the
+    highest). Pillow's own conversion clips to 0-255, which turns the usual 0-1 floats all
+    black. A flat image keeps its level, read as a 0-1 float."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.asarray(image, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        raise ImageRejected("decode_error", "a float image without one finite pixel")
+    low, high = float(values[finite].min()), float(values[finite].max())
+    values = np.nan_to_num(values, nan=low, posinf=high, neginf=low)
+    if high > low:
+        scaled = (values - low) * (255.0 / (high - low))
+    else:
+        scaled = np.full(values.shape, min(max(low, 0.0), 1.0) * 255.0)
+    return Image.fromarray(np.rint(scaled).astype(np.uint8), "L")
 
 
 def encode(image: Any, encode_format: str, quality: int) -> bytes:
@@ -259,14 +282,27 @@ class Img2datasetResizer:
         )
 
     def __call__(self, data: bytes) -> StoredImage:
-        with open_checked(data, self.settings.max_pixels):
-            pass
+        with open_checked(data, self.settings.max_pixels) as image:
+            if image.mode == "F":  # OpenCV would clip it to 0/1 as well: hand it 8 bits
+                data = _float_as_png(image)
         stored, width, height, original_width, original_height, error = self.resizer(
             io.BytesIO(data)
         )
         if error is not None or stored is None:
             raise ImageRejected("decode_error", str(error)[:300])
         return StoredImage(stored, width, height, original_width, original_height)
+
+
+def _float_as_png(image: Any) -> bytes:
+    try:
+        grey = float_to_grey(image)
+    except ImageRejected:
+        raise
+    except Exception as exc:
+        raise ImageRejected("decode_error", f"{type(exc).__name__}: {exc}"[:300]) from None
+    buffer = io.BytesIO()
+    grey.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def make_resizer(settings: ResizeSettings) -> PillowResizer | Img2datasetResizer:

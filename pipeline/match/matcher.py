@@ -75,22 +75,57 @@ def read_queries(path: str) -> list[str]:
 
 
 def check_queries_file(path: str) -> int:
-    """Number of queries in a queries.parquet; :class:`ConfigError` if it cannot be one."""
+    """Number of queries in a queries.parquet; :class:`ConfigError` if it cannot be one.
+
+    A query list holds each query once, as text that is not blank: a row number is a
+    query's id, and a repeated query would be counted, and capped, as two queries (each
+    copy gets its own ``max_per_query``), while a blank one matches every double space.
+    An empty list would reject every record as ``no_query_match``. All of these are
+    refused here, before any stage runs (``openwit queries build`` writes none of them).
+    """
     import fsspec
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from openwit.errors import ConfigError
 
     try:
         with fsspec.open(path, "rb") as handle:
-            metadata = pq.ParquetFile(handle).metadata
+            parquet = pq.ParquetFile(handle)
+            if "query" not in parquet.schema_arrow.names:
+                raise ConfigError(
+                    f"queries: {path} has no 'query' column (see `openwit queries build`)"
+                )
+            column = parquet.read(columns=["query"]).column("query")
     except FileNotFoundError:
         raise ConfigError(f"queries: no such file: {path}") from None
+    except ConfigError:
+        raise
     except Exception as exc:
         raise ConfigError(f"queries: cannot read {path} as Parquet: {exc}") from None
-    if "query" not in metadata.schema.names:
-        raise ConfigError(f"queries: {path} has no 'query' column (see `openwit queries build`)")
-    return metadata.num_rows
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise ConfigError(f"queries: the 'query' column of {path} is {column.type}, not text")
+    if len(column) == 0:
+        raise ConfigError(f"queries: {path} holds no queries (0 rows)")
+    blank = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0), True)
+    if pc.any(blank).as_py():
+        rows = pc.indices_nonzero(blank)
+        raise ConfigError(
+            f"queries: {path} has {len(rows):,} empty or blank queries (first at row {rows[0]})"
+        )
+    distinct = pc.count_distinct(column).as_py()
+    if distinct != len(column):  # find the first repeat to name it (rare: not on the hot path)
+        first_row: dict[str, int] = {}
+        for row, query in enumerate(column.to_pylist()):
+            seen = first_row.setdefault(query, row)
+            if seen != row:
+                raise ConfigError(
+                    f"queries: {path} repeats {len(column) - distinct:,} queries ({query!r} "
+                    f"at rows {seen} and {row}); each query must appear once, its row number "
+                    "is its id"
+                )
+    return len(column)
 
 
 def file_digest(path: str) -> str:

@@ -245,3 +245,23 @@ def test_host_limiter_spaces_requests_to_the_rate():
             pass  # another host is not held back
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 0.045
+
+
+def test_a_url_with_non_ascii_characters_is_downloaded_and_stored_as_given(faults):
+    from openwit.funnel import Rejection
+    from openwit.pipeline.download.downloader import Downloader, DownloadSettings
+    from openwit.pipeline.download.resize import ResizeSettings
+    from tests.download.servers import photo
+
+    server, _ = faults
+    image = Route(body=photo(320, 240, seed=5), headers={"Content-Type": "image/jpeg"})
+    server.add("/img/%C3%BCn%C3%AF%20x.jpg", image)  # the path as a browser sends it
+    settings = DownloadSettings(
+        ClientSettings(timeout_s=BUDGET), ResizeSettings(), allow_private_networks=True, threads=2
+    )
+    url = server.url("/img/ünï x.jpg")  # as Wikimedia pages link it
+    [outcome] = Downloader(settings).download_all([{"uid": "u1", "url": url, "text": "a"}])
+    assert not isinstance(outcome.result, Rejection), outcome.result
+    assert outcome.result["url"] == url
+    assert (outcome.result["width"], outcome.result["height"]) == (256, 192)
+    assert server.hits("/img/%C3%BCn%C3%AF%20x.jpg") == 1

@@ -6,12 +6,14 @@ pauses, so tests control where the body is cut, how it is split and how slowly i
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import ipaddress
 import re
 import socket
 import threading
 import time
+import zlib
 
 import pytest
 
@@ -135,13 +137,106 @@ def test_a_host_header_gets_the_port_only_off_port_80():
 
 def test_what_http_client_would_refuse_is_left_to_it(server):
     policy = UrlPolicy(True)
-    assert client()._request(policy.parse("http://example.com/\x01.jpg")) == b""
-    assert client()._request(policy.parse("http://example.com/é.jpg")) == b""
     assert client(user_agent="bad\nagent")._request(policy.parse("http://example.com/")) == b""
-    result = client().fetch(server.url("/\x01.jpg"))
-    assert result.reason == "bad_response" and "control characters" in result.detail
     with pytest.raises(ValueError, match="Invalid header value"):  # http.client's refusal
         client(user_agent="bad\nagent").fetch(server.url())
+
+
+def test_paths_a_browser_encodes_go_out_percent_encoded(server):
+    server.script = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}"), JPEG]
+    fetcher = client()
+    for path in ("/img/ünï.jpg", "/a b.jpg?q=é x", "/\x01.jpg"):
+        result = fetcher.fetch(server.url(path))
+        assert isinstance(result, Fetched) and result.body == JPEG, result
+        assert result.url == server.url(path)  # the URL as given, not as sent
+    lines = [request.split(b"\r\n", 1)[0] for request in server.requests]
+    assert lines == [
+        b"GET /img/%C3%BCn%C3%AF.jpg HTTP/1.1",
+        b"GET /a%20b.jpg?q=%C3%A9%20x HTTP/1.1",
+        b"GET /%01.jpg HTTP/1.1",
+    ]
+
+
+def redirect(location: bytes) -> bytes:
+    return b"HTTP/1.0 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize("location", [b"http://[::1", b"http://[::1/a.jpg", b"http://a:b:c/"])
+def test_a_redirect_to_a_malformed_location_is_an_invalid_url(server, location):
+    server.script = [redirect(location)]
+    result = client().fetch(server.url())
+    assert isinstance(result, FetchFailed)
+    assert result.reason == "invalid_url", result.detail
+    assert location.decode() in result.detail
+
+
+def test_a_redirect_to_a_utf8_location_follows_it_encoded(server):
+    server.script = [redirect("/ünï.jpg".encode())]
+    result = client(max_redirects=1).fetch(server.url())
+    assert (result.reason, result.detail) == ("too_many_redirects", "more than 1")
+    assert server.requests[1].startswith(b"GET /%C3%BCn%C3%AF.jpg HTTP/1.1\r\n")
+
+
+def encoded(body: bytes, coding: str) -> bytes:
+    return (
+        head(
+            "Content-Type: image/jpeg",
+            f"Content-Encoding: {coding}",
+            f"Content-Length: {len(body)}",
+        )
+        + body
+    )
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        ("gzip", gzip.compress(JPEG)),
+        ("x-gzip", gzip.compress(JPEG)),
+        ("GZIP", gzip.compress(JPEG[:9]) + gzip.compress(JPEG[9:])),  # two gzip members
+        ("deflate", zlib.compress(JPEG)),
+        ("deflate", zlib.compress(JPEG)[2:-4]),  # raw deflate, as some servers send it
+        ("identity", JPEG),
+        ("gzip, gzip", gzip.compress(gzip.compress(JPEG))),
+    ],
+)
+def test_an_encoded_body_is_decoded(server, coding, body):
+    server.script = [encoded(body, coding)]
+    result = client().fetch(server.url())
+    assert isinstance(result, Fetched), result
+    assert result.body == JPEG
+
+
+def test_a_compression_bomb_is_refused_without_decoding_it_all(server):
+    bomb = gzip.compress(b"\0" * 50_000_000, 9)  # 50 MB in about 50 kB
+    server.script = [encoded(bomb, "gzip")]
+    result = client(max_bytes=1_000_000).fetch(server.url())
+    assert isinstance(result, FetchFailed)
+    assert (result.reason, result.detail) == (
+        "too_large",
+        f"gzip body of {len(bomb):,} bytes decodes past 1,000,000 bytes",
+    )
+    # the cap counts decoded bytes: the same image fits one cap and not a smaller one
+    server.script = [encoded(gzip.compress(JPEG), "gzip")]
+    assert isinstance(client(max_bytes=len(JPEG)).fetch(server.url()), Fetched)
+    assert client(max_bytes=len(JPEG) - 1).fetch(server.url()).reason == "too_large"
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "reason"),
+    [
+        ("gzip", gzip.compress(JPEG)[:-200], "incomplete_body"),
+        ("gzip", JPEG, "bad_response"),  # said gzip, is not
+        ("gzip", gzip.compress(JPEG) + b"trailing junk", "bad_response"),
+        ("br", JPEG, "unsupported_encoding"),
+    ],
+)
+def test_a_body_that_does_not_decode_is_refused_with_a_reason(server, coding, body, reason):
+    server.script = [encoded(body, coding)]
+    result = client().fetch(server.url())
+    assert isinstance(result, FetchFailed)
+    assert result.reason == reason, result.detail
+    assert coding in result.detail
 
 
 @pytest.mark.parametrize("pieces", [1, 2, 7])

@@ -141,3 +141,38 @@ def test_using_img2dataset_as_a_library_keeps_our_sigint_handler():
     before = signal.getsignal(signal.SIGINT)
     Img2datasetResizer(ResizeSettings(resizer="img2dataset"))(photo(300, 200))
     assert signal.getsignal(signal.SIGINT) is before  # only its download() replaces it
+
+
+def float_tiff(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(values.astype(np.float32)).save(buffer, "TIFF")  # mode F
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("resizer", ["pillow", "img2dataset"])
+@pytest.mark.parametrize("low, high", [(0.0, 1.0), (-40.0, 3000.0)])  # a 0-1 image, heights
+def test_a_float_tiff_is_stretched_over_its_own_range(resizer, low, high):
+    ramp = np.linspace(low, high, 400, dtype=np.float64)
+    values = np.tile(ramp, (300, 1))
+    values[0, 0], values[0, 1], values[0, 2] = np.nan, np.inf, -np.inf
+    settings = ResizeSettings(size=400, resizer=resizer)
+    resize = PillowResizer(settings) if resizer == "pillow" else Img2datasetResizer(settings)
+    stored = resize(float_tiff(values))
+    grey = np.asarray(Image.open(io.BytesIO(stored.data)).convert("L"), dtype=np.float64)
+    assert grey.shape == (300, 400)
+    expected = (ramp - low) * 255 / (high - low)
+    row = grey[150]
+    assert np.abs(row - expected).max() < 6  # JPEG's error on a smooth ramp
+    assert row[:20].mean() < 10 and row[-20:].mean() > 245
+
+
+def test_a_flat_float_tiff_keeps_its_level_and_one_without_numbers_is_rejected():
+    grey = PillowResizer(ResizeSettings())(float_tiff(np.full((300, 400), 0.5)))
+    level = np.asarray(Image.open(io.BytesIO(grey.data)).convert("L")).mean()
+    assert abs(level - 127.5) < 2
+    with pytest.raises(ImageRejected) as caught:
+        PillowResizer(ResizeSettings())(float_tiff(np.full((300, 400), np.nan)))
+    assert (caught.value.reason, caught.value.detail) == (
+        "decode_error",
+        "a float image without one finite pixel",
+    )

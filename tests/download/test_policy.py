@@ -202,3 +202,69 @@ def test_ipv4_mapped_ipv6_is_judged_by_its_ipv4_address(value):
     v4 = ipaddress.IPv4Address(value)
     mapped = ipaddress.IPv6Address(f"::ffff:{v4}")
     assert address_class(mapped) == address_class(v4)
+
+
+# -- URLs as browsers send them -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "request_path"),
+    [
+        ("http://example.com/img/ünï.jpg", "/img/%C3%BCn%C3%AF.jpg"),
+        ("http://example.com/a b.jpg?q=a b", "/a%20b.jpg?q=a%20b"),
+        ("http://example.com/dir/b%20c.jpg?x=1&y=%C3%A9", "/dir/b%20c.jpg?x=1&y=%C3%A9"),
+        (
+            "http://example.com/файл.png?имя=значение",
+            "/%D1%84%D0%B0%D0%B9%D0%BB.png?"
+            "%D0%B8%D0%BC%D1%8F=%D0%B7%D0%BD%D0%B0%D1%87%D0%B5%D0%BD%D0%B8%D0%B5",
+        ),
+        (
+            "http://example.com/<a>\"`{}'.jpg?<b>\"'`{}",
+            "/%3Ca%3E%22%60%7B%7D'.jpg?%3Cb%3E%22%27`{}",
+        ),
+        ("http://example.com/\x01\x7f.jpg", "/%01%7F.jpg"),
+        ("http://example.com/%zz%.jpg", "/%zz%.jpg"),  # a stray % is sent as written
+        ("http://example.com/a\ud800.jpg", "/a%EF%BF%BD.jpg"),  # a lone surrogate: U+FFFD
+        ("http://example.com/a.jpg#frag ment", "/a.jpg"),
+        ("http://example.com", "/"),
+        (" http://example.com/a b.jpg ", "/a%20b.jpg"),
+    ],
+)
+def test_paths_and_queries_are_percent_encoded_as_browsers_do(url, request_path):
+    target = UrlPolicy(True).parse(url)
+    assert target.request_path == request_path
+    assert target.request_path.isascii() and target.request_path.isprintable()
+    assert target.url == url.strip()
+
+
+@given(st.text(min_size=0, max_size=40).filter(lambda t: not set(t) & set("\r\n\t\x00#?")))
+def test_any_path_becomes_a_plain_request_target(path):
+    target = UrlPolicy(True).parse(f"http://example.com/{path}")
+    assert target.request_path.startswith("/")
+    assert target.request_path.isascii() and target.request_path.isprintable()
+    assert " " not in target.request_path
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://１２７.０.０.１/a.jpg",  # full-width digits: IDNA maps them to 127.0.0.1
+        "http://０ｘ７ｆ.１/a.jpg",
+        "http://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ/a.jpg",  # circled letters: "localhost"
+        "http://１６９.２５４.１６９.２５４/latest/meta-data/",
+        "http://%31%32%37.0.0.1/a.jpg",  # a percent-encoded host is no host we fetch
+        "http://127.0.0.1%2f@example.com/",
+    ],
+)
+def test_international_and_encoded_hosts_never_reach_private_addresses(url):
+    network = RecordingNetwork(NAMES)
+    assert verdict(UrlPolicy(False, network.resolve), url) is False
+    assert network.lookups == [] and network.attempts == []
+
+
+def test_an_international_host_that_spells_an_address_is_that_address():
+    network = RecordingNetwork(NAMES)
+    target = UrlPolicy(True, network.resolve).parse("http://１２７.０.０.１:8080/ü.jpg")
+    assert (target.host, target.literal) == ("127.0.0.1", ipaddress.IPv4Address("127.0.0.1"))
+    assert UrlPolicy(True, network.resolve).check_url("http://ⓛⓞⓒⓐⓛⓗⓞⓢⓣ/") == [
+        ipaddress.IPv4Address("127.0.0.1")
+    ]
+    assert network.lookups == []

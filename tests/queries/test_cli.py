@@ -126,3 +126,35 @@ def test_truncated_dump_is_exit_2_naming_file_and_pages_and_keep_partial_builds(
     assert kept.returncode == 0, kept.stderr
     assert "kept 25 records of damaged" in kept.stdout
     assert out.exists()
+
+
+@pytest.mark.parametrize("name", ["pageviews-20260101-020000", "pageviews-20260101-030000.gz"])
+def test_random_bytes_as_page_views_are_exit_2_naming_the_file(inputs, tmp_path, capsys, name):
+    import random
+
+    noise = tmp_path / name
+    noise.write_bytes(random.Random(3).randbytes(200_000))
+    out = tmp_path / "q.parquet"
+    code = main(
+        ["queries", "build", "--wiki-dump", str(inputs["dumps"][0]), "--pageviews",
+         str(inputs["pageviews"][0]), str(noise), "--out", str(out)]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"page-view file {noise}: not a page-view file" in err
+    assert not out.exists()
+
+
+def test_page_view_files_with_some_bad_lines_or_nothing_in_them_pass(tmp_path):
+    import gzip
+
+    from openwit.queries.pageviews import check_pageview_file
+
+    good = b"".join(b"en Title_%d %d 0\n" % (i, i) for i in range(30))
+    (tmp_path / "mixed.gz").write_bytes(gzip.compress(good + b"garbage line\n" * 20))
+    (tmp_path / "empty").write_bytes(b"")
+    whole = gzip.compress(good * 2000)
+    (tmp_path / "truncated.gz").write_bytes(whole[: len(whole) // 3])
+    for name in ("mixed.gz", "empty", "truncated.gz"):
+        check_pageview_file(tmp_path / name)  # the counting reports a damaged file itself

@@ -24,6 +24,7 @@ client keeps its contract (one URL in, bytes or an error out) and fixes those:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import ipaddress
@@ -32,6 +33,7 @@ import socket
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -160,6 +162,75 @@ def _header_block(headers: dict[str, str]) -> bytes | None:
     return "".join(lines).encode("ascii") + b"\r\n"
 
 
+def _redirect_url(current: str, location: str) -> str:
+    """The URL a ``Location`` header points to from ``current``.
+
+    http.client reads header bytes as Latin-1; a Location in UTF-8 (what servers send for
+    non-ASCII paths, and what browsers read) is read as UTF-8 instead. A Location that is
+    no URL (``http://[::1``) is ``invalid_url``.
+    """
+    location = location.strip()
+    if not location.isascii():
+        with contextlib.suppress(UnicodeError):
+            location = location.encode("latin-1").decode("utf-8")
+    try:
+        return urljoin(current, location)
+    except ValueError as exc:
+        raise _Failure("invalid_url", f"redirect to {location!r}: {exc}"[:300]) from None
+
+
+def decoded_body(body: bytes, content_encoding: str, limit: int) -> bytes:
+    """``body`` with its ``Content-Encoding`` undone: ``gzip`` (``x-gzip``) and ``deflate``,
+    in the reverse order of the header, each output bounded by ``limit`` bytes.
+
+    Refuses with ``too_large`` an encoded body that would pass ``limit`` (a compression
+    bomb: a few kB of gzip can stand for gigabytes), ``incomplete_body`` one that ends
+    early, ``bad_response`` one that does not decode and ``unsupported_encoding`` any other
+    coding (br, zstd, compress).
+    """
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    for coding in reversed(codings):
+        if coding in ("", "identity"):
+            continue
+        if coding in ("gzip", "x-gzip"):
+            body = _inflate(body, coding, 16 + zlib.MAX_WBITS, limit)
+        elif coding == "deflate":  # zlib-wrapped, as the standard says; raw, as some send
+            try:
+                body = _inflate(body, coding, zlib.MAX_WBITS, limit)
+            except _Failure as failure:
+                if failure.reason != "bad_response":
+                    raise
+                body = _inflate(body, coding, -zlib.MAX_WBITS, limit)
+        else:
+            raise _Failure("unsupported_encoding", f"Content-Encoding {content_encoding}"[:300])
+    return body
+
+
+def _inflate(data: bytes, coding: str, wbits: int, limit: int) -> bytes:
+    """One coding of a body undone; a gzip body may hold several members (RFC 1952)."""
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            inflater = zlib.decompressobj(wbits)
+            part = inflater.decompress(data, limit - size + 1)
+            size += len(part)
+            if size > limit:
+                raise _Failure(
+                    "too_large",
+                    f"{coding} body of {len(data):,} bytes decodes past {limit:,} bytes",
+                )
+            parts.append(part)
+            if not inflater.eof:
+                raise _Failure("incomplete_body", f"{coding} stream ends early")
+            data = inflater.unused_data
+            if "gzip" not in coding or not data.strip(b"\x00"):  # zeros: padding, as gzip's
+                break
+    except zlib.error as exc:
+        raise _Failure("bad_response", f"{coding} body does not decode: {exc}"[:300]) from None
+    return b"".join(parts)
+
+
 class _Failure(Exception):
     def __init__(self, reason: str, detail: str, retryable: bool = False) -> None:
         super().__init__(detail)
@@ -272,7 +343,7 @@ class HttpClient:
                         raise _Failure(
                             "too_many_redirects", f"more than {self.settings.max_redirects}"
                         )
-                    current = urljoin(current, location.strip())
+                    current = _redirect_url(current, location)
                     target = self._parse(current)  # every hop passes the policy again
                     continue
                 self._check_status(status, response.reason)
@@ -281,6 +352,9 @@ class HttpClient:
                 self._check_headers(response, content_type, declared)
                 body = self._read_body(sock, response, budget, alarm, timeout_set, declared)
                 keep = conn is None and self._complete(response, declared, len(body))
+                coding = response.getheader("Content-Encoding")
+                if coding:  # sent although we asked for identity: undo it, within the cap
+                    body = decoded_body(body, coding, self.settings.max_bytes)
                 return body, current, content_type
             finally:
                 response.close()

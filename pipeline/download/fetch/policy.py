@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -42,6 +43,17 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")  # carrier-grade NAT
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+#: What a browser percent-encodes in the path and in the query of an http(s) URL (the URL
+#: Standard's path and special-query percent-encode sets): controls, space, non-ASCII and
+#: these. Everything else, ``%`` included, is sent as written.
+_PATH_ENCODED = ' "<>`{}'
+_QUERY_ENCODED = " \"<>'"
+_PRINTABLE_ASCII = "".join(map(chr, range(0x21, 0x7F)))
+_PATH_SAFE = "".join(c for c in _PRINTABLE_ASCII if c not in _PATH_ENCODED)
+_QUERY_SAFE = "".join(c for c in _PRINTABLE_ASCII if c not in _QUERY_ENCODED)
+_PATH_NEEDS_ENCODING = re.compile(f"[^{re.escape(_PATH_SAFE)}]")
+_QUERY_NEEDS_ENCODING = re.compile(f"[^{re.escape(_QUERY_SAFE)}]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BlockedUrl(Exception):
@@ -161,6 +173,24 @@ def address_class(address: IPAddress) -> str:
     return "public"
 
 
+def percent_encoded(text: str, safe: str, needs_encoding: re.Pattern[str]) -> str:
+    """``text`` with every character outside ``safe`` percent-encoded as UTF-8, as a
+    browser sends a path or query (a lone surrogate, which has no UTF-8, as U+FFFD)."""
+    if needs_encoding.search(text) is None:
+        return text  # the usual case: nothing to encode
+    if not text.isascii():
+        text = _LONE_SURROGATE.sub("\ufffd", text)
+    return quote(text, safe=safe)
+
+
+def request_target(path: str, query: str) -> str:
+    """The request target of a URL's path and query, percent-encoded as browsers do."""
+    target = percent_encoded(path, _PATH_SAFE, _PATH_NEEDS_ENCODING) if path else "/"
+    if query:
+        target += "?" + percent_encoded(query, _QUERY_SAFE, _QUERY_NEEDS_ENCODING)
+    return target
+
+
 def system_resolver(host: str, port: int) -> list[str]:
     """Addresses of ``host`` from the system resolver, in its order, without repeats."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -189,14 +219,15 @@ def _check_authority(parts: SplitResult, url: str) -> tuple[str, str, int, IPAdd
     if port == 0:
         raise BlockedUrl("invalid_url", "port 0")
     literal = parse_host(host)
-    if literal is None:
+    if literal is None and not host.isascii():
         try:
-            host.encode("ascii")
-        except UnicodeEncodeError:
-            try:
-                host = host.encode("idna").decode("ascii")
-            except UnicodeError:
-                raise BlockedUrl("invalid_url", f"host {host!r} is no valid name") from None
+            host = host.encode("idna").decode("ascii").rstrip(".")
+        except UnicodeError:
+            raise BlockedUrl("invalid_url", f"host {host!r} is no valid name") from None
+        # IDNA maps full-width and other look-alike digits to ASCII ones: the name may
+        # now spell an address (``１２７.０.０.１``), and is judged as that address.
+        literal = parse_host(host)
+    if literal is None:
         if not _NAME_CHARS.issuperset(host) or ".." in host or host.startswith("."):
             raise BlockedUrl("invalid_url", f"host {host!r} is no valid name")
     host = str(literal) if literal is not None else host
@@ -224,8 +255,11 @@ class UrlPolicy:
 
     def parse(self, url: str) -> Target:
         """Check the scheme and host of ``url``; :class:`BlockedUrl` if it is refused."""
-        if not isinstance(url, str) or not url or any(c in url for c in "\r\n\t\x00 "):
+        # Spaces and other characters a browser percent-encodes are encoded (the path and
+        # query); line breaks, tabs and NUL are refused: in a crawl they mean a broken link.
+        if not isinstance(url, str) or not url or any(c in url for c in "\r\n\t\x00"):
             raise BlockedUrl("invalid_url", f"not a URL: {url!r}"[:300])
+        url = url.strip(" ")
         try:
             parts = urlsplit(url)
         except ValueError as exc:
@@ -234,9 +268,7 @@ class UrlPolicy:
             scheme, host, port, literal = _approved_authority(parts.scheme, parts.netloc)
         except Exception:  # refusals are not cached: this raises the one for ``url``
             scheme, host, port, literal = _check_authority(parts, url)
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
+        path = request_target(parts.path, parts.query)
         return Target(
             url=url, scheme=scheme, host=host, port=port, request_path=path, literal=literal
         )

@@ -105,15 +105,15 @@ def plan_read_units(config: BuildConfig) -> list[ReadUnit]:
 def _parquet_units(base: ReadUnit, where: str) -> list[ReadUnit]:
     import pyarrow.parquet as pq
 
-    from .pool import check_columns
+    from .pool import check_parquet_columns
 
     try:
         with _open(base.path, compressed_by_name=False) as handle:
-            metadata = pq.ParquetFile(handle).metadata
-            columns = metadata.schema.names
+            parquet = pq.ParquetFile(handle)
+            metadata, schema = parquet.metadata, parquet.schema_arrow
     except Exception as exc:  # not a Parquet file at all
         raise ConfigError(f"{where}: cannot read {base.path} as Parquet: {exc}") from None
-    check_columns(columns, base.url_column, base.text_column, base.path, where)
+    check_parquet_columns(schema, base.url_column, base.text_column, base.path, where)
     units, group, rows = [], [], 0
     for index in range(metadata.num_row_groups):
         group.append(index)

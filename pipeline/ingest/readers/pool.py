@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import lzma
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
@@ -25,6 +27,30 @@ Item = dict[str, Any] | Rejection
 PARQUET_BATCH_ROWS = 8192
 #: CSV fields longer than this are a malformed row, not a crash (csv's default is 128 KiB).
 CSV_MAX_FIELD_CHARS = 1_000_000
+#: A UTF-8 byte order mark, which editors on Windows put at the start of text files.
+BOM = b"\xef\xbb\xbf"
+
+
+def _damage_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, EOFError, zlib.error, lzma.LZMAError]
+    try:
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    except ImportError:  # fsspec reads .zst only with zstandard (or Python 3.14's zstd)
+        pass
+    return tuple(errors)
+
+
+#: What reading a damaged file raises part-way: a truncated gzip, bz2, xz or zstd stream
+#: (``EOFError``), a file named ``.gz`` that is not gzip (``BadGzipFile``, an OSError),
+#: corrupt compressed data. The rest of the file becomes one ``unreadable_input``
+#: rejection, as in a damaged crawl file: the rows before it are kept.
+DAMAGED_INPUT = _damage_errors()
+
+
+def unreadable(source: str, offset: int, exc: BaseException) -> Rejection:
+    return reject("unreadable_input", source, offset, f"{type(exc).__name__}: {exc}")
 
 
 def _pair_from_values(url: Any, text: Any, source: str, offset: int) -> Item:
@@ -68,28 +94,36 @@ def read_parquet_rows(
 def read_jsonl(
     stream: BinaryIO, source: str, url_column: str, text_column: str, stats: dict[str, int]
 ) -> Iterator[Item]:
-    """Non-blank lines of a JSONL file, each a JSON object."""
+    """Non-blank lines of a JSONL file, each a JSON object (a BOM before the first is
+    skipped)."""
     offset = 0
-    for raw in stream:
-        if not raw.strip():
-            continue
-        line = raw.decode("utf-8", "replace")
-        try:
-            item = json.loads(line)
-        except ValueError as exc:
-            yield reject("malformed_record", source, offset, f"invalid JSON: {exc}")
-        else:
-            if isinstance(item, dict):
-                yield _pair_from_values(item.get(url_column), item.get(text_column), source, offset)
+    try:
+        for index, raw in enumerate(stream):
+            if index == 0:
+                raw = raw.removeprefix(BOM)
+            if not raw.strip():
+                continue
+            line = raw.decode("utf-8", "replace")
+            try:
+                item = json.loads(line)
+            except ValueError as exc:
+                yield reject("malformed_record", source, offset, f"invalid JSON: {exc}")
             else:
-                yield reject("malformed_record", source, offset, "line is not a JSON object")
-        offset += 1
+                if isinstance(item, dict):
+                    url, text = item.get(url_column), item.get(text_column)
+                    yield _pair_from_values(url, text, source, offset)
+                else:
+                    yield reject("malformed_record", source, offset, "line is not a JSON object")
+            offset += 1
+    except DAMAGED_INPUT as exc:
+        yield unreadable(source, offset, exc)
     stats["rows"] = stats.get("rows", 0) + offset
 
 
 def _csv_reader(stream: BinaryIO, delimiter: str) -> Any:
     csv.field_size_limit(CSV_MAX_FIELD_CHARS)
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+    # utf-8-sig: a BOM at the start is skipped, not read into the first column's name
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
     return csv.reader(text, delimiter=delimiter)
 
 
@@ -107,6 +141,9 @@ def read_csv(
         header = next(reader)
     except StopIteration:
         return
+    except DAMAGED_INPUT as exc:
+        yield unreadable(source, 0, exc)
+        return
     url_index, text_index = header.index(url_column), header.index(text_column)
     offset = 0
     while True:
@@ -118,6 +155,9 @@ def read_csv(
             yield reject("malformed_record", source, offset, f"CSV: {exc}")
             offset += 1
             continue
+        except DAMAGED_INPUT as exc:
+            yield unreadable(source, offset, exc)
+            break
         if not row:
             continue  # a blank line is not a row
         url = row[url_index] if url_index < len(row) else None
@@ -139,8 +179,31 @@ def check_columns(
         )
 
 
+def check_parquet_columns(
+    schema: Any, url_column: str, text_column: str, source: str, where: str
+) -> None:
+    """The url and text columns of a Parquet pool exist (as top-level columns: a nested
+    column's leaves, such as a list's ``element``, are not columns) and hold text."""
+    import pyarrow as pa
+
+    check_columns(schema.names, url_column, text_column, source, where)
+    for name in dict.fromkeys((url_column, text_column)):
+        kind = schema.field(name).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        if not (
+            pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+        ):
+            raise ConfigError(
+                f"{where}: column {name!r} of {source} is {kind}, not text; "
+                "set url_column/text_column to a string column"
+            )
+
+
 def csv_header(stream: BinaryIO, delimiter: str) -> list[str]:
+    """The header row; empty for an empty file, or one too damaged to read (the reader
+    then rejects it as ``unreadable_input``)."""
     try:
         return next(_csv_reader(stream, delimiter))
-    except StopIteration:
+    except (StopIteration, *DAMAGED_INPUT):
         return []
