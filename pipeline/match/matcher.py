@@ -65,11 +65,12 @@ class QueryMatcher:
 
 
 def read_queries(path: str) -> list[str]:
-    """The ``query`` column of a queries.parquet (local path or fsspec URL), in row order."""
-    import fsspec
+    """The ``query`` column of a queries.parquet (local path or URL), in row order."""
     import pyarrow.parquet as pq
 
-    with fsspec.open(path, "rb") as handle:
+    from openwit import fs
+
+    with fs.open_input(path) as handle:
         column = pq.read_table(handle, columns=["query"]).column("query")
     return ["" if q is None else q for q in column.to_pylist()]
 
@@ -83,15 +84,15 @@ def check_queries_file(path: str) -> int:
     An empty list would reject every record as ``no_query_match``. All of these are
     refused here, before any stage runs (``openwit queries build`` writes none of them).
     """
-    import fsspec
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from openwit import fs
     from openwit.errors import ConfigError
 
     try:
-        with fsspec.open(path, "rb") as handle:
+        with fs.open_input(path) as handle:
             parquet = pq.ParquetFile(handle)
             if "query" not in parquet.schema_arrow.names:
                 raise ConfigError(
@@ -129,11 +130,11 @@ def check_queries_file(path: str) -> int:
 
 
 def file_digest(path: str) -> str:
-    """sha256 of a file's bytes (local or fsspec), for fingerprints and caches."""
-    import fsspec
+    """sha256 of a file's bytes (local or a URL), for fingerprints and caches."""
+    from openwit import fs
 
     digest = hashlib.sha256()
-    with fsspec.open(path, "rb") as handle:
+    with fs.open_input(path) as handle:
         for block in iter(functools.partial(handle.read, 1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

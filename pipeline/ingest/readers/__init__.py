@@ -62,15 +62,48 @@ def detect_format(path: str) -> str | None:
 
 
 def _open(path: str, compressed_by_name: bool = True) -> Any:
-    """A binary file object for a local path or fsspec URL.
+    """A binary file object for a local path or a URL (:mod:`openwit.fs`).
 
     Crawl files are handed to FastWARC undecompressed (it reads gzip members itself);
     pools are decompressed by name (``.jsonl.gz``).
     """
-    import fsspec
+    from openwit import fs
 
-    compression = "infer" if compressed_by_name else None
-    return fsspec.open(path, "rb", compression=compression)
+    stream = fs.open_input(path)
+    if not compressed_by_name:
+        return stream
+    from fsspec.compression import compr
+    from fsspec.utils import infer_compression
+
+    codec = infer_compression(path)
+    if codec is None:
+        return stream
+    return _Decompressed(compr[codec](stream, mode="rb"), stream)
+
+
+class _Decompressed:
+    """A decompressing reader that also closes the stream under it."""
+
+    def __init__(self, reader: Any, raw: Any) -> None:
+        self._reader, self._raw = reader, raw
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def __iter__(self) -> Any:
+        return iter(self._reader)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._reader.close()
+        finally:
+            self._raw.close()
 
 
 def plan_read_units(config: BuildConfig) -> list[ReadUnit]:
