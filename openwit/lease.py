@@ -6,8 +6,9 @@ when the process dies. An object store has no locks, so there the lock is a *lea
 small object created only if it does not exist (S3's conditional ``PUT`` with
 ``If-None-Match: *``), holding its owner and an expiry time, renewed by a background thread
 while the build runs (``If-Match`` on its own ETag, so a renewal never overwrites another
-owner's lease) and deleted at the end. A lease whose owner died expires and may be taken
-over, again with ``If-Match`` on the ETag that was read, so two builds cannot both take it.
+owner's lease) and deleted at the end. A lease whose owner died expires (or, on the same
+machine, is seen to have no process behind it) and may be taken over, again with
+``If-Match`` on the ETag that was read, so two builds cannot both take it.
 
 Stores without conditional writes (other Beam filesystems) get a best-effort lease: the
 object is checked, then written. Two builds started within the same second can both pass;
@@ -52,6 +53,24 @@ class Lease:
 
 def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _expired(held: dict[str, Any]) -> bool:
+    """Whether a lease may be taken: past its expiry, or held by a process of this machine
+    that no longer runs (a build killed a moment ago need not be waited for)."""
+    if held.get("expires", 0) <= time.time():
+        return True
+    host, _, rest = str(held.get("owner", "")).partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 @contextlib.contextmanager
@@ -120,7 +139,7 @@ def _s3_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
             ) from None
         current = client.get_object(Bucket=bucket, Key=key)
         held = json.loads(current["Body"].read() or b"{}")
-        if held.get("expires", 0) > time.time():
+        if not _expired(held):
             raise _busy(build_url, held) from None
         try:  # expired: take it over, unless someone else just did
             etag = client.put_object(
@@ -166,7 +185,7 @@ def _best_effort_lease(build_url: str, url: str, seconds: float) -> Iterator[Lea
         held = fs.read_json(url)
     except (FileNotFoundError, OSError, ValueError):
         held = None
-    if held and held.get("expires", 0) > time.time():
+    if held and not _expired(held):
         raise _busy(build_url, held)
     owner = _owner()
     fs.write_bytes(url, _body(owner, seconds))

@@ -131,3 +131,26 @@ def test_a_bucket_that_refuses_writes_is_one_clear_error_and_nothing_is_complete
         with pytest.raises(reader.exceptions.NoSuchKey):  # nothing marked complete
             reader.get_object(Bucket="refusing", Key="build/manifest.json")
     fs.configure({})
+
+
+def test_a_lease_of_a_dead_process_on_this_machine_is_taken_at_once(s3, bucket):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True)  # fmt: skip
+    dead = {
+        "owner": f"{socket.gethostname()}:{finished.stdout.strip()}:x",
+        "expires": time.time() + 60,
+    }
+    alive = {"owner": f"{socket.gethostname()}:1:x", "expires": time.time() + 60}  # init lives
+    name = bucket.removeprefix("s3://")
+    s3.client().put_object(Bucket=name, Key="build/.openwit.lock", Body=json.dumps(alive).encode())
+    with pytest.raises(UserError, match="another openwit build"):
+        with build_lease(f"{bucket}/build"):
+            pass
+    s3.client().put_object(Bucket=name, Key="build/.openwit.lock", Body=json.dumps(dead).encode())
+    with build_lease(f"{bucket}/build"):
+        pass
