@@ -92,8 +92,24 @@ class BuildReporter:
         self._status: Any = None
 
     def stage_started(self, stage: str) -> None:
-        self._status = self.console.status(f"stage [bold]{stage}[/] running…")
+        self._stop()
+        self._status = Progress(
+            SpinnerColumn(),
+            TextColumn("stage [bold]{task.description}[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("units"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._task = self._status.add_task(stage, total=None)
         self._status.start()
+
+    def stage_progress(self, stage: str, done: int, total: int) -> None:
+        status = self._status
+        if status is not None:
+            status.update(self._task, completed=done, total=total)
 
     def _stop(self) -> None:
         if self._status is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -35,7 +36,7 @@ from openwit.config import BuildConfig, json_hash
 from openwit.errors import ConfigError
 from openwit.funnel import Funnel, StageCounts
 from openwit.lease import Lease, build_lease
-from openwit.outputs import collect_totals
+from openwit.outputs import collect_totals, is_done_marker
 from openwit.resources import resources_for
 from openwit.stage import Stage, StageContext
 
@@ -60,6 +61,7 @@ class Reporter(Protocol):
     def stage_finished(self, stage: str, counts: StageCounts, seconds: float) -> None: ...
     def stage_failed(self, stage: str, error: BaseException) -> None: ...
     def stage_damaged(self, stage: str, problems: list[str]) -> None: ...
+    def stage_progress(self, stage: str, done: int, total: int) -> None: ...
 
 
 class SilentReporter:
@@ -77,6 +79,50 @@ class SilentReporter:
 
     def stage_damaged(self, stage: str, problems: list[str]) -> None:
         pass
+
+    def stage_progress(self, stage: str, done: int, total: int) -> None:
+        pass
+
+
+class UnitProgress:
+    """Counts a pass's finished units (their done markers in the attempt) while it runs,
+    for the reporter's progress bar: the runner sees the work only through the files."""
+
+    #: Seconds between listings: a local directory is cheap, a bucket listing less so.
+    LOCAL_INTERVAL, REMOTE_INTERVAL = 0.5, 3.0
+
+    def __init__(self, stage: str, attempt: str, reporter: Reporter) -> None:
+        self.stage, self.attempt, self.reporter = stage, attempt, reporter
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _markers(self) -> int:
+        try:
+            return sum(1 for url in fs.list_files(self.attempt) if is_done_marker(url))
+        except Exception:  # progress is a courtesy; never a reason to fail
+            return 0
+
+    def start(self, total: int) -> None:
+        self.stop()
+        self._stop = stop = threading.Event()
+        before = self._markers()
+        interval = self.LOCAL_INTERVAL if fs.is_local(self.attempt) else self.REMOTE_INTERVAL
+
+        def poll() -> None:
+            while True:
+                done = min(total, self._markers() - before)
+                self.reporter.stage_progress(self.stage, done, total)
+                if stop.wait(interval):
+                    return
+
+        self._thread = threading.Thread(target=poll, name="openwit-progress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
 
 
 @dataclass
@@ -309,12 +355,15 @@ class BuildRunner:
             pool_size or None,
         )
 
+        progress = UnitProgress(name, attempt, self.reporter)
+
         def pipeline_factory(units: int) -> Any:
             """A pass of one unit runs in this process (a worker pool would add start-up
             and a hop for nothing); more units run in the pool, started on first need."""
             from openwit.beam import new_pipeline
 
             pool = self._worker_pool() if units > 1 else None
+            progress.start(units)
             return new_pipeline(self.config.runner, self.config.beam_options, pool)
 
         ctx = StageContext(
@@ -358,12 +407,14 @@ class BuildRunner:
             lease.check()
             commit = self._commit(name, attempt, stage, totals.published)
         except BaseException as exc:
+            progress.stop()
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
             entry["seconds"] = round(time.perf_counter() - started, 3)
             with contextlib.suppress(Exception):  # the original error matters more
                 self._save(manifest, outcome.funnel)
             self.reporter.stage_failed(name, exc)
             raise
+        progress.stop()
         seconds = time.perf_counter() - started
         entry.update(
             status="complete",
