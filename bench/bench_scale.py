@@ -1,0 +1,390 @@
+"""The cost curve of the candidate stages: ingest -> balance at 100k, 1M (and 10M) candidates.
+
+A synthetic pool, as a user's first real build looks: Parquet files of (url, caption) rows,
+captions of 2-30 English words drawn with a Zipf law from the 49k-merge BPE vocabulary
+open_clip ships (real words, frequent ones first), 4% exact duplicate pairs, 2% junk
+captions; a 500,000-query list (words, and bigrams of frequent words). ``openwit build
+--until balance`` runs as a user runs it (the default runner: openwit's local worker pool,
+one worker per core), while a sampler reads ``/proc`` of the launcher and its workers every
+0.2 s: CPU seconds (so cores used, per stage, from the manifest's stage start times) and
+peak RSS of each process.
+
+Figures per size and stage: records/s, records/s per core used, cores used; peak RSS of
+the launcher and of each worker; at the end the slope of each stage's time against the
+size on a log-log fit (1.0 is linear), the 2-core run against the same build held to one
+core (``taskset -c 0``, everything in the launcher), and each stage's rate per core against
+its plain core (the same core functions over the same files in one plain loop, no Beam).
+
+``OPENWIT_BENCH_SCALE`` lists the sizes (default ``100000,1000000``; ``make bench`` adds the
+10M point with ``OPENWIT_BENCH_SCALE_FULL=1``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from common import REPO, emit, guarded_env, install_guard
+
+install_guard()
+
+SIZES = [int(s) for s in os.environ.get("OPENWIT_BENCH_SCALE", "100000,1000000").split(",")]
+if os.environ.get("OPENWIT_BENCH_SCALE_FULL") == "1" and 10_000_000 not in SIZES:
+    SIZES.append(10_000_000)
+QUERIES = 500_000
+ROWS_PER_FILE = 250_000
+ROW_GROUP = 50_000
+STAGES = ("ingest", "text", "match", "balance")
+
+
+# -- data ------------------------------------------------------------------------------------
+def vocabulary() -> list[str]:
+    """Whole English words of open_clip's BPE vocabulary, in merge (roughly frequency) order."""
+    import open_clip
+
+    path = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    words, seen = [], set()
+    for line in gzip.open(path, "rt", encoding="utf-8").read().split("\n")[1:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].endswith("</w>"):
+            continue
+        word = parts[0] + parts[1][:-4]
+        if re.fullmatch(r"[a-z]{3,12}", word) and re.search(r"[aeiouy]", word) and word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words[:30_000]
+
+
+def write_queries(path: Path, words: list[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from openwit.schemas import QUERY_SCHEMA
+
+    rng = random.Random(1)
+    queries = list(words)
+    seen = set(queries)
+    head = words[:3000]
+    while len(queries) < QUERIES:
+        bigram = f"{rng.choice(head)} {rng.choice(words[:20_000])}"
+        if bigram not in seen:
+            seen.add(bigram)
+            queries.append(bigram)
+    rows = {
+        "query": queries,
+        "source": ["unigram"] * len(words) + ["bigram"] * (QUERIES - len(words)),
+    }
+    rows["count"] = [1] * QUERIES
+    rows["score"] = [1.0] * QUERIES
+    pq.write_table(pa.table(rows, schema=QUERY_SCHEMA), path)
+
+
+def write_pool(folder: Path, size: int, words: list[str]) -> None:
+    """``size`` rows in files of 250,000 (row groups of 50,000), cached by size."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    done = folder / "complete"
+    if done.exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(size)
+    ranks = np.arange(1, len(words) + 1, dtype=np.float64)
+    weights = 1.0 / ranks**1.05
+    weights /= weights.sum()
+    vocab = np.array(words, dtype=object)
+    for start in range(0, size, ROWS_PER_FILE):
+        count = min(ROWS_PER_FILE, size - start)
+        lengths = np.clip(rng.lognormal(2.2, 0.55, count).astype(int), 2, 30)
+        drawn = rng.choice(len(words), size=int(lengths.sum()), p=weights)
+        captions, at = [], 0
+        for length in lengths:
+            captions.append(" ".join(vocab[drawn[at : at + length]]))
+            at += length
+        urls = [
+            f"https://img{(start + i) % 977}.example.com/p/{start + i}.jpg" for i in range(count)
+        ]
+        junk = rng.random(count) < 0.02
+        for index in np.flatnonzero(junk):
+            captions[index] = f"IMG_{index:04d}.jpg"
+        dups = np.flatnonzero(rng.random(count) < 0.04)
+        for index in dups:  # the same pair again, as pools repeat rows
+            other = int(rng.integers(0, count))
+            urls[index], captions[index] = urls[other], captions[other]
+        table = pa.table({"url": urls, "caption": captions})
+        pq.write_table(
+            table, folder / f"pool-{start // ROWS_PER_FILE:05d}.parquet", row_group_size=ROW_GROUP
+        )
+    done.write_text("ok")
+
+
+# -- measuring ------------------------------------------------------------------------------
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+def _cpu_and_rss(pid: int) -> tuple[float, int, str] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(stat[11]) + int(stat[12])) / ticks
+    rss = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS")), 0
+    )
+    return cpu, rss * 1024, cmdline
+
+
+class Sampler:
+    """CPU seconds of a process tree over time, and each process's peak RSS."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.series: list[tuple[float, float]] = []
+        self.peaks: dict[int, tuple[int, str]] = {}
+        self.last_cpu: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for pid in _tree(self.pid):
+                sample = _cpu_and_rss(pid)
+                if sample is None:
+                    continue
+                cpu, rss, cmd = sample
+                self.last_cpu[pid] = cpu
+                if rss > self.peaks.get(pid, (0, ""))[0]:
+                    self.peaks[pid] = (rss, cmd)
+            self.series.append((time.time(), sum(self.last_cpu.values())))
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cpu_between(self, start: float, stop: float) -> float:
+        def at(moment: float) -> float:
+            before = [cpu for t, cpu in self.series if t <= moment]
+            return before[-1] if before else 0.0
+
+        return at(stop) - at(start)
+
+
+def run_build(root: Path, pool: Path, queries: Path, out: Path, one_core: bool) -> dict:
+    config = {
+        "out": str(out),
+        "queries": str(queries),
+        "inputs": [{"path": str(pool / "*.parquet"), "text_column": "caption"}],
+        "text": {"min_lang_score": 0.3},
+        "balance": {"max_per_query": 20_000},
+    }
+    path = root / f"{out.name}.yaml"
+    path.write_text(json.dumps(config))
+    env = guarded_env()
+    command = [
+        sys.executable,
+        "-m",
+        "openwit.cli",
+        "build",
+        "--config",
+        str(path),
+        "--until",
+        "balance",
+    ]
+    if one_core:
+        env["OPENWIT_WORKERS"] = "0"
+        command = ["taskset", "-c", "0", *command]
+    else:
+        env.pop("OPENWIT_WORKERS", None)
+    started = time.time()
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    with Sampler(process.pid) as sampler:
+        _, err = process.communicate()
+    wall = time.time() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"build failed: {err.decode()[-2000:]}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    stages = {}
+    for name in STAGES:
+        entry = manifest["stages"][name]
+        begin, seconds = entry["started_unix"], entry["seconds"]
+        cpu = sampler.cpu_between(begin, begin + seconds)
+        stages[name] = {"in": entry["funnel"]["in"], "seconds": seconds, "cpu": cpu}
+    launcher = sampler.peaks.get(process.pid, (0, ""))[0]
+    workers = [rss for pid, (rss, cmd) in sampler.peaks.items() if "openwit.workers" in cmd]
+    return {"wall": wall, "stages": stages, "launcher_rss": launcher, "worker_rss": workers}
+
+
+# -- plain cores ----------------------------------------------------------------------------
+def plain_core_rates(out: Path, queries: Path) -> dict[str, float]:
+    """Records/s of each stage's core functions in one plain loop over the stage's committed
+    input files (no Beam, no unit transform), one core."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from openwit.builddir import BuildDir
+    from openwit.config import BuildConfig
+    from openwit.pipeline.balance.stage import balance_table, query_counts
+    from openwit.pipeline.ingest.readers import plan_read_units, read_unit
+    from openwit.pipeline.ingest.stage import unique_pairs
+    from openwit.pipeline.match.matcher import file_digest, shared_matcher
+    from openwit.pipeline.match.stage import match_table
+    from openwit.pipeline.text.langid import language_id
+    from openwit.pipeline.text.stage import filter_texts
+    from openwit.schemas import candidate_schema
+
+    build = BuildDir(out)
+    config = BuildConfig.model_validate(build.manifest()["config"])
+    rates = {}
+
+    started = time.perf_counter()
+    n = 0
+    tables = []
+    for spec in plan_read_units(config):
+        items = [i for i in read_unit(spec, {}) if isinstance(i, dict)]
+        n += len(items)
+        tables.append(pa.Table.from_pylist(items, schema=candidate_schema("ingest")))
+    unique_pairs(pa.concat_tables(tables))
+    rates["ingest"] = n / (time.perf_counter() - started)
+
+    identify = language_id(config.text.lang_backend)
+    files = build.stage_files("ingest")
+    started, n = time.perf_counter(), 0
+    for path in files:
+        table = pq.read_table(path)
+        n += table.num_rows
+        filter_texts(config.text, identify, table)
+    rates["text"] = n / (time.perf_counter() - started)
+
+    matcher = shared_matcher(str(queries), file_digest(str(queries)))
+    started, n = time.perf_counter(), 0
+    for path in build.stage_files("text"):
+        table = pq.read_table(path)
+        n += table.num_rows
+        match_table(matcher, table)
+    rates["match"] = n / (time.perf_counter() - started)
+
+    files = build.stage_files("match")
+    started, n = time.perf_counter(), 0
+    counts: dict[int, int] = {}
+    for path in files:
+        table = pq.read_table(path, columns=["query_ids"])
+        n += table.num_rows
+        part = query_counts(table)
+        for q, c in zip(part.column("query_id").to_pylist(), part.column("count").to_pylist()):
+            counts[q] = counts.get(q, 0) + c
+    for path in files:
+        balance_table(
+            config.balance.max_per_query, config.balance.seed, counts, pq.read_table(path)
+        )
+    rates["balance"] = n / (time.perf_counter() - started)
+    return rates
+
+
+def main() -> None:
+    root = Path(tempfile.gettempdir()) / "openwit-bench-scale"
+    root.mkdir(exist_ok=True)
+    words = vocabulary()
+    queries = root / "queries.parquet"
+    if not queries.exists():
+        write_queries(queries, words)
+    times: dict[str, list[tuple[int, float]]] = {name: [] for name in STAGES}
+    for size in SIZES:
+        pool = root / f"pool-{size}"
+        write_pool(pool, size, words)
+        out = root / f"build-{size}"
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        result = run_build(root, pool, queries, out, one_core=False)
+        total_in = result["stages"]["ingest"]["in"]
+        for name, stage in result["stages"].items():
+            rate = stage["in"] / stage["seconds"]
+            cores = stage["cpu"] / stage["seconds"] if stage["seconds"] else 0.0
+            per_core = stage["in"] / stage["cpu"] if stage["cpu"] else 0.0
+            times[name].append((size, stage["seconds"]))
+            emit(
+                f"scale_{name}_{size}_records_per_s",
+                rate,
+                "records/s",
+                "records/s per core used",
+                per_core,
+                cores_used=round(cores, 2),
+            )
+        emit(
+            f"scale_{size}_launcher_peak_rss",
+            result["launcher_rss"] / 2**20,
+            "MiB",
+            "records",
+            total_in,
+        )
+        for index, rss in enumerate(sorted(result["worker_rss"])):
+            emit(f"scale_{size}_worker{index}_peak_rss", rss / 2**20, "MiB", "records", total_in)
+        if size == 1_000_000 or (size == SIZES[-1] and 1_000_000 not in SIZES):
+            single = run_build(root, pool, queries, root / f"one-core-{size}", one_core=True)
+            emit(
+                f"scale_{size}_two_cores_vs_one",
+                single["wall"] / result["wall"],
+                "x",
+                "one core (taskset, in-process)",
+                1.0,
+                wall_two_cores=round(result["wall"], 2),
+                wall_one_core=round(single["wall"], 2),
+            )
+            cores = plain_core_rates(out, queries)
+            for name, core_rate in cores.items():
+                stage = result["stages"][name]
+                per_core = stage["in"] / stage["cpu"] if stage["cpu"] else 0.0
+                emit(
+                    f"scale_{name}_per_core_vs_plain_core",
+                    per_core,
+                    "records/s/core",
+                    "plain core, one loop",
+                    core_rate,
+                )
+    for name, points in times.items():
+        if len(points) >= 2:
+            xs = [math.log(s) for s, _ in points]
+            ys = [math.log(t) for _, t in points]
+            mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+            slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum(
+                (x - mx) ** 2 for x in xs
+            )
+            emit(f"scale_{name}_time_slope", slope, "log-log", "linear", 1.0)
+
+
+if __name__ == "__main__":
+    main()
