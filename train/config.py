@@ -94,11 +94,6 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
-
     def total_steps(self, dataset_size: int | None, global_batch: int) -> int:
         """Optimizer steps of the whole run (``global_batch`` counts every micro-batch)."""
         if self.steps is not None:
