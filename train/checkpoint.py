@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -45,13 +46,33 @@ def save(run_dir: Path, state: dict[str, Any]) -> Path:
     return step_file
 
 
-def load(path: Path) -> dict[str, Any]:
+def read(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file that is not a torch file of
+    tensors and plain containers is a one-line :class:`UserError`."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"checkpoint not found: {path}") from None
-    except Exception as error:  # truncated file, not a torch file, unsafe pickle content
-        raise UserError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from None
+    except pickle.UnpicklingError:  # torch's message suggests weights_only=False: not here
+        raise UserError(
+            f"cannot read checkpoint {path}: not a PyTorch file, or one holding objects other "
+            "than tensors and plain containers (openwit loads with weights_only=True)"
+        ) from None
+    except Exception as error:  # truncated zip, not a torch file
+        raise UserError(f"cannot read checkpoint {path}: {first_line(error)}") from None
+
+
+def first_line(error: BaseException, limit: int = 240) -> str:
+    """An exception as one short line (torch's messages run over many lines)."""
+    lines = str(error).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load(path: Path) -> dict[str, Any]:
+    """An openwit training checkpoint (a dict with ``state_dict``), read safely."""
+    state = read(path)
     if not isinstance(state, dict) or "state_dict" not in state:
         raise UserError(f"{path} is not an openwit training checkpoint (no state_dict)")
     return state

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from openwit.errors import UserError
+
 
 @dataclass(frozen=True)
 class Processes:
@@ -38,14 +40,31 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def resolve_device(device: str, flag: str = "--device") -> str:
+    """``device`` checked against this machine: ``auto`` becomes ``cuda`` or ``cpu``; a CUDA
+    device that is not there is a one-line :class:`UserError`, not torch's traceback."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise UserError(f"{flag} must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if not torch.cuda.is_available():
+        raise UserError(f"{flag} {device}: torch sees no CUDA GPU on this machine; use cpu")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise UserError(f"{flag} {device}: this machine has {count} CUDA GPU(s)")
+    return device
+
+
 def start(device: str = "auto") -> Processes:
     """Join the process group torchrun describes (if any) and pick this process's device."""
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     local_world_size = _env_int("LOCAL_WORLD_SIZE", world_size)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if device == "cuda":
         device = f"cuda:{local_rank}" if world_size > 1 else "cuda"
     if device.startswith("cuda"):

@@ -21,11 +21,18 @@ from openwit.evalsets import EvalSet
 from openwit.io import atomic_write_json
 from openwit.train import checkpoint as ckpt
 from openwit.train.batches import BatchSource, open_batches
+from openwit.train.checkpoint import first_line
 from openwit.train.config import TrainConfig
 from openwit.train.distributed import start, stop, wrap_ddp
 from openwit.train.loss import clamp_logit_scale
 from openwit.train.metrics import MetricsLog, StepTimer, peak_flops, train_flops_per_sample
-from openwit.train.models import ModelBundle, create_model, register_model_configs
+from openwit.train.models import (
+    ModelBundle,
+    check_trainable,
+    create_model,
+    register_model_configs,
+    weight_mismatch,
+)
 from openwit.train.optim import learning_rate, make_optimizer, set_learning_rate
 from openwit.train.report import RunSummary
 from openwit.train.runtime import (
@@ -74,6 +81,7 @@ class Trainer:
         for name, path in config.eval_sets.items():  # a typo should not wait for the end
             EvalSet.open(name, path)
         register_model_configs()
+        check_trainable(config.model)
         torch.manual_seed(config.seed)  # the same initial weights in every process
         self.bundle: ModelBundle = create_model(config.model, config.init_checkpoint, self.device)
         model = self.bundle.model
@@ -81,13 +89,9 @@ class Trainer:
             model.set_grad_checkpointing(True)
         self.precision = resolve_precision(config.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
+        beta1, beta2, eps = self.adamw = config.adamw()
         self.optimizer = make_optimizer(
-            model,
-            config.lr,
-            config.weight_decay,
-            (config.beta1, config.beta2),
-            config.eps,
-            self.device,
+            model, config.lr, config.weight_decay, (beta1, beta2), eps, self.device
         )
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.state = self._resume_state()
@@ -150,7 +154,13 @@ class Trainer:
         saved_model = (state.get("config") or {}).get("model")
         if saved_model not in (None, self.config.model):
             raise UserError(f"{path} was trained as {saved_model}, not {self.config.model}")
-        self.bundle.model.load_state_dict(state["state_dict"])
+        try:
+            self.bundle.model.load_state_dict(state["state_dict"])
+        except (RuntimeError, ValueError, TypeError) as error:
+            why = weight_mismatch(self.bundle.model, state["state_dict"]) or first_line(error)
+            raise UserError(
+                f"{path} is not a checkpoint of model {self.config.model}: {why}"
+            ) from None
         if state.get("optimizer"):
             self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state.get("scaler"):
@@ -167,6 +177,7 @@ class Trainer:
             **self.config.to_dict(),
             "resolved": {
                 "total_steps": self.total_steps,
+                "adamw": dict(zip(("beta1", "beta2", "eps"), self.adamw)),
                 "warmup": self.warmup,
                 "global_batch": self.global_batch,
                 "world_size": self.processes.world_size,
