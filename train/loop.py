@@ -145,12 +145,18 @@ class Trainer:
         )
 
     def _resume_state(self) -> dict[str, Any] | None:
-        path = ckpt.resume_path(self.run_dir, self.config.resume)
-        if path is None:
+        resumed = ckpt.load_for_resume(self.run_dir, self.config.resume)
+        if resumed is None:
             if self.config.resume == "auto" and self.main:
                 log.info("--resume auto: no checkpoint in %s, starting fresh", self.run_dir)
             return None
-        state = ckpt.load(path)
+        path, state = resumed.path, resumed.state
+        if resumed.unreadable and self.main:
+            log.warning(
+                "resuming from %s, the newest checkpoint that loads; skipped %s",
+                path.name,
+                "; ".join(resumed.unreadable),
+            )
         saved_model = (state.get("config") or {}).get("model")
         if saved_model not in (None, self.config.model):
             raise UserError(f"{path} was trained as {saved_model}, not {self.config.model}")
