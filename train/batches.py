@@ -7,12 +7,14 @@ training, kept from the worker id every batch carries.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from openwit.train.data import DataSpec, ShardBatches, make_loader
+from openwit.errors import UserError
+from openwit.train.data import DataFailure, DataSpec, ShardBatches, make_loader
 from openwit.train.device_images import DeviceAugment, Prefetcher, UndecodableBatch
 from openwit.train.distributed import Processes
 from openwit.train.models import ModelBundle
@@ -85,6 +87,14 @@ class BatchSource:
             self.closer()
 
 
+def _raise_failures(batches: Iterator[Any]) -> Iterator[Any]:
+    """The loader's batches; a worker's :class:`DataFailure` becomes the one-line error."""
+    for batch in batches:
+        if isinstance(batch, DataFailure):
+            raise UserError(batch.message)
+        yield batch
+
+
 def open_batches(
     shards: ShardList,
     bundle: ModelBundle,
@@ -128,7 +138,7 @@ def open_batches(
     )
     dataset = ShardBatches(spec, bundle.preprocess_train, bundle.tokenizer, bundle.image_size)
     loader = make_loader(dataset, pin_memory=device.type == "cuda")
-    iterator = iter(loader)
+    iterator = _raise_failures(iter(loader))
     prepare = None
     if decode == "device":
         augment = DeviceAugment(

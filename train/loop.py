@@ -214,8 +214,10 @@ class Trainer:
             waited = time.perf_counter()
             images, tokens, stats = next(self.source.batches)
             timer.add_data_wait(time.perf_counter() - waited)
-            worker, shards_failed, skipped = (int(v) for v in stats.tolist())
-            self.source.position.delivered[worker] += self.config.batch_size
+            worker, shards_failed, skipped, read = (int(v) for v in stats.tolist())
+            # Read, not batch_size: the samples the worker skipped are behind it too, and a
+            # resumed worker must not read them again.
+            self.source.position.delivered[worker] += read
             summary.shards_failed += shards_failed
             summary.samples_skipped += skipped
             micro.append((images.to(self.device), tokens.to(self.device)))

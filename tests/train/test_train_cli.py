@@ -11,6 +11,13 @@ import torch
 
 from openwit.cli import main
 from openwit.evalsets import EvalSet
+from tests.train.helpers import (
+    UNUSABLE_REASONS,
+    jpeg_bytes,
+    unusable_shards,
+    write_sizes,
+    write_tar,
+)
 
 STEPS = 120
 
@@ -206,3 +213,47 @@ def test_models_the_clip_loss_does_not_train_are_refused(
     assert family in err and "CLIP-loss models only" in err and "Traceback" not in err
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_shards_without_a_usable_sample_stop_the_run_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    folder = unusable_shards(tmp_path / "bad")
+    command = [sys.executable, "-m", "openwit.cli", *_train_args(folder, tmp_path / "run")]
+    # A timeout only as a guard: before the fix this command spun forever.
+    result = subprocess.run([*command, "--steps", "2"], capture_output=True, text=True, timeout=300)
+    err = result.stderr.strip()
+    assert result.returncode == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"none of the 5 shards in {folder} holds a usable sample" in err
+    for _, reason in UNUSABLE_REASONS:
+        assert reason in err
+
+
+def test_unusable_shards_beside_good_ones_are_skipped_and_reported(demo_shards, tmp_path, capsys):
+    folder = unusable_shards(tmp_path / "mixed")
+    for shard in ("00000.tar", "00001.tar"):
+        (folder / f"good-{shard}").write_bytes((demo_shards / shard).read_bytes())
+    run = tmp_path / "run"
+    assert main(_train_args(folder, run, "--steps", "6", "--batch-size", "16")) == 0
+    last = _metrics(run)[-1]
+    assert last["shards_failed"] >= 5 and last["samples_skipped"] >= 10
+    out = capsys.readouterr().out
+    assert "shards skipped" in out and "samples skipped" in out
+
+
+def test_the_saved_data_position_counts_the_samples_a_worker_skipped(tmp_path):
+    samples = [
+        {"__key__": f"{i:09d}", "jpg": jpeg_bytes(), "txt": f"sample {i}"} for i in range(24)
+    ]
+    for i in (1, 2, 3, 4):
+        del samples[i]["txt"]
+    (tmp_path / "raw").mkdir()
+    write_tar(tmp_path / "raw" / "00000.tar", samples)
+    write_sizes(tmp_path / "raw", {"00000.tar": 24})
+    run = tmp_path / "run"
+    args = ["--steps", "1", "--batch-size", "8", "--shuffle-buffer", "1"]
+    assert main(_train_args(tmp_path / "raw", run, *args)) == 0
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["data"]["delivered"] == [[12]]  # 8 trained on + 4 skipped, not 8
