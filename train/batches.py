@@ -15,7 +15,7 @@ import torch
 
 from openwit.errors import UserError
 from openwit.train.data import DataFailure, DataSpec, ShardBatches, make_loader
-from openwit.train.device_images import DeviceAugment, Prefetcher, UndecodableBatch
+from openwit.train.device_images import DeviceAugment, Prefetcher
 from openwit.train.distributed import Processes
 from openwit.train.models import ModelBundle
 from openwit.train.preprocess import Normalize
@@ -75,7 +75,7 @@ def skip_from_checkpoint(saved: dict[str, Any] | None, position: DataPosition, r
 
 @dataclass
 class BatchSource:
-    batches: Any  # iterator of (images, tokens, stats) with images/tokens on the device
+    batches: Any  # iterator of (images, tokens, stats[, valid]) on the device
     position: DataPosition
     decode: str
     workers: int
@@ -150,20 +150,13 @@ def open_batches(
             seed=seed * 1000 + processes.rank + restart_step,
         )
 
-        def prepare(batch: Any) -> tuple[Any, ...] | None:
+        def prepare(batch: Any) -> tuple[Any, ...]:
             packed, offsets, tokens, stats = batch
-            try:
-                images, replaced = augment(packed, offsets)
-            except UndecodableBatch as error:
-                log.warning("skipping a batch: %s", error)
-                return None
-            if replaced:
-                tokens = tokens.clone()
-                for bad, source in replaced.items():
-                    tokens[bad] = tokens[source]
+            images, valid, dropped = augment(packed, offsets)
+            if dropped:  # no decoder read them: out of the loss, counted as skipped
                 stats = stats.clone()
-                stats[2] += len(replaced)
-            return images, tokens.to(device, non_blocking=True), stats
+                stats[2] += dropped
+            return images, tokens.to(device, non_blocking=True), stats, valid
 
     elif device.type == "cuda":
         normalize = Normalize(bundle.image_mean, bundle.image_std, device)

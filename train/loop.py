@@ -23,6 +23,7 @@ from openwit.train import checkpoint as ckpt
 from openwit.train.batches import BatchSource, open_batches
 from openwit.train.checkpoint import first_line
 from openwit.train.config import TrainConfig
+from openwit.train.device_images import choose_decode, probe_device_decode
 from openwit.train.distributed import start, stop, wrap_ddp
 from openwit.train.loss import clamp_logit_scale
 from openwit.train.metrics import MetricsLog, StepTimer, peak_flops, train_flops_per_sample
@@ -112,9 +113,9 @@ class Trainer:
             self.train_model = torch.compile(self.train_model)
         torch.manual_seed(config.seed + 1 + processes.rank)
         workers = config.workers if config.workers is not None else default_workers(processes)
-        decode = config.decode
-        if decode == "auto":
-            decode = "device" if self.device.type == "cuda" else "workers"
+        decode = choose_decode(
+            config.decode, self.device.type == "cuda", lambda: probe_device_decode(self.device)
+        )
         if self.device.type == "cpu":
             set_cpu_threads(processes, workers)
         image_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
@@ -212,7 +213,8 @@ class Trainer:
         micro = []
         for _ in range(self.config.grad_accum):
             waited = time.perf_counter()
-            images, tokens, stats = next(self.source.batches)
+            images, tokens, stats, *rest = next(self.source.batches)
+            valid = rest[0].to(self.device) if rest else None  # device decode: dropped images
             timer.add_data_wait(time.perf_counter() - waited)
             worker, shards_failed, skipped, read = (int(v) for v in stats.tolist())
             # Read, not batch_size: the samples the worker skipped are behind it too, and a
@@ -220,7 +222,7 @@ class Trainer:
             self.source.position.delivered[worker] += read
             summary.shards_failed += shards_failed
             summary.samples_skipped += skipped
-            micro.append((images.to(self.device), tokens.to(self.device)))
+            micro.append((images.to(self.device), tokens.to(self.device), valid))
         return micro
 
     def _optimizer_step(self) -> None:
