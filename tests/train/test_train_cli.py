@@ -215,6 +215,7 @@ def test_models_the_clip_loss_does_not_train_are_refused(
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow  # a subprocess (it would spin forever if the fix broke): torch's import
 def test_shards_without_a_usable_sample_stop_the_run_with_one_line(tmp_path):
     import subprocess
     import sys
