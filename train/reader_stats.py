@@ -58,8 +58,9 @@ class ShardReport:
 
 
 def describe_error(error: BaseException) -> str:
-    text = str(error.args[0]) if error.args else type(error).__name__
-    return f"{type(error).__name__}: {text}"[:300]
+    """``Type: first line of the message``, at most 300 characters."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")[:300]
 
 
 @dataclass
