@@ -80,20 +80,28 @@ def _check_request(request: AuditRequest) -> list[EvalSet]:
         from openwit.train.models import check_model_name
 
         check_model_name(request.model)  # an unknown name fails now, not after the search
+        from openwit.train.distributed import resolve_device
+
+        request.device = resolve_device(request.device)
     return eval_sets
 
 
-def correctness(table: Any, eval_set: EvalSet, source: str) -> list[bool]:
+def correctness(table: Any, eval_set: EvalSet, source: str) -> list[bool | None]:
     """Per-sample correctness, in ``eval_set.samples`` order, from a predictions table.
 
     The table has one row per image: ``path`` (relative to the set's root, as
     ``EvalSet.samples``) and ``correct``; every image of the set must be there exactly once.
+    An image the evaluator could not read (``pred`` -1, as ``openwit eval`` writes it, or a
+    null ``correct``) is None: not wrong, unmeasured.
     """
     names = set(table.column_names)
     if not {"path", "correct"} <= names:
         raise UserError(f"{source}: predictions need columns 'path' and 'correct'")
     paths = [str(p) for p in table.column("path").to_pylist()]
     flags = table.column("correct").to_pylist()
+    if "pred" in names:
+        preds = table.column("pred").to_pylist()
+        flags = [None if p is not None and p < 0 else f for f, p in zip(flags, preds)]
     by_path = dict(zip(paths, flags))
     if len(by_path) != len(paths):
         raise UserError(f"{source}: some image paths appear more than once")
@@ -107,10 +115,23 @@ def correctness(table: Any, eval_set: EvalSet, source: str) -> list[bool]:
             f"{len(missing)} of its {len(expected)} images missing, {len(extra)} unknown "
             f"(e.g. {example!r})"
         )
-    return [bool(by_path[p]) for p in expected]
+    return [None if by_path[p] is None else bool(by_path[p]) for p in expected]
 
 
-def _predictions(request: AuditRequest, eval_set: EvalSet) -> tuple[list[bool] | None, str | None]:
+def _load_evaluator(request: AuditRequest) -> Any:
+    """The checkpoint's model, loaded once before the search (a file that is not a
+    checkpoint of ``--model`` fails now, in one line, not after the hashing)."""
+    if request.checkpoint is None:
+        return None
+    from openwit.train.zeroshot import load_model
+
+    return load_model(request.checkpoint, str(request.model), request.device)
+
+
+def _predictions(
+    request: AuditRequest, eval_set: EvalSet, evaluator: Any
+) -> tuple[Any | None, str | None]:
+    """The predictions table of ``eval_set`` (given, or made with the checkpoint's model)."""
     import pyarrow.parquet as pq
 
     path = request.predictions.get(eval_set.name)
@@ -120,11 +141,15 @@ def _predictions(request: AuditRequest, eval_set: EvalSet) -> tuple[list[bool] |
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise UserError(f"--predictions {eval_set.name}: cannot read {path}: {exc}") from None
         return correctness(table, eval_set, str(path)), f"predictions {path.name}"
-    if request.checkpoint is not None:
-        from openwit.train.zeroshot import zero_shot_predictions
+    if evaluator is not None:
+        from openwit.train.zeroshot import predict
 
-        table = zero_shot_predictions(
-            request.checkpoint, request.model, eval_set.root, device=request.device
+        table = predict(
+            evaluator.model,
+            evaluator.tokenizer,
+            evaluator.preprocess_eval,
+            eval_set,
+            device=request.device,
         )
         return correctness(table, eval_set, "zero-shot predictions"), "checkpoint"
     return None, None
@@ -256,6 +281,7 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
     from openwit.io import atomic_write_json
 
     eval_sets = _check_request(request)
+    evaluator = _load_evaluator(request)
     hashed = [
         hash_eval_set(s, request.detector, request.workers, request.progress) for s in eval_sets
     ]
@@ -280,7 +306,17 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
         overlap = np.zeros(len(hashes), dtype=bool)
         for m in set_matches:
             overlap[m.sample] = True
-        correct, source = _predictions(request, eval_set)
+        correct, source = _predictions(request, eval_set, evaluator)
+        # An image that was not read (by the hasher, or by the evaluator) is neither Clean
+        # nor Overlap: it was not searched or not scored, so it leaves every accuracy.
+        unreadable = dict(hashes.errors)
+        if correct is not None:
+            for path, flag in zip(hashes.paths, correct):
+                if flag is None:
+                    unreadable.setdefault(path, "the zero-shot evaluator could not read it")
+        readable = np.asarray([p not in unreadable for p in hashes.paths], dtype=bool)
+        n_readable = int(readable.sum())
+        n_overlap = int(overlap[readable].sum())
         pairs = [
             {
                 "eval_path": hashes.paths[m.sample],
@@ -303,17 +339,19 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
         # Numbered, so two set names that sanitise alike never share a folder.
         folder = f"{index:02d}-{safe_name(eval_set.name)}"
         write_thumbnails(out, request.shards, folder, eval_set.root, shown)
-        n = len(hashes)
         entry: dict[str, Any] = {
             "name": eval_set.name,
             "root": str(eval_set.root),
-            "n": n,
-            "n_unreadable": len(hashes.errors),
-            "n_overlap": int(overlap.sum()),
-            "overlap_rate": float(overlap.sum() / n) if n else None,
+            "n": len(hashes),
+            "n_unreadable": len(unreadable),
+            "n_overlap": n_overlap,
+            "overlap_rate": n_overlap / n_readable if n_readable else None,
             "n_training_matches": len({(m.shard, m.key) for m in set_matches}),
         }
-        split = accuracy_split(correct, overlap.tolist()) if correct is not None else None
+        split = None
+        if correct is not None and n_readable:
+            keep = np.flatnonzero(readable)
+            split = accuracy_split([bool(correct[i]) for i in keep], overlap[keep].tolist())
         for name in (
             "acc_all",
             "acc_clean",
@@ -325,7 +363,13 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
             entry[name] = getattr(split, name) if split else None
         entry["ci_overlap"] = list(split.ci_overlap) if split and split.ci_overlap else None
         entry["correct_overlap"] = split.correct_overlap if split else None
-        entry["test_note"] = split.test_note if split else "no predictions: accuracy not measured"
+        entry["test_note"] = (
+            split.test_note
+            if split
+            else "no readable images: accuracy not measured"
+            if correct is not None
+            else "no predictions: accuracy not measured"
+        )
         entry["accuracy_source"] = source
         entry["detector"] = request.detector.name
         entry["phash_radius"] = request.detector.phash_radius
@@ -336,7 +380,7 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
             )
         else:
             entry["removed_by_decontamination"] = None
-        entry["unreadable"] = dict(list(hashes.errors.items())[:20])
+        entry["unreadable"] = dict(list(unreadable.items())[:20])
         entry["pairs_shown"] = min(len(pairs), request.max_pairs)
         entry["matches"] = pairs
         sets.append(entry)
@@ -353,8 +397,14 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
         "test": {
             "kind": "one-sided binomial test: overlap accuracy against clean accuracy as null",
             "alpha": round(ALPHA, 6),
-            "ci": f"{CI_LEVEL:.1%} Clopper-Pearson on overlap accuracy",
+            "ci": f"{CI_LEVEL:.1%} Clopper-Pearson interval on the overlap accuracy",
             "min_overlap_for_test": MIN_OVERLAP_FOR_TEST,
+            "gate": (
+                f"openwit's rule: a p-value only from {MIN_OVERLAP_FOR_TEST} overlapping "
+                f"images on, and only where acc_clean ** n_overlap <= {ALPHA:g} (an overlap "
+                "subset answered entirely right could reach significance)"
+            ),
+            "unreadable": "images not read are in neither Overlap nor Clean",
         },
         "checkpoint": str(request.checkpoint) if request.checkpoint else None,
         "model": request.model if request.checkpoint else None,

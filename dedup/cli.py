@@ -113,6 +113,11 @@ def audit(
         rows,
     )
     for s in result["sets"]:
+        if s["n_unreadable"]:
+            stdout.print(
+                f"{s['name']}: {s['n_unreadable']} unreadable images, left out of the overlap "
+                "rate and the accuracies"
+            )
         if s["acc_all"] is not None and s["p_value"] is None:
             stdout.print(f"{s['name']}: no test: {s['test_note']}")
     stdout.print(f"report: {out / 'index.html'}")

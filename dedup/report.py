@@ -70,7 +70,7 @@ def overlap_chart(sets: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlim(-0.75, len(sets) - 0.25)
     for bar, s in zip(bars, sets):
         ax.annotate(
-            f"{s['n_overlap']}/{s['n']}",
+            f"{s['n_overlap']}/{s['n'] - s.get('n_unreadable', 0)}",
             (bar.get_x() + bar.get_width() / 2, bar.get_height()),
             ha="center",
             va="bottom",
@@ -135,7 +135,7 @@ def delta_chart(sets: list[dict[str, Any]], path: Path) -> bool:
 
 def _summary_table(sets: list[dict[str, Any]]) -> str:
     head = (
-        "<tr><th>eval set</th><th>images</th><th>overlap</th><th>rate</th>"
+        "<tr><th>eval set</th><th>images</th><th>unreadable</th><th>overlap</th><th>rate</th>"
         "<th>acc All</th><th>acc Clean</th><th>acc Overlap</th><th>All − Clean</th>"
         "<th>Overlap 99.5% CI</th><th>p-value</th></tr>"
     )
@@ -147,7 +147,8 @@ def _summary_table(sets: list[dict[str, Any]]) -> str:
         if s["p_value"] is None and s["acc_all"] is not None:
             p_text = f'<span class="muted" title="{_e(s["test_note"])}">no test</span>'
         rows.append(
-            f"<tr><td>{_e(s['name'])}</td><td>{s['n']:,}</td><td>{s['n_overlap']:,}</td>"
+            f"<tr><td>{_e(s['name'])}</td><td>{s['n']:,}</td>"
+            f"<td>{s.get('n_unreadable', 0):,}</td><td>{s['n_overlap']:,}</td>"
             f"<td>{_pct(s['overlap_rate'], 2)}</td><td>{_pct(s['acc_all'])}</td>"
             f"<td>{_pct(s['acc_clean'])}</td><td>{_pct(s['acc_overlap'])}</td>"
             f"<td>{_pp(s['delta_all_minus_clean'])}</td><td>{ci_text}</td><td>{p_text}</td></tr>"
@@ -169,8 +170,9 @@ def _notes(sets: list[dict[str, Any]]) -> str:
             )
         if s.get("n_unreadable"):
             items.append(
-                f"<li><b>{_e(s['name'])}</b>: {s['n_unreadable']} images could not be read "
-                "and were not searched.</li>"
+                f"<li><b>{_e(s['name'])}</b>: {s['n_unreadable']} images could not be read; "
+                "they are in neither Overlap nor Clean, and left out of the overlap rate and "
+                "every accuracy.</li>"
             )
     return f"<ul>{''.join(items)}</ul>" if items else ""
 
@@ -238,10 +240,11 @@ def render_html(audit: dict[str, Any], has_delta_chart: bool) -> str:
 (<code>{_e(audit["shards"])}</code>) against {len(sets)} evaluation set(s); {accuracy}.
 Created {_e(audit["created"])}.</p>
 <p class="note">Detector: {_e(detector["name"])}, {detector["variants"]} hashes per eval image.
-An eval image is in <b>Overlap</b> when any training sample matches it, else in <b>Clean</b>.
-The p-value is a {_e(test["kind"])} (shown from {test["min_overlap_for_test"]} overlapping
-images on, and only where the test could reach p &le; {test["alpha"]:g});
-the interval is the {_e(test["ci"])}.</p>
+An eval image is in <b>Overlap</b> when any training sample matches it, else in <b>Clean</b>;
+an image that could not be read is in neither.
+The p-value is a {_e(test["kind"])}, shown by openwit's own rule only from
+{test["min_overlap_for_test"]} overlapping images on and where the test could reach
+p &le; {test["alpha"]:g}; the interval is the {_e(test["ci"])}.</p>
 {_summary_table(sets)}
 {_notes(sets)}
 <h2>Overlap rate</h2>

@@ -2,13 +2,16 @@
 
 For each evaluation set the images are split into *Overlap* (a training sample matches) and
 *Clean*. The question is whether the model does better on Overlap than its Clean accuracy
-predicts: a one-sided binomial test of the Overlap hits with the Clean accuracy as the null
-probability, and a 99.5% Clopper-Pearson interval on the Overlap accuracy.
+predicts. Two figures answer it, both as CLIP reports them: a one-sided binomial test of the
+Overlap hits with the Clean accuracy as the null probability (its p-value), and a 99.5%
+Clopper-Pearson (exact, two-sided) confidence interval on the Overlap accuracy.
 
-When is Overlap too small for a test? A one-sided test at level ``alpha`` can only ever
-reject if an Overlap subset answered *entirely correctly* would be significant, i.e. if
-``acc_clean ** n_overlap <= alpha``; below that no outcome means anything. openwit also asks
-for at least :data:`MIN_OVERLAP_FOR_TEST` overlapping images, so a verdict never rests on a
+The gate that decides when a p-value is reported at all is openwit's own, not CLIP's. A
+one-sided test at level ``alpha`` can only ever reject if an Overlap subset answered
+*entirely correctly* would be significant, i.e. if ``acc_clean ** n_overlap <= alpha``;
+below that no outcome means anything. ``alpha`` is 0.005, the complement of the interval's
+level, so the gate and the interval speak of the same confidence. openwit also asks for at
+least :data:`MIN_OVERLAP_FOR_TEST` overlapping images, so a verdict never rests on a
 handful of pictures. Where either fails, the p-value is ``None`` and a note says why; the
 interval is still reported (it is honest at any size: it is just wide).
 """
@@ -18,11 +21,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-#: Confidence level of the Clopper-Pearson interval (CLIP's 99.5%).
+#: Confidence level of the Clopper-Pearson interval on the Overlap accuracy (the level of
+#: the intervals CLIP reports).
 CI_LEVEL = 0.995
-#: The test's level: the complement of the interval's, as in CLIP.
+#: Level of openwit's reporting gate (:func:`why_no_test`): the complement of the interval's
+#: level. openwit's choice; CLIP reports p-values without such a gate.
 ALPHA = 1 - CI_LEVEL
-#: Fewest overlapping images for which a p-value is reported.
+#: Fewest overlapping images for which a p-value is reported (openwit's rule, not CLIP's).
 MIN_OVERLAP_FOR_TEST = 10
 
 

@@ -39,6 +39,12 @@ class EvalSet:
         eval_set = cls(name, root)
         if not eval_set.classes:
             raise UserError(f"eval set {name}: no class folders in {root}")
+        if not eval_set.samples:
+            suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+            raise UserError(
+                f"eval set {name}: no images in its {len(eval_set.classes)} class folders "
+                f"({root}; image files end in {suffixes})"
+            )
         return eval_set
 
     @cached_property
@@ -80,11 +86,16 @@ class EvalSet:
 
     @cached_property
     def samples(self) -> list[EvalSample]:
-        """Every image, in class order then file-name order."""
+        """Every image, in class order then file-name order.
+
+        A symlink whose target is gone is a sample too: it is an image the set names but
+        nobody can read, so readers count it as unreadable instead of the set shrinking.
+        """
         samples = []
         for label, folder in enumerate(self.classes):
             for path in sorted((self.root / folder).rglob("*")):
-                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                dangling = path.is_symlink() and not path.exists()
+                if (path.is_file() or dangling) and path.suffix.lower() in IMAGE_SUFFIXES:
                     samples.append(EvalSample(path.relative_to(self.root).as_posix(), label))
         return samples
 

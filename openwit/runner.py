@@ -381,6 +381,7 @@ class BuildRunner:
             "fingerprint": fingerprint,
             "attempt": attempt_id,
             "started": _now(),
+            "started_unix": round(time.time(), 3),  # for timelines: cores used per stage
         }
         if keep:
             entry["resumed_from"] = old.get("started")

@@ -222,12 +222,3 @@ def skip_reason(page: Page) -> str | None:
     if page.title.endswith("(disambiguation)") or _DISAMBIGUATION.search(page.text):
         return "disambiguation"
     return None
-
-
-def dump_summary(counts: dict[str, Any]) -> dict[str, int]:
-    """Pages read, articles and skipped pages by reason, from the summed counters."""
-    summary = {"pages_read": int(counts.get("pages_read", 0))}
-    summary["articles"] = int(counts.get("articles", 0))
-    for reason in SKIP_REASONS:
-        summary[f"skipped_{reason}"] = int(counts.get(f"skipped_{reason}", 0))
-    return summary

@@ -7,13 +7,15 @@ training, kept from the worker id every batch carries.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from openwit.train.data import DataSpec, ShardBatches, make_loader
-from openwit.train.device_images import DeviceAugment, Prefetcher, UndecodableBatch
+from openwit.errors import UserError
+from openwit.train.data import DataFailure, DataSpec, ShardBatches, make_loader
+from openwit.train.device_images import DeviceAugment, Prefetcher
 from openwit.train.distributed import Processes
 from openwit.train.models import ModelBundle
 from openwit.train.preprocess import Normalize
@@ -73,7 +75,7 @@ def skip_from_checkpoint(saved: dict[str, Any] | None, position: DataPosition, r
 
 @dataclass
 class BatchSource:
-    batches: Any  # iterator of (images, tokens, stats) with images/tokens on the device
+    batches: Any  # iterator of (images, tokens, stats[, valid]) on the device
     position: DataPosition
     decode: str
     workers: int
@@ -83,6 +85,14 @@ class BatchSource:
     def close(self) -> None:
         if self.closer is not None:
             self.closer()
+
+
+def _raise_failures(batches: Iterator[Any]) -> Iterator[Any]:
+    """The loader's batches; a worker's :class:`DataFailure` becomes the one-line error."""
+    for batch in batches:
+        if isinstance(batch, DataFailure):
+            raise UserError(batch.message)
+        yield batch
 
 
 def open_batches(
@@ -128,7 +138,7 @@ def open_batches(
     )
     dataset = ShardBatches(spec, bundle.preprocess_train, bundle.tokenizer, bundle.image_size)
     loader = make_loader(dataset, pin_memory=device.type == "cuda")
-    iterator = iter(loader)
+    iterator = _raise_failures(iter(loader))
     prepare = None
     if decode == "device":
         augment = DeviceAugment(
@@ -140,20 +150,13 @@ def open_batches(
             seed=seed * 1000 + processes.rank + restart_step,
         )
 
-        def prepare(batch: Any) -> tuple[Any, ...] | None:
+        def prepare(batch: Any) -> tuple[Any, ...]:
             packed, offsets, tokens, stats = batch
-            try:
-                images, replaced = augment(packed, offsets)
-            except UndecodableBatch as error:
-                log.warning("skipping a batch: %s", error)
-                return None
-            if replaced:
-                tokens = tokens.clone()
-                for bad, source in replaced.items():
-                    tokens[bad] = tokens[source]
+            images, valid, dropped = augment(packed, offsets)
+            if dropped:  # no decoder read them: out of the loss, counted as skipped
                 stats = stats.clone()
-                stats[2] += len(replaced)
-            return images, tokens.to(device, non_blocking=True), stats
+                stats[2] += dropped
+            return images, tokens.to(device, non_blocking=True), stats, valid
 
     elif device.type == "cuda":
         normalize = Normalize(bundle.image_mean, bundle.image_std, device)

@@ -6,13 +6,20 @@ plain containers only, so ``torch.load(..., weights_only=True)`` reads them, and
 open_clip's loader (which takes the ``state_dict`` entry) initialises a model from one.
 ``latest.pt`` is a hard link to the newest step file where the file system allows it
 (written once, not twice), a copy where it does not.
+
+Each file is flushed to the disk (fsync) before it is renamed into place, and the folder
+after: a power loss then leaves the old file or the new one, never a name pointing at a
+truncated file. Should a file still be broken, ``--resume auto`` falls back to the newest
+step file that loads, and says so.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,28 +37,64 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk."""
+    if os.name != "posix" and path.is_dir():
+        return  # folders cannot be opened for fsync on Windows
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save(run_dir: Path, state: dict[str, Any]) -> Path:
-    """Write ``step_N.pt`` then point ``latest.pt`` at it; both appear whole or not at all."""
+    """Write ``step_N.pt`` then point ``latest.pt`` at it; both appear whole or not at all,
+    also across a power loss (each is on the disk before its name is)."""
     folder = checkpoint_dir(run_dir)
     step_file = folder / f"step_{state['step']}.pt"
     with atomic_path(step_file) as tmp:
         torch.save(state, tmp)
+        _fsync(tmp)
+    _fsync(folder)
     with atomic_path(folder / LATEST) as tmp:
         tmp.unlink()
         try:
-            os.link(step_file, tmp)
+            os.link(step_file, tmp)  # the step file's data is already on the disk
         except OSError:
             shutil.copyfile(step_file, tmp)
+            _fsync(tmp)
+    _fsync(folder)
     return step_file
 
 
-def load(path: Path) -> dict[str, Any]:
+def read(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file that is not a torch file of
+    tensors and plain containers is a one-line :class:`UserError`."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"checkpoint not found: {path}") from None
-    except Exception as error:  # truncated file, not a torch file, unsafe pickle content
-        raise UserError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from None
+    except pickle.UnpicklingError:  # torch's message suggests weights_only=False: not here
+        raise UserError(
+            f"cannot read checkpoint {path}: not a PyTorch file, or one holding objects other "
+            "than tensors and plain containers (openwit loads with weights_only=True)"
+        ) from None
+    except Exception as error:  # truncated zip, not a torch file
+        raise UserError(f"cannot read checkpoint {path}: {first_line(error)}") from None
+
+
+def first_line(error: BaseException, limit: int = 240) -> str:
+    """An exception as one short line (torch's messages run over many lines)."""
+    lines = str(error).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def load(path: Path) -> dict[str, Any]:
+    """An openwit training checkpoint (a dict with ``state_dict``), read safely."""
+    state = read(path)
     if not isinstance(state, dict) or "state_dict" not in state:
         raise UserError(f"{path} is not an openwit training checkpoint (no state_dict)")
     return state
@@ -68,6 +111,45 @@ def resume_path(run_dir: Path, resume: str | None) -> Path | None:
     if not path.is_file():
         raise UserError(f"--resume {resume}: no such checkpoint")
     return path
+
+
+def _step_number(path: Path) -> int:
+    try:
+        return int(path.stem.removeprefix("step_"))
+    except ValueError:
+        return -1
+
+
+@dataclass
+class Resumed:
+    path: Path
+    state: dict[str, Any]
+    unreadable: list[str]  # "name: why" of newer checkpoints that did not load
+
+
+def load_for_resume(run_dir: Path, resume: str | None) -> Resumed | None:
+    """The state to resume from, or None for a fresh start.
+
+    A named file must load. ``auto`` tries ``latest.pt``, then the step files from the
+    newest down, and takes the first that loads: a checkpoint broken by a crash costs the
+    steps since the one before it, not the run.
+    """
+    first = resume_path(run_dir, resume)
+    if first is None:
+        return None
+    if resume != "auto":
+        return Resumed(first, load(first), [])
+    steps = sorted(checkpoint_dir(run_dir).glob("step_*.pt"), key=_step_number, reverse=True)
+    unreadable: list[str] = []
+    for path in [first, *steps]:
+        try:
+            return Resumed(path, load(path), unreadable)
+        except UserError as error:
+            unreadable.append(f"{path.name}: {error}")
+    raise UserError(
+        f"--resume auto: none of the {len(unreadable)} checkpoints in "
+        f"{checkpoint_dir(run_dir)} loads ({unreadable[0]})"
+    )
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

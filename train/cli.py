@@ -29,6 +29,17 @@ def train_command(
         int | None, typer.Option(help="Warmup steps [default: 5% of the run, at most 2000].")
     ] = None,
     weight_decay: Annotated[float, typer.Option("--wd", help="AdamW weight decay.")] = 0.2,
+    beta1: Annotated[
+        float | None, typer.Option(help="AdamW beta1 [default: 0.9].", show_default=False)
+    ] = None,
+    beta2: Annotated[
+        float | None,
+        typer.Option(help="AdamW beta2 [default: 0.98 for ViTs, 0.999 for ResNets and others]."),
+    ] = None,
+    eps: Annotated[
+        float | None,
+        typer.Option(help="AdamW eps [default: 1e-6 for ViTs, 1e-8 for ResNets and others]."),
+    ] = None,
     precision: Annotated[
         str, typer.Option(help="fp32, bf16, fp16 or amp (bf16/fp16 autocast on GPU, fp32 on CPU).")
     ] = "amp",
@@ -78,6 +89,9 @@ def train_command(
         lr=lr,
         warmup=warmup,
         weight_decay=weight_decay,
+        beta1=beta1,
+        beta2=beta2,
+        eps=eps,
         precision=precision,
         grad_accum=grad_accum,
         grad_checkpointing=grad_checkpointing,
@@ -96,9 +110,10 @@ def train_command(
         device=device,
         train_num_samples=train_num_samples,
     )
-    from openwit.train.models import check_model_name
+    from openwit.train.models import check_model_name, check_trainable
 
     check_model_name(model)  # exit 2 with close names before torch starts any work
+    check_trainable(model)
     from openwit.train.loop import train
     from openwit.train.report import print_run_summary
 
@@ -137,13 +152,11 @@ def eval_command(
     from openwit.train.models import check_model_name
 
     check_model_name(model)
-    import torch
-
+    from openwit.train.distributed import resolve_device
     from openwit.train.report import print_eval_results
     from openwit.train.zeroshot import evaluate_sets, load_model
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     bundle = load_model(checkpoint, model, device)
     results = evaluate_sets(
         bundle.model,

@@ -19,9 +19,8 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "amp")
 Switch = Literal["auto", "on", "off"]
 Decode = Literal["auto", "workers", "device"]
 
-#: CLIP's optimizer (Radford et al. 2021, appendix): AdamW, betas 0.9/0.98, eps 1e-6, wd 0.2.
-CLIP_BETAS = (0.9, 0.98)
-CLIP_EPS = 1e-6
+#: CLIP's weight decay (Radford et al. 2021). AdamW's betas and eps depend on the image
+#: tower, as in CLIP: :func:`openwit.train.models.adamw_defaults`.
 CLIP_WEIGHT_DECAY = 0.2
 
 
@@ -36,9 +35,9 @@ class TrainConfig:
     lr: float = 5e-4
     warmup: int | None = None  # steps; default 5% of the run, at most 2000 (CLIP's)
     weight_decay: float = CLIP_WEIGHT_DECAY
-    beta1: float = CLIP_BETAS[0]
-    beta2: float = CLIP_BETAS[1]
-    eps: float = CLIP_EPS
+    beta1: float | None = None  # AdamW; None: the model's default (adamw_betas)
+    beta2: float | None = None
+    eps: float | None = None
     precision: str = "amp"  # amp: bf16 (or fp16) autocast on a GPU, fp32 on the CPU
     grad_accum: int = 1  # micro-batches per step; the contrastive batch grows with it
     grad_checkpointing: bool = False
@@ -78,6 +77,11 @@ class TrainConfig:
         for flag, value in {"--warmup": self.warmup, "--workers": self.workers}.items():
             if value is not None and value < 0:
                 raise UserError(f"{flag} must be >= 0, got {value}")
+        for flag, value in {"--beta1": self.beta1, "--beta2": self.beta2}.items():
+            if value is not None and not 0 <= value < 1:
+                raise UserError(f"{flag} must be in [0, 1), got {value}")
+        if self.eps is not None and not (self.eps > 0 and math.isfinite(self.eps)):
+            raise UserError(f"--eps must be positive, got {self.eps}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise UserError(f"--grad-clip must be positive, got {self.grad_clip}")
         choices = {
@@ -94,10 +98,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+    def adamw(self) -> tuple[float, float, float]:
+        """(beta1, beta2, eps): the ones given, the model's defaults for the others."""
+        from openwit.train.models import adamw_defaults
+
+        beta1, beta2, eps = adamw_defaults(self.model)
+        return (
+            beta1 if self.beta1 is None else self.beta1,
+            beta2 if self.beta2 is None else self.beta2,
+            eps if self.eps is None else self.eps,
+        )
 
     def total_steps(self, dataset_size: int | None, global_batch: int) -> int:
         """Optimizer steps of the whole run (``global_batch`` counts every micro-batch)."""

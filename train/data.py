@@ -10,9 +10,12 @@ moves tensors. Two kinds of batch, by where JPEGs are decoded:
 - ``device``: the worker only tokenizes and packs the JPEG bytes into one uint8 tensor; the
   GPU decodes and augments them (:mod:`openwit.train.device_images`).
 
-Nothing stops the run: a missing or corrupt shard is skipped with a warning, a sample
-without image or caption or with an undecodable image is skipped, and every batch carries
-the counts since the previous one (plus its worker id, which the resume position needs).
+A missing or corrupt shard is skipped with a warning, a sample without image or caption or
+with an undecodable image is skipped, and every batch carries the counts since the previous
+one (plus its worker id, which the resume position needs). A shard set that holds no usable
+sample at all is not skipped around forever: once a worker has tried every shard without
+finding one, it hands over a :class:`DataFailure` that names the shards and why, and the
+main process stops with that one line.
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ import io
 import logging
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import webdataset as wds
-from webdataset.tariterators import group_by_keys, url_opener
+from webdataset.gopen import gopen
+from webdataset.tariterators import group_by_keys
 
 from openwit.train.preprocess import BatchedPreprocess, decode_pil
+from openwit.train.reader_stats import ReaderStats, describe_error
 from openwit.train.shards import (
     ShardList,
     ShardTask,
@@ -42,33 +47,19 @@ from openwit.train.tar_reader import iter_members
 log = logging.getLogger(__name__)
 
 IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
-STAT_FIELDS = ("worker", "shards_failed", "samples_skipped")
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-@dataclass
-class ReaderStats:
-    """Counts a worker has not yet handed to the main process."""
-
-    shards_failed: int = 0
-    samples_skipped: int = 0
-    failed_urls: set[str] = field(default_factory=set)
-
-    def shard_failed(self, url: str, error: BaseException) -> None:
-        if url not in self.failed_urls:  # one warning per shard, even if it fails twice
-            self.failed_urls.add(url)
-            log.warning("skipping shard %s: %s", url, _describe(error))
-        self.shards_failed += 1
-
-    def drain(self, worker: int) -> list[int]:
-        counts = [worker, self.shards_failed, self.samples_skipped]
-        self.shards_failed = self.samples_skipped = 0
-        return counts
+class NoUsableSamples(Exception):
+    """Raised inside a worker's sample stream: every shard tried, not one usable sample."""
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error.args[0]) if error.args else type(error).__name__
-    return f"{type(error).__name__}: {text}"[:300]
+@dataclass(frozen=True)
+class DataFailure:
+    """What a worker yields instead of a batch when it can never make one (picklable, so
+    it crosses from a worker process; the main process raises it as a UserError)."""
+
+    message: str
 
 
 @dataclass(frozen=True)
@@ -89,42 +80,58 @@ class DataSpec:
     restart: int = 0  # resume step, reseeds what cannot be skipped exactly
 
 
-def _read_samples(tasks: Iterator[ShardTask], stats: ReaderStats) -> Iterator[dict[str, Any]]:
-    """Samples (dicts of tar members by extension) of each shard, in tar order."""
-    skips: dict[str, int] = {}
-    current: list[str] = [""]
+def _problem(
+    sample: dict[str, Any], stats: ReaderStats, decodes: Callable[[bytes], bool]
+) -> str | None:
+    """Why a sample cannot be used (a ReaderStats reason), or None. Until a worker has seen
+    one usable sample it also checks that the image decodes, so a shard set of garbage
+    images is found out in one pass instead of after the shuffle buffer."""
+    data = _image_bytes(sample)
+    if data is None:
+        return "no_image"
+    if _caption(sample) is None:
+        return "no_caption"
+    if not stats.usable_found and not decodes(data):
+        return "undecodable"
+    return None
 
-    def sources() -> Iterator[dict[str, Any]]:
-        for task in tasks:
-            skips[task.url] = task.skip
-            current[0] = task.url
-            yield {"url": task.url}
 
-    def on_shard_error(error: Exception) -> bool:
-        stats.shard_failed(current[0], error)
-        return True
-
-    def on_sample_error(error: Exception) -> bool:
-        stats.samples_skipped += 1
-        return True
-
-    def files() -> Iterator[dict[str, Any]]:
-        for source in url_opener(sources(), handler=on_shard_error):
-            url, stream = source["url"], source["stream"]
+def _read_samples(
+    tasks: Iterator[ShardTask], stats: ReaderStats, decodes: Callable[[bytes], bool]
+) -> Iterator[dict[str, Any]]:
+    """The usable samples (image and caption) of each shard, in tar order; the others are
+    counted by reason. Raises :class:`NoUsableSamples` once every shard has been tried
+    without one usable sample."""
+    for task in tasks:
+        stats.start_shard(task.url)
+        skip = task.skip
+        try:
+            stream = gopen(task.url)
+        except Exception as error:  # missing file, failing pipe: or URL
+            stats.shard_failed(task.url, error)
+        else:
             try:
-                for name, data in iter_members(stream):
-                    yield {"fname": name, "data": data, "__url__": url}
+                files = (
+                    {"fname": name, "data": data, "__url__": task.url}
+                    for name, data in iter_members(stream)
+                )
+                for sample in group_by_keys(files, handler=stats.group_error):
+                    if skip:  # resume: trained on before the restart
+                        skip -= 1
+                        continue
+                    problem = _problem(sample, stats, decodes)
+                    if problem:
+                        stats.sample_skipped(problem)
+                        continue
+                    stats.sample_usable()
+                    yield sample
             except Exception as error:  # truncated or corrupt tar: keep what was read
-                stats.shard_failed(url, error)
+                stats.shard_failed(task.url, error)
             finally:
                 stream.close()
-
-    for sample in group_by_keys(files(), handler=on_sample_error):
-        url = sample.get("__url__", "")
-        if skips.get(url):
-            skips[url] -= 1
-            continue
-        yield sample
+        failure = stats.end_shard()
+        if failure:
+            raise NoUsableSamples(failure)
 
 
 def to_jpeg(data: bytes) -> bytes:
@@ -184,8 +191,8 @@ class ShardBatches(torch.utils.data.IterableDataset):
             tasks = resampled_stream(spec.shards, slot, spec.seed, spec.restart)
         else:
             tasks = worker_stream(spec.shards, slot, spec.seed, skip)
-        stats = ReaderStats()
-        samples = _read_samples(tasks, stats)
+        stats = ReaderStats(all_urls=frozenset(spec.shards.urls))
+        samples = _read_samples(tasks, stats, self._decodes)
         if spec.shuffle_buffer > 1:
             rng = random.Random(f"openwit-shuffle-{seed_text}")
             initial = min(spec.shuffle_buffer, max(spec.batch_size, spec.shuffle_buffer // 5))
@@ -193,12 +200,23 @@ class ShardBatches(torch.utils.data.IterableDataset):
         prepare = self._jpeg if spec.decode == "device" else self._crop
         pack = self._pack_bytes if spec.decode == "device" else self._pack_images
         items, captions = [], []
-        for item, caption in _prepared(samples, prepare, stats):
-            items.append(item)
-            captions.append(caption)
-            if len(items) == spec.batch_size:
-                yield (*pack(items), self.tokenizer(captions), torch.tensor(stats.drain(worker)))
-                items, captions = [], []
+        try:
+            for item, caption in _prepared(samples, prepare, stats):
+                items.append(item)
+                captions.append(caption)
+                if len(items) == spec.batch_size:
+                    counts = torch.tensor(stats.drain(worker))
+                    yield (*pack(items), self.tokenizer(captions), counts)
+                    items, captions = [], []
+        except NoUsableSamples as failure:
+            yield DataFailure(str(failure))
+
+    def _decodes(self, data: bytes) -> bool:
+        try:
+            decode_pil(data, self.draft_size)
+        except Exception:  # PIL raises many kinds for a broken image
+            return False
+        return True
 
     def _crop(self, data: bytes) -> Any:
         """Decode (at reduced scale where possible) and run the per-image transform."""
@@ -222,17 +240,18 @@ class ShardBatches(torch.utils.data.IterableDataset):
 def _prepared(
     samples: Iterator[dict[str, Any]], prepare: Callable[[bytes], Any], stats: ReaderStats
 ) -> Iterator[tuple[Any, str]]:
-    """(prepared image, caption) of every usable sample; the others are counted as skipped."""
+    """(prepared image, caption) of every sample out of the shuffle buffer; one whose image
+    does not decode after all is counted as skipped."""
     for sample in samples:
         data, caption = _image_bytes(sample), _caption(sample)
-        if data is None or caption is None:
-            stats.samples_skipped += 1
-            continue
         try:
-            yield prepare(data), caption
+            item = prepare(data)
         except Exception as error:  # any undecodable image: PIL raises many kinds
-            log.debug("skipping sample %s: %s", sample.get("__key__"), _describe(error))
-            stats.samples_skipped += 1
+            log.debug("skipping sample %s: %s", sample.get("__key__"), describe_error(error))
+            stats.sample_dropped()
+            continue
+        stats.sample_batched()
+        yield item, caption
 
 
 def make_loader(dataset: ShardBatches, pin_memory: bool) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from openwit.errors import UserError
 from openwit.train.preprocess import Normalize
 
 log = logging.getLogger(__name__)
@@ -77,12 +78,76 @@ def crop_boxes(
     return boxes
 
 
-class UndecodableBatch(ValueError):
-    """Not one image of a batch decodes (the batch is skipped)."""
+class DeviceDecodeError(UserError):
+    """The device's JPEG decoder is unusable here, or a whole batch failed to decode: the run
+    stops with this one line rather than skipping batch after batch."""
+
+
+def _decoder() -> Callable[..., Any]:
+    """torchvision's ``decode_jpeg``, looked up at call time (tests swap in a failing one)."""
+    import torchvision.io
+
+    return torchvision.io.decode_jpeg
+
+
+def _pil_decode(blob: torch.Tensor) -> torch.Tensor:
+    """One JPEG decoded on the CPU with PIL, as a CHW uint8 tensor (PIL's error if not)."""
+    import numpy as np
+
+    from openwit.train.preprocess import decode_pil
+
+    array = np.asarray(decode_pil(blob.numpy().tobytes()), dtype=np.uint8)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def probe_device_decode(device: Any, decoder: Callable[..., Any] | None = None) -> str | None:
+    """None if ``decode_jpeg`` decodes a batch of two small JPEGs on ``device``, else why not
+    (torchvision built without nvJPEG, no memory left, ...)."""
+    import io
+
+    from PIL import Image
+    from torchvision.io import ImageReadMode
+
+    device = torch.device(device)
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buffer, "JPEG")
+    blob = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
+    target = device.type if device.type == "cpu" else device
+    try:
+        decoded = (decoder or _decoder())([blob, blob], mode=ImageReadMode.RGB, device=target)
+    except Exception as error:  # any failure means: not usable here
+        return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+    if len(decoded) != 2 or tuple(decoded[0].shape) != (3, 16, 16):
+        return "decode_jpeg returned something other than the images"
+    return None
+
+
+def choose_decode(requested: str, on_gpu: bool, probe: Callable[[], str | None]) -> str:
+    """Where JPEGs are decoded: ``workers`` or ``device``. ``auto`` means the device on a
+    GPU whose decoder works (``probe`` says why not), the data workers otherwise; an
+    explicit ``device`` whose decoder does not work is a one-line error."""
+    if requested == "workers" or (requested == "auto" and not on_gpu):
+        return "workers"
+    why = probe()
+    if why is None:
+        return "device"
+    if requested == "auto":
+        log.warning("the GPU cannot decode JPEGs here (%s): decoding in the data workers", why)
+        return "workers"
+    raise DeviceDecodeError(
+        f"--decode device: the JPEG decoder does not work here ({why}); use --decode workers"
+    )
 
 
 class DeviceAugment:
-    """Packed JPEG bytes -> a normalised image batch on ``device``, open_clip's train crop."""
+    """Packed JPEG bytes -> a normalised image batch on ``device``, open_clip's train crop.
+
+    An image the device decoder rejects is decoded on the CPU with PIL; one PIL cannot decode
+    either is dropped: its row is zeros and ``valid`` is False there, which takes the pair
+    out of the contrastive loss (as a positive and as a negative) while every process keeps
+    its batch shape. No pair is ever duplicated to fill the gap (a duplicate would be a
+    false negative). A decoder that fails on every image of a batch stops the run.
+    """
 
     def __init__(
         self,
@@ -92,66 +157,97 @@ class DeviceAugment:
         device: Any,
         dtype: Any = None,
         seed: int = 0,
+        decoder: Callable[..., Any] | None = None,
     ) -> None:
         self.image_size = image_size
         self.device = torch.device(device)
         self.dtype = dtype or torch.float32
         self.normalize = Normalize(mean, std, self.device)
         self.generator = torch.Generator().manual_seed(seed)
-        self.failed = 0
+        self.decoder = decoder
+        self.cpu_decoded = 0  # images the device decoder rejected and PIL decoded
+        self.failed = 0  # images no decoder could read (dropped)
 
-    def decode(self, packed: Any, offsets: Any) -> tuple[list[Any], list[int]]:
-        """Decoded CHW uint8 images and the indices that could not be decoded."""
-        from torchvision.io import ImageReadMode, decode_jpeg
+    def decode(self, packed: Any, offsets: Any) -> list[Any]:
+        """CHW uint8 images on the device, None where neither decoder can read the JPEG."""
+        from torchvision.io import ImageReadMode
 
+        decode_jpeg = self.decoder or _decoder()
         bounds = offsets.tolist()
         blobs = [packed[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
         device = self.device.type if self.device.type == "cpu" else self.device
         try:
-            return decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device), []
+            return list(decode_jpeg(blobs, mode=ImageReadMode.RGB, device=device))
+        except torch.OutOfMemoryError as error:
+            raise DeviceDecodeError(
+                f"out of device memory decoding a batch of {len(blobs)} JPEGs ({_line(error)}); "
+                "use --decode workers or a smaller --batch-size"
+            ) from None
         except RuntimeError:
             pass  # one bad JPEG fails the batched call: find it image by image
-        images, bad = [], []
-        for index, blob in enumerate(blobs):
+        images: list[Any] = []
+        device_errors: list[str] = []
+        for blob in blobs:
             try:
                 images.append(decode_jpeg(blob, mode=ImageReadMode.RGB, device=device))
-            except RuntimeError:
+                continue
+            except RuntimeError as error:
+                device_errors.append(_line(error))
+            try:
+                images.append(_pil_decode(blob).to(self.device))
+                self.cpu_decoded += 1
+            except Exception:  # PIL raises many kinds for a broken image
                 images.append(None)
-                bad.append(index)
-        return images, bad
+        if len(device_errors) == len(blobs):  # not one image decoded on the device
+            readable = sum(image is not None for image in images)
+            if not readable:
+                raise DeviceDecodeError(
+                    f"none of the {len(blobs)} images of a batch decodes, on the device or "
+                    f"with PIL (first error: {device_errors[0]}): are the shards' images "
+                    "images?"
+                )
+            raise DeviceDecodeError(
+                f"the device JPEG decoder failed on all {len(blobs)} images of a batch, "
+                f"{readable} of which PIL decodes (first error: {device_errors[0]}); "
+                "use --decode workers"
+            )
+        return images
 
-    def __call__(self, packed: Any, offsets: Any) -> tuple[Any, dict[int, int]]:
-        """(images [B, 3, H, W] in ``dtype``, {undecodable sample: sample used instead}).
-
-        An undecodable image is replaced by another image of the batch (the caller
-        replaces its caption too), so the batch keeps its size: every process must
-        contribute equally many features to the gathered contrastive batch.
-        """
-        images, bad = self.decode(packed, offsets)
-        good = [i for i in range(len(images)) if images[i] is not None]
-        if not good:
-            raise UndecodableBatch(f"none of the {len(images)} JPEGs of a batch decodes")
-        replaced = {index: good[index % len(good)] for index in bad}
-        for index, source in replaced.items():
-            images[index] = images[source]
-        self.failed += len(bad)
-        boxes = crop_boxes([tuple(img.shape[-2:]) for img in images], self.generator)
-        out = torch.empty(
+    def __call__(self, packed: Any, offsets: Any) -> tuple[Any, Any, int]:
+        """(images [B, 3, H, W] in ``dtype``, valid [B] bool on the device: False for a
+        dropped image, the number dropped)."""
+        images = self.decode(packed, offsets)
+        valid = [image is not None for image in images]
+        dropped = valid.count(False)
+        self.failed += dropped
+        sizes = [tuple(image.shape[-2:]) if image is not None else (1, 1) for image in images]
+        boxes = crop_boxes(sizes, self.generator)
+        out = torch.zeros(
             (len(images), 3, *self.image_size), dtype=torch.float32, device=self.device
         )
         for index, (image, (top, left, height, width)) in enumerate(zip(images, boxes)):
+            if image is None:
+                continue
             crop = image[None, :, top : top + height, left : left + width].float()
             out[index : index + 1] = F.interpolate(
                 crop, size=self.image_size, mode="bicubic", antialias=True, align_corners=False
             )
-        return self.normalize(out.clamp_(0, 255), self.dtype), replaced
+        mask = torch.tensor(valid, dtype=torch.bool).to(self.device, non_blocking=True)
+        return self.normalize(out.clamp_(0, 255), self.dtype), mask, dropped
+
+
+def _line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:200] if lines else ''}"
 
 
 class Prefetcher:
     """Prepares batches in a background thread (on its own CUDA stream) ``depth`` ahead.
 
-    ``prepare`` turns one loader batch into ``(images, tokens, stats)`` on the device, or
-    None to drop it. Exceptions in the thread are raised in the consumer.
+    ``prepare`` turns one loader batch into a tuple of tensors on the device. Exceptions in
+    the thread are raised in the consumer. The consumer never waits unboundedly: it waits in
+    steps of ``poll_s``, and a thread that has ended without handing anything over is an
+    error, not a hang; a long wait for a live thread is logged every ``warn_after_s``.
     """
 
     _DONE = object()
@@ -162,6 +258,8 @@ class Prefetcher:
         prepare: Callable[[Any], tuple[Any, ...]],
         device: Any,
         depth: int = 2,
+        poll_s: float = 1.0,
+        warn_after_s: float = 300.0,
     ) -> None:
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
@@ -170,6 +268,7 @@ class Prefetcher:
         self.stop = threading.Event()
         self.batches = batches
         self.prepare = prepare
+        self.poll_s, self.warn_after_s = poll_s, warn_after_s
         self.thread = threading.Thread(target=self._run, name="openwit-prefetch", daemon=True)
         self.thread.start()
 
@@ -187,8 +286,7 @@ class Prefetcher:
                         event.record(self.stream)
                 else:
                     item, event = self.prepare(batch), None
-                if item is not None:
-                    self._put((item, event))
+                self._put((item, event))
             self._put(self._DONE)
         except BaseException as error:  # handed to the consumer, which raises it
             self._put(error)
@@ -204,8 +302,31 @@ class Prefetcher:
     def __iter__(self) -> Prefetcher:
         return self
 
+    def _get(self) -> Any:
+        """The next value from the thread; waits in bounded steps, never for a dead thread."""
+        waited = 0.0
+        while True:
+            if self.stop.is_set():
+                raise RuntimeError("the batch prefetch thread is not running (it was closed)")
+            try:
+                return self.queue.get(timeout=self.poll_s)
+            except queue.Empty:
+                pass
+            if not self.thread.is_alive():
+                try:  # it may have handed over its last value just before it ended
+                    return self.queue.get_nowait()
+                except queue.Empty:
+                    raise RuntimeError(
+                        "the batch prefetch thread is not running (it ended without a batch "
+                        "or an error)"
+                    ) from None
+            waited += self.poll_s
+            if waited >= self.warn_after_s:
+                log.warning("waited %.0f s for a batch from the data workers", waited)
+                waited = 0.0
+
     def __next__(self) -> tuple[Any, ...]:
-        value = self.queue.get()
+        value = self._get()
         if value is self._DONE:
             raise StopIteration
         if isinstance(value, BaseException):
@@ -221,9 +342,13 @@ class Prefetcher:
 
     def close(self) -> None:
         self.stop.set()
+        self._drain()  # a producer blocked on a full queue sees the stop and ends
+        self.thread.join(timeout=5)
+        self._drain()
+
+    def _drain(self) -> None:
         while True:
             try:
                 self.queue.get_nowait()
             except queue.Empty:
                 break
-        self.thread.join(timeout=5)

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from openwit.errors import UserError
+
 
 @dataclass(frozen=True)
 class Processes:
@@ -38,14 +40,31 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def resolve_device(device: str, flag: str = "--device") -> str:
+    """``device`` checked against this machine: ``auto`` becomes ``cuda`` or ``cpu``; a CUDA
+    device that is not there is a one-line :class:`UserError`, not torch's traceback."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise UserError(f"{flag} must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if not torch.cuda.is_available():
+        raise UserError(f"{flag} {device}: torch sees no CUDA GPU on this machine; use cpu")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise UserError(f"{flag} {device}: this machine has {count} CUDA GPU(s)")
+    return device
+
+
 def start(device: str = "auto") -> Processes:
     """Join the process group torchrun describes (if any) and pick this process's device."""
     world_size = _env_int("WORLD_SIZE", 1)
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     local_world_size = _env_int("LOCAL_WORLD_SIZE", world_size)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     if device == "cuda":
         device = f"cuda:{local_rank}" if world_size > 1 else "cuda"
     if device.startswith("cuda"):
@@ -69,13 +88,24 @@ _all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather
 _reduce_scatter_single = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
 
 
+def has_running_stats(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has buffers that training changes (BatchNorm running statistics)."""
+    from torch.nn.modules.batchnorm import _NormBase
+
+    return any(isinstance(m, _NormBase) and m.track_running_stats for m in model.modules())
+
+
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """DDP without per-step buffer broadcasts (open_clip's buffers are constants)."""
+    """DDP; buffers are broadcast from rank 0 at every forward only where training changes
+    them. A ViT's buffers (attention masks) are constants, so broadcasting them would be a
+    collective per step for nothing; a ResNet's BatchNorm running statistics drift apart per
+    rank without it (each rank updates them from its own batches)."""
     device_ids = [device] if device.type == "cuda" else None
     params = inspect.signature(torch.nn.parallel.DistributedDataParallel).parameters
     # forward_sync_buffers replaces broadcast_buffers in torch 2.14
     key = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, **{key: False})
+    sync = has_running_stats(model)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, **{key: sync})
 
 
 class GatherWithGrad(torch.autograd.Function):
@@ -105,3 +135,13 @@ class GatherWithGrad(torch.autograd.Function):
 
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return GatherWithGrad.apply(tensor)
+
+
+def gather_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Every rank's bool mask, concatenated in rank order (no gradient; as uint8 on the wire,
+    which gloo and NCCL both carry)."""
+    world = dist.get_world_size()
+    wire = mask.to(torch.uint8).contiguous()
+    out = wire.new_empty((world * wire.shape[0],))
+    _all_gather_single(out, wire)
+    return out.bool()

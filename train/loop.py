@@ -21,11 +21,19 @@ from openwit.evalsets import EvalSet
 from openwit.io import atomic_write_json
 from openwit.train import checkpoint as ckpt
 from openwit.train.batches import BatchSource, open_batches
+from openwit.train.checkpoint import first_line
 from openwit.train.config import TrainConfig
+from openwit.train.device_images import choose_decode, probe_device_decode
 from openwit.train.distributed import start, stop, wrap_ddp
 from openwit.train.loss import clamp_logit_scale
 from openwit.train.metrics import MetricsLog, StepTimer, peak_flops, train_flops_per_sample
-from openwit.train.models import ModelBundle, create_model, register_model_configs
+from openwit.train.models import (
+    ModelBundle,
+    check_trainable,
+    create_model,
+    register_model_configs,
+    weight_mismatch,
+)
 from openwit.train.optim import learning_rate, make_optimizer, set_learning_rate
 from openwit.train.report import RunSummary
 from openwit.train.runtime import (
@@ -74,6 +82,7 @@ class Trainer:
         for name, path in config.eval_sets.items():  # a typo should not wait for the end
             EvalSet.open(name, path)
         register_model_configs()
+        check_trainable(config.model)
         torch.manual_seed(config.seed)  # the same initial weights in every process
         self.bundle: ModelBundle = create_model(config.model, config.init_checkpoint, self.device)
         model = self.bundle.model
@@ -81,13 +90,9 @@ class Trainer:
             model.set_grad_checkpointing(True)
         self.precision = resolve_precision(config.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
+        beta1, beta2, eps = self.adamw = config.adamw()
         self.optimizer = make_optimizer(
-            model,
-            config.lr,
-            config.weight_decay,
-            (config.beta1, config.beta2),
-            config.eps,
-            self.device,
+            model, config.lr, config.weight_decay, (beta1, beta2), eps, self.device
         )
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.state = self._resume_state()
@@ -108,9 +113,9 @@ class Trainer:
             self.train_model = torch.compile(self.train_model)
         torch.manual_seed(config.seed + 1 + processes.rank)
         workers = config.workers if config.workers is not None else default_workers(processes)
-        decode = config.decode
-        if decode == "auto":
-            decode = "device" if self.device.type == "cuda" else "workers"
+        decode = choose_decode(
+            config.decode, self.device.type == "cuda", lambda: probe_device_decode(self.device)
+        )
         if self.device.type == "cpu":
             set_cpu_threads(processes, workers)
         image_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(
@@ -141,16 +146,28 @@ class Trainer:
         )
 
     def _resume_state(self) -> dict[str, Any] | None:
-        path = ckpt.resume_path(self.run_dir, self.config.resume)
-        if path is None:
+        resumed = ckpt.load_for_resume(self.run_dir, self.config.resume)
+        if resumed is None:
             if self.config.resume == "auto" and self.main:
                 log.info("--resume auto: no checkpoint in %s, starting fresh", self.run_dir)
             return None
-        state = ckpt.load(path)
+        path, state = resumed.path, resumed.state
+        if resumed.unreadable and self.main:
+            log.warning(
+                "resuming from %s, the newest checkpoint that loads; skipped %s",
+                path.name,
+                "; ".join(resumed.unreadable),
+            )
         saved_model = (state.get("config") or {}).get("model")
         if saved_model not in (None, self.config.model):
             raise UserError(f"{path} was trained as {saved_model}, not {self.config.model}")
-        self.bundle.model.load_state_dict(state["state_dict"])
+        try:
+            self.bundle.model.load_state_dict(state["state_dict"])
+        except (RuntimeError, ValueError, TypeError) as error:
+            why = weight_mismatch(self.bundle.model, state["state_dict"]) or first_line(error)
+            raise UserError(
+                f"{path} is not a checkpoint of model {self.config.model}: {why}"
+            ) from None
         if state.get("optimizer"):
             self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state.get("scaler"):
@@ -167,6 +184,7 @@ class Trainer:
             **self.config.to_dict(),
             "resolved": {
                 "total_steps": self.total_steps,
+                "adamw": dict(zip(("beta1", "beta2", "eps"), self.adamw)),
                 "warmup": self.warmup,
                 "global_batch": self.global_batch,
                 "world_size": self.processes.world_size,
@@ -195,13 +213,16 @@ class Trainer:
         micro = []
         for _ in range(self.config.grad_accum):
             waited = time.perf_counter()
-            images, tokens, stats = next(self.source.batches)
+            images, tokens, stats, *rest = next(self.source.batches)
+            valid = rest[0].to(self.device) if rest else None  # device decode: dropped images
             timer.add_data_wait(time.perf_counter() - waited)
-            worker, shards_failed, skipped = (int(v) for v in stats.tolist())
-            self.source.position.delivered[worker] += self.config.batch_size
+            worker, shards_failed, skipped, read = (int(v) for v in stats.tolist())
+            # Read, not batch_size: the samples the worker skipped are behind it too, and a
+            # resumed worker must not read them again.
+            self.source.position.delivered[worker] += read
             summary.shards_failed += shards_failed
             summary.samples_skipped += skipped
-            micro.append((images.to(self.device), tokens.to(self.device)))
+            micro.append((images.to(self.device), tokens.to(self.device), valid))
         return micro
 
     def _optimizer_step(self) -> None:

@@ -16,20 +16,33 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from openwit.train.distributed import gather_with_grad
+from openwit.train.distributed import gather_mask, gather_with_grad
 
 #: CLIP's temperature: initialised to 1/0.07, clipped so logits are scaled by at most 100.
 INIT_LOGIT_SCALE = math.log(1 / 0.07)
 MAX_LOGIT_SCALE = math.log(100)
+#: cross_entropy's label for a row that does not count.
+IGNORE = -100
 
 
 def contrastive_loss(
-    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    logit_scale: torch.Tensor,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Symmetric cross-entropy of image->text and text->image logits (features normalised,
-    ``logit_scale`` the exponentiated temperature the model returns)."""
+    ``logit_scale`` the exponentiated temperature the model returns).
+
+    ``valid`` (bool, one per row) takes pairs out of the loss: a pair whose image could not
+    be decoded is neither a positive nor anybody's negative. The loss is then the mean over
+    the valid pairs of the global batch (after DDP averages it over processes), so processes
+    with fewer valid pairs weigh exactly as much as their pairs. Every process of a run must
+    pass a mask, or none (the masks are gathered).
+    """
     rows = image_features.shape[0]
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if distributed:
         all_images = gather_with_grad(image_features)
         all_texts = gather_with_grad(text_features)
         offset = dist.get_rank() * rows
@@ -38,9 +51,19 @@ def contrastive_loss(
     labels = torch.arange(offset, offset + rows, device=image_features.device)
     logits_per_image = logit_scale * image_features @ all_texts.T
     logits_per_text = logit_scale * text_features @ all_images.T
-    image_loss = F.cross_entropy(logits_per_image, labels)
-    text_loss = F.cross_entropy(logits_per_text, labels)
-    return (image_loss + text_loss) / 2
+    if valid is None:
+        image_loss = F.cross_entropy(logits_per_image, labels)
+        text_loss = F.cross_entropy(logits_per_text, labels)
+        return (image_loss + text_loss) / 2
+    all_valid = gather_mask(valid) if distributed else valid
+    hidden = ~all_valid[None, :]  # dropped pairs are nobody's negatives
+    logits_per_image = logits_per_image.masked_fill(hidden, float("-inf"))
+    logits_per_text = logits_per_text.masked_fill(hidden, float("-inf"))
+    labels = labels.masked_fill(~valid, IGNORE)  # nor their own positives
+    total = F.cross_entropy(logits_per_image, labels, ignore_index=IGNORE, reduction="sum")
+    total = total + F.cross_entropy(logits_per_text, labels, ignore_index=IGNORE, reduction="sum")
+    world = dist.get_world_size() if distributed else 1
+    return total / 2 * world / all_valid.sum().clamp(min=1)
 
 
 @torch.no_grad()

@@ -9,8 +9,10 @@ a local checkpoint file can initialise a model.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,85 @@ def check_model_name(name: str) -> str:
     raise UserError(f"unknown model {name!r}{hint} (open_clip knows {len(models)} models)")
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _random_init_is_expected() -> Iterator[None]:
+    """open_clip warns (on the root logger) when it builds a model without pretrained
+    weights; openwit always does that and loads a local checkpoint itself afterwards."""
+    root, quiet = logging.getLogger(), _DropRandomInitWarning()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
+def model_config(name: str) -> dict[str, Any]:
+    """open_clip's config of model ``name`` (a registered name or ``local-dir:``)."""
+    import json
+
+    import open_clip
+
+    if name.startswith("local-dir:"):
+        path = Path(name.removeprefix("local-dir:")) / "open_clip_config.json"
+        try:
+            return dict(json.loads(path.read_text(encoding="utf-8")).get("model_cfg") or {})
+        except (OSError, ValueError, AttributeError) as error:
+            raise UserError(f"model {name}: cannot read {path}: {error}") from None
+    register_model_configs()
+    return dict(open_clip.get_model_config(name) or {})
+
+
+def check_trainable(name: str) -> None:
+    """Refuse model families whose training objective is not CLIP's contrastive loss.
+
+    openwit's loss (:mod:`openwit.train.loss`) is CLIP's softmax loss with a learned
+    temperature. SigLIP models carry a ``logit_bias`` for a sigmoid loss, CoCa models a
+    caption decoder with its own loss; training them with CLIP's loss would leave the bias
+    or the decoder untrained and report a run that is not what the name says.
+    """
+    config = model_config(name)
+    family = None
+    if "init_logit_bias" in config:
+        family = "a SigLIP model (sigmoid loss with a learned logit_bias)"
+    elif "multimodal_cfg" in config:
+        family = "a CoCa model (contrastive plus captioning loss)"
+    if family:
+        raise UserError(
+            f"model {name} is {family}; openwit train trains CLIP-loss models only "
+            "(open_clip's CLIP and CustomTextCLIP: ViT, ResNet, ConvNeXt and other towers "
+            "without logit_bias or a text decoder); openwit eval can still evaluate it"
+        )
+
+
+#: AdamW (beta1, beta2, eps) from CLIP's hyperparameter tables (Radford et al. 2021): the
+#: Vision Transformers used beta2 0.98 and eps 1e-6, the ResNets 0.999 and 1e-8.
+ADAMW_TRANSFORMER = (0.9, 0.98, 1e-6)
+ADAMW_CONVNET = (0.9, 0.999, 1e-8)
+_TRANSFORMER_TIMM_NAMES = ("vit", "eva", "deit", "beit", "swin", "hiera")
+
+
+def has_transformer_image_tower(name: str) -> bool:
+    """Whether model ``name``'s image tower is a transformer (open_clip's own ViT, or a timm
+    tower of a transformer family); ResNets and other convolutional towers are not."""
+    if "vit" in name.lower():  # open_clip_train's rule, by name
+        return True
+    vision = model_config(name).get("vision_cfg") or {}
+    timm_name = str(vision.get("timm_model_name") or "").lower()
+    if timm_name:
+        return any(family in timm_name for family in _TRANSFORMER_TIMM_NAMES)
+    return isinstance(vision.get("layers"), int)  # a list of stage depths is a ResNet
+
+
+def adamw_defaults(name: str) -> tuple[float, float, float]:
+    """(beta1, beta2, eps) for model ``name`` when the command line does not set them."""
+    return ADAMW_TRANSFORMER if has_transformer_image_tower(name) else ADAMW_CONVNET
+
+
 @dataclass
 class ModelBundle:
     """A model with the transforms and tokenizer that belong to it."""
@@ -82,16 +163,19 @@ def create_model(
     name = check_model_name(name)
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise UserError(f"checkpoint not found: {checkpoint}")
-    model, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(
-        name,
-        pretrained=str(checkpoint) if checkpoint is not None else None,
-        device=device,
-        precision="fp32",
-        pretrained_image=False,  # no timm / HF tower downloads
-        pretrained_text=False,
-        output_dict=True,
-        weights_only=True,
-    )
+    with _random_init_is_expected():
+        model, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(
+            name,
+            pretrained=None,
+            device=device,
+            precision="fp32",
+            pretrained_image=False,  # no timm / HF tower downloads
+            pretrained_text=False,
+            output_dict=True,
+            weights_only=True,
+        )
+    if checkpoint is not None:
+        load_weights(model, name, Path(checkpoint))
     tokenizer = open_clip.get_tokenizer(name)
     size = model.visual.image_size
     image_size = (size, size) if isinstance(size, int) else tuple(size)
@@ -106,6 +190,60 @@ def create_model(
         image_mean=tuple(cfg.get("mean", _OPENAI_MEAN)),
         image_std=tuple(cfg.get("std", _OPENAI_STD)),
     )
+
+
+def load_weights(model: Any, name: str, checkpoint: Path) -> None:
+    """Load a local checkpoint into ``model`` with open_clip's loader (which converts older
+    and third-party layouts); a file that is not a checkpoint of this model is a one-line
+    :class:`UserError` saying what is wrong with it."""
+    import open_clip
+
+    try:
+        open_clip.load_checkpoint(model, str(checkpoint), strict=True, weights_only=True)
+    except MemoryError:
+        raise
+    except Exception as error:  # torch.load and open_clip raise many kinds: explain below
+        raise UserError(why_not_loaded(model, name, checkpoint, error)) from None
+
+
+def why_not_loaded(model: Any, name: str, checkpoint: Path, error: Exception) -> str:
+    """Tell an unreadable file, a file of the wrong kind and another model's weights apart."""
+    import torch
+
+    from openwit.train.checkpoint import first_line, read
+
+    content = read(checkpoint)  # raises the one-line error for an unreadable file
+    weights = content.get("state_dict", content) if isinstance(content, dict) else content
+    if not isinstance(weights, dict) or not any(
+        isinstance(v, torch.Tensor) for v in weights.values()
+    ):
+        kind = type(weights).__name__
+        return f"{checkpoint} holds a {kind} without model weights, not a checkpoint"
+    why = weight_mismatch(model, weights) or first_line(error)
+    return f"{checkpoint} is not a checkpoint of model {name}: {why}"
+
+
+def weight_mismatch(model: Any, weights: dict[str, Any]) -> str | None:
+    """Which weights a state dict lacks, adds or shapes differently from ``model``'s."""
+    own = model.state_dict()
+    given = {k.removeprefix("module."): v for k, v in weights.items()}
+    missing = [k for k in own if k not in given]
+    unknown = [k for k in given if k not in own]
+    shaped = [
+        k for k in own if k in given and tuple(getattr(given[k], "shape", ())) != own[k].shape
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} of its {len(own)} weights missing (e.g. {missing[0]})")
+    if unknown:
+        parts.append(f"{len(unknown)} unknown (e.g. {unknown[0]})")
+    if shaped:
+        k = shaped[0]
+        parts.append(
+            f"{len(shaped)} of other shapes (e.g. {k}: {list(given[k].shape)} in the file, "
+            f"{list(own[k].shape)} in the model)"
+        )
+    return ", ".join(parts) or None
 
 
 # open_clip's defaults (OPENAI_DATASET_MEAN/STD), used when a model carries no preprocess cfg.

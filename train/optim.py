@@ -1,7 +1,8 @@
 """CLIP's optimizer and learning-rate schedule.
 
-AdamW with betas 0.9/0.98 and eps 1e-6; decoupled weight decay on every weight that is not
-a gain, a bias or the logit scale; linear warmup, then cosine decay to zero.
+AdamW (betas and eps per image tower, as CLIP chose them: ``TrainConfig.adamw``); decoupled
+weight decay on every weight that is not a gain, a bias or the logit scale; linear warmup,
+then cosine decay to zero.
 """
 
 from __future__ import annotations

@@ -30,29 +30,35 @@ def _swap_in(cached: list[torch.Tensor], k: int, live: torch.Tensor) -> torch.Te
 
 def train_step(
     model: Callable,
-    micro_batches: list[tuple[torch.Tensor, torch.Tensor]],
+    micro_batches: list[tuple[Any, ...]],
     autocast: Callable[[], Any],
     backward: Callable[[torch.Tensor], None],
     no_sync: Callable[[], Any] | None = None,
 ) -> torch.Tensor:
     """Accumulate the gradients of one step into ``model``; return the loss (detached).
 
+    A micro-batch is ``(images, texts)`` or ``(images, texts, valid)``, ``valid`` marking
+    the pairs that count (:func:`~openwit.train.loss.contrastive_loss`; None: all).
     ``no_sync`` (DDP's) keeps gradients local for all but the last micro-batch.
     """
+    masks = [batch[2] if len(batch) > 2 else None for batch in micro_batches]
+    valid = None if any(m is None for m in masks) else torch.cat(masks)
     if len(micro_batches) == 1:
-        images, texts = micro_batches[0]
+        images, texts = micro_batches[0][:2]
         with autocast():
             out = _forward(model, images, texts)
-            loss = contrastive_loss(out["image_features"], out["text_features"], out["logit_scale"])
+            loss = contrastive_loss(
+                out["image_features"], out["text_features"], out["logit_scale"], valid
+            )
         backward(loss)
         return loss.detach()
 
     with torch.no_grad(), autocast():
-        cached = [_forward(model, images, texts) for images, texts in micro_batches]
+        cached = [_forward(model, *batch[:2]) for batch in micro_batches]
     cached_images = [c["image_features"] for c in cached]
     cached_texts = [c["text_features"] for c in cached]
     last = len(micro_batches) - 1
-    for k, (images, texts) in enumerate(micro_batches):
+    for k, (images, texts, *_) in enumerate(micro_batches):
         sync = contextlib.nullcontext() if (k == last or no_sync is None) else no_sync()
         with sync:
             with autocast():
@@ -60,6 +66,6 @@ def train_step(
                 all_images = _swap_in(cached_images, k, out["image_features"])
                 all_texts = _swap_in(cached_texts, k, out["text_features"])
                 scale = out["logit_scale"] if k == last else out["logit_scale"].detach()
-                loss = contrastive_loss(all_images, all_texts, scale)
+                loss = contrastive_loss(all_images, all_texts, scale, valid)
             backward(loss)
     return loss.detach()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -20,6 +21,13 @@ from openwit.dedup.demo import write_shards
 from openwit.dedup.stats import clopper_pearson
 from openwit.evalsets import EvalSet
 from tests.dedup.images import photo, stored, write_eval_set
+
+
+def torch_cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
 
 HOSTILE_CAPTION = 'my cat <script>alert("x")</script> & friends'
 
@@ -365,3 +373,77 @@ def test_several_eval_sets_are_audited_side_by_side(world, tmp_path):
         ("pets?", 1, 0),
     ]
     assert sorted(p.name for p in (tmp_path / "r" / "thumbs").iterdir()) == ["00-pets"]
+
+
+def test_unreadable_eval_images_are_in_neither_clean_nor_overlap(world, tmp_path):
+    _, shards, eval_root = world
+    broken = tmp_path / "eval"
+    shutil.copytree(eval_root, broken)
+    (broken / "thing" / "brick.png").write_bytes(b"not a png")  # a wrong Clean image before
+    (broken / "thing" / "lost.png").symlink_to(tmp_path / "moved-away.png")
+    samples = EvalSet.open("pets", broken).samples
+    right = {"animal/chelsea.png", "person/astronaut.png", "thing/coffee.png",
+             "thing/rocket.png", "animal/horse-free.png"}  # fmt: skip
+    unread = {"thing/brick.png", "thing/lost.png"}
+    table = pa.table(
+        {
+            "path": [s.path for s in samples],
+            "label": pa.array([s.label for s in samples], pa.int32()),
+            "pred": pa.array([-1 if s.path in unread else s.label for s in samples], pa.int32()),
+            "correct": [s.path in right for s in samples],
+            "top5": pa.array([[] for _ in samples], pa.list_(pa.int32())),
+        }
+    )
+    pq.write_table(table, tmp_path / "pred.parquet")
+    request = AuditRequest(
+        shards, {"pets": broken}, tmp_path / "r", predictions={"pets": tmp_path / "pred.parquet"}
+    )
+    [pets] = run_audit(dataclasses.replace(request, progress=False))["sets"]
+    assert (pets["n"], pets["n_unreadable"], pets["n_overlap"]) == (9, 2, 2)
+    assert set(pets["unreadable"]) == unread
+    assert pets["overlap_rate"] == pytest.approx(2 / 7)
+    # The 7 readable images: Overlap 2 of 2 right, Clean 3 of 5 right.
+    assert pets["acc_clean"] == pytest.approx(3 / 5)
+    assert pets["acc_all"] == pytest.approx(5 / 7)
+    assert pets["acc_overlap"] == pytest.approx(1.0)
+    saved = json.loads((tmp_path / "r" / "audit.json").read_text())["sets"][0]
+    assert saved["n_unreadable"] == 2 and saved["acc_clean"] == pytest.approx(3 / 5)
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "<th>unreadable</th>" in html and "<td>2</td>" in html
+    assert "2 images could not be read" in html
+
+
+def _one_line_exit_2(capsys, code: int, message: str) -> None:
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_line_before_the_search(world, tmp_path, capsys):
+    _, shards, eval_root = world
+    (tmp_path / "random.pt").write_bytes(bytes(range(256)) * 16)
+    args = ["audit", "--shards", str(shards), "--eval", f"pets={eval_root}"]
+    args += ["--checkpoint", str(tmp_path / "random.pt"), "--model", "openwit-tiny"]
+    _one_line_exit_2(capsys, main([*args, "--out", str(tmp_path / "o")]), "cannot read checkpoint")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_eval_set_of_empty_class_folders_is_refused(world, tmp_path, capsys):
+    _, shards, _ = world
+    for name in ("cat", "dog"):
+        (tmp_path / "empty" / name).mkdir(parents=True)
+    args = ["audit", "--shards", str(shards), "--eval", f"e={tmp_path / 'empty'}"]
+    code = main([*args, "--out", str(tmp_path / "o")])
+    _one_line_exit_2(capsys, code, "no images in its 2 class folders")
+
+
+@pytest.mark.skipif(torch_cuda_available(), reason="this machine has a GPU")
+def test_audit_on_cuda_without_a_gpu_is_one_line(world, tmp_path, capsys):
+    _, shards, eval_root = world
+    checkpoint = tmp_path / "tiny.pt"
+    checkpoint.write_bytes(b"never read")
+    args = ["audit", "--shards", str(shards), "--eval", f"pets={eval_root}", "--device", "cuda"]
+    args += ["--checkpoint", str(checkpoint), "--model", "openwit-tiny"]
+    code = main([*args, "--out", str(tmp_path / "o")])
+    _one_line_exit_2(capsys, code, "--device cuda: torch sees no CUDA GPU")

@@ -72,3 +72,18 @@ def test_eval_arguments_parse_and_reject_mistakes(tmp_path):
         parse_eval_args(["no-equals"])
     with pytest.raises(UserError, match="twice"):
         parse_eval_args(["a=x", "a=y"])
+
+
+def test_class_folders_without_images_are_a_user_error(tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "dog").mkdir()
+    (tmp_path / "dog" / "readme.txt").write_text("no images here")
+    with pytest.raises(UserError, match="no images in its 2 class folders"):
+        EvalSet.open("x", tmp_path)
+
+
+def test_a_dangling_symlink_is_a_sample_not_silently_left_out(tmp_path):
+    root = make_set(tmp_path / "set")
+    (root / "cat" / "2.jpg").symlink_to(tmp_path / "gone.jpg")
+    paths = [s.path for s in EvalSet.open("x", root).samples]
+    assert paths == ["cat/0.jpg", "cat/1.jpg", "cat/2.jpg", "dog/0.jpg", "dog/1.jpg"]

@@ -68,6 +68,16 @@ def run(rank: int, world_size: int, port: int, out: str) -> None:
     results["accum_loss"] = total / world_size
     results["accum_grads"] = grads(model)
 
+    model.zero_grad(set_to_none=True)
+    valid = masked_rows(BATCH * world_size)[rank * BATCH : (rank + 1) * BATCH]
+    loss = train_step(ddp, [(local_images, local_texts, valid)], contextlib.nullcontext, _backward)
+    total = loss.clone()
+    dist.all_reduce(total)
+    results["masked_loss"] = total / world_size
+    results["masked_grads"] = grads(model)
+
+    results["resnet_running_mean"] = resnet_running_mean_after_forward(rank, world_size)
+
     gathered = [None] * world_size
     mine = {k: results[k] for k in ("loss_local", "open_clip_loss_local")}
     dist.all_gather_object(gathered, mine)
@@ -76,6 +86,33 @@ def run(rank: int, world_size: int, port: int, out: str) -> None:
         torch.save(results, Path(out))
     dist.barrier()
     dist.destroy_process_group()
+
+
+def masked_rows(n: int) -> torch.Tensor:
+    """The pairs that count: all but one of the second process's (a dropped image)."""
+    valid = torch.ones(n, dtype=torch.bool)
+    valid[BATCH + 1] = False
+    return valid
+
+
+def resnet_running_mean_after_forward(rank: int, world_size: int) -> list[torch.Tensor]:
+    """Every rank's first BatchNorm running mean after one DDP forward, where rank 1's had
+    drifted from rank 0's before it (as per-rank batches make them drift)."""
+    from openwit.train.distributed import wrap_ddp
+    from openwit.train.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("openwit-tiny-rn").model
+    ddp = wrap_ddp(model, torch.device("cpu"))  # (DDP syncs every buffer once, here)
+    if rank == 1:
+        model.visual.bn1.running_mean.fill_(5.0)
+    images, texts = batch_data(BATCH)
+    model.eval()  # the forward itself leaves the statistics alone
+    with torch.no_grad():
+        ddp(images, texts)
+    gathered = [torch.zeros_like(model.visual.bn1.running_mean) for _ in range(world_size)]
+    dist.all_gather(gathered, model.visual.bn1.running_mean)
+    return gathered
 
 
 def _backward(loss: torch.Tensor) -> None:

@@ -78,3 +78,46 @@ def test_demo_part_writes_its_own_shards_without_build_output(tmp_path, monkeypa
     assert "own shards" in summary
     assert (tmp_path / "train-data" / "shards" / "sizes.json").is_file()
     assert "shapes" in ctx.eval_sets
+
+
+def test_save_puts_each_file_on_the_disk_before_its_name(tmp_path, monkeypatch):
+    """A power loss must not leave latest.pt or step_N.pt naming a half-written file."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("rename", str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    ckpt.save(tmp_path, _state(10))
+    folder = str(tmp_path / "checkpoints")
+    renames = [i for i, e in enumerate(events) if e[0] == "rename"]
+    assert [events[i][2] for i in renames] == [f"{folder}/step_10.pt", f"{folder}/latest.pt"]
+    step_tmp = events[renames[0]][1]
+    assert ("fsync", step_tmp) in events[: renames[0]]  # the data, before the rename
+    assert ("fsync", folder) in events[renames[0] + 1 : renames[1]]  # the rename itself
+    assert events[-1] == ("fsync", folder)  # latest.pt's rename
+
+
+def test_resume_auto_falls_back_to_the_newest_step_file_that_loads(demo_shards, tmp_path, caplog):
+    import logging
+
+    from openwit.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--train-data", str(demo_shards), "--model", "openwit-tiny"]
+    args += ["--out", str(run), "--batch-size", "8", "--workers", "1", "--save-every", "2"]
+    assert main([*args, "--steps", "4", "--log-every", "2"]) == 0
+    latest = run / "checkpoints" / "latest.pt"
+    latest.write_bytes(latest.read_bytes()[:1000])  # cut by a crash (step_4.pt with it)
+    with caplog.at_level(logging.WARNING, logger="openwit.train.loop"):
+        assert main([*args, "--steps", "6", "--log-every", "2", "--resume", "auto"]) == 0
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "resuming from step_2.pt" in warned and "latest.pt: cannot read" in warned
+    assert ckpt.load(latest)["step"] == 6 and ckpt.load(run / "checkpoints" / "step_4.pt")

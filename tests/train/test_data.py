@@ -11,7 +11,15 @@ import torch
 from openwit.train.data import DataSpec, ShardBatches, make_loader
 from openwit.train.models import create_model
 from openwit.train.shards import list_shards
-from tests.train.helpers import copy_shards, jpeg_bytes, png_bytes, write_sizes, write_tar
+from tests.train.helpers import (
+    UNUSABLE_REASONS,
+    copy_shards,
+    jpeg_bytes,
+    png_bytes,
+    unusable_shards,
+    write_sizes,
+    write_tar,
+)
 
 BATCH = 8
 
@@ -50,7 +58,7 @@ def test_worker_batches_hold_normalised_images_tokens_and_counts(tiny, demo_shar
     assert images.shape == (BATCH, 3, 32, 32) and images.dtype == torch.float32
     assert -3 < images.mean() < 3  # normalised, not 0..255
     assert tokens.shape == (BATCH, 32) and tokens.dtype == torch.long
-    assert stats.tolist() == [0, 0, 0]  # worker 0, nothing failed
+    assert stats.tolist() == [0, 0, 0, BATCH]  # worker 0, nothing failed, BATCH samples read
 
 
 def test_device_mode_ships_packed_jpeg_bytes(tiny, demo_shards):
@@ -138,3 +146,50 @@ def test_resume_skip_continues_the_sample_stream_where_it_stopped(tiny, tmp_path
 def test_uint8_crops_when_the_device_normalises(tiny, demo_shards):
     images = next(_batches(tiny, demo_shards, normalize_in_workers=False))[0]
     assert images.dtype == torch.uint8 and images.shape == (BATCH, 3, 32, 32)
+
+
+@pytest.mark.parametrize(("shard", "reason"), UNUSABLE_REASONS)
+@pytest.mark.parametrize("decode", ["workers", "device"])
+def test_a_shard_with_no_usable_sample_ends_the_stream_with_the_reason(
+    tiny, tmp_path, shard, reason, decode
+):
+    from openwit.train.data import DataFailure
+
+    folder = unusable_shards(tmp_path / "bad")
+    batch = next(_batches(tiny, folder / shard, decode=decode))
+    assert isinstance(batch, DataFailure)
+    assert "none of the 1 shards" in batch.message and reason in batch.message
+
+
+def test_garbage_images_are_found_out_in_one_pass(tiny, tmp_path):
+    from openwit.train.data import DataFailure
+
+    folder = _raw_shards(
+        tmp_path / "raw", 8, 8, {i: lambda s: {**s, "jpg": b"junk"} for i in range(8)}
+    )
+    batch = next(_batches(tiny, folder, shuffle=100))
+    assert isinstance(batch, DataFailure)
+    assert "8 samples, 8 whose image does not decode" in batch.message
+
+
+def test_unusable_shards_beside_a_good_one_are_skipped_and_counted(tiny, tmp_path):
+    folder = unusable_shards(tmp_path / "mixed")
+    good = _raw_shards(tmp_path / "good", 16, 16)
+    (good / "00000.tar").rename(folder / "00005.tar")
+    batches = list(itertools.islice(_batches(tiny, folder), 6))  # > two passes
+    assert all(b[0].shape[0] == BATCH for b in batches)
+    assert sum(int(b[2][1]) for b in batches) >= 2 * 5  # every bad shard, each pass
+    skipped = sum(int(b[2][2]) for b in batches)
+    assert skipped >= 2 * 10  # their samples (3 + 3 + 4 a pass)
+    assert sum(int(b[2][3]) for b in batches) == 6 * BATCH + skipped  # read: used or not
+
+
+def test_the_read_count_covers_skipped_samples_so_resume_does_not_reread_them(tiny, tmp_path):
+    bad = {i: (lambda s: {k: v for k, v in s.items() if k != "txt"}) for i in (1, 2, 3, 4)}
+    folder = _raw_shards(tmp_path / "raw", 24, 24, bad)
+    first = next(_batches(tiny, folder))
+    read = int(first[2][3])
+    assert read == BATCH + 4  # samples 0..11: 8 in the batch, 4 without a caption
+    resumed = next(_batches(tiny, folder, skip_per_worker=(read,)))[1]
+    expected = next(_batches(tiny, folder, batch_size=2 * BATCH))[1][BATCH:]
+    assert torch.equal(resumed, expected)  # sample 12 on, none of 8..11 read twice

@@ -63,3 +63,20 @@ def test_two_processes_with_accumulation_match_too(two_process_results, one_proc
 def test_each_rank_matches_open_clips_distributed_clip_loss(two_process_results):
     for rank in two_process_results["per_rank"]:
         torch.testing.assert_close(rank["loss_local"], rank["open_clip_loss_local"])
+
+
+def test_a_dropped_pair_on_one_process_trains_like_one_process_without_it(two_process_results):
+    torch.manual_seed(0)
+    model = create_model("openwit-tiny").model
+    images, texts = dist_worker.batch_data(2 * dist_worker.BATCH)
+    valid = dist_worker.masked_rows(2 * dist_worker.BATCH)
+    batch = [(images[valid], texts[valid])]
+    loss = train_step(model, batch, contextlib.nullcontext, dist_worker._backward)
+    torch.testing.assert_close(two_process_results["masked_loss"], loss)
+    _assert_same_grads(two_process_results["masked_grads"], dist_worker.grads(model))
+
+
+def test_batchnorm_running_statistics_are_kept_equal_across_processes(two_process_results):
+    rank0, rank1 = two_process_results["resnet_running_mean"]
+    assert rank0.abs().max() < 1  # a fresh BatchNorm's mean, not rank 1's drifted 5.0
+    torch.testing.assert_close(rank1, rank0)

@@ -82,6 +82,39 @@ def test_gradient_accumulation_gives_the_gradients_of_the_whole_batch():
         torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-4, msg=name)
 
 
+def test_a_masked_pair_leaves_the_loss_as_if_it_had_never_been_in_the_batch():
+    images, texts = _features(6)
+    images.requires_grad_(True)
+    scale = torch.tensor(math.exp(INIT_LOGIT_SCALE))
+    valid = torch.tensor([True, True, False, True, True, True])
+    masked = contrastive_loss(images, texts, scale, valid)
+    reference = contrastive_loss(images[valid], texts[valid], scale)
+    torch.testing.assert_close(masked, reference)
+    (grad,) = torch.autograd.grad(masked, images)
+    (expected,) = torch.autograd.grad(reference, images)
+    torch.testing.assert_close(grad, expected)  # a dropped row: no gradient either
+    assert grad[2].abs().sum() == 0
+    all_valid = contrastive_loss(images, texts, scale, torch.ones(6, dtype=torch.bool))
+    torch.testing.assert_close(all_valid, contrastive_loss(images, texts, scale))
+
+
+def test_masks_carry_through_gradient_accumulation():
+    torch.manual_seed(0)
+    model = create_model("openwit-tiny").model
+    images = torch.randn(8, 3, 32, 32)
+    texts = torch.randint(1, 49000, (8, 32))
+    valid = torch.tensor([True] * 5 + [False] + [True] * 2)
+    kept = train_step(model, [(images[valid], texts[valid])], contextlib.nullcontext, _backward)
+    expected = _grads(model)
+    model.zero_grad(set_to_none=True)
+    halves = [(images[:4], texts[:4], valid[:4]), (images[4:], texts[4:], valid[4:])]
+    accumulated = train_step(model, halves, contextlib.nullcontext, _backward)
+    torch.testing.assert_close(accumulated, kept)
+    got = _grads(model)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-6, rtol=1e-4, msg=name)
+
+
 def test_weight_decay_spares_gains_biases_and_the_logit_scale():
     model = create_model("openwit-tiny").model
     optimizer = make_optimizer(model, 1e-3, 0.2, (0.9, 0.98), 1e-6, torch.device("cpu"))

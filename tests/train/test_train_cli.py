@@ -11,6 +11,13 @@ import torch
 
 from openwit.cli import main
 from openwit.evalsets import EvalSet
+from tests.train.helpers import (
+    UNUSABLE_REASONS,
+    jpeg_bytes,
+    unusable_shards,
+    write_sizes,
+    write_tar,
+)
 
 STEPS = 120
 
@@ -112,6 +119,8 @@ def test_an_unknown_model_is_exit_2_listing_close_names(demo_shards, tmp_path, c
         (["--steps", "5", "--eval", "nothing"], "NAME=PATH"),
         (["--steps", "5", "--resume", "/no/such.pt"], "no such checkpoint"),
         (["--steps", "5", "--eval", "typo=/no/such/dir"], "no such directory"),
+        (["--steps", "5", "--beta2", "1.5"], "--beta2 must be in [0, 1)"),
+        (["--steps", "5", "--eps", "0"], "--eps must be positive"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(demo_shards, tmp_path, capsys, extra, message):
@@ -158,3 +167,94 @@ def test_accumulation_checkpointing_and_clipping_run_through_the_loop(demo_shard
     assert config["resolved"]["global_batch"] == 64  # 2 micro-batches of 32
     final = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
     assert sum(map(sum, final["data"]["delivered"])) == 4 * 64
+
+
+def _adamw(run: Path) -> tuple[tuple[float, float], float]:
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    groups = state["optimizer"]["param_groups"]
+    assert len({(tuple(g["betas"]), g["eps"]) for g in groups}) == 1
+    resolved = json.loads((run / "config.json").read_text())["resolved"]["adamw"]
+    assert (resolved["beta1"], resolved["beta2"], resolved["eps"]) == (
+        *groups[0]["betas"],
+        groups[0]["eps"],
+    )
+    return tuple(groups[0]["betas"]), groups[0]["eps"]
+
+
+def test_adamw_betas_and_eps_follow_the_image_tower_unless_given(demo_shards, tmp_path):
+    # CLIP's tables: ResNets beta2 0.999 / eps 1e-8, ViTs 0.98 / 1e-6 (as open_clip picks).
+    resnet = tmp_path / "rn"
+    assert main(_train_args(demo_shards, resnet, "--steps", "1", model="openwit-tiny-rn")) == 0
+    assert _adamw(resnet) == ((0.9, 0.999), 1e-8)
+    vit = tmp_path / "vit"
+    given = ["--steps", "1", "--beta1", "0.8", "--beta2", "0.95", "--eps", "1e-7"]
+    assert main(_train_args(demo_shards, vit, *given)) == 0
+    assert _adamw(vit) == ((0.8, 0.95), 1e-7)
+
+
+def test_adamw_defaults_by_model_family():
+    from openwit.train.models import ADAMW_CONVNET, ADAMW_TRANSFORMER, adamw_defaults
+
+    for name in ("openwit-tiny", "ViT-B-32", "EVA02-B-16", "ViT-B-16-SigLIP"):
+        assert adamw_defaults(name) == ADAMW_TRANSFORMER, name
+    for name in ("openwit-tiny-rn", "RN50", "convnext_base", "RN50x4"):
+        assert adamw_defaults(name) == ADAMW_CONVNET, name
+
+
+@pytest.mark.parametrize(
+    ("model", "family"),
+    [("ViT-B-16-SigLIP", "a SigLIP model"), ("coca_ViT-B-32", "a CoCa model")],
+)
+def test_models_the_clip_loss_does_not_train_are_refused(
+    demo_shards, tmp_path, capsys, model, family
+):
+    assert main(_train_args(demo_shards, tmp_path / "run", "--steps", "1", model=model)) == 2
+    err = capsys.readouterr().err.strip()
+    assert family in err and "CLIP-loss models only" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.slow  # a subprocess (it would spin forever if the fix broke): torch's import
+def test_shards_without_a_usable_sample_stop_the_run_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    folder = unusable_shards(tmp_path / "bad")
+    command = [sys.executable, "-m", "openwit.cli", *_train_args(folder, tmp_path / "run")]
+    # A timeout only as a guard: before the fix this command spun forever.
+    result = subprocess.run([*command, "--steps", "2"], capture_output=True, text=True, timeout=300)
+    err = result.stderr.strip()
+    assert result.returncode == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"none of the 5 shards in {folder} holds a usable sample" in err
+    for _, reason in UNUSABLE_REASONS:
+        assert reason in err
+
+
+def test_unusable_shards_beside_good_ones_are_skipped_and_reported(demo_shards, tmp_path, capsys):
+    folder = unusable_shards(tmp_path / "mixed")
+    for shard in ("00000.tar", "00001.tar"):
+        (folder / f"good-{shard}").write_bytes((demo_shards / shard).read_bytes())
+    run = tmp_path / "run"
+    assert main(_train_args(folder, run, "--steps", "6", "--batch-size", "16")) == 0
+    last = _metrics(run)[-1]
+    assert last["shards_failed"] >= 5 and last["samples_skipped"] >= 10
+    out = capsys.readouterr().out
+    assert "shards skipped" in out and "samples skipped" in out
+
+
+def test_the_saved_data_position_counts_the_samples_a_worker_skipped(tmp_path):
+    samples = [
+        {"__key__": f"{i:09d}", "jpg": jpeg_bytes(), "txt": f"sample {i}"} for i in range(24)
+    ]
+    for i in (1, 2, 3, 4):
+        del samples[i]["txt"]
+    (tmp_path / "raw").mkdir()
+    write_tar(tmp_path / "raw" / "00000.tar", samples)
+    write_sizes(tmp_path / "raw", {"00000.tar": 24})
+    run = tmp_path / "run"
+    args = ["--steps", "1", "--batch-size", "8", "--shuffle-buffer", "1"]
+    assert main(_train_args(tmp_path / "raw", run, *args)) == 0
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["data"]["delivered"] == [[12]]  # 8 trained on + 4 skipped, not 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -86,3 +87,72 @@ def test_eval_of_a_missing_checkpoint_is_exit_2(small_eval_set, tmp_path, capsys
     args = ["eval", "--checkpoint", str(tmp_path / "nope.pt"), "--model", "openwit-tiny"]
     assert main([*args, "--eval", f"s={small_eval_set}", "--out", str(tmp_path / "e.json")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def wrong_checkpoints(tmp_path_factory):
+    """Files a user might pass as a checkpoint of openwit-tiny by mistake."""
+    folder = tmp_path_factory.mktemp("wrong")
+    (folder / "random.pt").write_bytes(random.Random(0).randbytes(4096))
+    torch.save({"epoch": 3, "note": "not weights"}, folder / "dict.pt")
+    torch.save([torch.zeros(2), torch.ones(2)], folder / "list.pt")
+    other = create_model("openwit-tiny-rn").model  # another model's real weights
+    torch.save({"state_dict": model_state(other)}, folder / "other-model.pt")
+    return folder
+
+
+WRONG_CHECKPOINTS = [
+    ("random.pt", "cannot read checkpoint"),
+    ("dict.pt", "holds a dict without model weights"),
+    ("list.pt", "holds a list without model weights"),
+    ("other-model.pt", "is not a checkpoint of model openwit-tiny"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), WRONG_CHECKPOINTS)
+def test_eval_of_a_file_that_is_not_a_checkpoint_of_the_model_is_one_line_exit_2(
+    wrong_checkpoints, small_eval_set, tmp_path, capsys, name, message
+):
+    args = ["eval", "--checkpoint", str(wrong_checkpoints / name), "--model", "openwit-tiny"]
+    args += ["--eval", f"s={small_eval_set}", "--out", str(tmp_path / "e.json")]
+    assert main([*args, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_eval_on_cuda_without_a_gpu_is_one_line_exit_2(
+    untrained_checkpoint, small_eval_set, tmp_path, capsys
+):
+    args = ["eval", "--checkpoint", str(untrained_checkpoint), "--model", "openwit-tiny"]
+    args += ["--eval", f"s={small_eval_set}", "--out", str(tmp_path / "e.json")]
+    assert main([*args, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--device cuda: torch sees no CUDA GPU" in err and len(err.splitlines()) == 1
+
+
+def test_eval_of_class_folders_without_images_is_exit_2(untrained_checkpoint, tmp_path, capsys):
+    for name in ("cat", "dog"):
+        (tmp_path / "empty" / name).mkdir(parents=True)
+    args = ["eval", "--checkpoint", str(untrained_checkpoint), "--model", "openwit-tiny"]
+    args += ["--eval", f"e={tmp_path / 'empty'}", "--out", str(tmp_path / "e.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no images in its 2 class folders" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_a_dangling_symlink_in_an_eval_set_counts_as_unreadable(
+    untrained_checkpoint, small_eval_set, tmp_path
+):
+    import shutil
+
+    root = tmp_path / "linked"
+    shutil.copytree(small_eval_set, root)
+    (root / "circle" / "circle-999.jpg").symlink_to(tmp_path / "moved-away.jpg")
+    out = tmp_path / "eval.json"
+    args = ["eval", "--checkpoint", str(untrained_checkpoint), "--model", "openwit-tiny"]
+    assert main([*args, "--eval", f"s={root}", "--out", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())["sets"]["s"]
+    assert result["n"] == 13 and result["unreadable"] == 1
