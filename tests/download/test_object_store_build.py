@@ -24,7 +24,13 @@ import yaml
 
 from openwit import fs
 from openwit.builddir import BuildDir
-from openwit.demo_data import ImageServer, iter_vocabulary, write_images
+from openwit.demo_data import (
+    ImageServer,
+    iter_vocabulary,
+    plant_eval_copies,
+    write_eval_set,
+    write_images,
+)
 from openwit.pipeline.demo_inputs import write_demo_inputs
 from openwit.schemas import QUERY_SCHEMA
 from tests.conftest import REPO
@@ -43,6 +49,8 @@ def s3():
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     images = write_images(root / "web", IMAGES, seed=3)
+    eval_set = write_eval_set(root / "eval" / "shapes", per_class=2)
+    images += plant_eval_copies(eval_set, root / "web", 3)
     with ImageServer(root / "web") as server:
         inputs = write_demo_inputs(root / "inputs", images, root / "web", server.base_url)
         rows = [
@@ -60,11 +68,14 @@ def environment(s3, monkeypatch):
     return {**os.environ}
 
 
-def build_config(root: Path, inputs: list[dict], queries: str, out: str, **extra) -> dict:
+def build_config(
+    root: Path, inputs: list[dict], queries: str, out: str, eval_set: str | None = None, **extra
+) -> dict:
     return {
         "out": out,
         "queries": queries,
         "inputs": inputs,
+        "dedup": {"eval_sets": {"shapes": eval_set}, "decontaminate": True} if eval_set else {},
         "text": {"min_lang_score": 0.2},
         "download": {
             "allow_private_networks": True,
@@ -78,6 +89,17 @@ def build_config(root: Path, inputs: list[dict], queries: str, out: str, **extra
         "shards": {"samples_per_shard": 10},
         **extra,
     }
+
+
+def upload_eval_set(root: Path, bucket: str) -> str:
+    """The eval set folder copied into the bucket; its URL."""
+    for path in sorted((root / "eval" / "shapes").rglob("*")):
+        if path.is_file():
+            fs.write_bytes(
+                f"{bucket}/eval/shapes/{path.relative_to(root / 'eval' / 'shapes')}",
+                path.read_bytes(),
+            )
+    return f"{bucket}/eval/shapes"
 
 
 def upload_inputs(root: Path, inputs: list[dict], bucket: str) -> tuple[list[dict], str]:
@@ -129,12 +151,17 @@ def test_a_build_in_a_bucket_equals_the_build_on_disk_and_reruns_nothing(
     root, inputs = served
     bucket = s3.bucket("openwit-whole-build")
     remote_inputs, queries = upload_inputs(root, inputs, bucket)
+    remote_eval = upload_eval_set(root, bucket)
     in_bucket = write_yaml(
-        tmp_path / "s3.yaml", build_config(root, remote_inputs, queries, f"{bucket}/build")
+        tmp_path / "s3.yaml",
+        build_config(root, remote_inputs, queries, f"{bucket}/build", remote_eval),
     )
+    local_eval = str(root / "eval" / "shapes")
     on_disk = write_yaml(
         tmp_path / "disk.yaml",
-        build_config(root, inputs, str(root / "queries.parquet"), str(tmp_path / "disk")),
+        build_config(
+            root, inputs, str(root / "queries.parquet"), str(tmp_path / "disk"), local_eval
+        ),
     )
     first = openwit("build", "--config", str(in_bucket), env=environment)
     assert first.returncode == 0, first.stderr
@@ -144,6 +171,7 @@ def test_a_build_in_a_bucket_equals_the_build_on_disk_and_reruns_nothing(
 
     remote_build = BuildDir(f"{bucket}/build")
     assert remote_build.is_complete()
+    assert remote_build.funnel()["dedup"]["rejected"]["eval_overlap"] == 3  # the planted copies
     assert remote_build.funnel() == BuildDir(tmp_path / "disk").funnel()
     assert shard_bytes(f"{bucket}/build") == shard_bytes(str(tmp_path / "disk"))
     assert remote_build.shard_sizes() and not (tmp_path / "build").exists()

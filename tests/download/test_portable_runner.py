@@ -26,7 +26,13 @@ import pytest
 
 from openwit import fs
 from openwit.builddir import BuildDir
-from openwit.demo_data import ImageServer, iter_vocabulary, write_images
+from openwit.demo_data import (
+    ImageServer,
+    iter_vocabulary,
+    plant_eval_copies,
+    write_eval_set,
+    write_images,
+)
 from openwit.pipeline.demo_inputs import write_demo_inputs
 from openwit.schemas import QUERY_SCHEMA
 from tests.conftest import REPO
@@ -34,6 +40,7 @@ from tests.download.test_object_store_build import (
     build_config,
     openwit,
     shard_bytes,
+    upload_eval_set,
     upload_inputs,
     write_yaml,
 )
@@ -161,6 +168,9 @@ def test_portable_runner_with_external_workers_gives_the_direct_runners_shards(
 ):
     root = tmp_path / "src"
     images = write_images(root / "web", 24, seed=5)
+    images += plant_eval_copies(
+        write_eval_set(root / "eval" / "shapes", per_class=2), root / "web", 2
+    )
     with ImageServer(root / "web") as images_server:
         for key, value in s3.environment().items():
             monkeypatch.setenv(key, value)
@@ -172,6 +182,7 @@ def test_portable_runner_with_external_workers_gives_the_direct_runners_shards(
         pq.write_table(pa.Table.from_pylist(rows, schema=QUERY_SCHEMA), root / "queries.parquet")
         bucket = s3.bucket("openwit-portable")
         remote_inputs, queries = upload_inputs(root, inputs, bucket)
+        eval_set = upload_eval_set(root, bucket)
         env = {**os.environ}
 
         results = {}
@@ -192,7 +203,8 @@ def test_portable_runner_with_external_workers_gives_the_direct_runners_shards(
         for name, flags in runs.items():
             out = f"{bucket}/{name}"
             config = write_yaml(
-                tmp_path / f"{name}.yaml", build_config(root, remote_inputs, queries, out)
+                tmp_path / f"{name}.yaml",
+                build_config(root, remote_inputs, queries, out, eval_set),
             )
             result = openwit("build", "--config", str(config), *flags, env=env)
             assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
@@ -202,4 +214,5 @@ def test_portable_runner_with_external_workers_gives_the_direct_runners_shards(
 
     portable = results["portable"]
     assert portable[1], "no shards were written"
+    assert portable[0]["dedup"]["rejected"] == {"eval_overlap": 2}  # the planted copies
     assert portable == results["in_memory"] == results["multi_processing"]
