@@ -78,9 +78,32 @@ class BuildDir:
     def shards_dir(self) -> Path:
         return self.root / "shards"
 
+    def shards_uri(self) -> str:
+        """The shard folder as a URI (``file:///…``): how schedulers name the published data."""
+        return self.shards_dir.resolve().as_uri()
+
     def shard_sizes(self) -> dict[str, int]:
         """``shards/sizes.json``: samples per tar."""
         return read_json(self.shards_dir / "sizes.json")
+
+    def shard_tars(self) -> list[str]:
+        """Names of the shard tars present (``00000.tar`` ...), sorted."""
+        return sorted(p.name for p in self.shards_dir.glob("*.tar"))
+
+    def shard_index_rows(self, tar: str) -> int | None:
+        """Rows of the Parquet index beside shard ``tar`` (from its footer); None if absent."""
+        from openwit.funnel import count_rows
+
+        index = self.shards_dir / f"{Path(tar).stem}.parquet"
+        return count_rows([index]) if index.is_file() else None
+
+    def stage_entry(self, stage: str) -> dict[str, Any]:
+        """The manifest's record of ``stage`` (status, fingerprint, started, seconds, funnel,
+        stats); empty when the build never reached it."""
+        try:
+            return dict(self.manifest().get("stages", {}).get(stage) or {})
+        except (OSError, ValueError):
+            return {}
 
     @property
     def report_dir(self) -> Path:

@@ -180,14 +180,23 @@ class BuildRunner:
         atomic_write_json(self.build_dir / FUNNEL, funnel.to_json())
 
     # -- running ---------------------------------------------------------------------------
-    def run(self, until: str | None = None, resume: bool = False) -> BuildOutcome:
-        names = [s.name for s in self.stages]
-        if until is not None and until not in names:
-            raise ConfigError(f"--until {until!r}: not a stage; stages are: {', '.join(names)}")
-        with build_lock(self.build_dir), long_lived_objects_frozen():
-            return self._run_locked(until, resume)
+    def run(
+        self, until: str | None = None, resume: bool = False, only: str | None = None
+    ) -> BuildOutcome:
+        """Run (or skip, when up to date) every stage through ``until``.
 
-    def _run_locked(self, until: str | None, resume: bool) -> BuildOutcome:
+        ``only`` names the one stage this call may run: a stage before it that is not
+        complete and up to date is an error instead of being run here (a scheduler's
+        task per stage does its own stage's work, never its predecessors').
+        """
+        names = [s.name for s in self.stages]
+        for flag, name in (("--until", until), ("only", only)):
+            if name is not None and name not in names:
+                raise ConfigError(f"{flag} {name!r}: not a stage; stages are: {', '.join(names)}")
+        with build_lock(self.build_dir), long_lived_objects_frozen():
+            return self._run_locked(until, resume, only)
+
+    def _run_locked(self, until: str | None, resume: bool, only: str | None) -> BuildOutcome:
         manifest = self._load_manifest()
         manifest["openwit_version"] = package_versions().get("openwit", "unknown")
         manifest["config"] = self.config.to_json()
@@ -214,6 +223,11 @@ class BuildRunner:
                 outcome.skipped.append(stage.name)
                 self.reporter.stage_skipped(stage.name, counts)
             else:
+                if only is not None and stage.name != only:
+                    raise UserError(
+                        f"stage {stage.name} of {self.build_dir} is not complete for this config: "
+                        f"run it (and the stages before it) before {only}"
+                    )
                 for later in self.stages[index:]:
                     entries.pop(later.name, None)  # everything downstream is now stale
                 if stage.name != until and index + 1 < len(self.stages):
