@@ -11,8 +11,8 @@ Mistakes raise :class:`UserError` with the same one line ``openwit build`` print
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,14 @@ from openwit.errors import ConfigError, UserError
 from openwit.stage_names import BUILD_STAGES, stage_index
 
 DATAFLOW = "DataflowRunner"
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        metadata.version(distribution)  # looked up without importing (and starting) Airflow
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def stages_through(until: str | None) -> list[str]:
@@ -89,7 +97,7 @@ def prepare_build(params: Mapping[str, Any]) -> dict[str, Any]:
     # The list the queries step is about to write need not exist yet.
     check_build_inputs(config, [s for s in stages if not (queries and s == "match")])
     pipeline_options(config.runner, config.beam_options)  # bad Beam options fail here
-    if config.runner == DATAFLOW and importlib.util.find_spec("airflow.providers.google") is None:
+    if config.runner == DATAFLOW and not _installed("apache-airflow-providers-google"):
         raise UserError(
             "runner DataflowRunner: install apache-airflow-providers-google on the workers "
             "(the Beam operator takes Dataflow settings from it)"
