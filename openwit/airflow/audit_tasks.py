@@ -98,7 +98,7 @@ def resolve_audit(params: dict[str, Any], shards: dict[str, Any]) -> dict[str, A
     }
 
 
-@task(task_id="inputs", inlets=[SHARDS], retries=0)
+@task(task_id="inputs", inlets=[SHARDS])
 def audit_inputs(
     params: dict[str, Any] | None = None,
     triggering_asset_events: Any = None,

@@ -2,8 +2,9 @@
 
 check -> queries -> ingest -> text -> match -> balance -> download -> image -> dedup ->
 shard -> validate -> publish. ``check`` pins the run's config (:mod:`.requests`) and fails
-at once, without retries, on a mistake; each stage is a :class:`BuildStepOperator`;
-``publish`` emits the shards event through :data:`openwit.airflow.assets.SHARDS`.
+at once on a mistake (``AirflowFailException``: no retries); each stage is a
+:class:`BuildStepOperator`; ``publish`` emits the shards event through
+:data:`openwit.airflow.assets.SHARDS`.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def build_params() -> dict[str, Param]:
     }
 
 
-@task(task_id="check", retries=0)
+@task(task_id="check")
 def check_inputs(params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Config, runner, Beam options and input files; the pinned request for later tasks."""
     from openwit.airflow.requests import prepare_build
@@ -108,12 +109,7 @@ def validate_build(ti: Any = None) -> dict[str, Any]:
     return summary
 
 
-@task(
-    task_id="publish",
-    outlets=[SHARDS],
-    inlets=[SHARDS],
-    retries=0,
-)
+@task(task_id="publish", outlets=[SHARDS], inlets=[SHARDS])
 def publish_shards(
     ti: Any = None, outlet_events: Any = None, inlet_events: Any = None
 ) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def train_params() -> dict[str, Param]:
     }
 
 
-@task(task_id="prepare", inlets=[SHARDS], retries=0)
+@task(task_id="prepare", inlets=[SHARDS])
 def prepare_training(
     params: dict[str, Any] | None = None,
     triggering_asset_events: Any = None,

@@ -50,7 +50,6 @@ def test_the_build_runs_check_queries_every_stage_in_order_then_validate_and_pub
     # The optional query step may skip; the first stage and validate run after a skip.
     assert tasks["ingest"]["trigger_rule"] == "none_failed"
     assert tasks["validate"]["trigger_rule"] == "none_failed"
-    assert tasks["check"]["retries"] == 0  # a mistake fails the run at once
     assert any("openwit_shards" in outlet for outlet in tasks["publish"]["outlets"])
     assert dag["schedule"] == "None"  # triggered unless OPENWIT_BUILD_SCHEDULE says otherwise
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False
