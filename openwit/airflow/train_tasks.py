@@ -64,7 +64,7 @@ def prepare_training(
     inlet_events: Any = None,
 ) -> dict[str, Any]:
     """The shards, the run folder and the evaluation sets of this run, checked."""
-    from openwit.airflow.training import check_train_params, run_dir_for
+    from openwit.airflow.training import TRAIN_KEYS, check_train_params, run_dir_for
     from openwit.evalsets import EvalSet, parse_named_paths
 
     params = dict(params or {})
@@ -85,9 +85,7 @@ def prepare_training(
         "shards": shards["location"],
         "run_dir": str(run_dir),
         "eval": [f"{name}={path}" for name, path in sets.items()],
-        "params": {k: params.get(k) for k in ("model", "steps", "epochs", "batch_size")}
-        | {k: params.get(k) for k in ("precision", "nproc", "lr", "save_every", "seed")}
-        | {k: params.get(k) for k in ("workers", "device")},
+        "params": {key: params.get(key) for key in TRAIN_KEYS},
     }
 
 

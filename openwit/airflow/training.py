@@ -20,6 +20,8 @@ from openwit.errors import UserError
 
 #: Params that change what a run computes; they name its folder.
 RUN_KEYS = ("model", "steps", "epochs", "batch_size", "precision", "nproc", "lr", "seed")
+#: Params the train command takes (the rest only choose shards, sets and folders).
+TRAIN_KEYS = (*RUN_KEYS, "save_every", "workers", "device")
 PRECISIONS = ("fp32", "bf16", "fp16", "amp")
 
 

@@ -274,3 +274,19 @@ def test_a_mistake_fails_the_check_at_once_with_the_clis_line(deployment):
     assert {states(run)[t] for t in run["tasks"] if t != "check"} == {"upstream_failed"}
     log = (deployment.root / "mistake.log").read_text()
     assert f"inputs[0].path: no such file: {deployment.world.root / 'missing.jsonl'}" in log
+
+
+def test_a_stage_that_finds_another_build_running_fails_at_once_with_its_line(deployment, built):
+    from openwit.runner import build_lock
+
+    out = deployment.world.root / "locked"
+    config = deployment.world.config("locked")
+    with build_lock(out):  # another build (a CLI run, a second scheduler) holds it
+        run = deployment.run("locked", BUILD, {"config": str(config)})
+    assert run["state"] == "failed"
+    assert run["tasks"]["ingest"]["state"] == "failed"
+    assert run["tasks"]["ingest"]["try_number"] == 1  # a user mistake is not retried
+    assert states(run)["check"] == "success" and states(run)["queries"] == "skipped"
+    log = (deployment.root / "locked.log").read_text()
+    assert f"AirflowFailException: another openwit build is running in {out}" in log
+    assert "Apache Beam process failed" not in log  # the stage's line, not the provider's
