@@ -13,6 +13,7 @@ a scheduler and installed with openwit (``pip install "openwit[airflow]"`` on th
 - :mod:`.assets`     -- the asset aliases the DAGs publish and schedule on
 - :mod:`.build_tasks`, :mod:`.audit_tasks`, :mod:`.train_tasks` -- the DAGs' tasks
 
-Only the last four import Airflow; none imports Beam, Arrow or torch at module level, so a
-DAG file parses fast and ``import openwit`` never needs Airflow.
+Only :mod:`.operators`, :mod:`.assets` and the ``*_tasks`` modules import Airflow at module
+level; none imports Beam, Arrow or torch there, so a DAG file parses fast, and nothing
+outside this package imports Airflow at all (``pip install openwit`` does not need it).
 """
