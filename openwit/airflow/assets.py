@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import AssetAlias
@@ -55,7 +56,7 @@ def choose_shards(
 
     if params.get("shards"):
         given = str(params["shards"])
-        return {"location": location(given), "uri": given, "extra": {}, "source": "param"}
+        return _checked({"location": location(given), "uri": given, "extra": {}}, "param")
     triggered = []
     with contextlib.suppress(KeyError, TypeError):  # no event of the alias triggered it
         triggered = list(triggering_events[SHARDS])
@@ -70,5 +71,13 @@ def choose_shards(
             "(its publish task emits the shards event)"
         )
     uri = event.asset.uri
-    extra = dict(event.extra or {})
-    return {"location": location(uri), "uri": uri, "extra": extra, "source": source}
+    return _checked(
+        {"location": location(uri), "uri": uri, "extra": dict(event.extra or {})}, source
+    )
+
+
+def _checked(shards: dict[str, Any], source: str) -> dict[str, Any]:
+    where = shards["location"]
+    if "://" not in where and not Path(where).is_dir():
+        raise UserError(f"shards: no such folder: {where} ({source})")
+    return {**shards, "source": source}

@@ -17,23 +17,14 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from openwit.airflow import settings
 from openwit.airflow.assets import AUDIT_REPORTS, SHARDS, choose_shards
+from openwit.airflow.params import checked_eval_sets, eval_sets_param, shards_param
 from openwit.errors import UserError
 
 
 def audit_params() -> dict[str, Param]:
     return {
-        "eval": Param(
-            settings.default_eval_sets(),
-            type="array",
-            items={"type": "string", "pattern": "^[^=]+=.+$"},
-            description="Evaluation sets NAME=PATH (image folders); OPENWIT_EVAL_SETS by default.",
-        ),
-        "shards": Param(
-            None,
-            type=["null", "string"],
-            description="Shard folder or URI; default: the shards event that triggered the run, "
-            "else the newest one.",
-        ),
+        "eval": eval_sets_param("Evaluation sets"),
+        "shards": shards_param(),
         "checkpoint": Param(
             None,
             type=["null", "string"],
@@ -62,16 +53,11 @@ def audit_params() -> dict[str, Param]:
 def resolve_audit(params: dict[str, Any], shards: dict[str, Any]) -> dict[str, Any]:
     """The audit's inputs, checked: one line (:class:`UserError`) for a mistake."""
     from openwit.airflow.training import newest_checkpoint, run_model
-    from openwit.evalsets import EvalSet, parse_named_paths
 
-    sets = parse_named_paths(list(params.get("eval") or []), "eval")
+    sets = checked_eval_sets(params.get("eval") or [])
     if not sets:
         raise UserError("eval: give at least one evaluation set NAME=PATH (or OPENWIT_EVAL_SETS)")
-    for name, root in sets.items():
-        EvalSet.open(name, root)
     folder = Path(shards["location"])
-    if not folder.is_dir():
-        raise UserError(f"shards: no such folder: {shards['location']}")
     checkpoint, model = params.get("checkpoint"), params.get("model")
     source = "param"
     if checkpoint is None:

@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from openwit.airflow import settings
 from openwit.airflow.assets import SHARDS, choose_shards
+from openwit.airflow.params import checked_eval_sets, eval_sets_param, shards_param
 from openwit.errors import UserError
 
 
@@ -38,17 +39,8 @@ def train_params() -> dict[str, Param]:
         "seed": Param(0, type="integer"),
         "workers": Param(None, type=["null", "integer"], minimum=0, description="Data workers."),
         "device": Param("auto", type="string", description="auto, cpu, cuda or cuda:N."),
-        "eval": Param(
-            settings.default_eval_sets(),
-            type="array",
-            items={"type": "string", "pattern": "^[^=]+=.+$"},
-            description="Zero-shot evaluation sets NAME=PATH; OPENWIT_EVAL_SETS by default.",
-        ),
-        "shards": Param(
-            None,
-            type=["null", "string"],
-            description="Shard folder; default: the triggering shards event, else the newest.",
-        ),
+        "eval": eval_sets_param("Zero-shot evaluation sets"),
+        "shards": shards_param(),
         "runs": Param(
             settings.default_train_runs(),
             type="string",
@@ -65,17 +57,12 @@ def prepare_training(
 ) -> dict[str, Any]:
     """The shards, the run folder and the evaluation sets of this run, checked."""
     from openwit.airflow.training import TRAIN_KEYS, check_train_params, run_dir_for
-    from openwit.evalsets import EvalSet, parse_named_paths
 
     params = dict(params or {})
     try:
         check_train_params(params)
         shards = choose_shards(params, triggering_asset_events, inlet_events)
-        if not Path(shards["location"]).is_dir():
-            raise UserError(f"shards: no such folder: {shards['location']}")
-        sets = parse_named_paths(list(params.get("eval") or []), "eval")
-        for name, root in sets.items():
-            EvalSet.open(name, root)
+        sets = checked_eval_sets(params.get("eval") or [])
     except UserError as error:
         raise AirflowFailException(str(error)) from None
     config_hash = shards["extra"].get("config_hash")
