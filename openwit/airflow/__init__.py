@@ -11,9 +11,11 @@ a scheduler and installed with openwit (``pip install "openwit[airflow]"`` on th
 - :mod:`.querylist`  -- the optional query-list rebuild, skipped when its inputs are unchanged
 - :mod:`.training`   -- training run directories, the torchrun command line, checkpoints
 - :mod:`.assets`     -- the asset aliases the DAGs publish and schedule on
+- :mod:`.params`     -- the params the audit and the training share
 - :mod:`.build_tasks`, :mod:`.audit_tasks`, :mod:`.train_tasks` -- the DAGs' tasks
 
-Only :mod:`.operators`, :mod:`.assets` and the ``*_tasks`` modules import Airflow at module
-level; none imports Beam, Arrow or torch there, so a DAG file parses fast, and nothing
-outside this package imports Airflow at all (``pip install openwit`` does not need it).
+Only :mod:`.operators`, :mod:`.assets`, :mod:`.params` and the ``*_tasks`` modules import
+Airflow at module level; none imports Beam, Arrow or torch there, so a DAG file parses fast,
+and nothing outside this package imports Airflow at all (``pip install openwit`` does not
+need it).
 """
