@@ -15,7 +15,7 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -305,7 +305,7 @@ def load_build_config(
     as given (the CLI makes them absolute against the working directory).
     """
     if isinstance(path, str) and path.startswith("file://"):
-        path = Path(urlsplit(path).path)
+        path = Path(unquote(urlsplit(path).path))
     if path is None:
         raw: dict[str, Any] = {}
         source = "config"
