@@ -4,6 +4,8 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.openwit-installed
+# The tests also need the `airflow` extra (Airflow 3 + the Beam provider); the demo does not.
+STAMP_TEST := $(VENV)/.openwit-test-installed
 PYTEST_ARGS ?=
 DEMO_OUT ?= demo-out
 
@@ -21,7 +23,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-test: install
+$(STAMP_TEST): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,airflow]'
+	@touch $@
+
+test: $(STAMP_TEST)
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -54,7 +54,9 @@ def vocabulary() -> list[str]:
 
     path = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
     words, seen = [], set()
-    for line in gzip.open(path, "rt", encoding="utf-8").read().split("\n")[1:]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        merges = handle.read().split("\n")[1:]
+    for line in merges:
         parts = line.split()
         if len(parts) != 2 or not parts[1].endswith("</w>"):
             continue

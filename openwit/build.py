@@ -18,8 +18,8 @@ from openwit.pipeline.match.stage import MatchStage
 from openwit.pipeline.shard.stage import ShardStage
 from openwit.pipeline.text.stage import TextStage
 from openwit.runner import BuildOutcome, BuildRunner, Reporter
-from openwit.schemas import BUILD_STAGES, stage_index
 from openwit.stage import Stage
+from openwit.stage_names import BUILD_STAGES, stage_index
 
 #: The build stages, in order.
 STAGES: list[type[Stage]] = [
@@ -65,3 +65,21 @@ def run_build(
     pipeline_options(config.runner, config.beam_options)  # a bad option fails before any stage
     stages = [load_stage(name) for name in names]
     return BuildRunner(config, stages, reporter, final_stage=BUILD_STAGES[-1]).run(resume=resume)
+
+
+def run_stage(config: BuildConfig, stage: str, reporter: Reporter | None = None) -> BuildOutcome:
+    """Run one build stage of ``config.out`` with ``--resume`` semantics: a scheduler's task.
+
+    The stages before ``stage`` must be complete and up to date (they are skipped); one that
+    is not is a :class:`UserError` rather than work done here. Only ``stage``'s own inputs
+    are checked, so a crawl file removed after ingest does not fail the shard stage. A
+    complete, up-to-date ``stage`` is skipped; an interrupted one keeps its committed work.
+    """
+    from openwit.beam import pipeline_options
+
+    names = stages_through(stage)
+    check_build_inputs(config, [stage])
+    pipeline_options(config.runner, config.beam_options)
+    stages = [load_stage(name) for name in names]
+    runner = BuildRunner(config, stages, reporter, final_stage=BUILD_STAGES[-1])
+    return runner.run(resume=True, only=stage)

@@ -53,8 +53,10 @@ class BuildDir:
             return False
 
     def stage_entry(self, stage: str) -> dict[str, Any]:
+        """The manifest's record of ``stage`` (status, attempt, fingerprint, seconds, funnel,
+        stats); empty when the build never reached it."""
         try:
-            return self.manifest().get("stages", {}).get(stage) or {}
+            return dict(self.manifest().get("stages", {}).get(stage) or {})
         except (OSError, ValueError):
             return {}
 
@@ -114,9 +116,31 @@ class BuildDir:
     def shards_dir(self) -> str:
         return self.url("shards")
 
+    def shards_uri(self) -> str:
+        """The shard folder as a URI (``file:///…``, ``s3://…``): how schedulers name the
+        published data."""
+        if fs.is_local(self.shards_dir):
+            return fs.local_path(self.shards_dir).resolve().as_uri()
+        return self.shards_dir
+
     def shard_sizes(self) -> dict[str, int]:
         """``shards/sizes.json``: samples per tar."""
         return fs.read_json(fs.join(self.shards_dir, "sizes.json"))
+
+    def shard_tars(self) -> list[str]:
+        """Names of the shard tars present (``00000.tar`` ...), sorted."""
+        listing = fs.list_files(self.shards_dir)
+        return sorted(fs.basename(url) for url in listing if url.endswith(".tar"))
+
+    def shard_index_rows(self, tar: str) -> int | None:
+        """Rows of the Parquet index beside shard ``tar`` (from its footer); None if absent."""
+        from openwit.units import parquet_metadata
+
+        index = fs.join(self.shards_dir, tar.removesuffix(".tar") + ".parquet")
+        try:
+            return parquet_metadata(index).num_rows
+        except FileNotFoundError:
+            return None
 
     @property
     def report_dir(self) -> str:

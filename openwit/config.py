@@ -11,9 +11,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import posixpath
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -219,15 +221,22 @@ def _is_url(path: str) -> bool:
     return "://" in path
 
 
-def _resolve(path: Any, base: Path) -> Any:
+def _resolve(path: Any, base: Path | str) -> Any:
     if not isinstance(path, str) or not path or _is_url(path):
         return path
+    if isinstance(base, str):  # the config is at a URL: a relative path is beside it there
+        if path.startswith(("/", "~")):
+            return path
+        scheme, _, rest = base.partition("://")
+        bucket, _, folder = rest.partition("/")
+        return f"{scheme}://{bucket}/" + posixpath.normpath(posixpath.join(folder, path))
     expanded = Path(path).expanduser()
     return str(expanded if expanded.is_absolute() else (base / expanded).resolve())
 
 
-def resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Make the path-valued keys of a raw config absolute against ``base``.
+def resolve_relative_paths(raw: dict[str, Any], base: Path | str) -> dict[str, Any]:
+    """Make the path-valued keys of a raw config absolute against ``base`` (a folder, or the
+    URL of the folder that holds the config).
 
     Works on the unvalidated mapping, so values of the wrong type are left for the
     validator to report.
@@ -316,7 +325,7 @@ def _repeated_key(node: yaml.Node, parent: str = "") -> tuple[str, int, int] | N
     return None
 
 
-def _load_yaml(text: str, path: Path) -> Any:
+def _load_yaml(text: str, path: Path | str) -> Any:
     """``yaml.safe_load`` of ``text``, refusing a mapping that repeats a key."""
     loader = yaml.SafeLoader(text)
     try:
@@ -339,19 +348,46 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = _load_yaml(path.read_text(encoding="utf-8"), path)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    return parse_yaml_mapping(text, str(path))
+
+
+def read_yaml_url(url: str) -> dict[str, Any]:
+    """Read a YAML mapping from a URL (``s3://``, ``gs://``, any of :mod:`openwit.fs`)."""
+    from openwit import fs
+    from openwit.errors import StorageError
+
+    try:
+        data = fs.read_bytes(url)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {url}") from None
+    except StorageError:
+        raise
+    except (ImportError, ValueError, OSError) as exc:  # no driver for the scheme, no access
+        raise ConfigError(f"cannot read config {url}: {type(exc).__name__}: {exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{url}: not a UTF-8 text file") from None
+    return parse_yaml_mapping(text, url)
+
+
+def parse_yaml_mapping(text: str, source: str) -> dict[str, Any]:
+    """Parse YAML that must hold a mapping; errors name ``source`` (and the line)."""
+    try:
+        data = _load_yaml(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{path}: the top level must be a mapping of keys, not {type(data).__name__}"
+            f"{source}: the top level must be a mapping of keys, not {type(data).__name__}"
         )
     return data
 
@@ -360,16 +396,21 @@ def load_build_config(
     path: str | Path | None,
     overrides: Mapping[str, Any] | None = None,
 ) -> BuildConfig:
-    """Read, resolve and validate a build config.
+    """Read, resolve and validate a build config from a file or a URL (``s3://…``).
 
     ``overrides`` maps dotted keys to values (``{"runner": "FlinkRunner",
     "text.min_words": 5}``); they win over the file. ``beam_options`` overrides are merged
     into the file's mapping rather than replacing it. Path values in ``overrides`` are taken
     as given (the CLI makes them absolute against the working directory).
     """
+    if isinstance(path, str) and path.startswith("file://"):
+        path = Path(unquote(urlsplit(path).path))
     if path is None:
         raw: dict[str, Any] = {}
         source = "config"
+    elif isinstance(path, str) and _is_url(path):
+        raw = resolve_relative_paths(read_yaml_url(path), path.rsplit("/", 1)[0])
+        source = path
     else:
         path = Path(path)
         raw = resolve_relative_paths(read_yaml_mapping(path), path.resolve().parent)

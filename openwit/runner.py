@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from openwit import fs
 from openwit.builddir import COMMIT_FILE, FUNNEL, MANIFEST
 from openwit.config import BuildConfig, json_hash
-from openwit.errors import ConfigError
+from openwit.errors import ConfigError, UserError
 from openwit.funnel import Funnel, StageCounts
 from openwit.lease import Lease, build_lease
 from openwit.outputs import collect_totals, is_done_marker
@@ -224,10 +224,19 @@ class BuildRunner:
         fs.write_json(fs.join(self.build_dir, MANIFEST), manifest)
 
     # -- running ---------------------------------------------------------------------------
-    def run(self, until: str | None = None, resume: bool = False) -> BuildOutcome:
+    def run(
+        self, until: str | None = None, resume: bool = False, only: str | None = None
+    ) -> BuildOutcome:
+        """Run (or skip, when up to date) every stage through ``until``.
+
+        ``only`` names the one stage this call may run: a stage before it that is not
+        complete and up to date is an error instead of being run here (a scheduler's
+        task per stage does its own stage's work, never its predecessors').
+        """
         names = [s.name for s in self.stages]
-        if until is not None and until not in names:
-            raise ConfigError(f"--until {until!r}: not a stage; stages are: {', '.join(names)}")
+        for flag, name in (("--until", until), ("only", only)):
+            if name is not None and name not in names:
+                raise ConfigError(f"{flag} {name!r}: not a stage; stages are: {', '.join(names)}")
         fs.configure(self.config.beam_options)
         fs.makedirs(self.build_dir)
         with (
@@ -237,7 +246,7 @@ class BuildRunner:
         ):
             self._pool_stack = pools
             try:
-                return self._run_locked(until, resume, lease)
+                return self._run_locked(until, resume, only, lease)
             finally:
                 self._pool_stack, self._pool = None, None
 
@@ -251,7 +260,9 @@ class BuildRunner:
             self._pool = self._pool_stack.enter_context(local_pool(size)) or False
         return self._pool or None
 
-    def _run_locked(self, until: str | None, resume: bool, lease: Lease) -> BuildOutcome:
+    def _run_locked(
+        self, until: str | None, resume: bool, only: str | None, lease: Lease
+    ) -> BuildOutcome:
         manifest = self._load_manifest()
         manifest["openwit_version"] = package_versions().get("openwit", "unknown")
         manifest["config"] = self.config.to_json()
@@ -280,6 +291,11 @@ class BuildRunner:
                 outcome.skipped.append(stage.name)
                 self.reporter.stage_skipped(stage.name, counts)
             else:
+                if only is not None and stage.name != only:
+                    raise UserError(
+                        f"stage {stage.name} of {self.build_dir} is not complete for this config: "
+                        f"run it (and the stages before it) before {only}"
+                    )
                 for later in self.stages[index + 1 :]:
                     entries.pop(later.name, None)  # everything downstream is now stale
                 counts = self._run_stage(stage, fingerprint, previous, resume, outcome, lease)

@@ -12,17 +12,8 @@ from functools import cache
 
 import pyarrow as pa
 
-#: Build stages, in the order they run. ``--until`` takes one of these names.
-BUILD_STAGES: tuple[str, ...] = (
-    "ingest",
-    "text",
-    "match",
-    "balance",
-    "download",
-    "image",
-    "dedup",
-    "shard",
-)
+# Re-exported: the stage names are part of the schemas' vocabulary (set_by).
+from openwit.stage_names import BUILD_STAGES, stage_index  # noqa: F401
 
 UID_LENGTH = 32
 KEY_DIGITS = 9
@@ -84,14 +75,6 @@ QUERY_SCHEMA = pa.schema(
 )
 
 QUERY_SOURCES: tuple[str, ...] = ("unigram", "bigram", "title", "wordnet")
-
-
-def stage_index(stage: str) -> int:
-    """Position of ``stage`` in :data:`BUILD_STAGES`; ``KeyError`` names the valid stages."""
-    try:
-        return BUILD_STAGES.index(stage)
-    except ValueError:
-        raise KeyError(f"unknown stage {stage!r}; stages are: {', '.join(BUILD_STAGES)}") from None
 
 
 @cache

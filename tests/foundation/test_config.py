@@ -100,3 +100,35 @@ def test_empty_config_file_gives_defaults(tmp_path: Path):
     path = tmp_path / "empty.yaml"
     path.write_text("")
     assert load_build_config(path).shards.samples_per_shard == 10_000
+
+
+def test_a_config_at_a_url_resolves_relative_paths_beside_it():
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe(
+        "/bucket/configs/build.yaml",
+        b"out: ../builds/a\nqueries: q.parquet\ninputs:\n  - path: /data/pool.jsonl\n"
+        b"  - path: crawl/*.wat.gz\n  - path: s3://other/x.parquet\n",
+    )
+    config = load_build_config("memory://bucket/configs/build.yaml")
+    assert config.out == "memory://bucket/builds/a"
+    assert config.queries == "memory://bucket/configs/q.parquet"
+    assert [i.path for i in config.inputs] == [
+        "/data/pool.jsonl",
+        "memory://bucket/configs/crawl/*.wat.gz",
+        "s3://other/x.parquet",
+    ]
+
+
+def test_a_config_url_that_is_missing_or_not_yaml_is_one_line(tmp_path):
+    import fsspec
+
+    fsspec.filesystem("memory").pipe("/bucket/bad.yaml", b"out: [1\n")
+    with pytest.raises(ConfigError, match=r"^config file not found: memory://bucket/none\.yaml$"):
+        load_build_config("memory://bucket/none.yaml")
+    with pytest.raises(ConfigError, match=r"^memory://bucket/bad\.yaml: invalid YAML at line 2"):
+        load_build_config("memory://bucket/bad.yaml")
+    local = tmp_path / "build.yaml"
+    local.write_text("out: here\n")
+    assert load_build_config(local.as_uri()).out == str(tmp_path / "here")

@@ -132,6 +132,29 @@ def test_until_stops_after_stage_one_and_resume_runs_only_stage_two(tmp_path):
     assert mtimes(tmp_path / "out" / "stages" / "toy_ingest") == ingest_files
 
 
+def test_only_runs_its_own_stage_and_refuses_to_run_an_incomplete_earlier_one(tmp_path):
+    config = load_build_config(write_config(tmp_path))
+    with pytest.raises(UserError, match=r"stage toy_ingest of .* is not complete"):
+        BuildRunner(config, [ToyIngest(), ToyFilter()]).run(resume=True, only="toy_filter")
+    assert not (tmp_path / "out" / "stages" / "toy_ingest").exists()
+
+    BuildRunner(config, [ToyIngest()]).run(resume=True, only="toy_ingest")
+    outcome = BuildRunner(config, [ToyIngest(), ToyFilter()]).run(resume=True, only="toy_filter")
+
+    assert outcome.skipped == ["toy_ingest"] and outcome.ran == ["toy_filter"]
+    again = BuildRunner(config, [ToyIngest(), ToyFilter()]).run(resume=True, only="toy_filter")
+    assert again.ran == [] and again.complete
+
+
+def test_only_refuses_an_earlier_stage_that_a_config_change_made_stale(tmp_path):
+    path = write_config(tmp_path)
+    BuildRunner(load_build_config(path), [ToyIngest(), ToyFilter()]).run()
+    (tmp_path / "other.jsonl").write_bytes((tmp_path / "pool.jsonl").read_bytes())
+    changed = load_build_config(path, {"inputs": [{"path": str(tmp_path / "other.jsonl")}]})
+    with pytest.raises(UserError, match=r"toy_ingest .* not complete for this config"):
+        BuildRunner(changed, [ToyIngest(), ToyFilter()]).run(resume=True, only="toy_filter")
+
+
 def units_run(log: Path, stage: str) -> list[int]:
     if not log.exists():
         return []
