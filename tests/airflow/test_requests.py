@@ -6,6 +6,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from openwit.airflow import settings
@@ -13,6 +15,7 @@ from openwit.airflow.requests import dataflow_settings, location, prepare_build
 from openwit.cli import main
 from openwit.errors import UserError
 from openwit.queries.demo import DEMO_DATA
+from openwit.schemas import QUERY_SCHEMA
 from openwit.stage_names import BUILD_STAGES
 
 
@@ -20,8 +23,11 @@ def write_build(tmp_path: Path, pool_exists: bool = True, queries_exist: bool = 
     pool = tmp_path / "pool.jsonl"
     if pool_exists:
         pool.write_text(json.dumps({"url": "http://127.0.0.1:9/a.jpg", "caption": "a red car"}))
-    if queries_exist:
-        (tmp_path / "queries.parquet").write_bytes(b"not read by the check")
+    if queries_exist:  # a real list: the check reads it as the match stage will
+        rows = [{"query": "car", "source": "unigram", "count": 1, "score": 1.0}]
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=QUERY_SCHEMA), tmp_path / "queries.parquet"
+        )
     config = tmp_path / "build.yaml"
     config.write_text("out: build\nqueries: queries.parquet\ninputs:\n  - path: pool.jsonl\n")
     return config

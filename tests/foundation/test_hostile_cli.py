@@ -243,5 +243,5 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_committed(tmp_path):
     manifest = json.loads((tmp_path / "manifest-after.json").read_text())
     assert manifest["stages"]["ingest"]["status"] == "complete"
     assert manifest["stages"]["text"]["status"] != "complete"
-    kept = pq.read_table(sorted((tmp_path / "ingest-after").glob("part-*.parquet")))
+    kept = pq.read_table(sorted((tmp_path / "ingest-after").glob("*/part-*.parquet")))
     assert kept.num_rows == manifest["stages"]["ingest"]["funnel"]["out"] == 10_000
