@@ -9,7 +9,7 @@ bucket tomorrow) can change in one place.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from openwit.io import read_json
 
@@ -58,6 +58,14 @@ class BuildDir:
         """Committed files of ``stage`` matching ``pattern`` (its records by default)."""
         return sorted(self.stage_dir(stage).glob(pattern))
 
+    def input_files(self, stage: str) -> list[Path]:
+        """The committed records ``stage`` read: the output of the stage before it (empty
+        for the first stage, whose input is the config's ``inputs``)."""
+        order = self.manifest().get("stage_order") or []
+        if stage not in order or order.index(stage) == 0:
+            return []
+        return self.stage_files(order[order.index(stage) - 1])
+
     def rejection_files(self, stage: str | None = None) -> list[Path]:
         """Committed rejection files, of one stage or of all."""
         pattern = f"{stage}-*.parquet" if stage else "*.parquet"
@@ -81,6 +89,14 @@ class BuildDir:
     def shard_sizes(self) -> dict[str, int]:
         """``shards/sizes.json``: samples per tar."""
         return read_json(self.shards_dir / "sizes.json")
+
+    def shard_indexes(self) -> list[Path]:
+        """The Parquet index beside each tar (``NNNNN.parquet``), in shard order."""
+        return sorted(self.shards_dir.glob("[0-9]*.parquet"))
+
+    def open_shard(self, tar_name: str) -> IO[bytes]:
+        """A shard's tar (a name from :meth:`shard_sizes`), opened for reading."""
+        return open(self.shards_dir / Path(tar_name).name, "rb")
 
     @property
     def report_dir(self) -> Path:

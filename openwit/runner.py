@@ -77,6 +77,7 @@ class BuildOutcome:
     manifest: dict[str, Any]
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    report: Path | None = None  # report/index.html, when the build is complete and it was written
 
     @property
     def complete(self) -> bool:

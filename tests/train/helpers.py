@@ -8,7 +8,7 @@ import random
 import shutil
 from pathlib import Path
 
-from openwit.demo_data import render
+from openwit.demo.world import render
 
 
 def copy_shards(source: Path, dest: Path) -> Path:
