@@ -295,13 +295,17 @@ def _training(training: dict[str, Any] | None, files: dict[str, str | None]) -> 
     return (
         f"<p><code>{esc(training['model'])}</code> trained {num(training['steps'])} steps at "
         f"batch {num(training['batch_size'])} (lr {esc(training['lr'])}, seed "
-        f"{esc(training['seed'])}); loss {training['first_loss']:.2f} → "
-        f"{training['last_loss']:.2f}. Run: <code>{esc(training['dir'])}</code>.</p>"
+        f"{esc(training['seed'])}); loss {_loss(training['first_loss'])} → "
+        f"{_loss(training['last_loss'])}. Run: <code>{esc(training['dir'])}</code>.</p>"
         + table(
             ["eval set", "images", "classes", "top-1", "top-5", "chance", "top-1 / chance"], rows
         )
         + (chart_img(files["loss"], "training loss") if files.get("loss") else "")
     )
+
+
+def _loss(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 def _samples(samples: list[dict[str, Any]]) -> str:
