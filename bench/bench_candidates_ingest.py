@@ -23,7 +23,7 @@ LINKS = 15
 
 
 def write_wat(path: Path) -> int:
-    from openwit.pipeline.demo_inputs import warc_record, wat_payload
+    from openwit.demo.inputs import warc_record, wat_payload
 
     records = [warc_record(0, "warcinfo", None, b"software: bench\r\n")]
     for page in range(PAGES):

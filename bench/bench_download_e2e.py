@@ -106,7 +106,7 @@ def free_port() -> int:
 
 class _Server:
     """The demo's file server (a threading HTTP server with a listen backlog for 32
-    concurrent clients, see ``openwit.demo_data.BacklogServer``), in its own process.
+    concurrent clients, see ``openwit.demo.web.BacklogServer``), in its own process.
 
     The standard library's default backlog is 5: with more clients connecting at once the
     kernel drops SYNs and each dropped one costs a 1 s retransmission, to both sides alike.
@@ -116,7 +116,7 @@ class _Server:
     def main(folder: str, port: int) -> None:
         import functools
 
-        from openwit.demo_data import BacklogServer, QuietHandler
+        from openwit.demo.web import BacklogServer, QuietHandler
 
         handler = functools.partial(QuietHandler, directory=folder)
         BacklogServer(("127.0.0.1", port), handler).serve_forever()

@@ -81,7 +81,7 @@ def open_clip_train_run(shards: Path, logs: Path) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    from openwit.train.sample_shards import write_demo_shards
+    from openwit.demo.shards import write_demo_shards
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         root = Path(tmp)

@@ -53,7 +53,7 @@ def _write_shard(args: tuple[Path, int]) -> int:
     """One shard of PER_SHARD JPEGs (256 px on the long side) with captions."""
     import webdataset as wds
 
-    from openwit.demo_data import BACKGROUNDS, CAPTION_TEMPLATES, COLOURS, SHAPES, render
+    from openwit.demo.world import BACKGROUNDS, CAPTION_TEMPLATES, COLOURS, SHAPES, render
 
     folder, index = args
     rng = random.Random(index)

@@ -2,30 +2,23 @@
 
 Everything is a relative file next to ``index.html`` -- no script, no web font, no remote
 URL -- so the folder can be copied, mailed or served as it is. Text from the shards (URLs,
-captions) is escaped; URLs are shown, never linked, so opening the report fetches nothing.
+captions) is escaped; URLs are shown, never linked, so opening the report fetches nothing
+(the frame, styles and chart helpers are :mod:`openwit.report.html`'s).
 """
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 from openwit.io import atomic_write_text
+from openwit.report.html import KEPT, REFERENCE, REJECTED, figure, page, pct, save
+from openwit.report.html import esc as _e
 
 OVERLAP_CHART = "overlap_rates.png"
 DELTA_CHART = "accuracy_deltas.png"
 
-CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1150px;
-       color: #1d2330; padding: 0 1em; }
-h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 2em; }
-.muted { color: #667; } .note { background: #f4f6fa; padding: .6em .9em; border-radius: 6px; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { padding: .35em .7em; border-bottom: 1px solid #dde; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-th { background: #f4f6fa; }
-img.chart { max-width: 100%; border: 1px solid #eee; }
+PAIRS_CSS = """
 .pairs { display: grid; grid-template-columns: repeat(auto-fill, minmax(350px, 1fr)); gap: 14px; }
 .pair { border: 1px solid #dde; border-radius: 6px; padding: 8px; }
 .pair .imgs { display: flex; gap: 6px; }
@@ -36,10 +29,6 @@ img.chart { max-width: 100%; border: 1px solid #eee; }
 .missing { width: 160px; height: 160px; display: flex; align-items: center;
            justify-content: center; background: #f4f6fa; color: #889; font-size: 12px; }
 """
-
-
-def _pct(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value * 100:.{digits}f}%"
 
 
 def _pp(value: float | None) -> str:
@@ -53,20 +42,11 @@ def _p(value: float | None) -> str:
     return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
 
 
-def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
-
-
 def overlap_chart(sets: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = [s["name"] for s in sets]
     rates = [100 * (s["overlap_rate"] or 0.0) for s in sets]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(sets) + 2), 3.2), dpi=110)
-    bars = ax.bar(names, rates, color="#4c72b0", width=0.5)
+    fig, ax = figure(max(4.0, 1.1 * len(sets) + 2), 3.2)
+    bars = ax.bar(names, rates, color=KEPT, width=0.5)
     ax.set_xlim(-0.75, len(sets) - 0.25)
     for bar, s in zip(bars, sets):
         ax.annotate(
@@ -81,10 +61,7 @@ def overlap_chart(sets: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("overlap (% of eval images)")
     ax.set_ylim(0, max(5.0, max(rates, default=0) * 1.25))
     ax.set_title("Detected overlap with the training shards")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, path)
 
 
 def delta_chart(sets: list[dict[str, Any]], path: Path) -> bool:
@@ -93,12 +70,7 @@ def delta_chart(sets: list[dict[str, Any]], path: Path) -> bool:
     measured = [s for s in sets if s["acc_clean"] is not None and s["acc_overlap"] is not None]
     if not measured:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(measured) + 2), 3.4), dpi=110)
+    fig, ax = figure(max(4.0, 1.1 * len(measured) + 2), 3.4)
     xs = list(range(len(measured)))
     for x, s in zip(xs, measured):
         clean = s["acc_clean"]
@@ -109,7 +81,7 @@ def delta_chart(sets: list[dict[str, Any]], path: Path) -> bool:
             [centre],
             yerr=[[centre - low], [high - centre]],
             fmt="o",
-            color="#c44e52",
+            color=REJECTED,
             capsize=4,
             label="Overlap − Clean (99.5% CI)" if x == 0 else None,
         )
@@ -117,19 +89,16 @@ def delta_chart(sets: list[dict[str, Any]], path: Path) -> bool:
             [x + 0.15],
             [100 * s["delta_all_minus_clean"]],
             "D",
-            color="#4c72b0",
+            color=KEPT,
             label="All − Clean" if x == 0 else None,
         )
-    ax.axhline(0, color="#888", linewidth=0.8)
+    ax.axhline(0, color=REFERENCE, linewidth=0.8)
     ax.set_xlim(-0.75, len(measured) - 0.25)
     ax.set_xticks(xs, [s["name"] for s in measured])
     ax.set_ylabel("accuracy difference (points)")
     ax.set_title("Zero-shot accuracy: does overlap help?")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, path)
     return True
 
 
@@ -142,15 +111,15 @@ def _summary_table(sets: list[dict[str, Any]]) -> str:
     rows = []
     for s in sets:
         ci = s["ci_overlap"]
-        ci_text = "–" if ci is None else f"{_pct(ci[0])} – {_pct(ci[1])}"
+        ci_text = "–" if ci is None else f"{pct(ci[0])} – {pct(ci[1])}"
         p_text = _p(s["p_value"])
         if s["p_value"] is None and s["acc_all"] is not None:
             p_text = f'<span class="muted" title="{_e(s["test_note"])}">no test</span>'
         rows.append(
             f"<tr><td>{_e(s['name'])}</td><td>{s['n']:,}</td>"
             f"<td>{s.get('n_unreadable', 0):,}</td><td>{s['n_overlap']:,}</td>"
-            f"<td>{_pct(s['overlap_rate'], 2)}</td><td>{_pct(s['acc_all'])}</td>"
-            f"<td>{_pct(s['acc_clean'])}</td><td>{_pct(s['acc_overlap'])}</td>"
+            f"<td>{pct(s['overlap_rate'], 2)}</td><td>{pct(s['acc_all'])}</td>"
+            f"<td>{pct(s['acc_clean'])}</td><td>{pct(s['acc_overlap'])}</td>"
             f"<td>{_pp(s['delta_all_minus_clean'])}</td><td>{ci_text}</td><td>{p_text}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
@@ -230,12 +199,7 @@ def render_html(audit: dict[str, Any], has_delta_chart: bool) -> str:
         f"<h2>{_e(s['name'])}: matched pairs ({len(s['matches']):,})</h2>{_pairs(s)}" for s in sets
     )
     test = audit["test"]
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>openwit overlap audit</title><style>{CSS}</style></head>
-<body>
-<h1>Overlap audit</h1>
+    body = f"""<h1>Overlap audit</h1>
 <p class="muted">{audit["n_shard_samples"]:,} training samples in {audit["n_shard_files"]:,} shards
 (<code>{_e(audit["shards"])}</code>) against {len(sets)} evaluation set(s); {accuracy}.
 Created {_e(audit["created"])}.</p>
@@ -251,9 +215,8 @@ p &le; {test["alpha"]:g}; the interval is the {_e(test["ci"])}.</p>
 <img class="chart" src="{OVERLAP_CHART}" alt="overlap rates">
 <h2>Accuracy differences</h2>
 {delta}
-{sections}
-</body></html>
-"""
+{sections}"""
+    return page("openwit overlap audit", body, PAIRS_CSS)
 
 
 def write_report(audit: dict[str, Any], out: Path) -> Path:

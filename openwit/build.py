@@ -6,6 +6,9 @@ build``, so ``openwit --help`` stays fast.
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from openwit.config import BuildConfig
 from openwit.dedup.stage import DedupStage
 from openwit.errors import ConfigError
@@ -34,6 +37,8 @@ STAGES: list[type[Stage]] = [
 ]
 assert tuple(s.name for s in STAGES) == BUILD_STAGES
 
+log = logging.getLogger(__name__)
+
 
 def load_stage(name: str) -> Stage:
     """A new instance of build stage ``name``."""
@@ -56,15 +61,23 @@ def run_build(
     until: str | None = None,
     resume: bool = False,
     reporter: Reporter | None = None,
+    report: bool = True,
 ) -> BuildOutcome:
-    """Run the build stages for ``config``: the Python entry point of ``openwit build``."""
+    """Run the build stages for ``config``: the Python entry point of ``openwit build``.
+
+    A complete build ends with its report (``report/``) unless ``report`` is False (for a
+    caller that writes it itself, with more in it: the demo).
+    """
     from openwit.beam import pipeline_options
 
     names = stages_through(until)
     check_build_inputs(config, names)
     pipeline_options(config.runner, config.beam_options)  # a bad option fails before any stage
     stages = [load_stage(name) for name in names]
-    return BuildRunner(config, stages, reporter, final_stage=BUILD_STAGES[-1]).run(resume=resume)
+    outcome = BuildRunner(config, stages, reporter, final_stage=BUILD_STAGES[-1]).run(resume=resume)
+    if outcome.complete and report:
+        outcome.report = write_report(outcome.build_dir)
+    return outcome
 
 
 def run_stage(config: BuildConfig, stage: str, reporter: Reporter | None = None) -> BuildOutcome:
@@ -83,3 +96,14 @@ def run_stage(config: BuildConfig, stage: str, reporter: Reporter | None = None)
     stages = [load_stage(name) for name in names]
     runner = BuildRunner(config, stages, reporter, final_stage=BUILD_STAGES[-1])
     return runner.run(resume=True, only=stage)
+
+
+def write_report(build_dir: str) -> Path | None:
+    """The build report of a complete build; a failure is a warning, never a failed build."""
+    from openwit.report import write_build_report
+
+    try:
+        return write_build_report(build_dir).html
+    except Exception as exc:  # the shards are done; a report bug must not undo that
+        log.warning("build report not written: %s: %s", type(exc).__name__, exc)
+        return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 from openwit import fs
 
@@ -88,6 +88,14 @@ class BuildDir:
             if fnmatch.fnmatch(fs.basename(url), PART_GLOB)
         )
 
+    def input_files(self, stage: str) -> list[str]:
+        """The committed records ``stage`` read: the output of the stage before it (empty
+        for the first stage, whose input is the config's ``inputs``)."""
+        order = self.manifest().get("stage_order") or []
+        if stage not in order or order.index(stage) == 0:
+            return []
+        return self.stage_files(order[order.index(stage) - 1])
+
     def rejection_files(self, stage: str | None = None) -> list[str]:
         """Committed rejection files, of one stage or of every stage (in stage order)."""
         if stage is not None:
@@ -141,6 +149,16 @@ class BuildDir:
             return parquet_metadata(index).num_rows
         except FileNotFoundError:
             return None
+
+    def shard_indexes(self) -> list[str]:
+        """The Parquet index beside each tar (``NNNNN.parquet``), in shard order."""
+        listing = fs.list_files(self.shards_dir)
+        names = [u for u in listing if fnmatch.fnmatch(fs.basename(u), "[0-9]*.parquet")]
+        return sorted(names)
+
+    def open_shard(self, tar_name: str) -> IO[bytes]:
+        """A shard's tar (a name from :meth:`shard_sizes`), opened for reading."""
+        return fs.open_input(fs.join(self.shards_dir, fs.basename(tar_name)))
 
     @property
     def report_dir(self) -> str:

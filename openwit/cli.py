@@ -97,17 +97,21 @@ def build(
     print_funnel(outcome.funnel, outcome.manifest)
     state = "complete" if outcome.complete else f"stopped after {outcome.manifest.get('until')}"
     stdout.print(f"build {state}: {outcome.build_dir}")
+    if outcome.report is not None:
+        stdout.print(f"report: {outcome.report}")
 
 
 def _register_area_commands() -> None:
     """Commands owned by the stage packages (each module is import-light)."""
     from openwit.dedup.cli import register as register_dedup
     from openwit.queries.cli import register as register_queries
+    from openwit.report.cli import register as register_report
     from openwit.train.cli import register as register_train
 
     register_queries(app)
     register_dedup(app)
     register_train(app)
+    register_report(app)
 
 
 _register_area_commands()

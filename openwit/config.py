@@ -183,6 +183,17 @@ class ShardsConfig(Section):
     samples_per_shard: int = Field(10_000, ge=1)
 
 
+class CardConfig(Section):
+    """What the dataset card says that the build cannot know (report/dataset-card.md)."""
+
+    pretty_name: str | None = Field(None, description="the dataset's name; default: the build's")
+    license: str = Field(
+        "other", description="licence of the index (captions, URLs, metadata): an SPDX id"
+    )
+    license_name: str | None = Field(None, description="an id for it when license is other")
+    license_link: str | None = Field(None, description="its text, when license is other")
+
+
 class BuildConfig(Section):
     out: str = "build"
     runner: str = "DirectRunner"
@@ -195,6 +206,7 @@ class BuildConfig(Section):
     image: ImageConfig = Field(default_factory=ImageConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     shards: ShardsConfig = Field(default_factory=ShardsConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
 
     @field_validator("runner")
     @classmethod

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Protocol
 
 from openwit import fs
@@ -132,6 +133,7 @@ class BuildOutcome:
     manifest: dict[str, Any]
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    report: Path | None = None  # report/index.html, when the build is complete and it was written
 
     @property
     def complete(self) -> bool:

@@ -42,6 +42,9 @@ class QueryBuildResult:
     inputs: dict[str, int]  # pages, words, page-view lines, WordNet synsets, by outcome
     partial_files: list[PartialFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The input files by kind (dump, pageviews, wordnet): the dataset card names them and
+    #: their dump dates.
+    files: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -49,6 +52,7 @@ class QueryBuildResult:
             "rows": self.rows,
             "sources": [s.to_json() for s in self.sources],
             "inputs": self.inputs,
+            "files": self.files,
             "partial_files": [vars(p) for p in self.partial_files],
             "notes": self.notes,
         }
@@ -229,6 +233,9 @@ def build_queries(
 
     with atomic_path(out) as tmp:
         pq.write_table(rows_to_table(rows), tmp, compression="zstd")
-    result = QueryBuildResult(out, len(rows), summaries, inputs, damaged, notes)
+    files = {"dump": [str(d) for d in dumps], "pageviews": [str(v) for v in views]}
+    if wordnet_root is not None:
+        files["wordnet"] = [str(wordnet_root)]
+    result = QueryBuildResult(out, len(rows), summaries, inputs, damaged, notes, files)
     atomic_write_json(summary_path(out), result.to_json())
     return result

@@ -24,14 +24,9 @@ from typing import Any
 import psutil
 import yaml
 
-from openwit.demo_data import (
-    ImageServer,
-    QuietHandler,
-    plant_eval_copies,
-    write_eval_set,
-    write_images,
-)
-from openwit.pipeline.demo_inputs import write_demo_pool
+from openwit.demo.inputs import write_demo_pool
+from openwit.demo.web import ImageServer, QuietHandler, plant_eval_copies
+from openwit.demo.world import write_eval_set, write_images
 from openwit.queries.demo import DEMO_DATA, DEMO_THRESHOLDS
 
 IMAGES = 24

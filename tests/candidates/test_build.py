@@ -14,8 +14,8 @@ from openwit.build import run_build
 from openwit.builddir import BuildDir
 from openwit.cli import main
 from openwit.config import load_build_config
-from openwit.demo_data import iter_vocabulary, write_images
-from openwit.pipeline.demo_inputs import write_demo_inputs
+from openwit.demo.inputs import write_demo_inputs
+from openwit.demo.world import iter_vocabulary, write_images
 from openwit.schemas import QUERY_SCHEMA, uid_for
 from tests.candidates.crawl_files import json_bytes, wat_envelope, write_wat
 

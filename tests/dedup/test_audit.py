@@ -17,9 +17,10 @@ import pytest
 from openwit.cli import main
 from openwit.dedup import transforms as tf
 from openwit.dedup.audit import AuditRequest, decontamination_counts, run_audit
-from openwit.dedup.demo import write_shards
 from openwit.dedup.stats import clopper_pearson
+from openwit.demo.shards import write_shards
 from openwit.evalsets import EvalSet
+from tests.browser import needs_chromium, render
 from tests.dedup.images import photo, stored, write_eval_set
 
 
@@ -167,56 +168,13 @@ def test_audit_json_holds_the_contract_fields(audited):
         assert field in pets["matches"][0]
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHECK_SCRIPT = (
-    "<script>window.addEventListener('load',()=>{const bad=[...document.images]"
-    ".filter(i=>!i.complete||i.naturalWidth===0).map(i=>i.getAttribute('src'));"
-    "console.log('OPENWIT_IMAGES '+document.images.length+' BROKEN '+JSON.stringify(bad));"
-    "});</script>"
-)
-
-
-@pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="chromium is not installed (apt-get install chromium); docs/dedup.md has the "
-    "manual check and the rendered PNG",
-)
+@needs_chromium
 def test_report_renders_in_headless_chromium_without_errors(audited, tmp_path):
     _, out = audited
-    copy = tmp_path / "report"
-    shutil.copytree(out, copy)
-    # A probe page beside the report: the same HTML plus a script that lists broken images.
-    html = (copy / "index.html").read_text().replace("</body>", CHECK_SCRIPT + "</body>")
-    (copy / "probe.html").write_text(html)
-    shot = tmp_path / "report.png"
-    result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1200,3000",
-            f"--screenshot={shot}",
-            (copy / "probe.html").as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
-    assert shot.is_file() and shot.stat().st_size > 10_000
-    n_images = html.count("<img ")
-    assert n_images == 8  # two charts, three pairs of thumbnails
-    assert any(f"OPENWIT_IMAGES {n_images} BROKEN []" in line for line in console), console
-    assert not [line for line in console if "Uncaught" in line or "rror" in line]
+    shown = render(out, tmp_path, "audit-report")
+    assert shown.screenshot.is_file() and shown.screenshot.stat().st_size > 10_000
+    assert shown.images == 8  # two charts, three pairs of thumbnails
+    assert shown.broken == [] and shown.errors == []
 
 
 def test_without_predictions_accuracy_is_empty_and_overlap_still_runs(world, tmp_path):

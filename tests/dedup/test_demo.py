@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from openwit.dedup.demo import run
 from openwit.demo import DemoContext
+from openwit.demo.audit import run
 
 
 def test_demo_audit_finds_every_planted_copy(tmp_path):
@@ -21,7 +21,7 @@ def test_demo_audit_finds_every_planted_copy(tmp_path):
 
 
 def test_demo_audit_uses_the_shards_an_earlier_part_left(tmp_path):
-    from openwit.dedup.demo import self_contained_case
+    from openwit.demo.audit import self_contained_case
 
     shards, eval_sets, planted = self_contained_case(tmp_path / "earlier")
     ctx = DemoContext(out=tmp_path / "demo", shards=shards, eval_sets=eval_sets)

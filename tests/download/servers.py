@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from openwit.demo_data import render
+from openwit.demo.world import render
 from openwit.pipeline.download.fetch.client import direct_connect
 
 FIFTY_MB = 50 * 1024 * 1024

@@ -24,14 +24,9 @@ import yaml
 
 from openwit import fs
 from openwit.builddir import BuildDir
-from openwit.demo_data import (
-    ImageServer,
-    iter_vocabulary,
-    plant_eval_copies,
-    write_eval_set,
-    write_images,
-)
-from openwit.pipeline.demo_inputs import write_demo_inputs
+from openwit.demo.inputs import write_demo_inputs
+from openwit.demo.web import ImageServer, plant_eval_copies
+from openwit.demo.world import iter_vocabulary, write_eval_set, write_images
 from openwit.schemas import QUERY_SCHEMA
 from tests.conftest import REPO
 from tests.s3server import read_only_credentials, s3_server

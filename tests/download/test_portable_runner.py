@@ -26,14 +26,9 @@ import pytest
 
 from openwit import fs
 from openwit.builddir import BuildDir
-from openwit.demo_data import (
-    ImageServer,
-    iter_vocabulary,
-    plant_eval_copies,
-    write_eval_set,
-    write_images,
-)
-from openwit.pipeline.demo_inputs import write_demo_inputs
+from openwit.demo.inputs import write_demo_inputs
+from openwit.demo.web import ImageServer, plant_eval_copies
+from openwit.demo.world import iter_vocabulary, write_eval_set, write_images
 from openwit.schemas import QUERY_SCHEMA
 from tests.conftest import REPO
 from tests.download.test_object_store_build import (

@@ -8,7 +8,7 @@ import sys
 import pyarrow.parquet as pq
 
 from openwit.demo import DemoContext
-from openwit.queries.demo import DEMO_DATA, caption_words, run
+from openwit.demo.queries import DEMO_DATA, caption_words, run
 
 
 def test_demo_part_writes_a_query_list_holding_every_caption_word(tmp_path):
@@ -29,8 +29,8 @@ def test_bundled_sample_is_what_the_committed_script_writes(tmp_path):
     copy.write_text(script.read_text())
     subprocess.run([sys.executable, str(copy)], check=True, timeout=120)
     for path in [
-        "demowiki-pages-articles.xml.bz2",
-        "pageviews-demo-000000.gz",
+        "demowiki-20260101-pages-articles.xml.bz2",
+        "pageviews-20260101-000000.gz",
         "wordnet/data.noun",
         "wordnet/data.adj",
     ]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from openwit.demo_data import BACKGROUNDS, CAPTION_TEMPLATES, COLOURS, SHAPES, DemoImage, render
-from openwit.train.sample_shards import write_shards
+from openwit.demo.shards import image_samples, write_shards
+from openwit.demo.world import BACKGROUNDS, CAPTION_TEMPLATES, COLOURS, SHAPES, DemoImage, render
 
 SHARD_SIZE = 64
 N_SHARDS = 6
@@ -34,7 +34,7 @@ def render_world(root: Path, count: int, seed: int, colour_captions: bool = Fals
         path = root / "img" / f"{index:05d}.jpg"
         path.write_bytes(render(colour, shape, background, rng, (64, 64)))
         images.append(DemoImage(path, colour, shape, background, caption))
-    return write_shards(images, root / "shards", per_shard=SHARD_SIZE)
+    return write_shards(image_samples(images), root / "shards", per_shard=SHARD_SIZE)
 
 
 @pytest.fixture(scope="session")

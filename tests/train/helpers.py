@@ -9,7 +9,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from openwit.demo_data import render
+from openwit.demo.world import render
 
 
 def copy_shards(source: Path, dest: Path) -> Path:

@@ -54,8 +54,8 @@ def test_unreadable_or_unsafe_checkpoints_are_user_errors(tmp_path):
 def test_demo_part_trains_on_the_build_shards_and_reports_against_chance(
     demo_shards, tmp_path, monkeypatch
 ):
-    from openwit.demo_data import write_eval_set
-    from openwit.train import demo
+    from openwit.demo import train as demo
+    from openwit.demo.world import write_eval_set
 
     monkeypatch.setenv("OPENWIT_DEMO_TRAIN_STEPS", "12")
     ctx = DemoContext(out=tmp_path, shards=demo_shards)
@@ -69,7 +69,7 @@ def test_demo_part_trains_on_the_build_shards_and_reports_against_chance(
 
 
 def test_demo_part_writes_its_own_shards_without_build_output(tmp_path, monkeypatch):
-    from openwit.train import demo
+    from openwit.demo import train as demo
 
     monkeypatch.setenv("OPENWIT_DEMO_TRAIN_STEPS", "4")
     monkeypatch.setattr(demo, "OWN_SAMPLES", 128)
@@ -121,3 +121,20 @@ def test_resume_auto_falls_back_to_the_newest_step_file_that_loads(demo_shards, 
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert "resuming from step_2.pt" in warned and "latest.pt: cannot read" in warned
     assert ckpt.load(latest)["step"] == 6 and ckpt.load(run / "checkpoints" / "step_4.pt")
+
+
+def test_demo_part_gives_the_same_numbers_on_a_rerun(demo_shards, tmp_path, monkeypatch):
+    """Seeded data order, augmentation and weights, one intra-op thread count: a rerun of
+    the demo on the same shards prints the same loss and accuracies, to the last bit."""
+    from openwit.demo import train as demo
+    from openwit.demo.world import write_eval_set
+
+    monkeypatch.setenv("OPENWIT_DEMO_TRAIN_STEPS", "10")
+    shapes = write_eval_set(tmp_path / "shapes", per_class=2)
+    results = []
+    for run in ("first", "second"):
+        ctx = DemoContext(out=tmp_path / run, shards=demo_shards, eval_sets={"shapes": shapes})
+        demo.run(ctx)
+        results.append(ctx.results["train"])
+    assert results[0]["loss"] == results[1]["loss"]
+    assert results[0]["eval"] == results[1]["eval"]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from openwit.cli import main
-from openwit.demo_data import write_eval_set
+from openwit.demo.world import write_eval_set
 from openwit.evalsets import EvalSet
 from openwit.train.checkpoint import model_state
 from openwit.train.models import create_model

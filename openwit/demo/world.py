@@ -1,14 +1,18 @@
-"""The demo's small world: photo-like images of coloured shapes, their captions, an eval set.
+"""The demo's small world: photo-like images of coloured shapes, their captions, eval sets.
 
 Everything the demo needs is generated here, deterministically from a seed, offline:
 
 - ``write_images``: JPEGs of one coloured shape on a textured background, with captions
   ("a red circle on a grey background"), the kind of pairs a crawl holds.
 - ``write_eval_set``: an image folder in the contract's layout (``ROOT/<class>/<file>``,
-  ``classnames.txt``, ``templates.txt``), one class per shape.
-- ``plant_eval_copies``: a few eval images, transformed as a crawl would (recompressed,
-  rescaled), copied into the image folder so the overlap audit has something to find.
-- ``ImageServer``: a static HTTP server on 127.0.0.1 serving a folder, for the downloader.
+  ``classnames.txt``, ``templates.txt``), one class per shape; ``write_colour_eval_set``
+  the same world with one class per colour.
+
+What the demo's web serves besides these images (eval copies, junk) and the server itself
+are :mod:`openwit.demo.web`'s.
+
+Files are written only when their bytes change: the build's ingest stage fingerprints its
+input files by size and modification time, so rewriting equal bytes would rerun the build.
 
 The vocabulary (colours, shapes, backgrounds) is what the demo's Wikipedia sample and
 queries are built around, so captions match queries the way real ones do.
@@ -16,14 +20,14 @@ queries are built around, so captions match queries the way real ones do.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
 import random
-import threading
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from openwit.io import atomic_write_bytes, atomic_write_text
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (214, 39, 40),
@@ -40,14 +44,23 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "black": (25, 25, 25),
     "wooden": (150, 105, 60),
 }
+#: Half the captions name colour and shape, half the shape alone. Without shape-only
+#: captions, colour and background tell most pairs of a batch apart and the tiny model
+#: barely learns shapes (docs/decisions.md, "The demo teaches").
 CAPTION_TEMPLATES: tuple[str, ...] = (
     "a {colour} {shape} on a {background} background",
     "photo of a {colour} {shape}",
-    "a large {colour} {shape} painted on a {background} wall",
     "close-up of a {colour} {shape} sign",
     "the {colour} {shape} in the middle of the picture",
+    "photo of a {shape}",
+    "a picture of a {shape}",
+    "a {shape} sign",
+    "the {shape} in the middle of the picture",
 )
-EVAL_TEMPLATES: tuple[str, ...] = ("a photo of a {}.", "a {} shape.", "a picture of a {}.")
+#: Zero-shot prompts worded as the captions are (CLIP's prompt engineering, section 3.1.4).
+EVAL_TEMPLATES: tuple[str, ...] = ("photo of a {}", "a picture of a {}", "a {} on a background")
+COLOUR_TEMPLATES: tuple[str, ...] = ("a {} shape.", "a photo of a {} thing.", "something {}.")
+SAME = {"skip_if_same": True}  # rewrite a file only when its bytes change (see above)
 
 
 @dataclass(frozen=True)
@@ -82,24 +95,27 @@ def render(
     from PIL import Image, ImageDraw, ImageFilter
 
     width, height = size
-    base = np.array(BACKGROUNDS[background], dtype=np.float32)
     # A few random low-frequency waves: photos differ in their coarse light and shade,
     # which is what perceptual hashes see; a flat backdrop would make every picture of the
-    # same shape hash alike.
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    field = np.zeros((height, width), dtype=np.float32)
+    # same shape hash alike. They vary slowly, so they are computed on a coarse grid and
+    # scaled up (a tenth of the cost of every pixel).
+    coarse_w, coarse_h = max(2, width // 8), max(2, height // 8)
+    ys, xs = np.mgrid[0:coarse_h, 0:coarse_w].astype(np.float32)
+    field = np.zeros((coarse_h, coarse_w), dtype=np.float32)
     for _ in range(4):
         fx, fy = rng.uniform(-3.5, 3.5), rng.uniform(-3.5, 3.5)
         phase = rng.uniform(0, 2 * np.pi)
-        field += np.cos(2 * np.pi * (fx * xs / width + fy * ys / height) + phase)
-    shade = (18 * field)[:, :, None]
-    noise = np.random.default_rng(rng.getrandbits(32)).normal(0, 12, (height, width, 3))
-    pixels = np.clip(base + shade + noise, 0, 255).astype(np.uint8)
+        field += np.cos(2 * np.pi * (fx * xs / coarse_w + fy * ys / coarse_h) + phase)
+    shade = Image.fromarray(18 * field).resize((width, height), Image.Resampling.BILINEAR)
+    base = np.array(BACKGROUNDS[background], dtype=np.float32)
+    pixels = np.clip(base + np.asarray(shade)[:, :, None], 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels, "RGB")
     draw = ImageDraw.Draw(image)
-    r = rng.uniform(0.22, 0.36) * min(size)
-    cx = rng.uniform(r + 4, width - r - 4)
-    cy = rng.uniform(r + 4, height - r - 4)
+    # Large and near the middle, as a product photo frames its subject: the demo's model
+    # sees 32 x 32 pixels, in which a small shape anywhere is a few blurred patches.
+    r = rng.uniform(0.30, 0.42) * min(size)
+    cx = width / 2 + rng.uniform(-1, 1) * 0.08 * width
+    cy = height / 2 + rng.uniform(-1, 1) * 0.08 * height
     fill = tuple(max(0, min(255, c + rng.randint(-20, 20))) for c in COLOURS[colour])
     box = (cx - r, cy - r, cx + r, cy + r)
     if shape == "circle":
@@ -114,10 +130,22 @@ def render(
         draw.rectangle((cx - t, cy - r, cx + t, cy + r), fill=fill)
     else:
         draw.polygon(_shape_points(shape, cx, cy, r), fill=fill)
-    image = image.filter(ImageFilter.GaussianBlur(0.8))
+    image = image.filter(ImageFilter.SMOOTH)  # soft edges, as a lens draws them
+    # Sensor grain: small integers are several times cheaper to draw than normal floats.
+    grain = np.random.default_rng(rng.getrandbits(32)).integers(
+        -16, 17, (height, width, 3), dtype=np.int16
+    )
+    pixels = np.clip(np.asarray(image, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=rng.randint(80, 92))
     return buffer.getvalue()
+
+
+def caption_for(rng: random.Random, colour: str, shape: str, background: str) -> str:
+    """A caption of the demo world (a template drawn by ``rng``), with "an" before a vowel."""
+    text = rng.choice(CAPTION_TEMPLATES).format(colour=colour, shape=shape, background=background)
+    return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
 
 
 def _sizes(rng: random.Random) -> tuple[int, int]:
@@ -133,11 +161,9 @@ def write_images(root: Path, count: int, seed: int = 0) -> list[DemoImage]:
     for index in range(count):
         colour, shape = rng.choice(list(COLOURS)), rng.choice(SHAPES)
         background = rng.choice(list(BACKGROUNDS))
-        caption = rng.choice(CAPTION_TEMPLATES).format(
-            colour=colour, shape=shape, background=background
-        )
+        caption = caption_for(rng, colour, shape, background)
         path = folder / f"{index:05d}.jpg"
-        path.write_bytes(render(colour, shape, background, rng, _sizes(rng)))
+        atomic_write_bytes(path, render(colour, shape, background, rng, _sizes(rng)), **SAME)
         images.append(DemoImage(path, colour, shape, background, caption))
     return images
 
@@ -151,79 +177,26 @@ def write_eval_set(root: Path, per_class: int, seed: int = 1) -> Path:
         for index in range(per_class):
             colour, background = rng.choice(list(COLOURS)), rng.choice(list(BACKGROUNDS))
             data = render(colour, shape, background, rng, (256, 256))
-            (folder / f"{shape}-{index:03d}.jpg").write_bytes(data)
+            atomic_write_bytes(folder / f"{shape}-{index:03d}.jpg", data, **SAME)
     # One name per class folder, in the sorted folder order EvalSet gives labels in.
-    (root / "classnames.txt").write_text("\n".join(sorted(SHAPES)) + "\n")
-    (root / "templates.txt").write_text("\n".join(EVAL_TEMPLATES) + "\n")
+    atomic_write_text(root / "classnames.txt", "\n".join(sorted(SHAPES)) + "\n", **SAME)
+    atomic_write_text(root / "templates.txt", "\n".join(EVAL_TEMPLATES) + "\n", **SAME)
     return root
 
 
-def plant_eval_copies(eval_root: Path, dest: Path, count: int, seed: int = 2) -> list[DemoImage]:
-    """Copy ``count`` eval images into ``dest/img``, recompressed and rescaled like a crawl.
-
-    Returns them as captioned images (named ``eval-copy-NN.jpg``) for the pool.
-    """
-    from PIL import Image
-
+def write_colour_eval_set(root: Path, per_class: int, seed: int = 7) -> Path:
+    """An eval image folder of the same world with one class per colour (any shape, any
+    background); returns ``root``."""
     rng = random.Random(seed)
-    candidates = sorted(p for p in eval_root.glob("*/*.jpg"))
-    chosen = rng.sample(candidates, min(count, len(candidates)))
-    folder = dest / "img"
-    folder.mkdir(parents=True, exist_ok=True)
-    planted = []
-    for index, source in enumerate(chosen):
-        with Image.open(source) as image:
-            scale = rng.uniform(1.1, 1.4)
-            resized = image.convert("RGB").resize(
-                (int(image.width * scale), int(image.height * scale)), Image.Resampling.BICUBIC
-            )
-        path = folder / f"eval-copy-{index:02d}.jpg"
-        resized.save(path, "JPEG", quality=rng.randint(70, 85))
-        shape = source.parent.name
-        caption = f"a {shape} I found on the internet"
-        planted.append(DemoImage(path, "", shape, "", caption))
-    return planted
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves a folder's files without logging every request."""
-
-    protocol_version = "HTTP/1.1"
-    # Sent at once, as keep-alive servers send (nginx, Apache): with Nagle's algorithm the
-    # body waits for the client's delayed ACK of the head, ~40 ms on a reused connection.
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class BacklogServer(http.server.ThreadingHTTPServer):
-    # The stdlib's listen backlog of 5 makes a burst of downloader threads wait 1 s for SYN
-    # retransmits; a real image host accepts far more.
-    request_queue_size = 1024
-    daemon_threads = True
-
-
-class ImageServer:
-    """Serves a folder over HTTP on 127.0.0.1 (a free port) from a background thread."""
-
-    def __init__(self, root: Path) -> None:
-        handler = functools.partial(QuietHandler, directory=str(root))
-        self.httpd = BacklogServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> ImageServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    for colour in COLOURS:
+        folder = root / colour
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            shape, background = rng.choice(SHAPES), rng.choice(list(BACKGROUNDS))
+            data = render(colour, shape, background, rng, (128, 128))
+            atomic_write_bytes(folder / f"{colour}-{index:03d}.jpg", data, **SAME)
+    atomic_write_text(root / "templates.txt", "\n".join(COLOUR_TEMPLATES) + "\n", **SAME)
+    return root
 
 
 def iter_vocabulary() -> Iterator[str]:

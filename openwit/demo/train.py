@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 from openwit.demo import DemoContext
-from openwit.demo_data import write_eval_set
+from openwit.demo.world import write_colour_eval_set, write_eval_set
 
-DEMO_STEPS = 400
+DEMO_STEPS = 700
 DEMO_BATCH = 64
 OWN_SAMPLES = 1536
 
@@ -26,7 +26,7 @@ OWN_SAMPLES = 1536
 def _shards(ctx: DemoContext) -> tuple[Path, str]:
     if ctx.shards is not None and any(Path(ctx.shards).glob("*.tar")):
         return Path(ctx.shards), ""
-    from openwit.train.sample_shards import write_demo_shards
+    from openwit.demo.shards import write_demo_shards
 
     own = ctx.out / "train-data"
     if not (own / "shards" / "sizes.json").is_file():
@@ -38,16 +38,15 @@ def run(ctx: DemoContext) -> str:
     from openwit.train.config import TrainConfig
     from openwit.train.loop import train
     from openwit.train.report import print_run_summary
-    from openwit.train.sample_shards import write_colour_eval_set
 
     shards, note = _shards(ctx)
     if not ctx.eval_sets:
-        ctx.eval_sets["shapes"] = write_eval_set(ctx.out / "eval-sets" / "shapes", per_class=10)
+        ctx.eval_sets["shapes"] = write_eval_set(ctx.out / "eval-sets" / "shapes", per_class=20)
     eval_sets = {name: str(path) for name, path in ctx.eval_sets.items()}
     colours = "colours" if "colours" not in eval_sets else "demo-colours"
     colour_root = ctx.out / "eval-sets" / colours
     if not (colour_root / "templates.txt").is_file():
-        write_colour_eval_set(colour_root, per_class=10)
+        write_colour_eval_set(colour_root, per_class=20)
     eval_sets[colours] = str(colour_root)
     steps = int(os.environ.get("OPENWIT_DEMO_TRAIN_STEPS", DEMO_STEPS))
     config = TrainConfig(
@@ -67,6 +66,7 @@ def run(ctx: DemoContext) -> str:
     summary = train(config)
     print_run_summary(summary)
     ctx.checkpoint = summary.checkpoint
+    ctx.train_run = Path(config.out)
     ctx.results["train"] = {
         "steps": summary.steps,
         "loss": summary.loss,

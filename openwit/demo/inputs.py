@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from openwit.demo_data import DemoImage
+from openwit.demo.world import DemoImage
+from openwit.io import atomic_write_bytes, atomic_write_text
 
 WARC_DATE = "2026-01-01T00:00:00Z"
 
@@ -110,8 +111,7 @@ def write_demo_wat(
         )
     broken = f"{base_url}/pages/broken.html"
     records.append(warc_record(len(records), "metadata", broken, b'{"Envelope": {"Payload'))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"".join(records))
+    atomic_write_bytes(path, b"".join(records), skip_if_same=True)  # unchanged: build reused
     return path
 
 
@@ -140,8 +140,7 @@ def write_demo_pool(
     if rows and isinstance(rows[0], dict):
         rows.append(dict(rows[0]))  # an exact duplicate of the first pair
     lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines) + "\n", skip_if_same=True)
     return path
 
 

@@ -3,78 +3,23 @@
 It runs after the build and train parts: the build part plants transformed copies of a few
 eval images into its pool, so the audit has overlap to find. Where no earlier part left
 shards (the part run on its own, as its tests do), it writes a small shard set of its own
-from ``openwit.demo_data`` -- captioned images plus planted eval copies.
+from the demo world -- captioned images plus planted eval copies.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from openwit.demo import DemoContext
 
-#: ``openwit.demo_data.plant_eval_copies`` names its copies so; the URL tells them apart.
+#: ``openwit.demo.web.plant_eval_copies`` names its copies so; the URL tells them apart.
 PLANTED_MARK = "eval-copy-"
 POOL_IMAGES = 60
 EVAL_PER_CLASS = 6
 PLANTED = 5
-
-
-def write_shards(
-    samples: list[tuple[bytes, str, str]], folder: Path, per_shard: int = 1000
-) -> Path:
-    """Webdataset shards in the contract's layout from ``(jpeg bytes, caption, url)``.
-
-    ``NNNNN.tar`` (``KEY.jpg``, ``KEY.txt``, ``KEY.json``), ``NNNNN.parquet`` beside each,
-    and ``sizes.json``. Hashes are computed as the build computes them.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    import webdataset as wds
-
-    from openwit.hashes.images import bytes_hashes
-    from openwit.schemas import sample_key, uid_for
-
-    folder.mkdir(parents=True, exist_ok=True)
-    sizes = {}
-    for shard_index, start in enumerate(range(0, len(samples), per_shard)):
-        rows = []
-        name = f"{shard_index:05d}"
-        with wds.TarWriter(str(folder / f"{name}.tar")) as sink:
-            for offset, (data, caption, url) in enumerate(samples[start : start + per_shard]):
-                key = sample_key(start + offset)
-                phash, dhash = bytes_hashes(data)
-                row = {
-                    "key": key,
-                    "uid": uid_for(url, caption),
-                    "url": url,
-                    "text": caption,
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "phash": phash,
-                    "dhash": dhash,
-                }
-                meta = {k: v for k, v in row.items() if k not in ("phash", "dhash")}
-                sink.write({"__key__": key, "jpg": data, "txt": caption, "json": json.dumps(meta)})
-                rows.append(row)
-        schema = pa.schema(
-            [
-                ("key", pa.string()),
-                ("uid", pa.string()),
-                ("url", pa.string()),
-                ("text", pa.string()),
-                ("sha256", pa.string()),
-                ("phash", pa.uint64()),
-                ("dhash", pa.uint64()),
-            ]
-        )
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / f"{name}.parquet")
-        sizes[f"{name}.tar"] = len(rows)
-    (folder / "sizes.json").write_text(json.dumps(sizes, indent=2) + "\n")
-    return folder
 
 
 def _stored_jpeg(path: Path) -> bytes:
@@ -90,13 +35,14 @@ def _stored_jpeg(path: Path) -> bytes:
 
 def self_contained_case(root: Path) -> tuple[Path, dict[str, Path], int]:
     """Shards with planted eval copies, and the eval set: ``(shards, eval sets, planted)``."""
-    from openwit import demo_data
+    from openwit.demo import web, world
+    from openwit.demo.shards import DEMO_URL, write_shards
 
-    eval_root = demo_data.write_eval_set(root / "eval" / "shapes", EVAL_PER_CLASS)
-    images = demo_data.write_images(root / "pool", POOL_IMAGES)
-    planted = demo_data.plant_eval_copies(eval_root, root / "pool", PLANTED)
+    eval_root = world.write_eval_set(root / "eval" / "shapes", EVAL_PER_CLASS)
+    images = world.write_images(root / "pool", POOL_IMAGES)
+    planted = web.plant_eval_copies(eval_root, root / "pool", PLANTED)
     samples = [
-        (_stored_jpeg(image.path), image.caption, f"http://demo.example/{image.path.name}")
+        (_stored_jpeg(image.path), image.caption, DEMO_URL.format(image.path.name))
         for image in [*images, *planted]
     ]
     shards = write_shards(samples, root / "shards", per_shard=40)
@@ -149,6 +95,7 @@ def run(ctx: DemoContext) -> str:
     found = len({m["url"] for m in matches if PLANTED_MARK in (m["url"] or "")})
     others = len({m["url"] for m in matches if PLANTED_MARK not in (m["url"] or "")})
     overlap = sum(s["n_overlap"] for s in audit["sets"])
+    ctx.audit_dir = out
     ctx.results["audit"] = {
         "report": str(out / "index.html"),
         "overlapping_eval_images": overlap,

@@ -1,4 +1,4 @@
-"""The demo's query part: the real builder on the bundled sample (``queries/demo_data``).
+"""The demo's query part: the real builder on the bundled sample (``openwit/demo/data``).
 
 Thresholds are lowered for a 36-article sample (about 4,000 words): unigrams seen 5 times,
 bigrams seen 5 times with a PMI of at least 2 bits (the reachable maximum here is about 10),
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from openwit.demo import DemoContext
 
-DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
+DEMO_DATA = Path(__file__).resolve().parent / "data"
 DEMO_THRESHOLDS = {
     "min_unigram_count": 5,
     "min_bigram_count": 5,
@@ -24,7 +24,7 @@ DEMO_THRESHOLDS = {
 
 def caption_words() -> set[str]:
     """Every word of the demo's captions (lowercase, as captions write them)."""
-    from openwit.demo_data import CAPTION_TEMPLATES, iter_vocabulary
+    from openwit.demo.world import CAPTION_TEMPLATES, iter_vocabulary
     from openwit.text import match_tokens
 
     words = set(iter_vocabulary())

@@ -1,7 +1,7 @@
 """Writes the demo's small Wikipedia sample, page views and WordNet directory (deterministic).
 
-Run from the repository root: ``python queries/demo_data/make_demo_dump.py``. The articles
-are written around the demo world's vocabulary (``openwit.demo_data``: colours, shapes,
+Run from the repository root: ``python openwit/demo/data/make_demo_dump.py``. The articles
+are written around the demo world's vocabulary (``openwit.demo.world``: colours, shapes,
 backgrounds) and the words of its captions, in realistic wikitext (infoboxes, references,
 tables, images, categories), with a redirect, a disambiguation page and a talk page among
 them, so the demo's funnel shows every outcome.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from openwit.demo_data import BACKGROUNDS, COLOURS, SHAPES
+from openwit.demo.world import BACKGROUNDS, COLOURS, SHAPES
 from openwit.queries.export_xml import DumpPage, write_dump, write_pageviews, write_wndb
 
 HERE = Path(__file__).resolve().parent
@@ -65,11 +65,12 @@ def pages() -> list[DumpPage]:
 
 
 def main() -> None:
-    write_dump(HERE / "demowiki-pages-articles.xml.bz2", pages(), multistream=True)
+    # Named as Wikimedia names them, with the dump date (the dataset card reads it).
+    write_dump(HERE / "demowiki-20260101-pages-articles.xml.bz2", pages(), multistream=True)
     views = [("en", f"{c.title()}_{s}", 40 + 7 * i) for i, (c, s) in
              enumerate((c, s) for c in COLOURS for s in SHAPES)]  # fmt: skip
     views += [("en", "Primary_color", 120), ("en", "Talk:Red_circle", 300), ("de", "Kreis", 500)]
-    write_pageviews(HERE / "pageviews-demo-000000.gz", views)
+    write_pageviews(HERE / "pageviews-20260101-000000.gz", views)
     write_wndb(
         HERE / "wordnet",
         {

@@ -1,0 +1,187 @@
+"""The build report: ``OUT/report/index.html`` and ``OUT/report/dataset-card.md``.
+
+Written at the end of every complete build and by ``openwit report --build OUT [--audit DIR]
+[--train RUN]``. The modules, in the order the work flows:
+
+- :mod:`~openwit.report.facts`   -- the numbers, from the build's files (``BuildDir``)
+- :mod:`~openwit.report.runs`    -- an overlap audit's and a training run's results
+- :mod:`~openwit.report.samples` -- sample thumbnails drawn from the shards
+- :mod:`~openwit.report.charts`  -- matplotlib PNGs beside the page
+- :mod:`~openwit.report.page`    -- ``index.html``; :mod:`~openwit.report.card` the card
+- :mod:`~openwit.report.html`    -- page frame and chart helpers shared with the audit report
+
+Everything on the page and in the card comes from ``report.json``, written beside them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openwit import fs
+from openwit.builddir import BuildDir
+from openwit.errors import UserError
+from openwit.io import atomic_write_json, atomic_write_text, read_json
+
+INDEX, CARD, FACTS = "index.html", "dataset-card.md", "report.json"
+
+
+@dataclass
+class ReportResult:
+    html: Path
+    card: Path
+    facts: Path
+    notes: list[str] = field(default_factory=list)  # sections left out, and why
+
+
+def check_complete(build: BuildDir) -> None:
+    """A :class:`UserError` (one line, exit 2) unless ``build`` is a complete build."""
+    try:
+        manifest = build.manifest()
+        build.funnel()
+    except FileNotFoundError:
+        raise UserError(f"{build.root}: no openwit build here (no manifest.json)") from None
+    except (OSError, ValueError):
+        raise UserError(f"{build.root}: not an openwit build (manifest.json or funnel.json "
+                        "unreadable)") from None  # fmt: skip
+    if not manifest.get("complete"):
+        where = manifest.get("until")
+        stopped = f"it stopped after {where}" if where else "it did not finish"
+        raise UserError(
+            f"{build.root}: not a complete build ({stopped}); finish it with `openwit build` "
+            "before writing its report"
+        )
+
+
+def write_build_report(
+    build_dir: str | Path,
+    audit: Path | None = None,
+    train: Path | None = None,
+    out: Path | None = None,
+) -> ReportResult:
+    """Write the report of the complete build in ``build_dir`` into ``out`` (default: the
+    build's ``report/`` folder). Everything is written into ``out`` and nothing else.
+
+    A build in a bucket gets its report there too: it is rendered into a local temporary
+    folder and each file uploaded (only the ones whose bytes changed)."""
+    if out is None and not fs.is_local(BuildDir(build_dir).report_dir):
+        return _write_remote(BuildDir(build_dir), audit, train)
+    return _write_local(build_dir, audit, train, out)
+
+
+def _write_remote(build: BuildDir, audit: Path | None, train: Path | None) -> ReportResult:
+    import tempfile
+
+    target = build.report_dir
+    with tempfile.TemporaryDirectory(prefix="openwit-report-") as folder:
+        local = _write_local(build.root, audit, train, Path(folder))
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                url = fs.join(target, str(path.relative_to(folder)))
+                fs.write_bytes(url, path.read_bytes(), skip_if_same=True)
+        result = ReportResult(
+            Path(fs.join(target, INDEX)), Path(fs.join(target, CARD)), Path(fs.join(target, FACTS))
+        )
+        result.notes = local.notes
+    return result
+
+
+def _write_local(
+    build_dir: str | Path, audit: Path | None, train: Path | None, out: Path | None
+) -> ReportResult:
+    from openwit.report import card, charts, page
+    from openwit.report.facts import collect
+    from openwit.report.runs import read_audit, read_training
+    from openwit.report.samples import write_samples
+
+    build = BuildDir(build_dir)
+    check_complete(build)
+    out = Path(out if out is not None else build.report_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    facts = collect(build)
+    summary = facts.summary
+    summary["card"] = _card_settings(build, summary["build"]["config"])
+    summary["query_sources"] = _query_sources(summary["build"]["config"].get("queries"))
+    summary["audit"], audit_note = read_audit(audit, out)
+    summary["training"], train_note = read_training(train)
+    summary["samples"] = write_samples(build, out)
+    _remove_stale(
+        out / "samples", {s.get("thumb", "").rsplit("/", 1)[-1] for s in summary["samples"]}
+    )
+    files: dict[str, str | None] = {
+        "funnel": charts.funnel(summary["funnel"], out),
+        "queries": charts.query_counts(summary["queries"] or {}, facts.series, out),
+        "languages": charts.languages(summary["text"], out),
+        "captions": charts.caption_lengths(facts.series, out),
+        "sizes": charts.image_sizes(
+            facts.series, summary["build"]["config"].get("image", {}).get("min_side"), out
+        ),
+        "aspects": charts.aspect_ratios(summary["images"], out),
+        "failures": charts.download_failures(summary["downloads"], out),
+        "duplicates": charts.duplicate_groups(summary["duplicates"], out),
+        "timings": charts.timings(summary["timings"]["stages"], out),
+        "loss": charts.training_loss((summary["training"] or {}).get("loss_curve", []), out),
+    }
+    _remove_stale_charts(out, files)
+    schema = _index_schema(build)
+    result = ReportResult(out / INDEX, out / CARD, out / FACTS)
+    result.notes = [n for n in (audit_note, train_note) if n]
+    atomic_write_json(result.facts, summary)
+    atomic_write_text(result.card, card.render(summary, schema), skip_if_same=True)
+    atomic_write_text(result.html, page.render(summary, files), skip_if_same=True)
+    return result
+
+
+def _card_settings(build: BuildDir, config: dict[str, Any]) -> dict[str, Any]:
+    settings = dict(config.get("card") or {})
+    settings.setdefault("license", "other")
+    if settings["license"] == "other" and not settings.get("license_name"):
+        settings["license_name"] = "web-index-images-keep-own-copyright"
+    if not settings.get("pretty_name"):
+        settings["pretty_name"] = f"{_last_name(str(build.root))} (openwit build)"
+    return settings
+
+
+def _last_name(root: str) -> str:
+    """The build directory's own name, of a local path or a URL."""
+    if "://" not in root:
+        root = os.path.abspath(root)
+    return root.rstrip("/").rsplit("/", 1)[-1] or root
+
+
+def _query_sources(queries: str | None) -> dict[str, Any] | None:
+    """The query list's build summary (``queries.summary.json`` beside it), if local."""
+    from openwit.queries.build import summary_path
+
+    if not queries or "://" in queries:
+        return None
+    try:
+        return read_json(summary_path(Path(queries)))
+    except (OSError, ValueError):
+        return None
+
+
+def _index_schema(build: BuildDir) -> list[tuple[str, str]]:
+    indexes = build.shard_indexes()
+    if not indexes:
+        return []
+    schema = build.read_table(indexes[:1]).schema
+    return [(f.name, str(f.type)) for f in schema]
+
+
+def _remove_stale(folder: Path, keep: set[str]) -> None:
+    """Thumbnails of an earlier report of this directory that this one does not show."""
+    for path in folder.glob("*"):
+        if path.is_file() and path.name not in keep:
+            path.unlink()
+
+
+def _remove_stale_charts(out: Path, files: dict[str, str | None]) -> None:
+    from openwit.report import charts
+
+    written = set(files.values())
+    for name in (v for k, v in vars(charts).items() if k.isupper() and isinstance(v, str)):
+        if name not in written:
+            (out / name).unlink(missing_ok=True)

@@ -1,0 +1,52 @@
+"""``openwit report`` (import-light: the report's modules are imported inside the command)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def report(
+    build: Annotated[Path, typer.Option("--build", help="A complete build directory (OUT).")],
+    audit: Annotated[
+        Path | None, typer.Option(help="An `openwit audit` output folder (audit.json).")
+    ] = None,
+    train: Annotated[
+        Path | None, typer.Option(help="An `openwit train` run folder (eval.json).")
+    ] = None,
+) -> None:
+    """Write OUT/report/index.html and OUT/report/dataset-card.md for a complete build.
+
+    `openwit build` writes them at the end of every complete build; run this to add an
+    overlap audit and a training run to the report, or after editing the config's `card:`.
+    """
+    from openwit.console import print_table, stdout
+    from openwit.io import read_json
+    from openwit.report import write_build_report
+
+    result = write_build_report(build, audit=audit, train=train)
+    facts = read_json(result.facts)
+    counts = facts["counts"]
+    print_table(
+        "openwit report",
+        ["", "value"],
+        [
+            ["input records", counts["input_records"]],
+            ["samples", counts["samples"]],
+            ["shards", counts["shards"]],
+            ["rejected", counts["rejected"]],
+            ["funnel law", "holds" if counts["funnel_law"] else "BROKEN"],
+            ["audit", "yes" if facts["audit"] else "no"],
+            ["training run", "yes" if facts["training"] else "no"],
+        ],
+    )
+    for note in result.notes:
+        stdout.print(f"note: {note}", highlight=False)
+    stdout.print(f"build report: {result.html}", highlight=False)
+    stdout.print(f"dataset card: {result.card}", highlight=False)
+
+
+def register(root: typer.Typer) -> None:
+    root.command("report")(report)
