@@ -13,8 +13,8 @@ import pytest
 from openwit.airflow import settings
 from openwit.airflow.requests import dataflow_settings, location, prepare_build
 from openwit.cli import main
+from openwit.demo.queries import DEMO_DATA
 from openwit.errors import UserError
-from openwit.queries.demo import DEMO_DATA
 from openwit.schemas import QUERY_SCHEMA
 from openwit.stage_names import BUILD_STAGES
 

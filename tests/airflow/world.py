@@ -25,9 +25,9 @@ import psutil
 import yaml
 
 from openwit.demo.inputs import write_demo_pool
+from openwit.demo.queries import DEMO_DATA, DEMO_THRESHOLDS
 from openwit.demo.web import ImageServer, QuietHandler, plant_eval_copies
 from openwit.demo.world import write_eval_set, write_images
-from openwit.queries.demo import DEMO_DATA, DEMO_THRESHOLDS
 
 IMAGES = 24
 EVAL_PER_CLASS = 2
