@@ -9,7 +9,9 @@ stage never writes its own records: it returns them.
 A core is an object with ``start(unit) -> finish`` (``finish()`` returns the unit's
 :class:`UnitOutput`) and ``in_flight``: how many started units may wait for their finish
 while the next ones start (the download keeps one unit's slowest images in flight while the
-next unit's fill the threads). :class:`TableCore` wraps a plain function of an Arrow table;
+next unit's fill the threads). A ``finish`` with a ``done()`` method says whether it would
+return at once: finished units are written first, so one slow unit never holds back the
+commits of those started after it. :class:`TableCore` wraps a plain function of an Arrow table;
 :func:`apply_record_core` applies a function of one record to a table's records.
 """
 
@@ -135,11 +137,21 @@ class RunUnits(beam.DoFn):
             return
         self.pending.append((unit, self.core.start(unit)))
         while len(self.pending) > self.core.in_flight:
-            yield self._finish(*self.pending.popleft())
+            yield self._finish(*self._next_pending())
 
     def finish_bundle(self) -> None:
         while self.pending:  # their indexes are not needed: the bundle's end is the barrier
             self._finish(*self.pending.popleft())
+
+    def _next_pending(self) -> tuple[WorkUnit, Finish]:
+        """The first pending unit that is already finished, else the oldest."""
+        for index, (_, finish) in enumerate(self.pending):
+            done = getattr(finish, "done", None)
+            if done is None or done():
+                item = self.pending[index]
+                del self.pending[index]
+                return item
+        return self.pending.popleft()
 
     def _finish(self, unit: WorkUnit, finish: Finish) -> int:
         marker = write_unit(self.attempt, self.pass_name, unit, finish(), self.schema)

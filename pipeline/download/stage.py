@@ -65,6 +65,22 @@ def unit_output(outcomes: list[Outcome]) -> UnitOutput:
     return UnitOutput(table, rejections_table(rejected), stats=stats)
 
 
+class PendingUnit:
+    """A unit whose images are on their way; calling it waits for them."""
+
+    def __init__(self, unit: WorkUnit, futures: list[Future[Outcome]]) -> None:
+        self.unit, self.futures = unit, futures
+
+    def done(self) -> bool:
+        return all(f.done() for f in self.futures)
+
+    def __call__(self) -> UnitOutput:
+        output = unit_output([f.result() for f in self.futures])
+        kept = output.kept.num_rows
+        log.info("download unit %s: %d of %d kept", self.unit.name, kept, len(self.futures))
+        return output
+
+
 class DownloadCore:
     """Starts a unit's downloads on the process's shared downloader; finishes them later."""
 
@@ -83,14 +99,8 @@ class DownloadCore:
         )
         self.reader = UnitReader()
 
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
-        futures = [self.downloader.submit(r) for r in self.reader.records(unit)]
-        return functools.partial(self._finish, unit, futures)
-
-    def _finish(self, unit: WorkUnit, futures: list[Future[Outcome]]) -> UnitOutput:
-        output = unit_output([f.result() for f in futures])
-        log.info("download unit %s: %d of %d kept", unit.name, output.kept.num_rows, len(futures))
-        return output
+    def start(self, unit: WorkUnit) -> PendingUnit:
+        return PendingUnit(unit, [self.downloader.submit(r) for r in self.reader.records(unit)])
 
     def close(self) -> None:
         self.downloader.close_idle_connections()  # kept-alive sockets end with the stage

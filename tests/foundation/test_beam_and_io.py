@@ -196,3 +196,41 @@ def test_written_files_get_the_umask_mode_not_a_temporary_files(tmp_path):
         importlib.reload(fs)
     for name in ("a.bin", "b.tar", "c.json"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+class SlowFirstUnit:
+    """Unit 0 never reports done until the bundle ends; the others are done at once."""
+
+    in_flight = 1
+
+    def __init__(self):
+        self.finished = []
+
+    def start(self, unit):
+        core = self
+
+        class Finish:
+            def done(self):
+                return unit.index != 0
+
+            def __call__(self):
+                core.finished.append(unit.index)
+                return UnitOutput(pa.table({"n": [unit.index]}, schema=SCHEMA))
+
+        return Finish()
+
+    def close(self):
+        pass
+
+
+def test_finished_units_are_written_before_a_slow_one_started_earlier(tmp_path):
+    """One slow unit (a download waiting on a hung server) must not hold back the commits
+    of the units started after it: a kill then loses only the slow one."""
+    fn = RunUnits("toy", str(tmp_path / "attempt"), SlowFirstUnit, SCHEMA, {})
+    fn.setup()
+    fn.start_bundle()
+    written = [index for unit in range(4) for index in fn.process(WorkUnit(unit))]
+    fn.finish_bundle()
+    assert written == [1, 2, 3]  # committed while unit 0 still waited
+    assert fn.core.finished == [1, 2, 3, 0]
+    assert sorted(os.listdir(tmp_path / "attempt"))[-1] == "part-00000003.parquet"
