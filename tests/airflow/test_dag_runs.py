@@ -159,7 +159,7 @@ def test_a_build_runs_end_to_end_to_valid_shards_and_publishes_them(deployment, 
     sizes = build.shard_sizes()
     assert sorted(sizes) == build.shard_tars() and len(sizes) >= 3
     for name, count in sizes.items():
-        keys = {n.split(".")[0] for n in tar_samples(build.shards_dir / name)}
+        keys = {n.split(".")[0] for n in tar_samples(Path(build.shards_dir) / name)}
         assert len(keys) == count
     samples = sum(sizes.values())
     assert samples == counts[-1]["out"] > 20
@@ -250,11 +250,13 @@ def test_validation_catches_shards_that_disagree_with_their_records(deployment, 
 
     sizes = build.shard_sizes()
     first = sorted(sizes)[0]
-    (build.shards_dir / "sizes.json").write_text(json.dumps({**sizes, first: sizes[first] + 1}))
+    (Path(build.shards_dir) / "sizes.json").write_text(
+        json.dumps({**sizes, first: sizes[first] + 1})
+    )
     with pytest.raises(ValueError, match=rf"{first}: sizes.json says \d+ samples, its index has"):
         validate_build(build, list(BUILD_STAGES))
-    (build.shards_dir / "sizes.json").write_text(json.dumps(sizes))
-    (build.shards_dir / first).unlink()
+    (Path(build.shards_dir) / "sizes.json").write_text(json.dumps(sizes))
+    (Path(build.shards_dir) / first).unlink()
     with pytest.raises(ValueError, match="missing: \\['" + first):
         validate_build(build, list(BUILD_STAGES))
 
