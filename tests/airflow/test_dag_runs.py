@@ -191,7 +191,7 @@ def test_a_download_killed_midway_is_retried_and_gives_the_same_shards(
     assert all(built["tasks"][t]["try_number"] == 1 for t in built["tasks"] if t != "download")
 
     def shards(name: str) -> dict[str, dict[str, bytes]]:
-        folder = BuildDir(deployment.world.root / name).shards_dir
+        folder = Path(BuildDir(deployment.world.root / name).shards_dir)
         return {tar.name: tar_samples(tar) for tar in sorted(folder.glob("*.tar"))}
 
     assert reference.complete and reference.skipped == ["ingest"]  # left by the partial run
