@@ -17,6 +17,7 @@ commits of those started after it. :class:`TableCore` wraps a plain function of 
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -144,14 +145,18 @@ class RunUnits(beam.DoFn):
             self._finish(*self.pending.popleft())
 
     def _next_pending(self) -> tuple[WorkUnit, Finish]:
-        """The first pending unit that is already finished, else the oldest."""
-        for index, (_, finish) in enumerate(self.pending):
-            done = getattr(finish, "done", None)
-            if done is None or done():
-                item = self.pending[index]
-                del self.pending[index]
-                return item
-        return self.pending.popleft()
+        """The first pending unit that is finished; when none is yet and every one can say
+        (``done()``), the first to finish; else the oldest."""
+        checks = [getattr(finish, "done", None) for _, finish in self.pending]
+        if any(check is None for check in checks):
+            return self.pending.popleft()
+        while True:
+            for index, done in enumerate(checks):
+                if done():
+                    item = self.pending[index]
+                    del self.pending[index]
+                    return item
+            time.sleep(0.005)  # a unit's images are on the network; check again shortly
 
     def _finish(self, unit: WorkUnit, finish: Finish) -> int:
         marker = write_unit(self.attempt, self.pass_name, unit, finish(), self.schema)

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import apache_beam as beam
 import pyarrow as pa
@@ -199,7 +200,8 @@ def test_written_files_get_the_umask_mode_not_a_temporary_files(tmp_path):
 
 
 class SlowFirstUnit:
-    """Unit 0 never reports done until the bundle ends; the others are done at once."""
+    """Unit 0 reports done only once every other unit has been written; the others are
+    done a moment after they start (never at once: the writer must wait for them)."""
 
     in_flight = 1
 
@@ -208,10 +210,13 @@ class SlowFirstUnit:
 
     def start(self, unit):
         core = self
+        started = time.monotonic()
 
         class Finish:
             def done(self):
-                return unit.index != 0
+                if unit.index == 0:
+                    return len(core.finished) == 3
+                return time.monotonic() - started > 0.05
 
             def __call__(self):
                 core.finished.append(unit.index)
