@@ -17,14 +17,13 @@ import zlib
 
 import pytest
 
+from openwit.config import DownloadConfig
 from openwit.pipeline.download.fetch import policy as policy_module
 from openwit.pipeline.download.fetch.client import (
     TIMEOUT_SLACK_S,
-    ClientSettings,
     Fetched,
     FetchFailed,
     HttpClient,
-    user_agent,
 )
 from openwit.pipeline.download.fetch.policy import BlockedUrl, UrlPolicy
 from tests.download.servers import RecordingNetwork
@@ -91,15 +90,21 @@ def head(*lines: str) -> bytes:
 
 
 def client(**settings) -> HttpClient:
-    base = {"timeout_s": 2.0, "retries": 0, "user_agent": "openwit-test/1"}
+    base = {"timeout_s": 2.0, "retries": 0}
     network = RecordingNetwork()
-    return HttpClient(ClientSettings(**{**base, **settings}), UrlPolicy(True), network.connect)
+    return HttpClient(DownloadConfig(**{**base, **settings}), UrlPolicy(True), network.connect)
+
+
+def unchecked_client(**settings) -> HttpClient:
+    """A client whose settings skipped validation: the only way to hand it header values
+    http.client refuses or encodes (a validated section has only printable ASCII)."""
+    download = DownloadConfig.model_construct(timeout_s=2.0, retries=0, **settings)
+    return HttpClient(download, UrlPolicy(True), RecordingNetwork().connect)
 
 
 def test_the_request_is_byte_for_byte_what_http_client_sends(server):
     server.script = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}"), JPEG]
-    agent = user_agent("0.1.0", "openwit", "mailto:data@example.org")
-    fetcher = client(user_agent=agent)
+    fetcher = client(contact="mailto:data@example.org")
     for path in ("/a.jpg", "/dir/b%20c.jpg?x=1&y=%C3%A9", "/"):
         assert isinstance(fetcher.fetch(server.url(path)), Fetched)
 
@@ -111,6 +116,18 @@ def test_the_request_is_byte_for_byte_what_http_client_sends(server):
         reference = Recorder("127.0.0.1", server.port)
         reference.request("GET", path, headers=fetcher._headers())
         assert sent == reference.sent
+
+
+def test_a_changed_download_section_changes_the_request_it_sends():
+    """The request head is built once and kept; the section it comes from is a config
+    model that accepts (validated) assignments, so a change must not be missed."""
+    fetcher = client()
+    target = UrlPolicy(True).parse("http://example.com/a.jpg")
+    assert b"Connection: keep-alive\r\n" in fetcher._request(target)
+    fetcher.download.contact = "mailto:data@example.org"
+    fetcher.download.keep_alive = False
+    sent = fetcher._request(target)
+    assert b"; +mailto:data@example.org)\r\n" in sent and b"Connection: close\r\n" in sent
 
 
 def test_a_host_header_gets_the_port_only_off_port_80():
@@ -137,9 +154,10 @@ def test_a_host_header_gets_the_port_only_off_port_80():
 
 def test_what_http_client_would_refuse_is_left_to_it(server):
     policy = UrlPolicy(True)
-    assert client(user_agent="bad\nagent")._request(policy.parse("http://example.com/")) == b""
+    bad = unchecked_client(contact="bad\nagent")
+    assert bad._request(policy.parse("http://example.com/")) == b""
     with pytest.raises(ValueError, match="Invalid header value"):  # http.client's refusal
-        client(user_agent="bad\nagent").fetch(server.url())
+        bad.fetch(server.url())
 
 
 def test_paths_a_browser_encodes_go_out_percent_encoded(server):

@@ -41,6 +41,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
+from openwit import __version__
+from openwit.config import DownloadConfig
 from openwit.pipeline.download.fetch.deadline import Alarm, Budget, Watchdog
 from openwit.pipeline.download.fetch.hosts import HostLimiter
 from openwit.pipeline.download.fetch.policy import BlockedUrl, IPAddress, Target, UrlPolicy
@@ -73,20 +75,6 @@ STALE_ERRORS = (
     ssl.SSLEOFError,
     ssl.SSLZeroReturnError,
 )
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    timeout_s: float = 10.0
-    connect_timeout_s: float = 5.0
-    max_bytes: int = 20_000_000
-    max_redirects: int = 5
-    retries: int = 2
-    retry_backoff_s: float = 0.5
-    user_agent: str = "openwit"
-    user_agent_token: str = "openwit"
-    disallowed_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
-    keep_alive: bool = True  # reuse connections (HTTP keep-alive); off: one per request
 
 
 @dataclass(frozen=True)
@@ -264,29 +252,36 @@ def _stale(exc: BaseException) -> bool:
 class HttpClient:
     """Fetches one URL at a time per calling thread; safe to share between threads.
 
+    ``download``: the config's validated ``download`` section (time budget, caps, retries,
+    keep-alive; the User-Agent is made from its ``user_agent_token`` and ``contact``).
     ``max_idle_per_host``: idle keep-alive connections kept per scheme, host and port
     (default: the limiter's requests in flight per host, else 8).
     """
 
     def __init__(
         self,
-        settings: ClientSettings,
+        download: DownloadConfig,
         policy: UrlPolicy,
         connector: Connector | None = None,
         limiter: HostLimiter | None = None,
         watchdog: Watchdog | None = None,
         max_idle_per_host: int | None = None,
     ) -> None:
-        self.settings = settings
+        self.download = download
         self.policy = policy
         self.connector = connector or direct_connect
         self.limiter = limiter
         self.watchdog = watchdog or Watchdog.shared()
         self.tls = ssl.create_default_context()
-        self._header_block: tuple[ClientSettings, bytes | None] | None = None
+        self._header_block: tuple[tuple[str, str, bool], bytes | None] | None = None
         if max_idle_per_host is None:
             max_idle_per_host = limiter.max_concurrent if limiter else MAX_IDLE_PER_KEY
         self.pool = ConnectionPool(max_idle_per_host)
+
+    @property
+    def user_agent(self) -> str:
+        """The User-Agent header: our token and version, and the operator's contact."""
+        return user_agent(__version__, self.download.user_agent_token, self.download.contact)
 
     def close_idle_connections(self) -> None:
         """Close the kept-alive connections now idle; the client stays usable."""
@@ -301,7 +296,7 @@ class HttpClient:
             return FetchFailed(exc.reason, exc.detail, attempts=0)
         slot = self.limiter.slot(target.host) if self.limiter else nullcontext()
         with slot:  # waiting for a polite slot is not part of the image's time budget
-            return self._fetch_with_retries(url, target, Budget(self.settings.timeout_s))
+            return self._fetch_with_retries(url, target, Budget(self.download.timeout_s))
 
     # -- attempts --------------------------------------------------------------------------
     def _fetch_with_retries(
@@ -315,9 +310,9 @@ class HttpClient:
                 return Fetched(body, final_url, content_type, attempt, budget.elapsed())
             except _Failure as failure:
                 last = failure
-            if not last.retryable or attempt > self.settings.retries:
+            if not last.retryable or attempt > self.download.retries:
                 break
-            backoff = self.settings.retry_backoff_s * 2 ** (attempt - 1)
+            backoff = self.download.retry_backoff_s * 2 ** (attempt - 1)
             backoff *= random.uniform(0.5, 1.0)
             if backoff >= budget.remaining():
                 break  # no time left for another try
@@ -339,9 +334,9 @@ class HttpClient:
                     if not location:
                         raise _Failure(f"http_{status}", "redirect without a Location header")
                     hops += 1
-                    if hops > self.settings.max_redirects:
+                    if hops > self.download.max_redirects:
                         raise _Failure(
-                            "too_many_redirects", f"more than {self.settings.max_redirects}"
+                            "too_many_redirects", f"more than {self.download.max_redirects}"
                         )
                     current = _redirect_url(current, location)
                     target = self._parse(current)  # every hop passes the policy again
@@ -354,7 +349,7 @@ class HttpClient:
                 keep = conn is None and self._complete(response, declared, len(body))
                 coding = response.getheader("Content-Encoding")
                 if coding:  # sent although we asked for identity: undo it, within the cap
-                    body = decoded_body(body, coding, self.settings.max_bytes)
+                    body = decoded_body(body, coding, self.download.max_bytes)
                 return body, current, content_type
             finally:
                 response.close()
@@ -397,7 +392,7 @@ class HttpClient:
             remaining = budget.remaining()
             if remaining <= 0:
                 raise _Failure("timeout", f"no time left to connect to {target.host}", True)
-            timeout = min(remaining, self.settings.connect_timeout_s)
+            timeout = min(remaining, self.download.connect_timeout_s)
             try:
                 sock = self.connector(address, target.port, timeout)
             except TimeoutError:
@@ -490,7 +485,7 @@ class HttpClient:
     ) -> tuple[socket.socket, IPAddress] | None:
         """A kept-alive connection of ``target``'s scheme, host and port to one of
         ``addresses`` (the policy's answer for this fetch), or None."""
-        if not self.settings.keep_alive:
+        if not self.download.keep_alive:
             return None
         taken = self.pool.take(_key(target), addresses)
         if taken is None:
@@ -509,7 +504,7 @@ class HttpClient:
         serve another request: keep-alive is on, the server did not mark the answer as
         its last, and the body ended where it said (all of a plain ``Content-Length``,
         or the last chunk, without a Content-Length beside it)."""
-        if not self.settings.keep_alive or response.will_close:
+        if not self.download.keep_alive or response.will_close:
             return False
         if response.chunked:
             return declared is None and response.isclosed()  # the last chunk was read
@@ -527,9 +522,11 @@ class HttpClient:
         """The bytes ``HTTPConnection.request("GET", path, headers=self._headers())`` sends
         for ``target``, built directly; empty where http.client would have to encode,
         refuse or rewrite anything (then the client lets http.client do it)."""
+        download = self.download  # a config section may be changed: keyed on what it says
+        said = (download.user_agent_token, download.contact, download.keep_alive)
         block = self._header_block
-        if block is None or block[0] is not self.settings:
-            block = self._header_block = (self.settings, _header_block(self._headers()))
+        if block is None or block[0] != said:
+            block = self._header_block = (said, _header_block(self._headers()))
         headers = block[1]
         path, host = target.request_path, target.host
         plain = _plain(path) and path.startswith("/") and _plain(host)
@@ -543,10 +540,10 @@ class HttpClient:
 
     def _headers(self) -> dict[str, str]:
         return {
-            "User-Agent": self.settings.user_agent,
+            "User-Agent": self.user_agent,
             "Accept": "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8,*/*;q=0.5",
             "Accept-Encoding": "identity",
-            "Connection": "keep-alive" if self.settings.keep_alive else "close",
+            "Connection": "keep-alive" if self.download.keep_alive else "close",
         }
 
     def _check_status(self, status: int, phrase: str) -> None:
@@ -561,11 +558,11 @@ class HttpClient:
     ) -> None:
         """``content_type`` and ``length``: the Content-Type ("" without one) and
         Content-Length headers of ``response``."""
-        s = self.settings
+        s = self.download
         robots = response.headers.get_all("X-Robots-Tag")  # None without one
         optout = None
         if robots:
-            optout = opted_out(robots, s.user_agent_token, s.disallowed_directives)
+            optout = opted_out(robots, s.user_agent_token, s.disallowed_header_directives)
         if optout is not None:
             raise _Failure("opted_out", f"X-Robots-Tag: {optout}"[:300])
         content_type = content_type.lower()
@@ -589,7 +586,7 @@ class HttpClient:
         :data:`TIMEOUT_SLACK_S`); ``declared``: the Content-Length header."""
         chunks: list[bytes] = []
         size = 0
-        limit = self.settings.max_bytes
+        limit = self.download.max_bytes
         try:
             # ``length``: what http.client still expects of a declared Content-Length
             # (None without one); at 0 the next read would return nothing.
