@@ -459,14 +459,8 @@ class HttpClient:
                     sock.do_handshake()
                 timeout_set = time.monotonic()
                 sock.settimeout(max(budget.deadline - timeout_set, 0.001))
-                if conn is None:  # what HTTPConnection.request and .getresponse do, in one go
-                    sock.sendall(request)
-                    response = http.client.HTTPResponse(sock, method="GET")
-                    try:
-                        response.begin()
-                    except BaseException:
-                        response.close()
-                        raise
+                if conn is None:
+                    response = self._send(sock, target, request)
                 else:  # never kept alive: it says so
                     conn.sock = sock
                     headers = {**self._headers(), "Connection": "close"}
@@ -479,6 +473,21 @@ class HttpClient:
                     continue
                 raise self._as_failure(exc, alarm, before_headers=True) from None
             return sock, conn, response, alarm, timeout_set, address
+
+    def _send(
+        self, sock: socket.socket, target: Target, request: bytes
+    ) -> http.client.HTTPResponse:
+        """Send ``request`` (the bytes :meth:`_request` built for ``target``) and read the
+        answer's status line and headers: what HTTPConnection.request and .getresponse
+        do, in one go."""
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock, method="GET")
+        try:
+            response.begin()
+        except BaseException:
+            response.close()
+            raise
+        return response
 
     def _reusable(
         self, target: Target, addresses: list[IPAddress]
