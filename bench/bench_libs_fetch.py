@@ -1,15 +1,19 @@
 """CPU per fetch of the download's HTTP client: the request head built by hand against
 http.client building it (``HTTPConnection.request`` + ``getresponse``), on loopback.
 
-Everything else is the same client (policy, watchdog, keep-alive pool, body loop): the
-library variant only replaces how the request goes out and the answer's head is read.
+The client lets http.client write its requests; until 2026-12 it built the bytes itself
+(the header lines cached, one ``sendall``, ``HTTPResponse`` read directly), which the
+subclass here does again, only to measure what it would save (docs/decisions.md has the
+decision). Everything else is the same client (policy, watchdog, keep-alive pool, body
+loop): only how the request goes out and the answer's head is read differs.
 The server runs in its own process (HTTP/1.1, keep-alive, no Nagle delay, one ~15 kB
 JPEG body for every path), so the client process's CPU time (``time.process_time``, all
 its threads) is the client's cost. The variants alternate, ``REPEATS`` times each, and the
 medians are reported; the machine is shared, so read the ratio, not the absolute times.
 
 Figures:
-- ``fetch_client_cpu_ms_per_fetch``: 32 threads, like the download stage.
+- ``fetch_client_cpu_ms_per_fetch``: 32 threads, like the download stage; the request
+  built by hand against the client as it is.
 - ``fetch_request_head_us``: building and sending one request head alone (into a socket
   that discards it): the part the two variants differ in.
 """
@@ -78,19 +82,50 @@ def start_server() -> tuple[subprocess.Popen, int]:
             time.sleep(0.1)
 
 
-def library_client_class() -> type:
+def _plain(text: str) -> bool:
+    """Printable ASCII without spaces: what http.client sends as it is, unchecked."""
+    return text.isascii() and text.isprintable() and " " not in text
+
+
+def hand_client_class() -> type:
     from openwit.pipeline.download.fetch.client import HttpClient
 
-    class LibraryRequestClient(HttpClient):
-        """The same client, with http.client writing the request and reading the head."""
+    class HandRequestClient(HttpClient):
+        """The same client, with the request bytes built by hand: http.client's bytes
+        (its Host rule: the port unless it is 80), the header lines after Host built once,
+        anything not plain left to http.client."""
 
-        def _send(self, sock, target, request):  # type: ignore[no-untyped-def]
-            conn = http.client.HTTPConnection(target.host, target.port)
-            conn.sock = sock
-            conn.request("GET", target.request_path, headers=self._headers())
-            return conn.getresponse()
+        head: tuple[tuple[str, str, bool], bytes] | None = None
 
-    return LibraryRequestClient
+        def request_bytes(self, target) -> bytes:  # type: ignore[no-untyped-def]
+            download = self.download
+            said = (download.user_agent_token, download.contact, download.keep_alive)
+            if self.head is None or self.head[0] != said:
+                lines = "".join(f"{k}: {v}\r\n" for k, v in self._headers().items())
+                self.head = (said, (lines + "\r\n").encode("ascii"))
+            path, host = target.request_path, target.host
+            if not (_plain(path) and path.startswith("/") and _plain(host)) or "%" in host:
+                return b""
+            if ":" in host:
+                host = f"[{host}]"
+            if target.port != http.client.HTTP_PORT:
+                host = f"{host}:{target.port}"
+            return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n".encode("ascii") + self.head[1]
+
+        def _send(self, sock, target):  # type: ignore[no-untyped-def]
+            request = self.request_bytes(target)
+            if not request:
+                return super()._send(sock, target)
+            sock.sendall(request)
+            response = http.client.HTTPResponse(sock, method="GET")
+            try:
+                response.begin()
+            except BaseException:
+                response.close()
+                raise
+            return response
+
+    return HandRequestClient
 
 
 def cpu_per_fetch(client_class: type, port: int) -> float:
@@ -114,24 +149,27 @@ def cpu_per_fetch(client_class: type, port: int) -> float:
 
 
 class _Discard:
+    def __init__(self) -> None:
+        self.sent = b""
+
     def sendall(self, data: bytes) -> None:
-        pass
+        self.sent = data
 
 
-def head_seconds(port: int) -> tuple[float, float]:
+def head_seconds(port: int) -> tuple[float, float, bool]:
     """Seconds per request head: built by hand (the client's cache warm) and by
-    ``HTTPConnection.request``, each sent into a socket that discards it."""
+    ``HTTPConnection.request``, each sent into a socket that discards it; and whether
+    both gave the same bytes."""
     from openwit.config import DownloadConfig
-    from openwit.pipeline.download.fetch.client import HttpClient
     from openwit.pipeline.download.fetch.policy import UrlPolicy
 
-    client = HttpClient(DownloadConfig(), UrlPolicy(True))
+    client = hand_client_class()(DownloadConfig(), UrlPolicy(True))
     target = client.policy.parse(f"http://127.0.0.1:{port}/img/000000123.jpg")
     sink = _Discard()
 
     def by_hand() -> None:
         for _ in range(HEADS):
-            sink.sendall(client._request(target))
+            sink.sendall(client.request_bytes(target))
 
     def by_library() -> None:
         for _ in range(HEADS):
@@ -140,39 +178,42 @@ def head_seconds(port: int) -> tuple[float, float]:
             conn.request("GET", target.request_path, headers=client._headers())
 
     times: dict[str, list[float]] = {"hand": [], "library": []}
+    sent = {}
     for _ in range(REPEATS):
         for name, fn in (("hand", by_hand), ("library", by_library)):
             started = time.process_time()
             fn()
             times[name].append((time.process_time() - started) / HEADS)
-    return statistics.median(times["hand"]), statistics.median(times["library"])
+            sent[name] = sink.sent
+    same = sent["hand"] == sent["library"]
+    return statistics.median(times["hand"]), statistics.median(times["library"]), same
 
 
 def main() -> None:
     from openwit.pipeline.download.fetch.client import HttpClient
 
-    library = library_client_class()
+    hand = hand_client_class()
     server, port = start_server()
     try:
         runs: dict[str, list[float]] = {"hand": [], "library": []}
         for _ in range(REPEATS):
-            for name, client_class in (("hand", HttpClient), ("library", library)):
+            for name, client_class in (("hand", hand), ("library", HttpClient)):
                 runs[name].append(cpu_per_fetch(client_class, port))
-        hand, lib = statistics.median(runs["hand"]), statistics.median(runs["library"])
+        ours, lib = statistics.median(runs["hand"]), statistics.median(runs["library"])
         emit(
             "fetch_client_cpu_ms_per_fetch",
-            hand * 1000,
+            ours * 1000,
             "ms",
-            "the same client with http.client writing the request (HTTPConnection.request)",
+            "the client as it is: http.client writes the request (HTTPConnection.request)",
             lib * 1000,
             fetches=FETCHES,
             threads=THREADS,
             repeats=REPEATS,
             hand_runs_ms=[round(v * 1000, 4) for v in runs["hand"]],
             library_runs_ms=[round(v * 1000, 4) for v in runs["library"]],
-            saved_ms=round((lib - hand) * 1000, 4),
+            saved_ms=round((lib - ours) * 1000, 4),
         )
-        hand_head, lib_head = head_seconds(port)
+        hand_head, lib_head, same = head_seconds(port)
         emit(
             "fetch_request_head_us",
             hand_head * 1e6,
@@ -180,6 +221,7 @@ def main() -> None:
             "HTTPConnection.request building and sending the same head",
             lib_head * 1e6,
             heads=HEADS,
+            same_bytes=same,
         )
     finally:
         server.kill()

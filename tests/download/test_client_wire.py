@@ -1,4 +1,4 @@
-"""The HTTP client on the wire: the exact request it sends, and every way a body can end.
+"""The HTTP client on the wire: the request it sends, and every way a body can end.
 
 A raw TCP server on 127.0.0.1 answers each connection with a scripted list of writes and
 pauses, so tests control where the body is cut, how it is split and how slowly it comes.
@@ -7,7 +7,6 @@ pauses, so tests control where the body is cut, how it is split and how slowly i
 from __future__ import annotations
 
 import gzip
-import http.client
 import ipaddress
 import re
 import socket
@@ -17,6 +16,7 @@ import zlib
 
 import pytest
 
+from openwit import __version__
 from openwit.config import DownloadConfig
 from openwit.pipeline.download.fetch import policy as policy_module
 from openwit.pipeline.download.fetch.client import (
@@ -24,6 +24,7 @@ from openwit.pipeline.download.fetch.client import (
     Fetched,
     FetchFailed,
     HttpClient,
+    user_agent,
 )
 from openwit.pipeline.download.fetch.policy import BlockedUrl, UrlPolicy
 from tests.download.servers import RecordingNetwork
@@ -95,69 +96,23 @@ def client(**settings) -> HttpClient:
     return HttpClient(DownloadConfig(**{**base, **settings}), UrlPolicy(True), network.connect)
 
 
-def unchecked_client(**settings) -> HttpClient:
-    """A client whose settings skipped validation: the only way to hand it header values
-    http.client refuses or encodes (a validated section has only printable ASCII)."""
-    download = DownloadConfig.model_construct(timeout_s=2.0, retries=0, **settings)
-    return HttpClient(download, UrlPolicy(True), RecordingNetwork().connect)
-
-
-def test_the_request_is_byte_for_byte_what_http_client_sends(server):
+def test_each_request_says_what_the_download_section_says_now(server):
+    """The section is a config model that accepts (validated) assignments: a request
+    carries the User-Agent (with the contact) and Connection of that moment."""
     server.script = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}"), JPEG]
-    fetcher = client(contact="mailto:data@example.org")
-    for path in ("/a.jpg", "/dir/b%20c.jpg?x=1&y=%C3%A9", "/"):
-        assert isinstance(fetcher.fetch(server.url(path)), Fetched)
-
-    class Recorder(http.client.HTTPConnection):
-        def send(self, data: bytes) -> None:
-            self.sent = data
-
-    for path, sent in zip(("/a.jpg", "/dir/b%20c.jpg?x=1&y=%C3%A9", "/"), server.requests):
-        reference = Recorder("127.0.0.1", server.port)
-        reference.request("GET", path, headers=fetcher._headers())
-        assert sent == reference.sent
-
-
-def test_a_changed_download_section_changes_the_request_it_sends():
-    """The request head is built once and kept; the section it comes from is a config
-    model that accepts (validated) assignments, so a change must not be missed."""
     fetcher = client()
-    target = UrlPolicy(True).parse("http://example.com/a.jpg")
-    assert b"Connection: keep-alive\r\n" in fetcher._request(target)
+    assert isinstance(fetcher.fetch(server.url("/a.jpg")), Fetched)
     fetcher.download.contact = "mailto:data@example.org"
     fetcher.download.keep_alive = False
-    sent = fetcher._request(target)
-    assert b"; +mailto:data@example.org)\r\n" in sent and b"Connection: close\r\n" in sent
-
-
-def test_a_host_header_gets_the_port_only_off_port_80():
-    fetcher = client()
-    policy = UrlPolicy(True)
-
-    class Recorder(http.client.HTTPConnection):
-        def send(self, data: bytes) -> None:
-            self.sent = data
-
-    for url in (
-        "http://example.com/a.jpg",
-        "http://example.com:8080/a.jpg",
-        "https://example.com/a.jpg",  # http.client's default port is 80, also over TLS
-        "http://[2606:4700::1111]/a.jpg",
-        "http://[2606:4700::1111]:8443/a.jpg",
-        "http://bücher.example/a.jpg",
-    ):
-        target = policy.parse(url)
-        reference = Recorder(target.host, target.port)
-        reference.request("GET", target.request_path, headers=fetcher._headers())
-        assert fetcher._request(target) == reference.sent, url
-
-
-def test_what_http_client_would_refuse_is_left_to_it(server):
-    policy = UrlPolicy(True)
-    bad = unchecked_client(contact="bad\nagent")
-    assert bad._request(policy.parse("http://example.com/")) == b""
-    with pytest.raises(ValueError, match="Invalid header value"):  # http.client's refusal
-        bad.fetch(server.url())
+    assert isinstance(fetcher.fetch(server.url("/b.jpg")), Fetched)
+    first, second = server.requests
+    host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
+    assert first.startswith(b"GET /a.jpg HTTP/1.1\r\n" + host)
+    assert f"User-Agent: {user_agent(__version__, 'openwit')}\r\n".encode() in first
+    assert b"Connection: keep-alive\r\n" in first
+    agent = user_agent(__version__, "openwit", "mailto:data@example.org")
+    assert f"User-Agent: {agent}\r\n".encode() in second
+    assert b"Connection: close\r\n" in second
 
 
 def test_paths_a_browser_encodes_go_out_percent_encoded(server):

@@ -164,17 +164,6 @@ def test_a_kept_connection_the_policy_refuses_now_is_closed_not_used(server):
     assert refused == [LOCAL] and len(client.pool) == 0
 
 
-def test_requests_http_client_writes_are_not_kept_alive(server):
-    # Not ASCII: http.client sends it. A validated section cannot say so (printable ASCII
-    # only), so the settings skip validation to reach the path at all.
-    unchecked = DownloadConfig.model_construct(timeout_s=2.0, contact="tést")
-    network = RecordingNetwork()
-    client = HttpClient(unchecked, UrlPolicy(True, network.resolve), network.connect)
-    fetch_images(client, server, 3)
-    assert server.connections == 3
-    assert {headers["Connection"] for _, headers in server.requests} == {"close"}
-
-
 def test_the_pool_takes_only_the_key_and_addresses_asked_for():
     pool = ConnectionPool()
     mine, theirs = socket.socketpair()
