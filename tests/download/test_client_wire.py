@@ -26,6 +26,7 @@ from openwit.pipeline.download.fetch.client import (
     HttpClient,
     user_agent,
 )
+from openwit.pipeline.download.fetch.deadline import Watchdog
 from openwit.pipeline.download.fetch.policy import BlockedUrl, UrlPolicy
 from tests.download.servers import RecordingNetwork
 
@@ -113,6 +114,34 @@ def test_each_request_says_what_the_download_section_says_now(server):
     agent = user_agent(__version__, "openwit", "mailto:data@example.org")
     assert f"User-Agent: {agent}\r\n".encode() in second
     assert b"Connection: close\r\n" in second
+
+
+class OrderWatchdog(Watchdog):
+    """Records, for every alarm disarmed, whether its socket was already closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed_before_disarm: list[bool] = []
+
+    def disarm(self, alarm) -> None:
+        if alarm.sock is not None:
+            self.closed_before_disarm.append(alarm.sock.fileno() == -1)
+        super().disarm(alarm)
+
+
+def test_a_socket_is_closed_only_after_its_watchdog_alarm_is_disarmed(server):
+    """A socket closed while its alarm is armed frees its number for another connection,
+    which the watchdog could then shut down. http.client closes a connection whose answer
+    is its last, or whose answer failed: here it must leave that to the client."""
+    watchdog = OrderWatchdog()
+    download = DownloadConfig(timeout_s=2.0, retries=0)
+    fetcher = HttpClient(download, UrlPolicy(True), RecordingNetwork().connect, None, watchdog)
+    server.script = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}"), JPEG]
+    assert isinstance(fetcher.fetch(server.url()), Fetched)  # HTTP/1.0: the last answer
+    server.script = []  # the server hangs up without an answer
+    assert fetcher.fetch(server.url()).reason == "connection_error"
+    assert len(watchdog.closed_before_disarm) == 2
+    assert not any(watchdog.closed_before_disarm)
 
 
 def test_paths_a_browser_encodes_go_out_percent_encoded(server):
