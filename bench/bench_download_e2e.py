@@ -231,10 +231,11 @@ def openwit_build(config_path: str) -> None:
 
 
 def resizer_figures(photos: list[Path]) -> None:
-    from openwit.pipeline.download.resize import Img2datasetResizer, PillowResizer, ResizeSettings
+    from openwit.config import ImageConfig
+    from openwit.pipeline.download.resize import Img2datasetResizer, PillowResizer
 
     sample = [p.read_bytes() for p in photos[:300]]
-    settings = ResizeSettings(256, "keep_ratio_largest", True, "jpg", 95)
+    settings = ImageConfig(resize_max_side=256, resize_mode="keep_ratio_largest", encode_quality=95)
     timings = {}
     for name, resize in (
         ("pillow", PillowResizer(settings)),

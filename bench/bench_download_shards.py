@@ -71,7 +71,7 @@ def main() -> None:
         counter = iter(range(10**6))
 
         def write() -> None:
-            write_shard(root / "shards", next(counter), records)
+            write_shard(str(root / "shards"), next(counter), records, {})
 
         (root / "shards").mkdir()
         write()  # warm up (imports, page cache)

@@ -16,51 +16,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from openwit import __version__
 from openwit.config import DownloadConfig, ImageConfig
 from openwit.funnel import Rejection
-from openwit.pipeline.download.fetch.client import (
-    ClientSettings,
-    Connector,
-    Fetched,
-    FetchFailed,
-    HttpClient,
-    user_agent,
-)
+from openwit.pipeline.download.fetch.client import Connector, Fetched, FetchFailed, HttpClient
 from openwit.pipeline.download.fetch.hosts import HostLimiter
 from openwit.pipeline.download.fetch.policy import Resolver, UrlPolicy
-from openwit.pipeline.download.resize import ImageRejected, ResizeSettings, make_resizer
+from openwit.pipeline.download.resize import ImageRejected, make_resizer
 
 STAGE = "download"
-
-
-def client_settings(download: DownloadConfig) -> ClientSettings:
-    """The fetch client's settings from the config's ``download`` section."""
-    return ClientSettings(
-        timeout_s=download.timeout_s,
-        connect_timeout_s=download.connect_timeout_s,
-        max_bytes=download.max_bytes,
-        max_redirects=download.max_redirects,
-        retries=download.retries,
-        retry_backoff_s=download.retry_backoff_s,
-        user_agent=user_agent(__version__, download.user_agent_token, download.contact),
-        user_agent_token=download.user_agent_token,
-        disallowed_directives=tuple(download.disallowed_header_directives),
-        keep_alive=download.keep_alive,
-    )
-
-
-def resize_settings(image: ImageConfig) -> ResizeSettings:
-    """The resizer's settings from the config's ``image`` section."""
-    return ResizeSettings(
-        size=image.resize_max_side,
-        mode=image.resize_mode,
-        only_if_bigger=image.resize_only_if_bigger,
-        encode_format=image.encode_format,
-        quality=image.encode_quality,
-        max_pixels=image.max_pixels,
-        resizer=image.resizer,
-    )
 
 
 @dataclass(frozen=True)
@@ -87,13 +50,13 @@ class Downloader:
         policy = UrlPolicy(download.allow_private_networks, resolver)
         limiter = HostLimiter(download.per_host_concurrency, download.per_host_requests_per_s)
         self.client = HttpClient(
-            client_settings(download),
+            download,
             policy,
             connector,
             limiter,
             max_idle_per_host=download.per_host_concurrency,  # at most that many in flight
         )
-        self.resizer = make_resizer(resize_settings(image))
+        self.resizer = make_resizer(image)
         self.pool = ThreadPoolExecutor(
             download.threads_per_worker, thread_name_prefix="openwit-download"
         )

@@ -24,6 +24,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from openwit.config import ImageConfig
+
 #: Formats the decoder accepts: what browsers show as images on the web.
 WEB_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # MPO opens as JPEG
 #: EXIF orientations that swap width and height.
@@ -48,17 +50,6 @@ class ImageRejected(Exception):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-@dataclass(frozen=True)
-class ResizeSettings:
-    size: int = 256
-    mode: str = "keep_ratio_largest"
-    only_if_bigger: bool = True
-    encode_format: str = "jpg"  # jpg | webp
-    quality: int = 95
-    max_pixels: int = 89_478_485
-    resizer: str = "pillow"  # pillow | img2dataset
 
 
 @dataclass(frozen=True)
@@ -208,19 +199,19 @@ def encode(image: Any, encode_format: str, quality: int) -> bytes:
 class PillowResizer:
     """The default resizer: reduced-size JPEG decoding, box filter, EXIF orientation."""
 
-    def __init__(self, settings: ResizeSettings) -> None:
-        self.settings = settings
+    def __init__(self, image: ImageConfig) -> None:
+        self.config = image
 
     def __call__(self, data: bytes) -> StoredImage:
         from PIL import Image
 
-        s = self.settings
+        s = self.config
         image = open_checked(data, s.max_pixels)
         orientation = _orientation(image)
         width, height = image.size
         if orientation in _TRANSPOSED:
             width, height = height, width
-        plan = geometry(width, height, s.size, s.mode, s.only_if_bigger)
+        plan = geometry(width, height, s.resize_max_side, s.resize_mode, s.resize_only_if_bigger)
         try:
             if plan.resize and not plan.enlarge and image.format in ("JPEG", "MPO"):
                 want = plan.resize if orientation not in _TRANSPOSED else plan.resize[::-1]
@@ -240,7 +231,7 @@ class PillowResizer:
                 y = (plan.pad[1] - image.height) // 2
                 canvas.paste(image, (x, y))
                 image = canvas
-            stored = encode(image, s.encode_format, s.quality)
+            stored = encode(image, s.encode_format, s.encode_quality)
         except ImageRejected:
             raise
         except Image.DecompressionBombError as exc:
@@ -266,23 +257,23 @@ class Img2datasetResizer:
     good. It only hides OpenCV warnings, so it is replaced by a no-op here.
     """
 
-    def __init__(self, settings: ResizeSettings) -> None:
+    def __init__(self, image: ImageConfig) -> None:
         # img2dataset imports albumentations, which asks PyPI for updates unless told not to.
         os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
         import img2dataset.resizer as i2d
 
         i2d.SuppressStdoutStderr = _Silent  # the process-wide redirection races threads
-        self.settings = settings
+        self.config = image
         self.resizer = i2d.Resizer(
-            image_size=settings.size,
-            resize_mode=settings.mode,
-            resize_only_if_bigger=settings.only_if_bigger,
-            encode_quality=settings.quality,
-            encode_format=settings.encode_format,
+            image_size=image.resize_max_side,
+            resize_mode=image.resize_mode,
+            resize_only_if_bigger=image.resize_only_if_bigger,
+            encode_quality=image.encode_quality,
+            encode_format=image.encode_format,
         )
 
     def __call__(self, data: bytes) -> StoredImage:
-        with open_checked(data, self.settings.max_pixels) as image:
+        with open_checked(data, self.config.max_pixels) as image:
             if image.mode == "F":  # OpenCV would clip it to 0/1 as well: hand it 8 bits
                 data = _float_as_png(image)
         stored, width, height, original_width, original_height, error = self.resizer(
@@ -305,7 +296,8 @@ def _float_as_png(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-def make_resizer(settings: ResizeSettings) -> PillowResizer | Img2datasetResizer:
-    if settings.resizer == "img2dataset":
-        return Img2datasetResizer(settings)
-    return PillowResizer(settings)
+def make_resizer(image: ImageConfig) -> PillowResizer | Img2datasetResizer:
+    """The resizer the config's ``image`` section names (``image.resizer``)."""
+    if image.resizer == "img2dataset":
+        return Img2datasetResizer(image)
+    return PillowResizer(image)

@@ -6,6 +6,10 @@ are built only from the 9-digit key and a fixed extension, and checked against a
 before they are written: nothing from a URL or a caption reaches a member name. Tar headers
 carry fixed times and owners, so the same samples give the same bytes. Paths are URLs
 (:mod:`openwit.fs`): a shard directory may be in a bucket.
+
+The tar is Python's ``tarfile`` writing a stream (USTAR headers: mode 0444, owner 0, empty
+owner names, mtime 0). A hand-written USTAR writer was ~4x as fast, but that saved ~3% of
+the build's CPU per sample (docs/decisions.md; ``bench/bench_libs_tar.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import hashlib
 import io
 import json
 import re
+import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, Any
@@ -25,10 +30,6 @@ from openwit import fs
 from openwit.schemas import candidate_schema
 
 SHARD_DIGITS = 5
-_BLOCK = 512
-_RECORD = 20 * _BLOCK  # tar's record size: archives end on a multiple of it
-#: mode 0444, uid 0, gid 0, size (filled per member), mtime 0
-_FIXED_FIELDS = b"0000444\x00" + b"0000000\x00" * 2 + b"\x00" * 12 + b"00000000000\x00"
 #: The per-shard index: every candidate column (the image bytes are in the tar).
 INDEX_SCHEMA = candidate_schema("shard")
 DIGEST_KEY = b"openwit.shard_digest"
@@ -121,48 +122,35 @@ def shard_urls(shards_dir: str, index: int) -> tuple[str, str]:
     return fs.join(shards_dir, f"{name}.tar"), fs.join(shards_dir, f"{name}.parquet")
 
 
-def _header_template() -> tuple[bytes, int]:
-    header = bytearray(_BLOCK)
-    header[100:148] = _FIXED_FIELDS
-    header[148:156] = b"        "  # the checksum counts its own field as spaces
-    header[156] = ord("0")  # regular file
-    header[257:265] = b"ustar\x0000"
-    return bytes(header), sum(header)
+class _Counted:
+    """A write-only stream that counts the bytes written through it."""
 
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.size = 0
 
-def ustar_header(name: str, size: int) -> bytes:
-    """A 512-byte USTAR header for a regular file, as ``tarfile`` writes it with our fixed
-    fields (mode 0444, owner 0, mtime 0); built from a template, ~20x cheaper."""
-    if not MEMBER_NAME.match(name):
-        raise UnsafeMemberName(f"refusing tar member name {name!r}")
-    encoded, size_field = name.encode("ascii"), b"%011o\x00" % size
-    header = bytearray(_TEMPLATE)
-    header[0 : len(encoded)] = encoded
-    header[124:136] = size_field
-    checksum = _TEMPLATE_SUM + sum(encoded) + sum(size_field)
-    header[148:155] = b"%06o\x00" % checksum
-    return bytes(header)
-
-
-_TEMPLATE, _TEMPLATE_SUM = _header_template()
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return self.stream.write(data)
 
 
 def write_tar(stream: IO[bytes], members: Iterable[tuple[str, bytes]]) -> int:
     """Write a tar of ``(name, bytes)`` members to ``stream``; returns its size in bytes.
 
-    The output is byte for byte what ``tarfile`` writes in USTAR format (a test checks).
+    Every name is checked against :data:`MEMBER_NAME` before anything of its member is
+    written; headers are fixed (mode 0444, owner 0, mtime 0), so equal members give equal
+    bytes.
     """
-    offset = 0
-    for name, data in members:
-        stream.write(ustar_header(name, len(data)))
-        stream.write(data)
-        padding = -len(data) % _BLOCK
-        stream.write(b"\x00" * padding)
-        offset += _BLOCK + len(data) + padding
-    end = 2 * _BLOCK  # end-of-archive marker, then fill the last record
-    end += -(offset + end) % _RECORD
-    stream.write(b"\x00" * end)
-    return offset + end
+    counted = _Counted(stream)
+    with tarfile.open(fileobj=counted, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            if not MEMBER_NAME.match(name):
+                raise UnsafeMemberName(f"refusing tar member name {name!r}")
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o444, 0
+            info.uname = info.gname = ""  # uid and gid are 0 already
+            tar.addfile(info, io.BytesIO(data))
+    return counted.size
 
 
 def _members(records: list[dict[str, Any]]) -> Iterable[tuple[str, bytes]]:

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
+from openwit import __version__
+from openwit.config import DownloadConfig
 from openwit.pipeline.download.fetch import policy as policy_module
 from openwit.pipeline.download.fetch.client import (
-    ClientSettings,
     Fetched,
     FetchFailed,
     HttpClient,
@@ -28,10 +29,10 @@ SLACK = 3.0  # scheduling on a loaded 2-core machine; a per-read timeout would t
 
 
 def client_for(network: RecordingNetwork | None = None, **settings) -> HttpClient:
-    base = {"timeout_s": BUDGET, "retry_backoff_s": 0.05, "user_agent": "openwit-test/1"}
+    base = {"timeout_s": BUDGET, "retry_backoff_s": 0.05}
     network = network or RecordingNetwork()
     return HttpClient(
-        ClientSettings(**{**base, **settings}),
+        DownloadConfig(**{**base, **settings}),
         UrlPolicy(True, network.resolve),
         connector=network.connect,
     )
@@ -126,9 +127,9 @@ def test_user_agent_is_descriptive_and_carries_the_contact(faults):
     assert agent == (
         "openwit/0.1.0 (image-text dataset builder; compatible; openwit; +mailto:data@example.org)"
     )
-    client_for(user_agent=agent).fetch(urls["ok"] + "?ua=1")
+    client_for(contact="mailto:data@example.org").fetch(urls["ok"] + "?ua=1")
     sent = [headers for path, headers in server.requests if path.endswith("?ua=1")]
-    assert sent[-1]["User-Agent"] == agent
+    assert sent[-1]["User-Agent"] == user_agent(__version__, "openwit", "mailto:data@example.org")
 
 
 def test_x_robots_tag_reading_matches_img2dataset():
@@ -161,10 +162,10 @@ def test_a_public_name_resolving_to_loopback_is_refused_by_default(faults):
     port = server.httpd.server_address[1]
     network = RecordingNetwork({"images.example.com": ["127.0.0.1"]})
     url = f"http://images.example.com:{port}/img/ok.jpg"
-    refused = HttpClient(ClientSettings(), UrlPolicy(False, network.resolve), network.connect)
+    refused = HttpClient(DownloadConfig(), UrlPolicy(False, network.resolve), network.connect)
     assert refused.fetch(url).reason == "blocked_url"
     assert network.attempts == []
-    allowed = HttpClient(ClientSettings(), UrlPolicy(True, network.resolve), network.connect)
+    allowed = HttpClient(DownloadConfig(), UrlPolicy(True, network.resolve), network.connect)
     result = allowed.fetch(url)
     assert isinstance(result, Fetched)
     assert network.attempts == [("127.0.0.1", port)]
@@ -176,7 +177,7 @@ def test_non_loopback_targets_never_reach_the_connector():
         {"cdn.example.org": ["93.184.216.34"], "metadata.example.com": ["169.254.169.254"]}
     )
     client = HttpClient(
-        ClientSettings(timeout_s=1), UrlPolicy(False, network.resolve), network.connect
+        DownloadConfig(timeout_s=1), UrlPolicy(False, network.resolve), network.connect
     )
     for url in (
         "http://169.254.169.254/latest/meta-data/",
@@ -194,7 +195,7 @@ def test_non_loopback_targets_never_reach_the_connector():
 def test_connect_hook_catches_what_a_broken_policy_lets_through(monkeypatch):
     network = RecordingNetwork()
     monkeypatch.setattr(policy_module, "address_class", lambda address: "public")
-    client = HttpClient(ClientSettings(timeout_s=1), UrlPolicy(False), network.connect)
+    client = HttpClient(DownloadConfig(timeout_s=1), UrlPolicy(False), network.connect)
     result = client.fetch("http://169.254.169.254/latest/meta-data/")
     assert result.reason == "connection_error"
     assert network.off_machine_attempts() == [("169.254.169.254", 80)]  # recorded, not sent
@@ -207,7 +208,7 @@ def test_the_peer_address_is_checked_after_connecting(faults):
     def lying_connector(address, port, timeout):  # asked for 127.0.0.2, goes elsewhere
         return direct_connect(ipaddress.ip_address("127.0.0.1"), port, timeout)
 
-    client = HttpClient(ClientSettings(), UrlPolicy(True), lying_connector)
+    client = HttpClient(DownloadConfig(), UrlPolicy(True), lying_connector)
     result = client.fetch(f"http://127.0.0.2:{port}/img/ok.jpg")
     assert result.reason == "blocked_url"
     assert "connected to 127.0.0.1, not 127.0.0.2" in result.detail
@@ -248,19 +249,17 @@ def test_host_limiter_spaces_requests_to_the_rate():
 
 
 def test_a_url_with_non_ascii_characters_is_downloaded_and_stored_as_given(faults):
+    from openwit.config import ImageConfig
     from openwit.funnel import Rejection
-    from openwit.pipeline.download.downloader import Downloader, DownloadSettings
-    from openwit.pipeline.download.resize import ResizeSettings
+    from openwit.pipeline.download.downloader import Downloader
     from tests.download.servers import photo
 
     server, _ = faults
     image = Route(body=photo(320, 240, seed=5), headers={"Content-Type": "image/jpeg"})
     server.add("/img/%C3%BCn%C3%AF%20x.jpg", image)  # the path as a browser sends it
-    settings = DownloadSettings(
-        ClientSettings(timeout_s=BUDGET), ResizeSettings(), allow_private_networks=True, threads=2
-    )
+    download = DownloadConfig(timeout_s=BUDGET, allow_private_networks=True, threads_per_worker=2)
     url = server.url("/img/ünï x.jpg")  # as Wikimedia pages link it
-    [outcome] = Downloader(settings).download_all([{"uid": "u1", "url": url, "text": "a"}])
+    outcome = Downloader(download, ImageConfig(), 1).submit({"uid": "u1", "url": url}).result()
     assert not isinstance(outcome.result, Rejection), outcome.result
     assert outcome.result["url"] == url
     assert (outcome.result["width"], outcome.result["height"]) == (256, 192)

@@ -1,4 +1,4 @@
-"""The HTTP client on the wire: the exact request it sends, and every way a body can end.
+"""The HTTP client on the wire: the request it sends, and every way a body can end.
 
 A raw TCP server on 127.0.0.1 answers each connection with a scripted list of writes and
 pauses, so tests control where the body is cut, how it is split and how slowly it comes.
@@ -7,7 +7,6 @@ pauses, so tests control where the body is cut, how it is split and how slowly i
 from __future__ import annotations
 
 import gzip
-import http.client
 import ipaddress
 import re
 import socket
@@ -17,15 +16,17 @@ import zlib
 
 import pytest
 
+from openwit import __version__
+from openwit.config import DownloadConfig
 from openwit.pipeline.download.fetch import policy as policy_module
 from openwit.pipeline.download.fetch.client import (
     TIMEOUT_SLACK_S,
-    ClientSettings,
     Fetched,
     FetchFailed,
     HttpClient,
     user_agent,
 )
+from openwit.pipeline.download.fetch.deadline import Watchdog
 from openwit.pipeline.download.fetch.policy import BlockedUrl, UrlPolicy
 from tests.download.servers import RecordingNetwork
 
@@ -91,55 +92,56 @@ def head(*lines: str) -> bytes:
 
 
 def client(**settings) -> HttpClient:
-    base = {"timeout_s": 2.0, "retries": 0, "user_agent": "openwit-test/1"}
+    base = {"timeout_s": 2.0, "retries": 0}
     network = RecordingNetwork()
-    return HttpClient(ClientSettings(**{**base, **settings}), UrlPolicy(True), network.connect)
+    return HttpClient(DownloadConfig(**{**base, **settings}), UrlPolicy(True), network.connect)
 
 
-def test_the_request_is_byte_for_byte_what_http_client_sends(server):
+def test_each_request_says_what_the_download_section_says_now(server):
+    """The section is a config model that accepts (validated) assignments: a request
+    carries the User-Agent (with the contact) and Connection of that moment."""
     server.script = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}"), JPEG]
-    agent = user_agent("0.1.0", "openwit", "mailto:data@example.org")
-    fetcher = client(user_agent=agent)
-    for path in ("/a.jpg", "/dir/b%20c.jpg?x=1&y=%C3%A9", "/"):
-        assert isinstance(fetcher.fetch(server.url(path)), Fetched)
-
-    class Recorder(http.client.HTTPConnection):
-        def send(self, data: bytes) -> None:
-            self.sent = data
-
-    for path, sent in zip(("/a.jpg", "/dir/b%20c.jpg?x=1&y=%C3%A9", "/"), server.requests):
-        reference = Recorder("127.0.0.1", server.port)
-        reference.request("GET", path, headers=fetcher._headers())
-        assert sent == reference.sent
-
-
-def test_a_host_header_gets_the_port_only_off_port_80():
     fetcher = client()
-    policy = UrlPolicy(True)
-
-    class Recorder(http.client.HTTPConnection):
-        def send(self, data: bytes) -> None:
-            self.sent = data
-
-    for url in (
-        "http://example.com/a.jpg",
-        "http://example.com:8080/a.jpg",
-        "https://example.com/a.jpg",  # http.client's default port is 80, also over TLS
-        "http://[2606:4700::1111]/a.jpg",
-        "http://[2606:4700::1111]:8443/a.jpg",
-        "http://bücher.example/a.jpg",
-    ):
-        target = policy.parse(url)
-        reference = Recorder(target.host, target.port)
-        reference.request("GET", target.request_path, headers=fetcher._headers())
-        assert fetcher._request(target) == reference.sent, url
+    assert isinstance(fetcher.fetch(server.url("/a.jpg")), Fetched)
+    fetcher.download.contact = "mailto:data@example.org"
+    fetcher.download.keep_alive = False
+    assert isinstance(fetcher.fetch(server.url("/b.jpg")), Fetched)
+    first, second = server.requests
+    host = f"Host: 127.0.0.1:{server.port}\r\n".encode()
+    assert first.startswith(b"GET /a.jpg HTTP/1.1\r\n" + host)
+    assert f"User-Agent: {user_agent(__version__, 'openwit')}\r\n".encode() in first
+    assert b"Connection: keep-alive\r\n" in first
+    agent = user_agent(__version__, "openwit", "mailto:data@example.org")
+    assert f"User-Agent: {agent}\r\n".encode() in second
+    assert b"Connection: close\r\n" in second
 
 
-def test_what_http_client_would_refuse_is_left_to_it(server):
-    policy = UrlPolicy(True)
-    assert client(user_agent="bad\nagent")._request(policy.parse("http://example.com/")) == b""
-    with pytest.raises(ValueError, match="Invalid header value"):  # http.client's refusal
-        client(user_agent="bad\nagent").fetch(server.url())
+class OrderWatchdog(Watchdog):
+    """Records, for every alarm disarmed, whether its socket was already closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed_before_disarm: list[bool] = []
+
+    def disarm(self, alarm) -> None:
+        if alarm.sock is not None:
+            self.closed_before_disarm.append(alarm.sock.fileno() == -1)
+        super().disarm(alarm)
+
+
+def test_a_socket_is_closed_only_after_its_watchdog_alarm_is_disarmed(server):
+    """A socket closed while its alarm is armed frees its number for another connection,
+    which the watchdog could then shut down. http.client closes a connection whose answer
+    is its last, or whose answer failed: here it must leave that to the client."""
+    watchdog = OrderWatchdog()
+    download = DownloadConfig(timeout_s=2.0, retries=0)
+    fetcher = HttpClient(download, UrlPolicy(True), RecordingNetwork().connect, None, watchdog)
+    server.script = [head("Content-Type: image/jpeg", f"Content-Length: {len(JPEG)}"), JPEG]
+    assert isinstance(fetcher.fetch(server.url()), Fetched)  # HTTP/1.0: the last answer
+    server.script = []  # the server hangs up without an answer
+    assert fetcher.fetch(server.url()).reason == "connection_error"
+    assert len(watchdog.closed_before_disarm) == 2
+    assert not any(watchdog.closed_before_disarm)
 
 
 def test_paths_a_browser_encodes_go_out_percent_encoded(server):

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from openwit.config import ImageConfig
 from openwit.hashes.images import bytes_hashes as image_hashes
 from openwit.hashes.images import hash_to_int as hash_to_uint64
 from openwit.hashes.images import trim_borders
-from openwit.pipeline.download.resize import PillowResizer, ResizeSettings
+from openwit.pipeline.download.resize import PillowResizer
 from openwit.pipeline.image.stage import ImageCore
 from openwit.schemas import candidate_schema
 from openwit.units import plan_units
@@ -25,7 +26,7 @@ from tests.download.stages import candidate
 
 
 def downloaded(width: int, height: int, seed: int = 0) -> dict:
-    stored = PillowResizer(ResizeSettings(256))(photo(width, height, seed=seed))
+    stored = PillowResizer(ImageConfig(resize_max_side=256))(photo(width, height, seed=seed))
     return {
         **candidate(f"http://127.0.0.1/{seed}.jpg", f"picture {seed}"),
         "uid": f"u{seed}",
@@ -141,9 +142,9 @@ def test_near_duplicates_stay_near():
     original = photo(800, 600, seed=11)
     recompressed = io.BytesIO()
     Image.open(io.BytesIO(original)).resize((700, 525)).save(recompressed, "JPEG", quality=60)
-    a = image_hashes(PillowResizer(ResizeSettings())(original).data)[0]
-    b = image_hashes(PillowResizer(ResizeSettings())(recompressed.getvalue()).data)[0]
-    other = image_hashes(PillowResizer(ResizeSettings())(photo(800, 600, seed=12)).data)[0]
+    a = image_hashes(PillowResizer(ImageConfig())(original).data)[0]
+    b = image_hashes(PillowResizer(ImageConfig())(recompressed.getvalue()).data)[0]
+    other = image_hashes(PillowResizer(ImageConfig())(photo(800, 600, seed=12)).data)[0]
     assert (a ^ b).bit_count() <= 4
     assert (a ^ other).bit_count() > 10
 

@@ -15,9 +15,8 @@ import time
 
 import pytest
 
-from openwit.config import BuildConfig
-from openwit.pipeline.download.downloader import client_settings
-from openwit.pipeline.download.fetch.client import ClientSettings, Fetched, FetchFailed, HttpClient
+from openwit.config import BuildConfig, DownloadConfig
+from openwit.pipeline.download.fetch.client import Fetched, FetchFailed, HttpClient
 from openwit.pipeline.download.fetch.policy import BlockedUrl, UrlPolicy
 from openwit.pipeline.download.fetch.pool import ConnectionPool
 from openwit.pipeline.download.stage import DownloadStage
@@ -30,10 +29,10 @@ OTHER = ipaddress.ip_address("127.0.0.2")
 
 
 def client_for(network: RecordingNetwork | None = None, **settings) -> HttpClient:
-    base = {"timeout_s": 2.0, "retry_backoff_s": 0.05, "user_agent": "openwit-test/1"}
+    base = {"timeout_s": 2.0, "retry_backoff_s": 0.05}
     network = network or RecordingNetwork()
     return HttpClient(
-        ClientSettings(**{**base, **settings}),
+        DownloadConfig(**{**base, **settings}),
         UrlPolicy(True, network.resolve),
         connector=network.connect,
     )
@@ -137,7 +136,7 @@ def test_a_kept_connection_to_an_address_not_approved_now_is_not_used(server):
         return network.connect(address, port, timeout)
 
     client = HttpClient(
-        ClientSettings(timeout_s=2.0, retries=0), UrlPolicy(True, network.resolve), only_local
+        DownloadConfig(timeout_s=2.0, retries=0), UrlPolicy(True, network.resolve), only_local
     )
     url = f"http://img.test:{port}/img/0.jpg"
     assert isinstance(client.fetch(url), Fetched)
@@ -163,13 +162,6 @@ def test_a_kept_connection_the_policy_refuses_now_is_closed_not_used(server):
     target = client.policy.parse(server.url("/img/0.jpg"))
     assert client._reusable(target, [LOCAL]) is None
     assert refused == [LOCAL] and len(client.pool) == 0
-
-
-def test_requests_http_client_writes_are_not_kept_alive(server):
-    client = client_for(user_agent="openwit-tést/1")  # not ASCII: http.client sends it
-    fetch_images(client, server, 3)
-    assert server.connections == 3
-    assert {headers["Connection"] for _, headers in server.requests} == {"close"}
 
 
 def test_the_pool_takes_only_the_key_and_addresses_asked_for():
@@ -228,9 +220,8 @@ def test_operational_settings_do_not_change_the_fingerprint(setting):
     on = BuildConfig.model_validate({})
     changed = BuildConfig.model_validate({"download": setting})
     assert DownloadStage().fingerprint(on) == DownloadStage().fingerprint(changed)
-    assert client_settings(on.download).keep_alive is True
-    if "keep_alive" in setting:
-        assert client_settings(changed.download).keep_alive is False
+    connection = HttpClient(changed.download, UrlPolicy(True))._headers()["Connection"]
+    assert connection == ("close" if "keep_alive" in setting else "keep-alive")
 
 
 def test_a_setting_that_changes_what_is_kept_changes_the_fingerprint():

@@ -41,6 +41,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
+from openwit import __version__
+from openwit.config import DownloadConfig
 from openwit.pipeline.download.fetch.deadline import Alarm, Budget, Watchdog
 from openwit.pipeline.download.fetch.hosts import HostLimiter
 from openwit.pipeline.download.fetch.policy import BlockedUrl, IPAddress, Target, UrlPolicy
@@ -73,20 +75,6 @@ STALE_ERRORS = (
     ssl.SSLEOFError,
     ssl.SSLZeroReturnError,
 )
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    timeout_s: float = 10.0
-    connect_timeout_s: float = 5.0
-    max_bytes: int = 20_000_000
-    max_redirects: int = 5
-    retries: int = 2
-    retry_backoff_s: float = 0.5
-    user_agent: str = "openwit"
-    user_agent_token: str = "openwit"
-    disallowed_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
-    keep_alive: bool = True  # reuse connections (HTTP keep-alive); off: one per request
 
 
 @dataclass(frozen=True)
@@ -144,22 +132,6 @@ def _address(text: str) -> IPAddress:
     """An address as ``getpeername`` gives it (an IPv6 zone dropped), parsed; kept, as
     parsing a string is a pure function (a ValueError is raised again every time)."""
     return ipaddress.ip_address(text.split("%", 1)[0])
-
-
-def _plain(text: str) -> bool:
-    """Printable ASCII without spaces: what http.client sends as it is, unchecked."""
-    return text.isascii() and text.isprintable() and " " not in text
-
-
-def _header_block(headers: dict[str, str]) -> bytes | None:
-    """The header lines after ``Host`` as http.client writes them, with the empty line that
-    ends the head; None unless every name and value is plain (then http.client does it)."""
-    lines = []
-    for name, value in headers.items():
-        if not (_plain(name) and ":" not in name and value.isascii() and value.isprintable()):
-            return None
-        lines.append(f"{name}: {value}\r\n")
-    return "".join(lines).encode("ascii") + b"\r\n"
 
 
 def _redirect_url(current: str, location: str) -> str:
@@ -261,32 +233,51 @@ def _stale(exc: BaseException) -> bool:
     return isinstance(exc, http.client.BadStatusLine) and not str(exc.line).strip(" \t\r\n'")
 
 
+class _Request(http.client.HTTPConnection):
+    """http.client writing one request on a socket the client owns.
+
+    ``getresponse`` closes the connection when the answer is its last or reading it
+    failed; here that only lets go of the socket. The client closes the socket itself,
+    after disarming its watchdog alarm, so the watchdog never shuts down a socket whose
+    number the system may have handed to another connection.
+    """
+
+    def close(self) -> None:
+        self.sock = None
+
+
 class HttpClient:
     """Fetches one URL at a time per calling thread; safe to share between threads.
 
+    ``download``: the config's validated ``download`` section (time budget, caps, retries,
+    keep-alive; the User-Agent is made from its ``user_agent_token`` and ``contact``).
     ``max_idle_per_host``: idle keep-alive connections kept per scheme, host and port
     (default: the limiter's requests in flight per host, else 8).
     """
 
     def __init__(
         self,
-        settings: ClientSettings,
+        download: DownloadConfig,
         policy: UrlPolicy,
         connector: Connector | None = None,
         limiter: HostLimiter | None = None,
         watchdog: Watchdog | None = None,
         max_idle_per_host: int | None = None,
     ) -> None:
-        self.settings = settings
+        self.download = download
         self.policy = policy
         self.connector = connector or direct_connect
         self.limiter = limiter
         self.watchdog = watchdog or Watchdog.shared()
         self.tls = ssl.create_default_context()
-        self._header_block: tuple[ClientSettings, bytes | None] | None = None
         if max_idle_per_host is None:
             max_idle_per_host = limiter.max_concurrent if limiter else MAX_IDLE_PER_KEY
         self.pool = ConnectionPool(max_idle_per_host)
+
+    @property
+    def user_agent(self) -> str:
+        """The User-Agent header: our token and version, and the operator's contact."""
+        return user_agent(__version__, self.download.user_agent_token, self.download.contact)
 
     def close_idle_connections(self) -> None:
         """Close the kept-alive connections now idle; the client stays usable."""
@@ -301,7 +292,7 @@ class HttpClient:
             return FetchFailed(exc.reason, exc.detail, attempts=0)
         slot = self.limiter.slot(target.host) if self.limiter else nullcontext()
         with slot:  # waiting for a polite slot is not part of the image's time budget
-            return self._fetch_with_retries(url, target, Budget(self.settings.timeout_s))
+            return self._fetch_with_retries(url, target, Budget(self.download.timeout_s))
 
     # -- attempts --------------------------------------------------------------------------
     def _fetch_with_retries(
@@ -315,9 +306,9 @@ class HttpClient:
                 return Fetched(body, final_url, content_type, attempt, budget.elapsed())
             except _Failure as failure:
                 last = failure
-            if not last.retryable or attempt > self.settings.retries:
+            if not last.retryable or attempt > self.download.retries:
                 break
-            backoff = self.settings.retry_backoff_s * 2 ** (attempt - 1)
+            backoff = self.download.retry_backoff_s * 2 ** (attempt - 1)
             backoff *= random.uniform(0.5, 1.0)
             if backoff >= budget.remaining():
                 break  # no time left for another try
@@ -330,7 +321,7 @@ class HttpClient:
         while True:
             addresses = self._resolve(target, budget)
             exchange = self._exchange(target, addresses, budget)
-            sock, conn, response, alarm, timeout_set, address = exchange
+            sock, response, alarm, timeout_set, address = exchange
             keep = False
             try:
                 status = response.status
@@ -339,9 +330,9 @@ class HttpClient:
                     if not location:
                         raise _Failure(f"http_{status}", "redirect without a Location header")
                     hops += 1
-                    if hops > self.settings.max_redirects:
+                    if hops > self.download.max_redirects:
                         raise _Failure(
-                            "too_many_redirects", f"more than {self.settings.max_redirects}"
+                            "too_many_redirects", f"more than {self.download.max_redirects}"
                         )
                     current = _redirect_url(current, location)
                     target = self._parse(current)  # every hop passes the policy again
@@ -351,17 +342,17 @@ class HttpClient:
                 declared = response.getheader("Content-Length")
                 self._check_headers(response, content_type, declared)
                 body = self._read_body(sock, response, budget, alarm, timeout_set, declared)
-                keep = conn is None and self._complete(response, declared, len(body))
+                keep = self._complete(response, declared, len(body))
                 coding = response.getheader("Content-Encoding")
                 if coding:  # sent although we asked for identity: undo it, within the cap
-                    body = decoded_body(body, coding, self.settings.max_bytes)
+                    body = decoded_body(body, coding, self.download.max_bytes)
                 return body, current, content_type
             finally:
                 response.close()
                 if keep:
                     self._keep(_key(target), address, sock, alarm)
                 else:
-                    self._close(conn, alarm, sock)
+                    self._close(alarm, sock)
 
     def _parse(self, url: str) -> Target:
         try:
@@ -397,7 +388,7 @@ class HttpClient:
             remaining = budget.remaining()
             if remaining <= 0:
                 raise _Failure("timeout", f"no time left to connect to {target.host}", True)
-            timeout = min(remaining, self.settings.connect_timeout_s)
+            timeout = min(remaining, self.download.connect_timeout_s)
             try:
                 sock = self.connector(address, target.port, timeout)
             except TimeoutError:
@@ -427,32 +418,22 @@ class HttpClient:
 
     def _exchange(
         self, target: Target, addresses: list[IPAddress], budget: Budget
-    ) -> tuple[
-        socket.socket,
-        http.client.HTTPConnection | None,
-        http.client.HTTPResponse,
-        Alarm,
-        float,
-        IPAddress,
-    ]:
+    ) -> tuple[socket.socket, http.client.HTTPResponse, Alarm, float, IPAddress]:
         """Connect (or take a kept-alive connection), send the request, read the status
         line and headers.
 
-        Returns the socket, the HTTPConnection (None on the direct path), the response,
-        the watchdog's alarm, when the socket timeout was last set to the time left, and
-        the address the socket is connected to. A reused connection the server had closed
-        (an error before any byte of the answer) is replaced once by a fresh one; that is
-        not another attempt.
+        Returns the socket, the response, the watchdog's alarm, when the socket timeout
+        was last set to the time left, and the address the socket is connected to. A
+        reused connection the server had closed (an error before any byte of the answer)
+        is replaced once by a fresh one; that is not another attempt.
         """
-        request = self._request(target)
-        reused = self._reusable(target, addresses) if request else None
+        reused = self._reusable(target, addresses)
         while True:
             if reused is None:
                 sock, address = self._connect(target, addresses, budget)
             else:
                 sock, address = reused
             alarm = self.watchdog.arm(sock, budget.deadline)  # reused or fresh alike
-            conn = None if request else http.client.HTTPConnection(target.host, target.port)
             try:
                 if reused is None and target.scheme == "https":
                     sock.settimeout(max(budget.remaining(), 0.001))
@@ -464,33 +445,35 @@ class HttpClient:
                     sock.do_handshake()
                 timeout_set = time.monotonic()
                 sock.settimeout(max(budget.deadline - timeout_set, 0.001))
-                if conn is None:  # what HTTPConnection.request and .getresponse do, in one go
-                    sock.sendall(request)
-                    response = http.client.HTTPResponse(sock, method="GET")
-                    try:
-                        response.begin()
-                    except BaseException:
-                        response.close()
-                        raise
-                else:  # never kept alive: it says so
-                    conn.sock = sock
-                    headers = {**self._headers(), "Connection": "close"}
-                    conn.request("GET", target.request_path, headers=headers)
-                    response = conn.getresponse()
+                response = self._send(sock, target)
             except BaseException as exc:
-                self._close(conn, alarm, sock)  # disarms first: ``alarm.fired`` is final
+                self._close(alarm, sock)  # disarms first: ``alarm.fired`` is final
                 if reused is not None and not alarm.fired and _stale(exc):
                     reused = None  # closed by the server while idle: once more, fresh
                     continue
                 raise self._as_failure(exc, alarm, before_headers=True) from None
-            return sock, conn, response, alarm, timeout_set, address
+            return sock, response, alarm, timeout_set, address
+
+    def _send(self, sock: socket.socket, target: Target) -> http.client.HTTPResponse:
+        """Send the GET for ``target`` on the connected ``sock`` and read the answer's
+        status line and headers.
+
+        http.client writes the request (a connection object per request, handed our
+        socket: it never connects, nor closes it). Building the bytes here instead saved
+        ~0.02 ms of ~0.2 ms per fetch, under 1% of the build's CPU per sample
+        (docs/decisions.md).
+        """
+        conn = _Request(target.host, target.port)
+        conn.sock = sock
+        conn.request("GET", target.request_path, headers=self._headers())
+        return conn.getresponse()
 
     def _reusable(
         self, target: Target, addresses: list[IPAddress]
     ) -> tuple[socket.socket, IPAddress] | None:
         """A kept-alive connection of ``target``'s scheme, host and port to one of
         ``addresses`` (the policy's answer for this fetch), or None."""
-        if not self.settings.keep_alive:
+        if not self.download.keep_alive:
             return None
         taken = self.pool.take(_key(target), addresses)
         if taken is None:
@@ -509,7 +492,7 @@ class HttpClient:
         serve another request: keep-alive is on, the server did not mark the answer as
         its last, and the body ended where it said (all of a plain ``Content-Length``,
         or the last chunk, without a Content-Length beside it)."""
-        if not self.settings.keep_alive or response.will_close:
+        if not self.download.keep_alive or response.will_close:
             return False
         if response.chunked:
             return declared is None and response.isclosed()  # the last chunk was read
@@ -523,30 +506,12 @@ class HttpClient:
             return
         self.pool.put(key, sock, address)
 
-    def _request(self, target: Target) -> bytes:
-        """The bytes ``HTTPConnection.request("GET", path, headers=self._headers())`` sends
-        for ``target``, built directly; empty where http.client would have to encode,
-        refuse or rewrite anything (then the client lets http.client do it)."""
-        block = self._header_block
-        if block is None or block[0] is not self.settings:
-            block = self._header_block = (self.settings, _header_block(self._headers()))
-        headers = block[1]
-        path, host = target.request_path, target.host
-        plain = _plain(path) and path.startswith("/") and _plain(host)
-        if headers is None or not plain or "%" in host:  # %: an IPv6 zone, left out by http.client
-            return b""
-        if ":" in host:  # an IPv6 address
-            host = f"[{host}]"
-        if target.port != http.client.HTTP_PORT:  # HTTPConnection.default_port, also for TLS
-            host = f"{host}:{target.port}"
-        return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n".encode("ascii") + headers
-
     def _headers(self) -> dict[str, str]:
         return {
-            "User-Agent": self.settings.user_agent,
+            "User-Agent": self.user_agent,
             "Accept": "image/avif,image/webp,image/png,image/jpeg,image/*;q=0.8,*/*;q=0.5",
             "Accept-Encoding": "identity",
-            "Connection": "keep-alive" if self.settings.keep_alive else "close",
+            "Connection": "keep-alive" if self.download.keep_alive else "close",
         }
 
     def _check_status(self, status: int, phrase: str) -> None:
@@ -561,11 +526,11 @@ class HttpClient:
     ) -> None:
         """``content_type`` and ``length``: the Content-Type ("" without one) and
         Content-Length headers of ``response``."""
-        s = self.settings
+        s = self.download
         robots = response.headers.get_all("X-Robots-Tag")  # None without one
         optout = None
         if robots:
-            optout = opted_out(robots, s.user_agent_token, s.disallowed_directives)
+            optout = opted_out(robots, s.user_agent_token, s.disallowed_header_directives)
         if optout is not None:
             raise _Failure("opted_out", f"X-Robots-Tag: {optout}"[:300])
         content_type = content_type.lower()
@@ -589,7 +554,7 @@ class HttpClient:
         :data:`TIMEOUT_SLACK_S`); ``declared``: the Content-Length header."""
         chunks: list[bytes] = []
         size = 0
-        limit = self.settings.max_bytes
+        limit = self.download.max_bytes
         try:
             # ``length``: what http.client still expects of a declared Content-Length
             # (None without one); at 0 the next read would return nothing.
@@ -642,14 +607,6 @@ class HttpClient:
             return _Failure("connection_error", str(exc)[:300] or type(exc).__name__)
         raise exc
 
-    def _close(
-        self,
-        conn: http.client.HTTPConnection | None,
-        alarm: Alarm,
-        sock: socket.socket | None = None,
-    ) -> None:
+    def _close(self, alarm: Alarm, sock: socket.socket) -> None:
         self.watchdog.disarm(alarm)  # before the socket closes: its number may be reused
-        if conn is not None:
-            conn.close()
-        if sock is not None:
-            sock.close()
+        sock.close()
