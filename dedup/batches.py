@@ -18,23 +18,44 @@ from __future__ import annotations
 import itertools
 import json
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 #: Rows a bundle buffers (over all partitions) before it emits them.
 FLUSH_ROWS = 1_000_000
 _HEADER = struct.Struct("<I")
+STRING = "arrow:string"
+HEX = "hex"
+_HEX_CHARS = np.frombuffer(b"0123456789abcdef", np.uint8)
+_HEX_VALUE = np.full(256, 255, np.uint8)
+_HEX_VALUE[_HEX_CHARS] = np.arange(16, dtype=np.uint8)
+#: A column of a payload: numpy values, or Arrow strings.
+Column = np.ndarray | pa.Array
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: Fibonacci hashing
 
 
-def pack(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """Named 1-d arrays as one bytes payload (a small JSON header, then the raw buffers).
+def pack(arrays: Mapping[str, Column]) -> bytes:
+    """Named columns as one bytes payload (a small JSON header, then the raw buffers).
 
-    64-bit integer arrays whose values fit are sent as ``uint32`` (ids below 4 billion
-    records) and read back in their own type."""
+    A column is a 1-d numpy array or an Arrow string array (sent as its offsets and
+    bytes, so any string travels exactly; strings that are all lowercase hex of one length,
+    as uids and sha256s are, as binary: half the bytes). 64-bit integer arrays whose values
+    fit are sent as ``uint32`` (ids below 4 billion records) and read back in their own
+    type."""
     columns, buffers = [], []
     for name, array in arrays.items():
+        if isinstance(array, pa.Array):
+            offsets, data = _string_buffers(array)
+            digits = _hex_digits(offsets, data)
+            if digits is not None:  # uids and sha256s: half the bytes as binary
+                columns.append([name, HEX, len(array), digits.shape[1]])
+                buffers.append(((digits[:, 0::2] << 4) | digits[:, 1::2]).tobytes())
+                continue
+            columns.append([name, STRING, len(array), len(data)])
+            buffers += [offsets.tobytes(), data.tobytes()]
+            continue
         array = np.ascontiguousarray(array)
         wire = narrow(array)
         columns.append([name, wire.dtype.str, len(array), array.dtype.str])
@@ -43,19 +64,63 @@ def pack(arrays: Mapping[str, np.ndarray]) -> bytes:
     return b"".join([_HEADER.pack(len(header)), header, *buffers])
 
 
-def unpack(payload: bytes) -> dict[str, np.ndarray]:
-    """The arrays of :func:`pack`, in the types they were packed in (read-only views of
+def unpack(payload: bytes) -> dict[str, Column]:
+    """The columns of :func:`pack`, in the types they were packed in (read-only views of
     the payload where they were sent as they are)."""
     (size,) = _HEADER.unpack_from(payload)
     columns = json.loads(payload[_HEADER.size : _HEADER.size + size])
     offset = _HEADER.size + size
-    arrays = {}
-    for name, wire, length, dtype in columns:
+    arrays: dict[str, Column] = {}
+    for name, wire, length, extra in columns:
+        if wire == HEX:
+            raw = np.frombuffer(payload, np.uint8, length * extra // 2, offset)
+            offset += raw.nbytes
+            chars = np.stack([_HEX_CHARS[raw >> 4], _HEX_CHARS[raw & 15]], axis=-1)
+            offsets = (np.arange(length + 1, dtype=np.int32) * extra).tobytes()
+            buffers_ = [None, pa.py_buffer(offsets), pa.py_buffer(chars.tobytes())]
+            arrays[name] = pa.Array.from_buffers(pa.string(), length, buffers_)
+            continue
+        if wire == STRING:
+            offsets = np.frombuffer(payload, np.int32, length + 1, offset)
+            offset += offsets.nbytes
+            data = pa.py_buffer(payload)[offset : offset + extra]
+            offset += extra
+            arrays[name] = pa.Array.from_buffers(
+                pa.string(), length, [None, pa.py_buffer(offsets), data]
+            )
+            continue
         wire = np.dtype(wire)
         array = np.frombuffer(payload, wire, length, offset)
-        arrays[name] = array if wire.str == dtype else array.astype(dtype)
+        arrays[name] = array if wire.str == extra else array.astype(extra)
         offset += wire.itemsize * length
     return arrays
+
+
+def _hex_digits(offsets: np.ndarray, data: np.ndarray) -> np.ndarray | None:
+    """The digit values of strings that are all lowercase hex of one even length, as an
+    ``(n, length)`` array; None for any other strings."""
+    n = len(offsets) - 1
+    if n == 0 or len(data) == 0 or len(data) % n or (len(data) // n) % 2:
+        return None
+    width = len(data) // n
+    if not (np.diff(offsets) == width).all():
+        return None
+    digits = _HEX_VALUE[data]
+    if digits.max() > 15:
+        return None
+    return digits.reshape(n, width)
+
+
+def _string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets (from 0) and bytes of a string array without nulls."""
+    array = array.cast(pa.string())
+    if array.null_count:
+        raise ValueError("string columns of a payload have no nulls")
+    _, offsets, data = array.buffers()
+    offsets = np.frombuffer(offsets, np.int32)[array.offset : array.offset + len(array) + 1]
+    start, stop = int(offsets[0]), int(offsets[-1])
+    data = np.frombuffer(data, np.uint8)[start:stop] if data is not None else np.empty(0, np.uint8)
+    return offsets - offsets[0], data
 
 
 def narrow(array: np.ndarray) -> np.ndarray:
@@ -66,12 +131,26 @@ def narrow(array: np.ndarray) -> np.ndarray:
     return array.astype(np.uint32) if array.max() < 2**32 else array
 
 
-def concat(payloads: Iterable[bytes]) -> dict[str, np.ndarray]:
-    """The arrays of several payloads of one kind, concatenated (empty: no payloads)."""
-    parts = [unpack(p) for p in payloads]
+def concat(payloads: Iterable[bytes]) -> dict[str, Column]:
+    """The columns of several payloads of one kind, concatenated (empty: no payloads)."""
+    return join_columns([unpack(p) for p in payloads])
+
+
+def join_columns(parts: Sequence[Mapping[str, Column]]) -> dict[str, Column]:
     if not parts:
         return {}
-    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    out: dict[str, Column] = {}
+    for name in parts[0]:
+        pieces = [p[name] for p in parts]
+        if isinstance(pieces[0], pa.Array):
+            out[name] = pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0]
+        else:
+            out[name] = np.concatenate(pieces)
+    return out
+
+
+def take(column: Column, rows: np.ndarray) -> Column:
+    return column.take(pa.array(rows)) if isinstance(column, pa.Array) else column[rows]
 
 
 def mix(values: np.ndarray, salt: int = 0) -> np.ndarray:
@@ -92,7 +171,7 @@ def unit_of(ids: np.ndarray, unit_starts: np.ndarray) -> np.ndarray:
     return np.searchsorted(unit_starts, ids, side="right") - 1
 
 
-def split_by(keys: np.ndarray, arrays: Mapping[str, np.ndarray]) -> Iterator[tuple[int, dict]]:
+def split_by(keys: np.ndarray, arrays: Mapping[str, Column]) -> Iterator[tuple[int, dict]]:
     """``(key, rows of arrays with that key)`` for each distinct key, rows in their order."""
     if len(keys) == 0:
         return
@@ -101,7 +180,7 @@ def split_by(keys: np.ndarray, arrays: Mapping[str, np.ndarray]) -> Iterator[tup
     bounds = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True])
     for start, stop in itertools.pairwise(bounds):
         rows = order[start:stop]
-        yield int(sorted_keys[start]), {name: a[rows] for name, a in arrays.items()}
+        yield int(sorted_keys[start]), {name: take(a, rows) for name, a in arrays.items()}
 
 
 class PartitionBuffers:
@@ -121,13 +200,13 @@ class PartitionBuffers:
     ) -> None:
         self.flush_rows = flush_rows
         self.extras = extras  # arrays sent whole with every payload (a dictionary of codes)
-        self.parts: dict[int, list[dict[str, np.ndarray]]] = {}
+        self.parts: dict[int, list[dict[str, Column]]] = {}
         self.rows = 0
         self.bytes_emitted = 0
         self.elements_emitted = 0
 
     def add(
-        self, partitions: np.ndarray, arrays: Mapping[str, np.ndarray]
+        self, partitions: np.ndarray, arrays: Mapping[str, Column]
     ) -> Iterator[tuple[int, bytes]]:
         for partition, rows in split_by(partitions, arrays):
             self.parts.setdefault(partition, []).append(rows)
@@ -135,15 +214,11 @@ class PartitionBuffers:
         if self.rows >= self.flush_rows:
             yield from self.flush()
 
-    def add_to(self, partition: int, arrays: Mapping[str, np.ndarray]) -> Iterator:
-        n = len(next(iter(arrays.values())))
-        yield from self.add(np.full(n, partition, dtype=np.int64), arrays)
-
     def flush(self) -> Iterator[tuple[int, bytes]]:
         parts, self.parts, self.rows = self.parts, {}, 0
         for partition in sorted(parts):
             pieces = parts[partition]
-            arrays = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+            arrays = join_columns(pieces)
             if self.extras is not None:
                 arrays.update(self.extras())
             payload = pack(arrays)
@@ -152,11 +227,6 @@ class PartitionBuffers:
             yield partition, payload
 
 
-def text_array(strings: Iterable[str]) -> np.ndarray:
-    """Strings as a fixed-width bytes array (UTF-8), to travel in a payload."""
-    encoded = [s.encode() for s in strings]
-    return np.array(encoded, dtype=np.bytes_) if encoded else np.empty(0, dtype="S1")
-
-
-def texts(array: np.ndarray) -> list[str]:
-    return [b.decode() for b in array.tolist()]
+def text_array(strings: Iterable[str | None]) -> pa.Array:
+    """Strings as a payload column (None becomes the empty string)."""
+    return pa.array([s or "" for s in strings], pa.string())

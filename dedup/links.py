@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from openwit import fs
 from openwit.beam import beam
@@ -38,10 +40,9 @@ from openwit.dedup.batches import (
     concat,
     partition_of,
     text_array,
-    texts,
     unit_of,
 )
-from openwit.dedup.components import large_star, small_star
+from openwit.dedup.components import distinct, large_star, small_star
 from openwit.dedup.near import near_links
 from openwit.dedup.resolve import EVAL, EXACT, NEAR, Members, prefix_groups, settle, unit_decisions
 from openwit.dedup.slim import RANK_COLUMNS, Settings, band_copies, slim_unit
@@ -242,7 +243,7 @@ class SmallStar(StarRound):
         if not self.last:
             yield from send_both_ways(self, larger, smaller)
             return
-        roots = np.unique(smaller)
+        roots = distinct(smaller)
         member, label = np.r_[larger, roots], np.r_[smaller, roots]
         kind = np.full(len(member), NEAR, np.uint8)
         yield from self.send(MAIN, self.units(member), {"kind": kind, "label": label, "id": member})
@@ -252,7 +253,7 @@ class MemberRanks(Shuffling):
     """Per unit: the rank-key parts (and sha256) of its records that are in a group, sent
     on to the group's partition. Does nothing unless the components are final."""
 
-    shuffles: ClassVar[dict[str, str]] = {MAIN: "settle"}
+    shuffles: ClassVar[dict[str, str]] = {MAIN: "settle", "exact": "settle"}
 
     def __init__(
         self, settings: Settings, groups: Sequence[RowGroup], per_unit: int, fs_options: dict
@@ -269,7 +270,8 @@ class MemberRanks(Shuffling):
         super().start_bundle()
         # Sources are few (input files): rows carry a code, each payload the list so far.
         self.sources: dict[str, int] = {}
-        self.buffers[MAIN].extras = lambda: {"sources": text_array(self.sources)}
+        for buffer in self.buffers.values():
+            buffer.extras = lambda: {"sources": text_array(self.sources)}
 
     def process(self, element: tuple[int, Iterable[bytes]], changes: int) -> Iterator:
         if changes:
@@ -280,21 +282,29 @@ class MemberRanks(Shuffling):
             return
         kind, label, ids = distinct_members(arrays["kind"], arrays["label"], arrays["id"])
         table = self.reader.table(self.lookup(index))
-        rows = table.take(ids - int(self.settings.unit_starts[index])).to_pydict()
-        codes = [self.sources.setdefault(s or "", len(self.sources)) for s in rows["source"]]
-        offsets = [-1 if o is None or o < 0 else o for o in rows["source_offset"]]
-        shas = [s if k == EXACT else "" for s, k in zip(rows["sha256"], kind.tolist())]
+        rows = table.take(pa.array(ids - int(self.settings.unit_starts[index])))
+        source = pc.fill_null(rows.column("source"), "").combine_chunks()
+        for name in pc.unique(source).to_pylist():
+            self.sources.setdefault(name, len(self.sources))
+        codes = pc.index_in(source, value_set=pa.array(list(self.sources), pa.string()))
+        offsets = pc.fill_null(rows.column("source_offset"), -1).to_numpy()
         group_key = label.astype(np.uint64) ^ (kind.astype(np.uint64) << np.uint64(62))
         payload = {
             "kind": kind,
             "label": label,
             "id": ids,
-            "uid": text_array(rows["uid"]),
-            "source": np.asarray(codes, np.int64),
+            "uid": rows.column("uid").combine_chunks(),
+            "source": codes.to_numpy(zero_copy_only=False).astype(np.int64),
             "offset": np.asarray(offsets, np.int64),
-            "sha256": text_array(shas),
         }
-        yield from self.send(MAIN, self.partitions(group_key), payload)
+        near = np.flatnonzero(kind == NEAR)
+        part = {name: batches.take(array, near) for name, array in payload.items()}
+        yield from self.send(MAIN, self.partitions(group_key[near]), part)
+        # exact groups are split by full sha256 when settled: only their members carry it
+        exact = np.flatnonzero(kind != NEAR)
+        part = {name: batches.take(array, exact) for name, array in payload.items()}
+        part["sha256"] = rows.column("sha256").combine_chunks().take(pa.array(exact))
+        yield from self.send("exact", self.partitions(group_key[exact]), part)
 
 
 def distinct_members(
@@ -308,18 +318,17 @@ def distinct_members(
 
 def members_of(payloads: Iterable[bytes]) -> Members | None:
     """The members a group partition received (each payload with its own source list)."""
-    parts = [batches.unpack(p) for p in payloads]
+    parts = []
+    for payload in payloads:
+        part = batches.unpack(payload)
+        part["source"] = part.pop("sources").take(pa.array(part["source"]))
+        if "sha256" not in part:
+            part["sha256"] = pa.repeat(pa.scalar("", pa.string()), len(part["id"]))
+        parts.append(part)
     if not parts:
         return None
-    uid, source, offset, sha = [], [], [], []
-    for part in parts:
-        sources = texts(part["sources"])
-        uid += texts(part["uid"])
-        source += [sources[c] for c in part["source"].tolist()]
-        offset += [None if o < 0 else o for o in part["offset"].tolist()]
-        sha += [s or None for s in texts(part["sha256"])]
-    stack = lambda name: np.concatenate([p[name] for p in parts])  # noqa: E731
-    return Members(stack("kind"), stack("label"), stack("id"), uid, source, offset, sha)
+    columns = batches.join_columns(parts)
+    return Members(**{name: columns[name] for name in Members.__dataclass_fields__})
 
 
 class Settle(Shuffling):
@@ -332,7 +341,7 @@ class Settle(Shuffling):
         if members is None:
             return
         ids, reasons, kept = settle(members)
-        arrays = {"id": ids, "reason": reasons, "argument": text_array(kept)}
+        arrays = {"id": ids, "reason": reasons, "argument": kept}
         yield from self.send(MAIN, self.units(ids), arrays)
 
 
@@ -352,7 +361,7 @@ class WriteDecisions(beam.DoFn):
         unit, payloads = element
         arrays = concat(payloads)
         rows = arrays["id"] - int(self.settings.unit_starts[unit])
-        table = unit_decisions(rows, arrays["reason"], texts(arrays["argument"]))
+        table = unit_decisions(rows, arrays["reason"], arrays["argument"])
         url = unit_file(self.attempt, LINKS_PASS, DECISIONS, unit, "parquet")
         fs.write_bytes(url, parquet_bytes(table))
         yield unit
@@ -440,11 +449,12 @@ def build_links(
         | "Group members by unit" >> beam.GroupByKey()
         | "Rank keys"
         >> beam.ParDo(MemberRanks(settings, groups, per_unit, fs_options), final).with_outputs(
-            STATS, main=MAIN
+            "exact", STATS, main=MAIN
         )
     )
     settled = (
-        ranks[MAIN]
+        (ranks[MAIN], ranks["exact"])
+        | "Members with ranks" >> beam.Flatten()
         | "Group by group" >> beam.GroupByKey()
         | "Keep rule" >> beam.ParDo(Settle(settings)).with_outputs(STATS, main=MAIN)
     )

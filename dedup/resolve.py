@@ -16,19 +16,14 @@ before. :func:`unit_decisions` merges what a unit's records were rejected for.
 from __future__ import annotations
 
 import hashlib
-import itertools
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from openwit.dedup.groups import rank_key
-
 #: When one record has several reasons, the first in this order is the one recorded.
 REASON_ORDER = ("eval_overlap", "exact_duplicate", "near_duplicate")
 EVAL, EXACT, NEAR = range(len(REASON_ORDER))
-DETAILS = {EXACT: "same sha256 as uid {}", NEAR: "near duplicate of uid {}"}
 DECISION_SCHEMA = pa.schema(
     [pa.field("row", pa.int32()), pa.field("reason", pa.string()), pa.field("detail", pa.string())]
 )
@@ -92,68 +87,75 @@ def prefix_groups(prefix: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.n
 @dataclass
 class Members:
     """Records of groups with what the keep rule needs: ``kind`` (EXACT or NEAR), the
-    group ``label``, the record ``id``, its rank-key parts and (exact groups) sha256."""
+    group ``label``, the record ``id``, its rank-key parts (``offset`` -1: none) and, in
+    exact groups, its sha256 (empty in near groups)."""
 
     kind: np.ndarray
     label: np.ndarray
     id: np.ndarray
-    uid: list[str]
-    source: list[str]
-    offset: list[int | None]
-    sha256: list[str | None]
+    uid: pa.Array
+    source: pa.Array
+    offset: np.ndarray
+    sha256: pa.Array
 
-    def rank_keys(self) -> list[str]:
-        return [
-            rank_key({"uid": u, "source": s, "source_offset": o})
-            for u, s, o in zip(self.uid, self.source, self.offset)
-        ]
+    def rank_keys(self) -> pa.Array:
+        """:func:`openwit.dedup.groups.rank_key` of each member, as Arrow strings (whose
+        byte order is Python's string order)."""
+        import pyarrow.compute as pc
+
+        offset = pa.array(self.offset, pa.int64())
+        digits = pc.utf8_lpad(pc.cast(offset, pa.string()), 20, "0")
+        offset_text = pc.if_else(pc.less(offset, 0), "", digits)
+        return pc.binary_join_element_wise(self.uid, self.source, offset_text, "\x1f")
 
 
-def settle(members: Members) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def settle(members: Members) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     """``(id, reason, kept uid)`` of the records each group rejects: all but the smallest
     rank key of each group (exact groups: of each group of equal full sha256)."""
-    keys = members.rank_keys()
-    order = np.lexsort((members.label, members.kind))
+    import pyarrow.compute as pc
+
+    table = pa.table(
+        {
+            "kind": members.kind,
+            "label": members.label,
+            "sha256": members.sha256,
+            "key": members.rank_keys(),
+            "id": members.id,
+        }
+    )
+    order = pc.sort_indices(table, [(name, "ascending") for name in table.column_names])
+    order = order.to_numpy()
     kind, label = members.kind[order], members.label[order]
-    bounds = np.flatnonzero(np.r_[True, (kind[1:] != kind[:-1]) | (label[1:] != label[:-1]), True])
-    out_id, out_reason, out_uid = [], [], []
-    for start, stop in itertools.pairwise(bounds):
-        rows = order[start:stop].tolist()
-        group_kind = int(kind[start])
-        if group_kind == EXACT:
-            by_sha: dict[str | None, list[int]] = {}
-            for row in rows:
-                by_sha.setdefault(members.sha256[row], []).append(row)
-            groups: Iterable[list[int]] = by_sha.values()
-        else:
-            groups = [rows]
-        for group in groups:
-            if len(group) < 2:
-                continue
-            kept = min(group, key=lambda row: (keys[row], members.id[row]))
-            for row in group:
-                if row != kept:
-                    out_id.append(int(members.id[row]))
-                    out_reason.append(group_kind)
-                    out_uid.append(members.uid[kept])
-    return np.asarray(out_id, np.int64), np.asarray(out_reason, np.uint8), out_uid
+    sha = members.sha256.take(pa.array(order))
+    new = np.r_[True, (kind[1:] != kind[:-1]) | (label[1:] != label[:-1])]
+    if len(order) > 1:
+        new[1:] |= pc.not_equal(sha[1:], sha[:-1]).to_numpy(zero_copy_only=False)
+    kept = np.flatnonzero(new)[np.cumsum(new) - 1]  # the first of each row's group
+    rejected = ~new
+    kept_uid = members.uid.take(pa.array(order[kept[rejected]]))
+    return members.id[order][rejected], kind[rejected].astype(np.uint8), kept_uid
 
 
-def unit_decisions(rows: np.ndarray, reasons: np.ndarray, arguments: Sequence[str]) -> pa.Table:
+#: What a decision's detail says before its argument (the eval detail is its argument).
+DETAIL_PREFIX = ("", "same sha256 as uid ", "near duplicate of uid ")
+
+
+def unit_decisions(rows: np.ndarray, reasons: np.ndarray, arguments: pa.Array) -> pa.Table:
     """One unit's decisions (a row may come with several reasons: the first of
     :data:`REASON_ORDER` wins); ``arguments`` is the eval detail or the kept uid."""
-    chosen: dict[int, tuple[int, str]] = {}
-    for row, reason, argument in zip(rows.tolist(), reasons.tolist(), arguments):
-        if row not in chosen or reason < chosen[row][0]:
-            chosen[row] = (reason, argument)
-    ordered = sorted(chosen.items())
+    import pyarrow.compute as pc
+
+    rows, reasons = np.asarray(rows, np.int64), np.asarray(reasons, np.int64)
+    order = np.lexsort((reasons, rows))
+    first = np.r_[True, rows[order][1:] != rows[order][:-1]] if len(order) else order == 0
+    pick = order[first]
+    reason = reasons[pick]
+    prefix = pa.array(np.asarray(DETAIL_PREFIX, dtype=object)[reason], pa.string())
     return pa.table(
         {
-            "row": pa.array([row for row, _ in ordered], pa.int32()),
-            "reason": pa.array([REASON_ORDER[r] for _, (r, _) in ordered], pa.string()),
-            "detail": pa.array(
-                [DETAILS[r].format(a) if r in DETAILS else a for _, (r, a) in ordered], pa.string()
-            ),
+            "row": pa.array(rows[pick], pa.int32()),
+            "reason": pa.array(np.asarray(REASON_ORDER, dtype=object)[reason], pa.string()),
+            "detail": pc.binary_join_element_wise(prefix, arguments.take(pa.array(pick)), ""),
         },
         schema=DECISION_SCHEMA,
     )

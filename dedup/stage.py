@@ -98,7 +98,7 @@ class DedupStage(Stage):
     config_keys = ("dedup",)
     #: Large-star/small-star rounds unrolled in the links pass; a graph that needs more
     #: runs the pass again with twice as many (docs/dedup.md, "How it scales").
-    rounds: ClassVar[int] = 4
+    rounds: ClassVar[int] = 3
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
         return OUTPUT_SCHEMA

@@ -161,12 +161,13 @@ def test_multi_processing_runner_gives_the_same_result(case, decontaminated):
 
 def test_reasons_have_a_fixed_precedence():
     import numpy as np
+    import pyarrow as pa
 
     from openwit.dedup.resolve import EVAL, EXACT, NEAR, unit_decisions
 
     rows = np.array([0, 0, 1, 1])
     reasons = np.array([EXACT, EVAL, NEAR, EXACT])
-    table = unit_decisions(rows, reasons, ["k", "matches x", "k", "k"])
+    table = unit_decisions(rows, reasons, pa.array(["k", "matches x", "k", "k"]))
     assert table.to_pylist() == [
         {"row": 0, "reason": "eval_overlap", "detail": "matches x"},
         {"row": 1, "reason": "exact_duplicate", "detail": "same sha256 as uid k"},
