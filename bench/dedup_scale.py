@@ -80,45 +80,44 @@ def _process_peak_mb(pid: int) -> float:
     return 0.0
 
 
-class CpuOfStage:
-    """A build reporter that takes the CPU time of the launcher and of the worker pool's
-    processes while one stage runs (the pool is already warm: an earlier stage started
-    it, as in a real build), and the workers' peak RSS after it."""
+def cpu_of_stage(runner: Any, stage: str) -> Any:
+    """A build reporter for ``stage`` of ``runner`` (Beam-free bench code imports it late)."""
+    from openwit.runner import SilentReporter
 
-    def __init__(self, runner: Any, stage: str) -> None:
-        self.runner, self.stage = runner, stage
-        self.cpu: dict[str, float] = {}
-        self.worker_peak_mb = 0.0
+    class CpuOfStage(SilentReporter):
+        """A build reporter that takes the CPU time of the launcher and of the worker pool's
+        processes while one stage runs (the pool is already warm: an earlier stage started
+        it, as in a real build), and the workers' peak RSS after it."""
 
-    def _sample(self) -> dict[str, float]:
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        pool = self.runner._pool  # the bench looks inside; a stage never does
-        workers = [p.pid for p in pool.processes] if pool else []
-        return {
-            "launcher": own.ru_utime + own.ru_stime,
-            "workers": sum(_process_cpu(pid) for pid in workers),
-        }
+        def __init__(self, runner: Any, stage: str) -> None:
+            self.runner, self.stage = runner, stage
+            self.cpu: dict[str, float] = {}
+            self.worker_peak_mb = 0.0
 
-    def stage_started(self, stage: str) -> None:
-        if stage == self.stage:
-            self.before = self._sample()
+        def _sample(self) -> dict[str, float]:
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            pool = self.runner._pool  # the bench looks inside; a stage never does
+            workers = [p.pid for p in pool.processes] if pool else []
+            return {
+                "launcher": own.ru_utime + own.ru_stime,
+                "workers": sum(_process_cpu(pid) for pid in workers),
+            }
 
-    def stage_finished(self, stage: str, counts: Any, seconds: float) -> None:
-        if stage == self.stage:
-            after = self._sample()
-            self.cpu = {k: round(after[k] - self.before[k], 3) for k in after}
-            pool = self.runner._pool
-            if pool:
-                self.worker_peak_mb = round(max(_process_peak_mb(p.pid) for p in pool.processes), 1)
+        def stage_started(self, stage: str) -> None:
+            if stage == self.stage:
+                self.before = self._sample()
 
-    def stage_skipped(self, stage: str, counts: Any) -> None:
-        pass
+        def stage_finished(self, stage: str, counts: Any, seconds: float) -> None:
+            if stage == self.stage:
+                after = self._sample()
+                self.cpu = {k: round(after[k] - self.before[k], 3) for k in after}
+                pool = self.runner._pool
+                if pool:
+                    self.worker_peak_mb = round(
+                        max(_process_peak_mb(p.pid) for p in pool.processes), 1
+                    )
 
-    def stage_failed(self, stage: str, error: BaseException) -> None:
-        pass
-
-    def stage_damaged(self, stage: str, problems: list[str]) -> None:
-        pass
+    return CpuOfStage(runner, stage)
 
 
 def _rejection_digest(tables: list[Any]) -> str:
@@ -147,7 +146,7 @@ def stage_child(records: int, out: str) -> dict[str, Any]:
 
     config = load_build_config(None, {"out": out})
     runner = BuildRunner(config, [SyntheticImages(records), DedupStage()])
-    runner.reporter = CpuOfStage(runner, "dedup")
+    runner.reporter = cpu_of_stage(runner, "dedup")
     started = time.perf_counter()
     outcome = runner.run()
     total = time.perf_counter() - started
@@ -156,7 +155,10 @@ def stage_child(records: int, out: str) -> dict[str, Any]:
     build = BuildDir(out)
     rejections = [build.read_table([f]) for f in build.rejection_files("dedup")]
     workers = pool_size_for(config.runner, config.beam_options)
+    inputs = build.parts_of(build.stage_entry("synthetic_images"))
+    input_bytes = sum(build.read_table([f]).nbytes for f in inputs)
     return {
+        "input_bytes_per_record": round(input_bytes / records, 1),
         "seconds": entry["seconds"],
         "build_seconds": round(total, 3),
         "cores": workers or 1,

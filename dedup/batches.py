@@ -18,14 +18,19 @@ from __future__ import annotations
 import itertools
 import json
 import struct
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from openwit import fs
+
 #: Rows a bundle buffers (over all partitions) before it emits them.
 FLUSH_ROWS = 1_000_000
 _HEADER = struct.Struct("<I")
+#: What a shuffle element carries: a payload, or where a spilled one is (url, offset, size).
+Payload = bytes | tuple[str, int, int]
 STRING = "arrow:string"
 HEX = "hex"
 _HEX_CHARS = np.frombuffer(b"0123456789abcdef", np.uint8)
@@ -131,9 +136,27 @@ def narrow(array: np.ndarray) -> np.ndarray:
     return array.astype(np.uint32) if array.max() < 2**32 else array
 
 
-def concat(payloads: Iterable[bytes]) -> dict[str, Column]:
+def concat(elements: Iterable[Payload]) -> dict[str, Column]:
     """The columns of several payloads of one kind, concatenated (empty: no payloads)."""
-    return join_columns([unpack(p) for p in payloads])
+    return join_columns([unpack(p) for p in load(elements)])
+
+
+def load(elements: Iterable[Payload]) -> list[bytes]:
+    """Payloads, read from their files where they were spilled (each file opened once)."""
+    out: list[bytes] = []
+    spilled: dict[str, list[tuple[int, int]]] = {}
+    for element in elements:
+        if isinstance(element, bytes):
+            out.append(element)
+        else:
+            url, offset, length = element
+            spilled.setdefault(url, []).append((offset, length))
+    for url, ranges in spilled.items():
+        with fs.open_input(url) as stream:
+            for offset, length in sorted(ranges):
+                stream.seek(offset)
+                out.append(stream.read(length))
+    return out
 
 
 def join_columns(parts: Sequence[Mapping[str, Column]]) -> dict[str, Column]:
@@ -190,41 +213,58 @@ class PartitionBuffers:
     :data:`FLUSH_ROWS` rows wait) yields ``(partition, payload)`` in partition order and
     counts the bytes it emits (the shuffle's size, reported by the stage). ``extras``
     gives arrays sent whole with every payload, such as the strings that codes in the
-    rows refer to.
+    rows refer to. With ``spill_to`` (a directory every worker can read), a flush writes
+    its payloads into one file there and yields ``(partition, (url, offset, size))``
+    instead: the runner moves a few bytes per payload (see :mod:`openwit.dedup.links`).
     """
 
     def __init__(
         self,
         flush_rows: int = FLUSH_ROWS,
-        extras: Callable[[], dict[str, np.ndarray]] | None = None,
+        extras: Callable[[], dict[str, Column]] | None = None,
+        spill_to: str | None = None,
+        name: str = "shuffle",
     ) -> None:
         self.flush_rows = flush_rows
         self.extras = extras  # arrays sent whole with every payload (a dictionary of codes)
+        self.spill_to, self.name = spill_to, name
         self.parts: dict[int, list[dict[str, Column]]] = {}
         self.rows = 0
-        self.bytes_emitted = 0
+        self.bytes_emitted = 0  # payload bytes, spilled or not
+        self.runner_bytes = 0  # what the runner carries: payloads, or where they are
         self.elements_emitted = 0
 
     def add(
         self, partitions: np.ndarray, arrays: Mapping[str, Column]
-    ) -> Iterator[tuple[int, bytes]]:
+    ) -> Iterator[tuple[int, Payload]]:
         for partition, rows in split_by(partitions, arrays):
             self.parts.setdefault(partition, []).append(rows)
         self.rows += len(partitions)
         if self.rows >= self.flush_rows:
             yield from self.flush()
 
-    def flush(self) -> Iterator[tuple[int, bytes]]:
+    def flush(self) -> Iterator[tuple[int, Payload]]:
         parts, self.parts, self.rows = self.parts, {}, 0
+        payloads = []
         for partition in sorted(parts):
-            pieces = parts[partition]
-            arrays = join_columns(pieces)
+            arrays = join_columns(parts[partition])
             if self.extras is not None:
                 arrays.update(self.extras())
-            payload = pack(arrays)
-            self.bytes_emitted += len(payload) + 8  # and the partition number
+            payloads.append((partition, pack(arrays)))
+            self.bytes_emitted += len(payloads[-1][1]) + 8  # and the partition number
             self.elements_emitted += 1
-            yield partition, payload
+        if self.spill_to is None or not payloads:
+            self.runner_bytes += sum(len(payload) + 8 for _, payload in payloads)
+            yield from payloads
+            return
+        # One file per flush; the shuffle carries where each partition's bytes are.
+        url = fs.join(self.spill_to, f"{self.name}-{uuid.uuid4().hex}.bin")
+        fs.write_bytes(url, b"".join(payload for _, payload in payloads))
+        offset = 0
+        for partition, payload in payloads:
+            yield partition, (url, offset, len(payload))
+            offset += len(payload)
+            self.runner_bytes += len(url) + 24
 
 
 def text_array(strings: Iterable[str | None]) -> pa.Array:

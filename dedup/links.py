@@ -75,7 +75,10 @@ class Shuffling(beam.DoFn):
         self.settings = settings
 
     def start_bundle(self) -> None:
-        self.buffers = {tag: PartitionBuffers() for tag in self.shuffles}
+        spill = self.settings.shuffle_dir
+        self.buffers = {
+            tag: PartitionBuffers(spill_to=spill, name=name) for tag, name in self.shuffles.items()
+        }
 
     def send(self, tag: str, partitions: np.ndarray, arrays: dict[str, np.ndarray]) -> Iterator:
         for element in self.buffers[tag].add(partitions, arrays):
@@ -89,6 +92,7 @@ class Shuffling(beam.DoFn):
             name = self.shuffles[tag]
             for stat, number in (
                 ("bytes", buffer.bytes_emitted),
+                ("runner_bytes", buffer.runner_bytes),
                 ("elements", buffer.elements_emitted),
             ):
                 yield beam.pvalue.TaggedOutput(STATS, windowed((f"{name}:{stat}", number)))
@@ -168,7 +172,7 @@ class ExactGroups(Shuffling):
 
     shuffles: ClassVar[dict[str, str]] = {MAIN: "members"}
 
-    def process(self, element: tuple[int, Iterable[bytes]]) -> Iterator:
+    def process(self, element: tuple[int, Iterable[batches.Payload]]) -> Iterator:
         arrays = concat(element[1])
         if not arrays:
             return
@@ -183,7 +187,7 @@ class NearLinks(Shuffling):
 
     shuffles: ClassVar[dict[str, str]] = {MAIN: "star-1-large"}
 
-    def process(self, element: tuple[int, Iterable[bytes]]) -> Iterator:
+    def process(self, element: tuple[int, Iterable[batches.Payload]]) -> Iterator:
         arrays = concat(element[1])
         if not arrays:
             return
@@ -216,7 +220,7 @@ class LargeStar(StarRound):
         super().__init__(settings)
         self.shuffles = {MAIN: f"star-{round_}-small"}
 
-    def process(self, element: tuple[int, Iterable[bytes]]) -> Iterator:
+    def process(self, element: tuple[int, Iterable[batches.Payload]]) -> Iterator:
         arrays = concat(element[1])
         if not arrays:
             return
@@ -234,7 +238,7 @@ class SmallStar(StarRound):
         self.last = last
         self.shuffles = {MAIN: "members" if last else f"star-{round_ + 1}-large"}
 
-    def process(self, element: tuple[int, Iterable[bytes]]) -> Iterator:
+    def process(self, element: tuple[int, Iterable[batches.Payload]]) -> Iterator:
         arrays = concat(element[1])
         if not arrays:
             return
@@ -273,7 +277,7 @@ class MemberRanks(Shuffling):
         for buffer in self.buffers.values():
             buffer.extras = lambda: {"sources": text_array(self.sources)}
 
-    def process(self, element: tuple[int, Iterable[bytes]], changes: int) -> Iterator:
+    def process(self, element: tuple[int, Iterable[batches.Payload]], changes: int) -> Iterator:
         if changes:
             return
         index, payloads = element
@@ -316,10 +320,10 @@ def distinct_members(
     return kind[first], label[first], ids[first]
 
 
-def members_of(payloads: Iterable[bytes]) -> Members | None:
+def members_of(payloads: Iterable[batches.Payload]) -> Members | None:
     """The members a group partition received (each payload with its own source list)."""
     parts = []
-    for payload in payloads:
+    for payload in batches.load(payloads):
         part = batches.unpack(payload)
         part["source"] = part.pop("sources").take(pa.array(part["source"]))
         if "sha256" not in part:
@@ -336,7 +340,7 @@ class Settle(Shuffling):
 
     shuffles: ClassVar[dict[str, str]] = {MAIN: "decisions"}
 
-    def process(self, element: tuple[int, Iterable[bytes]]) -> Iterator:
+    def process(self, element: tuple[int, Iterable[batches.Payload]]) -> Iterator:
         members = members_of(element[1])
         if members is None:
             return
@@ -355,7 +359,9 @@ class WriteDecisions(beam.DoFn):
     def setup(self) -> None:
         fs.configure(self.fs_options)
 
-    def process(self, element: tuple[int, Iterable[bytes]], changes: int) -> Iterator[int]:
+    def process(
+        self, element: tuple[int, Iterable[batches.Payload]], changes: int
+    ) -> Iterator[int]:
         if changes:
             return
         unit, payloads = element

@@ -31,7 +31,8 @@ RANK_COLUMNS = ["uid", "source", "source_offset", "sha256"]
 @dataclass
 class Settings:
     """The search's parameters, shipped to every worker. ``unit_starts[u]`` is the id of
-    unit ``u``'s first record (one more entry: the number of records)."""
+    unit ``u``'s first record (one more entry: the number of records); ``shuffle_dir``:
+    where shuffled payloads are spilled to files (None: they go through the runner)."""
 
     radius: int
     dhash_radius: int | None
@@ -39,6 +40,7 @@ class Settings:
     partitions: int
     rounds: int
     unit_starts: np.ndarray
+    shuffle_dir: str | None = None
 
     @property
     def records(self) -> int:

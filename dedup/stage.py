@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -42,6 +43,8 @@ OUTPUT_SCHEMA = candidate_schema("image")
 #: record), and the fewest partitions (so that every worker has some).
 ROWS_PER_PARTITION = 250_000
 MIN_PARTITIONS = 8
+#: Spilled shuffle payloads, deleted after each links pass.
+SHUFFLE_DIR = "links.shuffle"
 #: The most large-star/small-star rounds a pass may unroll before the stage gives up.
 MAX_ROUNDS = 1024
 
@@ -53,6 +56,12 @@ def unit_starts(groups: Sequence[RowGroup], per_unit: int) -> np.ndarray:
         starts.extend(range(total, total + group.rows, per_unit))
         total += group.rows
     return np.asarray([*starts, total], dtype=np.int64)
+
+
+def shuffle_dir(attempt: str) -> str | None:
+    """Where the links pass spills its shuffles: into the attempt when it is on this
+    machine's disk (every worker of a build reads it), else through the runner."""
+    return fs.join(attempt, SHUFFLE_DIR) if fs.is_local(attempt) else None
 
 
 def partitions_for(records: int) -> int:
@@ -99,6 +108,8 @@ class DedupStage(Stage):
     #: Large-star/small-star rounds unrolled in the links pass; a graph that needs more
     #: runs the pass again with twice as many (docs/dedup.md, "How it scales").
     rounds: ClassVar[int] = 3
+    #: Spill the links pass's shuffles to files when the build directory is on this disk.
+    spill_shuffles: ClassVar[bool] = True
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
         return OUTPUT_SCHEMA
@@ -120,12 +131,15 @@ class DedupStage(Stage):
         self.catalog = self.eval_catalog(ctx)
         stats: dict[str, Any] = {}
         if groups:
+            started = time.perf_counter()
             summary = self.find_groups(ctx, groups, per_unit, units)
-            stats = summary_stats(summary)
+            stats = summary_stats(summary, time.perf_counter() - started)
+            started = time.perf_counter()
             cut = functools.partial(cut_row_group, per_unit)
             core = functools.partial(DecideCore, ctx.attempt)
             with ctx.new_pipeline(units) as pipeline:
                 run_units(pipeline, "Keep", groups, cut, ctx.run_units_fn(core, OUTPUT_SCHEMA))
+            stats["keep_seconds"] = round(time.perf_counter() - started, 3)
         return StageResult(units=units, stats=stats)
 
     def find_groups(
@@ -143,12 +157,15 @@ class DedupStage(Stage):
             partitions_for(int(starts[-1])),
             self.rounds,
             starts,
+            shuffle_dir(ctx.attempt) if self.spill_shuffles else None,
         )
         eval_hashes = self.catalog.sets if self.catalog is not None else []
         detector = Detector.from_config(config)
         options = dict(ctx.config.beam_options)
         cut = functools.partial(cut_row_group, per_unit)
         while True:
+            if settings.shuffle_dir:
+                fs.delete_tree(settings.shuffle_dir)  # what an interrupted pass left
             with ctx.new_pipeline(units) as pipeline:
                 planned = (
                     listed(pipeline, groups, "Links: plan")
@@ -158,6 +175,8 @@ class DedupStage(Stage):
                 build_links(
                     planned, settings, eval_hashes, detector, groups, per_unit, ctx.attempt, options
                 )
+            if settings.shuffle_dir:
+                fs.delete_tree(settings.shuffle_dir)
             summary = fs.read_json(fs.join(ctx.attempt, SUMMARY))
             if summary["changes_in_last_round"] == 0:
                 return summary
@@ -173,17 +192,20 @@ class DedupStage(Stage):
         )
 
 
-def summary_stats(summary: dict[str, Any]) -> dict[str, Any]:
-    """The links pass's figures for the manifest: rounds, and bytes shuffled per record."""
+def summary_stats(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The links pass's figures for the manifest: time, rounds, bytes shuffled per record."""
     shuffles = summary.get("shuffles", {})
     total = sum(s.get("bytes", 0) for s in shuffles.values())
+    through_runner = sum(s.get("runner_bytes", 0) for s in shuffles.values())
     records = max(1, summary.get("records", 0))
     return {
         "links": {
+            "seconds": round(seconds, 3),
             "partitions": summary.get("partitions"),
             "rounds": summary.get("rounds"),
             "shuffle_bytes": total,
             "shuffle_bytes_per_record": round(total / records, 1),
+            "runner_bytes_per_record": round(through_runner / records, 2),
             "shuffle_bytes_per_record_by_step": {
                 name: round(s.get("bytes", 0) / records, 1) for name, s in shuffles.items()
             },

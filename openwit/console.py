@@ -115,7 +115,8 @@ class BuildReporter:
         self.console.print(f"  {stage:<9} [red]failed[/]: {type(error).__name__}")
 
     def stage_damaged(self, stage: str, problems: list[str]) -> None:
-        shown = "; ".join(problems[:3]) + (f"; {len(problems) - 3} more" if len(problems) > 3 else "")
+        more = f"; {len(problems) - 3} more" if len(problems) > 3 else ""
+        shown = "; ".join(problems[:3]) + more
         self.console.print(f"  {stage:<9} [yellow]damaged[/]: {shown}: running it again")
 
 

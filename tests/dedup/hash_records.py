@@ -204,3 +204,9 @@ class OneRoundDedup(SmallUnitsDedup):
     """... unrolling one round: a long chain makes it run the pass again."""
 
     rounds = 1
+
+
+class RunnerShuffleDedup(SmallUnitsDedup):
+    """... with every shuffle through the runner, as on a build directory in a bucket."""
+
+    spill_shuffles = False

@@ -107,3 +107,45 @@ def test_many_equal_hashes_cost_one_link_each(copies):
         np.arange(copies), phash, np.zeros(copies, np.uint64), np.zeros(copies, np.uint8), 4, 14
     )
     assert len(member) == copies - 1 and set(root.tolist()) == {0}
+
+
+def test_links_join_near_and_equal_hashes_to_the_smallest_id():
+    base = 0x0123_4567_89AB_CDEF
+    phash = np.asarray([base, base ^ 0b111, base, base ^ (0xFFFF << 20)], np.uint64)
+    ids = np.asarray([3, 1, 0, 2])  # d, b, a, c: b 3 bits away, a equal, c unrelated
+    copies = band_copies(ids, phash, np.zeros(4, np.uint64), 4)
+    member, root = near.near_links(
+        copies["id"], copies["phash"], copies["dhash"], copies["band"], 4, None
+    )
+    assert sorted(zip(member.tolist(), root.tolist())) == [(1, 0), (3, 0)]
+
+
+def test_links_require_dhash_agreement_when_asked():
+    copies = band_copies(np.asarray([0, 1]), np.asarray([5, 5], np.uint64),
+                         np.asarray([0, (1 << 20) - 1], np.uint64), 4)  # fmt: skip
+    args = copies["id"], copies["phash"], copies["dhash"], copies["band"], 4
+    assert len(near.near_links(*args, 14)[0]) == 0
+    assert [x.tolist() for x in near.near_links(*args, None)] == [[1], [0]]
+
+
+def test_a_big_bucket_through_the_index_gives_the_same_groups_as_pairwise():
+    rng = np.random.default_rng(5)
+    low = np.uint64(2**42 - 1)  # band 0 of radius 2 is the top 22 bits: one bucket for all
+    centres = rng.integers(0, 2**42, size=150, dtype=np.uint64) | (np.uint64(7) << np.uint64(50))
+    codes = np.asarray(
+        [int(c) ^ (1 << int(b)) for c in centres for b in rng.choice(42, 4, replace=False)],
+        np.uint64,
+    )
+    assert len(np.unique(codes >> np.uint64(42))) == 1 and (codes & ~low).any()
+    n = len(codes)
+    assert n > near.BRUTE_FORCE_UP_TO
+    args = np.arange(n), codes, np.zeros(n, np.uint64), np.zeros(n, np.uint8), 2, None
+    via_index = star_components(*near.near_links(*args))[0]
+    old = near.BRUTE_FORCE_UP_TO
+    near.BRUTE_FORCE_UP_TO = 10_000
+    try:
+        pairwise = star_components(*near.near_links(*args))[0]
+    finally:
+        near.BRUTE_FORCE_UP_TO = old
+    assert via_index == pairwise
+    assert len(set(pairwise.values())) >= 140  # about one group per centre

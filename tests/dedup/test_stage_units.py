@@ -13,6 +13,7 @@ from openwit.runner import BuildRunner
 from tests.dedup.hash_records import (
     OneRoundDedup,
     RecordsSource,
+    RunnerShuffleDedup,
     SmallUnitsDedup,
     chain_records,
     expected_rejections,
@@ -59,6 +60,21 @@ def test_groups_across_units_are_the_rules_applied_record_by_record(tmp_path, pl
     assert entry["units"] > 15  # units of at most 25 records
     reasons = {reason for _, reason, _ in rejected(outcome)}
     assert reasons == {"exact_duplicate", "near_duplicate"}
+    # the shuffles went through files, which are gone once the pass is over
+    links = entry["stats"]["links"]
+    assert links["runner_bytes_per_record"] < links["shuffle_bytes_per_record"] / 2
+    assert not [f for f in BuildDir(outcome.build_dir).committed_files("dedup") if "shuffle" in f]
+
+
+def test_shuffles_through_the_runner_give_the_same_output(tmp_path, planted):
+    spilled = build(tmp_path, "spilled", planted)
+    through_runner = build(tmp_path, "through-runner", planted, stage=RunnerShuffleDedup)
+    assert kept(through_runner) == kept(spilled)
+    assert rejected(through_runner) == rejected(spilled)
+    links = through_runner.manifest["stages"]["dedup"]["stats"]["links"]
+    assert links["runner_bytes_per_record"] == pytest.approx(
+        links["shuffle_bytes_per_record"], 0.01
+    )
 
 
 def test_rejections_by_batch_keep_the_funnel_law(tmp_path, planted):
