@@ -28,9 +28,10 @@ import pyarrow.parquet as pq
 
 from openwit import fs
 from openwit.config import BuildConfig
+from openwit.dedup.decide import DECISIONS, LINKS_PASS, SUMMARY
 from openwit.dedup.detector import Detector
 from openwit.dedup.layout import MATCHES_GLOB, STAGE
-from openwit.dedup.links import DECISIONS, LINKS_PASS, SUMMARY, build_links
+from openwit.dedup.links import build_links
 from openwit.dedup.slim import Settings
 from openwit.outputs import StageTotals, UnitOutput, unit_file
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
