@@ -7,7 +7,7 @@ per core), and through the same functions in one process without Beam
 same records (checked). Figures: records/s per core, wall and per CPU-second (launcher and
 workers) against the plain core, and the bytes the stage's shuffles carry per record
 against the size of a record itself (Arrow, metadata only). A million records, the size
-the issue names: at 100k the stage's two pipelines' fixed cost (about 1.5 s) is most of its
+the issue names: at 100k the stage's pipeline's fixed cost (about 1.5 s) is most of its
 time (``bench_scale`` reports both sizes).
 """
 

@@ -202,7 +202,8 @@ def build_links(
     fs_options: dict,
 ) -> Any:
     """The links pass over ``units`` (a PCollection of work units); returns the indexes
-    of the units whose decisions it wrote."""
+    of the units whose decisions it wrote, and the last round's changes (one number: 0
+    when the components are final)."""
     slim = units | "Slim units" >> beam.ParDo(
         SlimUnits(settings, eval_hashes, detector, attempt, fs_options)
     ).with_outputs("bands", DECISIONS, STATS, main=MAIN)
@@ -276,4 +277,4 @@ def build_links(
         | "Write summary"
         >> beam.ParDo(WriteSummary(settings, fs.join(attempt, SUMMARY), fs_options), final)
     )
-    return written
+    return written, changed

@@ -9,17 +9,19 @@ another record of its group), ``eval_overlap`` (matches an evaluation image; onl
 (:func:`openwit.dedup.groups.rank_key`). Every eval match is written, rejected or not, to
 ``links.eval-matches-U.parquet`` files of the stage for the audit.
 
-Two passes. ``links`` (:mod:`openwit.dedup.links`) finds the groups with batched shuffles of
-ids and hashes and writes one decisions file per unit that has rejections; the keep pass
-then reads each unit with its decisions file and writes kept | rejected.
+Two passes in one pipeline. ``links`` (:mod:`openwit.dedup.links`) finds the groups with
+batched shuffles of ids and hashes and writes one decisions file per unit that has
+rejections; the keep pass, once every decisions file is written, reads each unit with its
+decisions file and writes kept | rejected. When the components are not final after the
+rounds the pipeline unrolled, the keep pass does nothing and the stage runs the pipeline
+again with twice the rounds.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,7 +38,7 @@ from openwit.dedup.slim import Settings
 from openwit.outputs import StageTotals, UnitOutput, unit_file
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import Stage, StageContext, StageResult, cut_row_group
-from openwit.unit_transform import TableCore, run_units
+from openwit.unit_transform import TableCore
 from openwit.units import RowGroup, WorkUnit, count_units, plan_row_groups
 
 OUTPUT_SCHEMA = candidate_schema("image")
@@ -132,21 +134,15 @@ class DedupStage(Stage):
         self.catalog = self.eval_catalog(ctx)
         stats: dict[str, Any] = {}
         if groups:
-            started = time.perf_counter()
             summary = self.find_groups(ctx, groups, per_unit, units)
-            stats = summary_stats(summary, time.perf_counter() - started)
-            started = time.perf_counter()
-            cut = functools.partial(cut_row_group, per_unit)
-            core = functools.partial(DecideCore, ctx.attempt)
-            with ctx.new_pipeline(units) as pipeline:
-                run_units(pipeline, "Keep", groups, cut, ctx.run_units_fn(core, OUTPUT_SCHEMA))
-            stats["keep_seconds"] = round(time.perf_counter() - started, 3)
+            stats = summary_stats(summary)
         return StageResult(units=units, stats=stats)
 
     def find_groups(
         self, ctx: StageContext, groups: list[RowGroup], per_unit: int, units: int
     ) -> dict[str, Any]:
-        """Run the links pass until its components are final; returns its summary."""
+        """Run the pipeline of both passes until the components are final (the keep pass
+        waits for the decisions and runs only then); returns the links pass's summary."""
         from openwit.beam import beam, listed
 
         config = ctx.config.dedup
@@ -164,6 +160,7 @@ class DedupStage(Stage):
         detector = Detector.from_config(config)
         options = dict(ctx.config.beam_options)
         cut = functools.partial(cut_row_group, per_unit)
+        keep = ctx.run_units_fn(functools.partial(DecideCore, ctx.attempt), OUTPUT_SCHEMA)
         while True:
             if settings.shuffle_dir:
                 fs.delete_tree(settings.shuffle_dir)  # what an interrupted pass left
@@ -173,8 +170,15 @@ class DedupStage(Stage):
                     | "Links: cut into units" >> beam.FlatMap(cut)
                     | "Links: spread" >> beam.Reshuffle()
                 )
-                build_links(
+                written, changed = build_links(
                     planned, settings, eval_hashes, detector, groups, per_unit, ctx.attempt, options
+                )
+                final = beam.pvalue.AsSingleton(changed)
+                _ = (
+                    planned
+                    | "Keep: when the decisions are final"
+                    >> beam.FlatMap(when_final, final, beam.pvalue.AsList(written))
+                    | "Keep" >> beam.ParDo(keep)
                 )
             if settings.shuffle_dir:
                 fs.delete_tree(settings.shuffle_dir)
@@ -193,15 +197,20 @@ class DedupStage(Stage):
         )
 
 
-def summary_stats(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """The links pass's figures for the manifest: time, rounds, bytes shuffled per record."""
+def when_final(unit: WorkUnit, changes: int, written: list[int]) -> Iterator[WorkUnit]:
+    """A unit for the keep pass, once every decision is written, if they are final."""
+    if changes == 0:
+        yield unit
+
+
+def summary_stats(summary: dict[str, Any]) -> dict[str, Any]:
+    """The links pass's figures for the manifest: rounds, bytes shuffled per record."""
     shuffles = summary.get("shuffles", {})
     total = sum(s.get("bytes", 0) for s in shuffles.values())
     through_runner = sum(s.get("runner_bytes", 0) for s in shuffles.values())
     records = max(1, summary.get("records", 0))
     return {
         "links": {
-            "seconds": round(seconds, 3),
             "partitions": summary.get("partitions"),
             "rounds": summary.get("rounds"),
             "shuffle_bytes": total,
