@@ -6,7 +6,8 @@ payload)`` where the payload packs a few named numpy arrays (thousands of record
 bytes. :class:`PartitionBuffers` collects a bundle's rows per destination partition and
 emits one payload per partition when the bundle ends (or when it holds
 :data:`FLUSH_ROWS` rows), so a shuffle carries about ``bundles x partitions`` elements
-whatever the number of records.
+whatever the number of records. Where every worker can read the build directory, the
+payloads are written to files instead and the elements say where they are (:data:`Payload`).
 
 A record is named by its *id*: its row number in the stage's input (units in order, rows
 in order), so ``ids`` are dense ``0..n-1`` and the unit of an id is a binary search in the

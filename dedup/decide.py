@@ -89,7 +89,7 @@ class MemberRanks(Shuffling):
             "kind": kind,
             "label": label,
             "id": ids,
-            "uid": rows.column("uid").combine_chunks(),
+            "uid": pc.fill_null(rows.column("uid"), "").combine_chunks(),
             "source": codes.to_numpy(zero_copy_only=False).astype(np.int64),
             "offset": np.asarray(offsets, np.int64),
         }
