@@ -8,7 +8,7 @@ same records (checked). Figures: records/s per core, wall and per CPU-second (la
 workers) against the plain core, and the bytes the stage's shuffles carry per record
 against the size of a record itself (Arrow, metadata only). A million records, the size
 the issue names: at 100k the stage's pipeline's fixed cost (about 1.5 s) is most of its
-time (``bench_scale`` reports both sizes).
+time (``bench_dedup_scale`` reports both sizes).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
    must equal the stage's.
 
 It returns both timings, peak RSS (launcher and worker processes), cores and the stage's
-shuffle figures (``links.summary.json``). ``bench_dedup_stage`` and ``bench_scale`` print
+shuffle figures (``links.summary.json``). ``bench_dedup_stage`` and ``bench_dedup_scale`` print
 them.
 """
 

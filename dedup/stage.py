@@ -104,6 +104,22 @@ class DecideCore(TableCore):
         return lambda: output
 
 
+def local_eval_set(root: str) -> str:
+    """An eval set's folder on this machine: itself, or a copy of a remote one (a bucket
+    prefix) in a temporary folder of the launcher, which hashes the eval sets once."""
+    if fs.is_local(root):
+        return root
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="openwit-eval-")
+    prefix = root.rstrip("/") + "/"
+    for url in fs.list_files(root):
+        target = fs.join(folder, url[len(prefix) :])
+        fs.makedirs(fs.parent(target))
+        fs.write_bytes(target, fs.read_bytes(url))
+    return folder
+
+
 class DedupStage(Stage):
     name = STAGE
     version = 3
@@ -124,7 +140,8 @@ class DedupStage(Stage):
         config = ctx.config.dedup
         if not config.eval_sets:
             return None
-        return EvalCatalog.build(config.eval_sets, Detector.from_config(config))
+        roots = {name: local_eval_set(root) for name, root in config.eval_sets.items()}
+        return EvalCatalog.build(roots, Detector.from_config(config))
 
     def run(self, ctx: StageContext) -> StageResult:
         per_unit = self.unit_size(ctx.config)

@@ -1,10 +1,11 @@
-"""Scale: each stage at growing sizes on the default runner (so far: dedup).
+"""The dedup stage's cost curve: synthetic stored-image metadata at 100k and 1M records.
 
-Synthetic stored-image metadata at 100k and 1M records (``OPENWIT_BENCH_SCALE_SIZES``,
-comma-separated, changes the sizes) through the dedup stage on openwit's local worker pool,
-each size against the plain core on the same input (``dedup_scale.measure``). Per size:
-records/s per core (cores used: the pool's workers), peak RSS of the launcher (it holds the
-shuffles on this runner) and of the largest worker; over the sizes: the slope of time
+The dedup part of the scale benchmarks (``bench_scale`` covers the candidate stages and may
+call :func:`dedup_scale`). Synthetic stored-image metadata (``dedup_data``) at each size of
+``OPENWIT_BENCH_SCALE`` (comma-separated; default ``100000,1000000``) through the dedup
+stage on openwit's local worker pool, each size against the plain core on the same input
+(``dedup_scale.measure``). Per size: records/s per core (cores used: the pool's workers),
+peak RSS of the launcher and of the largest worker; over the sizes: the slope of time
 against size on a log-log fit (1.0: linear).
 """
 
@@ -17,7 +18,7 @@ from common import emit, install_guard
 
 install_guard()
 
-SIZES = [int(s) for s in os.environ.get("OPENWIT_BENCH_SCALE_SIZES", "100000,1000000").split(",")]
+SIZES = [int(s) for s in os.environ.get("OPENWIT_BENCH_SCALE", "100000,1000000").split(",")]
 
 
 def slope(sizes: list[int], seconds: list[float]) -> float:
@@ -28,6 +29,7 @@ def slope(sizes: list[int], seconds: list[float]) -> float:
 
 
 def dedup_scale(sizes: list[int]) -> None:
+    """Print the figures of the dedup stage at ``sizes`` records (JSON lines)."""
     from dedup_scale import measure
 
     stage_seconds, plain_seconds = [], []
