@@ -1,122 +1,73 @@
-"""The dedup stage's Beam graph: records/s on the local runner, against a pass-through.
+"""The dedup stage on the default runner against its plain core, on the same input.
 
-20,000 synthetic candidate records (random 64-bit hashes, 10% exact copies, 10% near
-copies with 1-3 bits flipped, 4 KB of image bytes each) go through
-``openwit.dedup.stage.build_graph`` with one 100-image eval set, and through a pipeline
-that only keys and regroups them (one CoGroupByKey, the same shuffle of the records the
-stage's final join does). Both on openwit's offline DirectRunner, in memory.
+1,000,000 synthetic stored-image records (``dedup_data``: 10% exact copies, 10% near copies
+with chains) go through a build's dedup stage on openwit's local worker pool (one worker
+per core), and through the same functions in one process without Beam
+(``openwit.dedup.plain`` and the keep pass's apply-and-write per unit). Both reject the
+same records (checked). Figures: records/s per core, wall and per CPU-second (launcher and
+workers) against the plain core, and the bytes the stage's shuffles carry per record
+against the size of a record itself (Arrow, metadata only). A million records, the size
+the issue names: at 100k the stage's pipeline's fixed cost (about 1.5 s) is most of its
+time (``bench_dedup_scale`` reports both sizes).
 """
 
 from __future__ import annotations
 
-import time
+import os
 
-import numpy as np
 from common import emit, install_guard
 
 install_guard()
 
-N_RECORDS = 20_000
-IMAGE_BYTES = 4096
-
-
-def synthetic_records(rng: np.random.Generator) -> list[dict]:
-    phash = rng.integers(0, 2**64 - 1, size=N_RECORDS, dtype=np.uint64, endpoint=True)
-    dhash = rng.integers(0, 2**64 - 1, size=N_RECORDS, dtype=np.uint64, endpoint=True)
-    sha = [f"{i:064x}" for i in range(N_RECORDS)]
-    tenth = N_RECORDS // 10
-    for i in range(tenth):  # exact copies of the first records
-        j = N_RECORDS - 1 - i
-        phash[j], dhash[j], sha[j] = phash[i], dhash[i], sha[i]
-    for i in range(tenth, 2 * tenth):  # near copies
-        j = N_RECORDS - 1 - i
-        flip = np.uint64(0)
-        for bit in rng.choice(64, rng.integers(1, 4), replace=False):
-            flip |= np.uint64(1) << np.uint64(int(bit))
-        phash[j], dhash[j] = phash[i] ^ flip, dhash[i]
-    payload = bytes(IMAGE_BYTES)
-    return [
-        {
-            "uid": f"{i:032x}",
-            "url": f"http://x.example/{i}.jpg",
-            "source": "bench",
-            "source_offset": i,
-            "sha256": sha[i],
-            "phash": int(phash[i]),
-            "dhash": int(dhash[i]),
-            "image": payload,
-        }
-        for i in range(N_RECORDS)
-    ]
-
-
-def run_dedup(records: list[dict], eval_hashes: list) -> float:
-    import apache_beam as beam
-
-    from openwit.beam import new_pipeline
-    from openwit.config import DedupConfig
-    from openwit.dedup.detector import Detector
-    from openwit.dedup.stage import build_graph
-
-    started = time.perf_counter()
-    with new_pipeline() as pipeline:
-        kept, rejected, matches = build_graph(
-            pipeline | beam.Create(records, reshuffle=False),
-            DedupConfig(decontaminate=True),
-            Detector(),
-            eval_hashes,
-        )
-        _ = kept | "count kept" >> beam.combiners.Count.Globally()
-        _ = rejected | "count rejected" >> beam.combiners.Count.Globally()
-        _ = matches | "count matches" >> beam.combiners.Count.Globally()
-    return N_RECORDS / (time.perf_counter() - started)
-
-
-def run_passthrough(records: list[dict]) -> float:
-    import apache_beam as beam
-
-    from openwit.beam import new_pipeline
-
-    started = time.perf_counter()
-    with new_pipeline() as pipeline:
-        keyed = pipeline | beam.Create(records, reshuffle=False) | beam.Map(lambda r: (r["uid"], r))
-        _ = (
-            {"record": keyed}
-            | beam.CoGroupByKey()
-            | beam.FlatMap(lambda kv: kv[1]["record"])
-            | beam.combiners.Count.Globally()
-        )
-    return N_RECORDS / (time.perf_counter() - started)
+RECORDS = int(os.environ.get("OPENWIT_BENCH_DEDUP_RECORDS", 1_000_000))
 
 
 def main() -> None:
-    from openwit.dedup.detector import Detector
-    from openwit.dedup.evalhash import EvalHashes
+    from dedup_scale import measure
 
-    rng = np.random.default_rng(0)
-    records = synthetic_records(rng)
-    n_variants = len(Detector().variants())
-    shape = (100, n_variants)
-    eval_hashes = [
-        EvalHashes(
-            "bench",
-            None,  # type: ignore[arg-type]
-            [f"c/{i}.jpg" for i in range(100)],
-            np.zeros(100, dtype=np.int32),
-            rng.integers(0, 2**63, size=shape, dtype=np.uint64),
-            rng.integers(0, 2**63, size=shape, dtype=np.uint64),
-            np.ones(100, dtype=bool),
-        )
-    ]
-    passthrough = run_passthrough(records)
-    dedup = run_dedup(records, eval_hashes)
+    result = measure(RECORDS)
+    stage, plain = result["stage"], result["plain"]
+    n, cores = RECORDS, stage["cores"]
+    cpu = stage["cpu_seconds"]["launcher"] + stage["cpu_seconds"]["workers"]
+    extra = {"records": n, "cores": cores, "machine": "provisional: shared 2-core machine"}
     emit(
-        "dedup_stage_records",
-        dedup,
+        "dedup_stage_records_per_core",
+        n / stage["seconds"] / cores,
         "records/s",
-        "key + CoGroupByKey pass-through",
-        passthrough,
-        records=N_RECORDS,
+        "plain core, one process",
+        n / plain["seconds"],
+        **extra,
+    )
+    emit(
+        "dedup_stage_records_wall",
+        n / stage["seconds"],
+        "records/s",
+        "plain core, one process",
+        n / plain["seconds"],
+        **extra,
+    )
+    emit(
+        "dedup_stage_records_per_cpu_second",
+        n / cpu,
+        "records/s",
+        "plain core, one process",
+        n / plain["cpu_seconds"],
+        **extra,
+        cpu_seconds=stage["cpu_seconds"],
+    )
+    links = stage["links"]
+    emit(
+        "dedup_shuffle_bytes_per_record",
+        links["shuffle_bytes_per_record"],
+        "B",
+        "a record's own metadata (Arrow bytes of the stage's input row)",
+        stage["input_bytes_per_record"],
+        **extra,
+        by_step=links["shuffle_bytes_per_record_by_step"],
+        through_runner=links["runner_bytes_per_record"],
+        rounds=links["rounds"],
+        peak_rss_launcher_mb=stage["peak_rss_launcher_mb"],
+        peak_rss_worker_mb=stage["peak_rss_worker_mb"],
     )
 
 

@@ -202,7 +202,7 @@ def find_overlaps(shards: Path, catalog: EvalCatalog, progress: bool = True) -> 
 def decontamination_counts(shards: Path) -> dict[str, dict[str, int]] | None:
     """What the build's dedup stage removed as eval overlap, when ``shards`` is in a build."""
     from openwit.builddir import BuildDir
-    from openwit.dedup.layout import MATCHES_FILE, STAGE
+    from openwit.dedup.layout import MATCHES_GLOB, STAGE
 
     build = BuildDir(shards.parent)
     try:
@@ -212,7 +212,7 @@ def decontamination_counts(shards: Path) -> dict[str, dict[str, int]] | None:
     dedup_config = (manifest.get("config") or {}).get("dedup") or {}
     if not dedup_config.get("decontaminate"):
         return None
-    table = build.read_table(build.stage_files(STAGE, MATCHES_FILE))
+    table = build.read_table(build.stage_files(STAGE, MATCHES_GLOB))
     counts: dict[str, dict[str, set]] = defaultdict(lambda: {"images": set(), "samples": set()})
     for row in table.to_pylist() if table is not None else []:
         if row["rejected"]:

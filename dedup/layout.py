@@ -5,9 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 
 STAGE = "dedup"
-#: Eval matches of a build: one file in the dedup stage's committed attempt (not ``part-*``,
-#: so the next stage does not read them as records).
-MATCHES_FILE = "eval-matches.parquet"
+#: Eval matches of a build: files in the dedup stage's committed attempt, one per unit with
+#: matches (``links.eval-matches-U.parquet``; not ``part-*``, so the next stage does not read
+#: them as records).
+MATCHES_GLOB = "*eval-matches*.parquet"
 
 EVAL_MATCH_SCHEMA = pa.schema(
     [

@@ -5,317 +5,93 @@ in the download stage's files); the stage only removes records.
 Rejections: ``exact_duplicate`` (same sha256 as a kept record), ``near_duplicate`` (pHash
 within ``near_duplicate_radius`` bits and dHash within ``near_duplicate_dhash_radius`` of
 another record of its group), ``eval_overlap`` (matches an evaluation image; only with
-``decontaminate: true``). In each group the record with the smallest uid is kept
+``decontaminate: true``). In each group the record with the smallest rank key is kept
 (:func:`openwit.dedup.groups.rank_key`). Every eval match is written, rejected or not, to
-``stages/dedup/eval-matches-*.parquet`` for the audit.
+``links.eval-matches-U.parquet`` files of the stage for the audit.
 
-Two passes. ``links`` (one Beam graph over slim records: rank key, hashes, unit):
-
-    units ─ slim ─┬─ GroupByKey(sha256) ─────────── exact rejections
-                  ├─ batches ─ eval index search ── eval matches (+ rejections)
-                  └─ survivors ─ GroupByKey((band, band value))
-                        ─ bucket forests ─ components ── near rejections
-    rejections ─ by the unit of their record ─ one decisions file per unit
-
-then the keep pass reads each unit with its decisions file and writes kept | rejected.
+Two passes in one pipeline. ``links`` (:mod:`openwit.dedup.links`) finds the groups with
+batched shuffles of ids and hashes and writes one decisions file per unit that has
+rejections; the keep pass, once every decisions file is written, reads each unit with its
+decisions file and writes kept | rejected. When the components are not final after the
+rounds the pipeline unrolled, the keep pass does nothing and the stage runs the pipeline
+again with twice the rounds.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from openwit import fs
-
-# Beam through openwit.beam, which quiets Beam's import-time warning before importing it.
-from openwit.beam import beam, listed
-from openwit.config import BuildConfig, DedupConfig
+from openwit.config import BuildConfig
+from openwit.dedup.decide import DECISIONS, LINKS_PASS, SUMMARY
 from openwit.dedup.detector import Detector
-from openwit.dedup.groups import (
-    Slim,
-    band_keys,
-    bucket_forest,
-    components,
-    exact_duplicates,
-    rank_key,
-    uid_of,
-)
-from openwit.dedup.layout import EVAL_MATCH_SCHEMA, MATCHES_FILE, STAGE
-from openwit.funnel import Rejection
-from openwit.outputs import StageTotals, UnitOutput, parquet_bytes, rejections_table
-from openwit.schemas import candidate_schema
+from openwit.dedup.layout import MATCHES_GLOB, STAGE
+from openwit.dedup.links import build_links
+from openwit.dedup.slim import Settings
+from openwit.outputs import StageTotals, UnitOutput, unit_file
+from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import Stage, StageContext, StageResult, cut_row_group
-from openwit.unit_transform import TableCore, run_units
-from openwit.units import UnitReader, WorkUnit, count_units, plan_row_groups
-
-#: When one record has several reasons, the first in this order is the one recorded.
-REASON_ORDER = ("eval_overlap", "exact_duplicate", "near_duplicate")
-
+from openwit.unit_transform import TableCore
+from openwit.units import RowGroup, WorkUnit, count_units, plan_row_groups
 
 OUTPUT_SCHEMA = candidate_schema("image")
-LINKS_PASS = "links"
-DECISIONS = "decisions"
-DECISION_SCHEMA = pa.schema(
-    [pa.field("key", pa.string()), pa.field("reason", pa.string()), pa.field("detail", pa.string())]
-)
-SLIM_COLUMNS = ["uid", "source", "source_offset", "sha256", "phash", "dhash", "url"]
+#: Records per partition of the search's shuffles (the memory of one step: ~100 bytes a
+#: record), and the fewest partitions (so that every worker has some).
+ROWS_PER_PARTITION = 250_000
+MIN_PARTITIONS = 8
+#: Spilled shuffle payloads, deleted after each links pass.
+SHUFFLE_DIR = "links.shuffle"
+#: The most large-star/small-star rounds a pass may unroll before the stage gives up.
+MAX_ROUNDS = 1024
 
 
-def slim(record: dict[str, Any]) -> Slim:
-    return Slim(rank_key(record), record.get("sha256"), record.get("phash"), record.get("dhash"))
+def unit_starts(groups: Sequence[RowGroup], per_unit: int) -> np.ndarray:
+    """The id (input row number) of each unit's first record, and the number of records."""
+    starts, total = [], 0
+    for group in groups:
+        starts.extend(range(total, total + group.rows, per_unit))
+        total += group.rows
+    return np.asarray([*starts, total], dtype=np.int64)
 
 
-class ReadSlims(beam.DoFn):
-    """A unit's records as ``(Slim, {"url", "unit"})``: what the duplicate search needs."""
-
-    def __init__(self, fs_options: dict[str, Any]) -> None:
-        self.fs_options = fs_options
-
-    def setup(self) -> None:
-        fs.configure(self.fs_options)
-        self.reader = UnitReader(SLIM_COLUMNS)
-
-    def process(self, unit: WorkUnit) -> Iterator[tuple[Slim, dict[str, Any]]]:
-        for record in self.reader.records(unit):
-            yield slim(record), {"url": record.get("url"), "unit": unit.index}
+def shuffle_dir(attempt: str) -> str | None:
+    """Where the links pass spills its shuffles: into the attempt when it is on this
+    machine's disk (every worker of a build reads it), else through the runner."""
+    return fs.join(attempt, SHUFFLE_DIR) if fs.is_local(attempt) else None
 
 
-def keyed_by_sha256(pair: tuple[Slim, dict[str, Any]]) -> Iterator[tuple[str, str]]:
-    item = pair[0]
-    if item.sha256:
-        yield item.sha256, item.key
-
-
-def keyed_by_band(item: Slim, radius: int) -> Iterator[tuple[tuple[int, int], Slim]]:
-    for key in band_keys(item.phash, radius):  # type: ignore[arg-type]
-        yield key, item
-
-
-def forest_of_bucket(
-    bucket: tuple[tuple[int, int], Iterable[Slim]], radius: int, dhash_radius: int | None
-) -> list[tuple[str, str]]:
-    return bucket_forest(list(bucket[1]), radius, dhash_radius)
-
-
-# -- exact duplicates ------------------------------------------------------------------------
-def exact_rejections(sha_and_keys: tuple[str, Iterable[str]]) -> Iterator[tuple[str, tuple]]:
-    _, keys = sha_and_keys
-    kept, rejected = exact_duplicates(keys)
-    for key in rejected:
-        yield key, ("exact_duplicate", f"same sha256 as uid {uid_of(kept)}")
-
-
-# -- near duplicates -------------------------------------------------------------------------
-def near_candidate(
-    element: tuple[str, dict[str, list]],
-) -> Iterator[Slim]:
-    """Records that are still in play: not rejected as exact duplicates or eval overlap."""
-    _, joined = element
-    if joined["exact"] or joined["eval"]:
-        return
-    for item in joined["slim"][:1]:
-        if item.phash is not None:
-            yield item
-
-
-def near_rejections(
-    links: list[tuple[str, str]],
-) -> Iterator[tuple[str, tuple]]:
-    for member, root in sorted(components(links).items()):
-        yield member, ("near_duplicate", f"near duplicate of uid {uid_of(root)}")
-
-
-# -- eval overlap ----------------------------------------------------------------------------
-class MatchEvalSets(beam.DoFn):
-    """Over batches of slim records: the eval matches of each record."""
-
-    def __init__(self, detector: Detector, eval_hashes: list, decontaminate: bool) -> None:
-        self.detector = detector
-        self.eval_hashes = eval_hashes  # the index is built per worker, not pickled
-        self.decontaminate = decontaminate
-        self.catalog: Any = None
-
-    def setup(self) -> None:
-        from openwit.dedup.evalhash import EvalCatalog
-
-        self.catalog = EvalCatalog(self.detector, self.eval_hashes)
-
-    def process(self, batch: list[tuple[Slim, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
-        import numpy as np
-
-        usable = [(s, info) for s, info in batch if s.phash is not None and s.dhash is not None]
-        if not usable:
-            return
-        phash = np.asarray([int(s.phash) for s, _ in usable], dtype=np.uint64)  # type: ignore[arg-type]
-        dhash = np.asarray([int(s.dhash) for s, _ in usable], dtype=np.uint64)  # type: ignore[arg-type]
-        for match in self.catalog.match(phash, dhash):
-            item, info = usable[match.query]
-            hashes = self.catalog.sets[match.set_index]
-            yield {
-                "key": item.key,
-                "eval_set": hashes.name,
-                "eval_path": hashes.paths[match.sample],
-                "eval_label": int(hashes.labels[match.sample]),
-                "uid": uid_of(item.key),
-                "url": info.get("url"),
-                "sha256": item.sha256,
-                "phash": int(item.phash),  # type: ignore[arg-type]
-                "dhash": int(item.dhash),  # type: ignore[arg-type]
-                "variant": match.variant,
-                "phash_distance": match.phash_distance,
-                "dhash_distance": match.dhash_distance,
-                "rejected": self.decontaminate,
-            }
-
-
-def eval_candidate(match: dict[str, Any]) -> tuple[str, tuple]:
-    """``(key, (distances, detail))``: the distances order a record's matches."""
-    detail = (
-        f"matches {match['eval_set']}/{match['eval_path']} "
-        f"(pHash {match['phash_distance']}, dHash {match['dhash_distance']}, {match['variant']})"
-    )
-    return match["key"], ((match["phash_distance"], match["dhash_distance"]), detail)
-
-
-def closest_first(candidates: Iterable[tuple]) -> tuple:
-    return min(candidates)
-
-
-def eval_rejection(keyed: tuple[str, tuple]) -> tuple[str, tuple[str, str]]:
-    key, (_, detail) = keyed
-    return key, ("eval_overlap", detail)
-
-
-# -- the decisions ---------------------------------------------------------------------------
-def first_reason(reasons: Iterable[tuple[str, str]]) -> tuple[str, str]:
-    """When one record has several reasons, the first in :data:`REASON_ORDER` is recorded."""
-    by_reason = dict(reasons)
-    chosen = next(r for r in REASON_ORDER if r in by_reason)
-    return chosen, by_reason[chosen]
-
-
-def route_to_unit(element: tuple[str, dict[str, list]]) -> Iterator[tuple[int, dict[str, str]]]:
-    key, joined = element
-    if not joined["reasons"]:
-        return
-    reason, detail = first_reason(joined["reasons"])
-    for unit in joined["unit"][:1]:
-        yield unit, {"key": key, "reason": reason, "detail": detail}
-
-
-class WriteDecisions(beam.DoFn):
-    """One unit's decisions, written whole into the attempt (a retry writes the same file)."""
-
-    def __init__(self, attempt: str, fs_options: dict[str, Any]) -> None:
-        self.attempt, self.fs_options = attempt, fs_options
-
-    def setup(self) -> None:
-        fs.configure(self.fs_options)
-
-    def process(self, element: tuple[int, Iterable[dict[str, str]]]) -> Iterator[int]:
-        unit, decisions = element
-        rows = sorted(decisions, key=lambda d: d["key"])
-        url = fs.join(self.attempt, f"{LINKS_PASS}.{DECISIONS}-{unit:08d}.parquet")
-        fs.write_bytes(url, parquet_bytes(pa.Table.from_pylist(rows, schema=DECISION_SCHEMA)))
-        yield unit
-
-
-class WriteMatches(beam.DoFn):
-    def __init__(self, url: str, fs_options: dict[str, Any]) -> None:
-        self.url, self.fs_options = url, fs_options
-
-    def setup(self) -> None:
-        fs.configure(self.fs_options)
-
-    def process(self, matches: list[dict[str, Any]]) -> Iterator[int]:
-        rows = sorted(matches, key=lambda m: (m["eval_set"], m["eval_path"], m["uid"]))
-        table = pa.Table.from_pylist(rows, schema=EVAL_MATCH_SCHEMA)
-        fs.write_bytes(self.url, parquet_bytes(table))
-        yield len(rows)
-
-
-def _strip_key(match: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in match.items() if k != "key"}
-
-
-def build_links(
-    units: Any, config: DedupConfig, detector: Detector, eval_hashes: list, fs_options: dict
-) -> tuple[Any, Any]:
-    """The links pass: ``(decisions by unit, eval matches)`` PCollections."""
-    slims = units | "Slim" >> beam.ParDo(ReadSlims(fs_options))
-
-    exact = (
-        slims
-        | "Key by sha256" >> beam.FlatMap(keyed_by_sha256)
-        | "Group by sha256" >> beam.GroupByKey()
-        | "Exact duplicates" >> beam.FlatMap(exact_rejections)
-    )
-
-    if eval_hashes:
-        matcher = MatchEvalSets(detector, eval_hashes, config.decontaminate)
-        matches = (
-            slims
-            | "Batch for eval search" >> beam.BatchElements(min_batch_size=256, max_batch_size=4096)
-            | "Search eval index" >> beam.ParDo(matcher)
-        )
-    else:
-        matches = units.pipeline | "No eval sets" >> beam.Create([])
-    if config.decontaminate:
-        eval_rejects = (
-            matches
-            | "Eval candidates" >> beam.Map(eval_candidate)
-            | "Closest eval match" >> beam.CombinePerKey(closest_first)
-            | "Eval rejection" >> beam.Map(eval_rejection)
-        )
-    else:
-        eval_rejects = units.pipeline | "No decontamination" >> beam.Create([])
-
-    slim_by_key = slims | "Key slim" >> beam.Map(lambda pair: (pair[0].key, pair[0]))
-    radius, dhash_radius = config.near_duplicate_radius, config.near_duplicate_dhash_radius
-    links = (
-        {"slim": slim_by_key, "exact": exact, "eval": eval_rejects}
-        | "Join for near search" >> beam.CoGroupByKey()
-        | "Survivors" >> beam.FlatMap(near_candidate)
-        | "Band keys" >> beam.FlatMap(keyed_by_band, radius)
-        | "Group by band" >> beam.GroupByKey()
-        | "Bucket forests" >> beam.FlatMap(forest_of_bucket, radius, dhash_radius)
-    )
-    near = (
-        links
-        | "All links" >> beam.combiners.ToList()
-        | "Components" >> beam.FlatMap(near_rejections)
-    )
-
-    unit_of_key = slims | "Unit of key" >> beam.Map(lambda pair: (pair[0].key, pair[1]["unit"]))
-    reasons = (exact, eval_rejects, near) | "All reasons" >> beam.Flatten()
-    decisions = (
-        {"unit": unit_of_key, "reasons": reasons}
-        | "Join reasons" >> beam.CoGroupByKey()
-        | "Route to unit" >> beam.FlatMap(route_to_unit)
-        | "Group by unit" >> beam.GroupByKey()
-    )
-    return decisions, matches | "Drop keys" >> beam.Map(_strip_key)
+def partitions_for(records: int) -> int:
+    return max(MIN_PARTITIONS, math.ceil(records / ROWS_PER_PARTITION))
 
 
 # -- the keep pass -----------------------------------------------------------------------------
 def apply_decisions(attempt: str, table: pa.Table, unit: WorkUnit) -> UnitOutput:
     """A unit's records without the rejected ones (whose decisions the links pass wrote)."""
-    url = fs.join(attempt, f"{LINKS_PASS}.{DECISIONS}-{unit.index:08d}.parquet")
-    decided: dict[str, tuple[str, str]] = {}
-    if fs.exists(url):
-        with fs.open_input(url) as stream:
-            for row in pq.read_table(stream).to_pylist():
-                decided[row["key"]] = (row["reason"], row["detail"])
-    if not decided:
-        return UnitOutput(table, rejections_table([]))
-    keys = [rank_key(r) for r in table.select(["uid", "source", "source_offset"]).to_pylist()]
-    keep = [key not in decided for key in keys]
-    rejected = [Rejection(uid_of(key), STAGE, *decided[key]) for key in keys if key in decided]
-    return UnitOutput(table.filter(pa.array(keep, pa.bool_())), rejections_table(rejected))
+    url = unit_file(attempt, LINKS_PASS, DECISIONS, unit, "parquet")
+    if not fs.exists(url):
+        return UnitOutput(table, None)
+    with fs.open_input(url) as stream:
+        decided = pq.read_table(stream)
+    rows = decided.column("row")
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[rows.to_numpy()] = False
+    rejected = pa.table(
+        {
+            "uid": table.column("uid").take(rows),
+            "stage": pa.array([STAGE] * decided.num_rows, pa.string()),
+            "reason": decided.column("reason"),
+            "detail": decided.column("detail"),
+        },
+        schema=REJECTION_SCHEMA,
+    )
+    return UnitOutput(table.filter(pa.array(keep)), rejected)
 
 
 class DecideCore(TableCore):
@@ -346,8 +122,13 @@ def local_eval_set(root: str) -> str:
 
 class DedupStage(Stage):
     name = STAGE
-    version = 2
+    version = 3
     config_keys = ("dedup",)
+    #: Large-star/small-star rounds unrolled in the links pass; a graph that needs more
+    #: runs the pass again with twice as many (docs/dedup.md, "How it scales").
+    rounds: ClassVar[int] = 3
+    #: Spill the links pass's shuffles to files when the build directory is on this disk.
+    spill_shuffles: ClassVar[bool] = True
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
         return OUTPUT_SCHEMA
@@ -363,36 +144,67 @@ class DedupStage(Stage):
         return EvalCatalog.build(roots, Detector.from_config(config))
 
     def run(self, ctx: StageContext) -> StageResult:
-        config = ctx.config.dedup
         per_unit = self.unit_size(ctx.config)
         groups = plan_row_groups(ctx.input_files, per_unit)
         units = count_units(groups, per_unit)
         ctx.start_plan({"groups": [list(vars(g).values()) for g in groups], "unit": per_unit})
-        catalog = self.eval_catalog(ctx)
-        self.catalog = catalog
-        cut = functools.partial(cut_row_group, per_unit)
-        options = dict(ctx.config.beam_options)
+        self.catalog = self.eval_catalog(ctx)
+        stats: dict[str, Any] = {}
         if groups:
-            eval_hashes = catalog.sets if catalog is not None else []
-            detector = Detector.from_config(config)
+            summary = self.find_groups(ctx, groups, per_unit, units)
+            stats = summary_stats(summary)
+        return StageResult(units=units, stats=stats)
+
+    def find_groups(
+        self, ctx: StageContext, groups: list[RowGroup], per_unit: int, units: int
+    ) -> dict[str, Any]:
+        """Run the pipeline of both passes until the components are final (the keep pass
+        waits for the decisions and runs only then); returns the links pass's summary."""
+        from openwit.beam import beam, listed
+
+        config = ctx.config.dedup
+        starts = unit_starts(groups, per_unit)
+        settings = Settings(
+            config.near_duplicate_radius,
+            config.near_duplicate_dhash_radius,
+            config.decontaminate,
+            partitions_for(int(starts[-1])),
+            self.rounds,
+            starts,
+            shuffle_dir(ctx.attempt) if self.spill_shuffles else None,
+        )
+        eval_hashes = self.catalog.sets if self.catalog is not None else []
+        detector = Detector.from_config(config)
+        options = dict(ctx.config.beam_options)
+        cut = functools.partial(cut_row_group, per_unit)
+        keep = ctx.run_units_fn(functools.partial(DecideCore, ctx.attempt), OUTPUT_SCHEMA)
+        while True:
+            if settings.shuffle_dir:
+                fs.delete_tree(settings.shuffle_dir)  # what an interrupted pass left
             with ctx.new_pipeline(units) as pipeline:
-                planned = listed(pipeline, groups, "Links: plan") | "Links: cut" >> beam.FlatMap(
-                    cut
+                planned = (
+                    listed(pipeline, groups, "Links: plan")
+                    | "Links: cut into units" >> beam.FlatMap(cut)
+                    | "Links: spread" >> beam.Reshuffle()
                 )
-                decisions, matches = build_links(planned, config, detector, eval_hashes, options)
-                _ = decisions | "Write decisions" >> beam.ParDo(
-                    WriteDecisions(ctx.attempt, options)
+                written, changed = build_links(
+                    planned, settings, eval_hashes, detector, groups, per_unit, ctx.attempt, options
                 )
+                final = beam.pvalue.AsSingleton(changed)
                 _ = (
-                    matches
-                    | "All matches" >> beam.combiners.ToList()
-                    | "Write matches"
-                    >> beam.ParDo(WriteMatches(fs.join(ctx.attempt, MATCHES_FILE), options))
+                    planned
+                    | "Keep: when the decisions are final"
+                    >> beam.FlatMap(when_final, final, beam.pvalue.AsList(written))
+                    | "Keep" >> beam.ParDo(keep)
                 )
-            core = functools.partial(DecideCore, ctx.attempt)
-            with ctx.new_pipeline(units) as pipeline:
-                run_units(pipeline, "Keep", groups, cut, ctx.run_units_fn(core, OUTPUT_SCHEMA))
-        return StageResult(units=units)
+            if settings.shuffle_dir:
+                fs.delete_tree(settings.shuffle_dir)
+            summary = fs.read_json(fs.join(ctx.attempt, SUMMARY))
+            if summary["changes_in_last_round"] == 0:
+                return summary
+            if settings.rounds >= MAX_ROUNDS:
+                raise RuntimeError(f"dedup: components not final after {settings.rounds} rounds")
+            settings.rounds *= 2
 
     def finalize(self, ctx: StageContext, totals: StageTotals) -> dict[str, Any]:
         config = ctx.config.dedup
@@ -402,31 +214,57 @@ class DedupStage(Stage):
         )
 
 
+def when_final(unit: WorkUnit, changes: int, written: list[int]) -> Iterator[WorkUnit]:
+    """A unit for the keep pass, once every decision is written, if they are final."""
+    if changes == 0:
+        yield unit
+
+
+def summary_stats(summary: dict[str, Any]) -> dict[str, Any]:
+    """The links pass's figures for the manifest: rounds, bytes shuffled per record."""
+    shuffles = summary.get("shuffles", {})
+    total = sum(s.get("bytes", 0) for s in shuffles.values())
+    through_runner = sum(s.get("runner_bytes", 0) for s in shuffles.values())
+    records = max(1, summary.get("records", 0))
+    return {
+        "links": {
+            "partitions": summary.get("partitions"),
+            "rounds": summary.get("rounds"),
+            "shuffle_bytes": total,
+            "shuffle_bytes_per_record": round(total / records, 1),
+            "runner_bytes_per_record": round(through_runner / records, 2),
+            "shuffle_bytes_per_record_by_step": {
+                name: round(s.get("bytes", 0) / records, 1) for name, s in shuffles.items()
+            },
+        }
+    }
+
+
 def eval_stats(
     attempt: str, catalog: Any, detector: Detector, decontaminate: bool
 ) -> dict[str, Any]:
     """Per eval set: images, images matched, training samples matched (for the manifest)."""
-    import pyarrow.compute as pc
+    import fnmatch
 
     if catalog is None:
         return {"eval_sets": {}}
-    url = fs.join(attempt, MATCHES_FILE)
-    table = None
-    if fs.exists(url):
+    images: dict[str, set[str]] = {h.name: set() for h in catalog.sets}
+    samples: dict[str, set[str]] = {h.name: set() for h in catalog.sets}
+    for url in sorted(fs.list_files(attempt)):
+        if not fnmatch.fnmatch(fs.basename(url), MATCHES_GLOB):
+            continue
         with fs.open_input(url) as stream:
-            table = pq.read_table(stream)
-    sets = {}
-    for hashes in catalog.sets:
-        if table is not None and table.num_rows:
-            rows = table.filter(pc.equal(table["eval_set"], hashes.name))
-            images = len(set(rows["eval_path"].to_pylist()))
-            samples = len(set(rows["uid"].to_pylist()))
-        else:
-            images = samples = 0
-        sets[hashes.name] = {
+            table = pq.read_table(stream, columns=["eval_set", "eval_path", "uid"])
+        for name, path, uid in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+            images[name].add(path)
+            samples[name].add(uid)
+    sets = {
+        hashes.name: {
             "images": len(hashes),
             "unreadable_images": len(hashes.errors),
-            "images_matched": images,
-            "training_samples_matched": samples,
+            "images_matched": len(images[hashes.name]),
+            "training_samples_matched": len(samples[hashes.name]),
         }
+        for hashes in catalog.sets
+    }
     return {"detector": detector.to_json(), "decontaminate": decontaminate, "eval_sets": sets}

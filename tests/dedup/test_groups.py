@@ -1,4 +1,4 @@
-"""Duplicate groups without Beam: keep rule, bands, bucket forests, components."""
+"""Duplicate groups without Beam: keep rule, bands, components."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from openwit.dedup.groups import (
-    Slim,
     UnionFind,
     band_keys,
     band_layout,
-    bucket_forest,
     components,
     exact_duplicates,
     rank_key,
@@ -52,28 +50,6 @@ def test_hashes_within_radius_share_a_band(code, flips, radius):
         assert set(band_keys(code, radius)) & set(band_keys(other, radius))
 
 
-def slim(key, phash, dhash=0):
-    return Slim(key, None, phash, dhash)
-
-
-def test_bucket_forest_links_near_and_equal_hashes_to_the_smallest_key():
-    base = 0x0123_4567_89AB_CDEF
-    items = [
-        slim("d", base),
-        slim("b", base ^ 0b111),  # 3 bits away
-        slim("a", base),  # equal hash
-        slim("c", base ^ (0xFFFF << 20)),  # 16 bits away: unrelated
-    ]
-    links = bucket_forest(items, radius=4, dhash_radius=None)
-    assert sorted(links) == [("b", "a"), ("d", "a")]
-
-
-def test_bucket_forest_requires_dhash_agreement_when_asked():
-    items = [slim("a", 5, dhash=0), slim("b", 5, dhash=(1 << 20) - 1)]
-    assert bucket_forest(items, 4, dhash_radius=14) == []
-    assert bucket_forest(items, 4, dhash_radius=None) == [("b", "a")]
-
-
 def test_components_merge_chains_and_keep_the_smallest():
     links = [("c", "b"), ("b", "a"), ("e", "d"), ("z", "y"), ("y", "d")]
     assert components(links) == {"b": "a", "c": "a", "e": "d", "y": "d", "z": "d"}
@@ -84,31 +60,3 @@ def test_union_find_root_is_smallest_member():
     for a, b in [("m", "n"), ("x", "n"), ("c", "x")]:
         union.union(a, b)
     assert union.groups() == {"c": ["c", "m", "n", "x"]}
-
-
-def test_forest_of_many_equal_hashes_is_linear():
-    items = [slim(f"k{i:05d}", 42) for i in range(3000)]
-    links = bucket_forest(items, 4, None)
-    assert len(links) == 2999
-    assert {root for _, root in links} == {"k00000"}
-
-
-def test_big_bucket_through_the_index_gives_the_same_groups_as_pairwise():
-    import numpy as np
-
-    import openwit.dedup.groups as groups
-
-    rng = np.random.default_rng(5)
-    centres = rng.integers(0, 2**64 - 1, size=150, dtype=np.uint64, endpoint=True)
-    codes = [int(c) ^ (1 << int(b)) for c in centres for b in rng.choice(64, 4, replace=False)]
-    items = [slim(f"k{i:04d}", code) for i, code in enumerate(codes)]
-    assert len(items) > groups.BRUTE_FORCE_UP_TO
-    via_index = components(bucket_forest(items, 2, None))
-    old = groups.BRUTE_FORCE_UP_TO
-    groups.BRUTE_FORCE_UP_TO = 10_000
-    try:
-        pairwise = components(bucket_forest(items, 2, None))
-    finally:
-        groups.BRUTE_FORCE_UP_TO = old
-    assert via_index == pairwise
-    assert len(set(pairwise.values())) >= 140  # about one group per centre

@@ -9,8 +9,8 @@ import pytest
 from openwit.builddir import BuildDir
 from openwit.config import load_build_config
 from openwit.dedup import transforms as tf
-from openwit.dedup.layout import MATCHES_FILE
-from openwit.dedup.stage import DedupStage, first_reason
+from openwit.dedup.layout import MATCHES_GLOB
+from openwit.dedup.stage import DedupStage
 from openwit.runner import BuildRunner
 from openwit.schemas import candidate_schema, uid_for
 from tests.dedup.images import jpeg_bytes, photo, stored, write_eval_set, write_pool
@@ -78,7 +78,7 @@ def kept_uids(outcome):
 
 def eval_matches(outcome):
     build = BuildDir(outcome.build_dir)
-    table = build.read_table(build.stage_files("dedup", MATCHES_FILE))
+    table = build.read_table(build.stage_files("dedup", MATCHES_GLOB))
     return table.to_pylist() if table is not None else []
 
 
@@ -160,11 +160,18 @@ def test_multi_processing_runner_gives_the_same_result(case, decontaminated):
 
 
 def test_reasons_have_a_fixed_precedence():
-    reasons = [("exact_duplicate", "same sha"), ("eval_overlap", "matches x")]
-    assert first_reason(reasons) == ("eval_overlap", "matches x")
-    assert first_reason([("near_duplicate", "d"), ("exact_duplicate", "e")])[0] == (
-        "exact_duplicate"
-    )
+    import numpy as np
+    import pyarrow as pa
+
+    from openwit.dedup.resolve import EVAL, EXACT, NEAR, unit_decisions
+
+    rows = np.array([0, 0, 1, 1])
+    reasons = np.array([EXACT, EVAL, NEAR, EXACT])
+    table = unit_decisions(rows, reasons, pa.array(["k", "matches x", "k", "k"]))
+    assert table.to_pylist() == [
+        {"row": 0, "reason": "eval_overlap", "detail": "matches x"},
+        {"row": 1, "reason": "exact_duplicate", "detail": "same sha256 as uid k"},
+    ]
 
 
 def test_records_without_hashes_pass_through(tmp_path):
@@ -179,13 +186,12 @@ def test_records_without_hashes_pass_through(tmp_path):
 
 
 def test_the_closest_eval_match_names_the_rejection():
-    from openwit.dedup.stage import closest_first, eval_candidate, eval_rejection
+    from openwit.dedup.slim import closest_first, eval_candidate
 
     def match(path, p, d):
-        return {"key": "k", "eval_set": "s", "eval_path": path, "variant": "full",
+        return {"eval_set": "s", "eval_path": path, "variant": "full",
                 "phash_distance": p, "dhash_distance": d}  # fmt: skip
 
-    candidates = [eval_candidate(match(*m))[1] for m in [("a.png", 7, 1), ("z.png", 2, 9)]]
-    key, (reason, detail) = eval_rejection(("k", closest_first(candidates)))
-    assert (key, reason) == ("k", "eval_overlap")
+    candidates = [eval_candidate(match(*m)) for m in [("a.png", 7, 1), ("z.png", 2, 9)]]
+    _, detail = closest_first(candidates)
     assert "s/z.png (pHash 2" in detail
