@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import photos
 from common import REPO, emit, guarded_env, install_guard
 
 install_guard()
@@ -52,36 +53,7 @@ RESIZE = {"size": 256, "mode": "keep_ratio", "quality": 95}
 
 # -- data --------------------------------------------------------------------------------------
 def make_photos(folder: Path, count: int) -> list[Path]:
-    """Distinct photo-like JPEGs (smooth noise textures, shaded, a shape), cached."""
-    import numpy as np
-    from PIL import Image, ImageDraw, ImageFilter
-
-    done = folder / "complete"
-    paths = [folder / f"{i:05d}.jpg" for i in range(count)]
-    if done.is_file():
-        return paths
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(0)
-    noise = np.random.default_rng(0)
-    textures = []
-    for _ in range(6):
-        base = noise.normal(128, 40, (1300, 1300, 3)).clip(0, 255).astype(np.uint8)
-        textures.append(np.asarray(Image.fromarray(base).filter(ImageFilter.GaussianBlur(1.2))))
-    for path in paths:
-        width, height = rng.choice(SIZES)
-        texture = rng.choice(textures)
-        x, y = rng.randrange(0, 1300 - width), rng.randrange(0, 1300 - height)
-        tint = np.array([rng.uniform(0.5, 1.2) for _ in range(3)], dtype=np.float32)
-        shade = np.linspace(0.7, 1.1, width, dtype=np.float32)[None, :, None]
-        pixels = (texture[y : y + height, x : x + width] * tint * shade).clip(0, 255)
-        image = Image.fromarray(pixels.astype(np.uint8))
-        r = rng.uniform(0.15, 0.35) * min(width, height)
-        cx, cy = rng.uniform(r, width - r), rng.uniform(r, height - r)
-        colour = tuple(rng.randrange(256) for _ in range(3))
-        ImageDraw.Draw(image).ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
-        image.save(path, "JPEG", quality=rng.randint(80, 92))
-    done.write_text("ok")
-    return paths
+    return photos.make_photos(folder, count, SIZES)
 
 
 def captions(count: int) -> list[str]:

@@ -45,6 +45,16 @@ class Rejection:
         return cls(uid, stage, "stage_error", f"{type(exc).__name__}: {exc}"[:500])
 
 
+class Rejected(Exception):
+    """Raised by a core's helper to reject the record in hand: ``reason`` is the rejection
+    reason (snake_case), ``detail`` the text for a person."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
 @dataclass
 class StageCounts:
     """Records in, out and rejected (by reason) for one stage."""

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from openwit import fs
@@ -151,32 +151,53 @@ def _s3_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
             raise
 
     lease = Lease(url)
+
+    def renew() -> bool:
+        nonlocal etag
+        try:
+            etag = fs.s3_client().put_object(
+                Bucket=bucket, Key=key, Body=_body(owner, seconds), IfMatch=etag
+            )["ETag"]
+        except ClientError as exc:
+            if refused(exc):
+                lease.lost = f"the build lease {url} was taken by another build"
+                return False
+        return True
+
+    def release() -> None:
+        if not lease.lost:
+            client.delete_object(Bucket=bucket, Key=key)
+
+    with _renewed(renew, release, seconds):
+        yield lease
+
+
+@contextlib.contextmanager
+def _renewed(
+    renew: Callable[[], bool], release: Callable[[], None], seconds: float
+) -> Iterator[None]:
+    """Call ``renew`` every third of ``seconds`` (until it returns False) while the block runs,
+    then ``release``. A renewal or a release that fails (a network blip) is not an error:
+    the next beat tries again, and an unreleased lease expires."""
     stop = threading.Event()
 
-    def renew() -> None:
-        nonlocal etag
+    def beat() -> None:
         while not stop.wait(seconds / 3):
             try:
-                etag = fs.s3_client().put_object(
-                    Bucket=bucket, Key=key, Body=_body(owner, seconds), IfMatch=etag
-                )["ETag"]
-            except ClientError as exc:
-                if refused(exc):
-                    lease.lost = f"the build lease {url} was taken by another build"
+                if not renew():
                     return
-            except Exception:  # a network blip: try again at the next beat
+            except Exception:
                 continue
 
-    renewer = threading.Thread(target=renew, name="openwit-lease", daemon=True)
+    renewer = threading.Thread(target=beat, name="openwit-lease", daemon=True)
     renewer.start()
     try:
-        yield lease
+        yield
     finally:
         stop.set()
         renewer.join()
-        if not lease.lost:
-            with contextlib.suppress(Exception):
-                client.delete_object(Bucket=bucket, Key=key)
+        with contextlib.suppress(Exception):
+            release()
 
 
 @contextlib.contextmanager
@@ -189,20 +210,10 @@ def _best_effort_lease(build_url: str, url: str, seconds: float) -> Iterator[Lea
         raise _busy(build_url, held)
     owner = _owner()
     fs.write_bytes(url, _body(owner, seconds))
-    lease = Lease(url)
-    stop = threading.Event()
 
-    def renew() -> None:
-        while not stop.wait(seconds / 3):
-            with contextlib.suppress(Exception):
-                fs.write_bytes(url, _body(owner, seconds))
+    def renew() -> bool:
+        fs.write_bytes(url, _body(owner, seconds))
+        return True
 
-    renewer = threading.Thread(target=renew, name="openwit-lease", daemon=True)
-    renewer.start()
-    try:
-        yield lease
-    finally:
-        stop.set()
-        renewer.join()
-        with contextlib.suppress(Exception):
-            fs.delete([url])
+    with _renewed(renew, lambda: fs.delete([url]), seconds):
+        yield Lease(url)

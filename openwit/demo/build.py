@@ -93,7 +93,7 @@ def run(ctx: DemoContext) -> str:
         outcome = run_build(config, report=False)  # the report part writes it, with more
     print_funnel(outcome.funnel, outcome.manifest)
     build = BuildDir(config.out)
-    ctx.build_dir, ctx.shards = build.root, build.shards_dir
+    ctx.build_dir, ctx.shards = Path(build.root), Path(build.shards_dir)  # always local
     sizes = build.shard_sizes()
     samples = sum(sizes.values())
     rejected = sum(c.n_rejected for c in outcome.funnel.stages.values())

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openwit.config import ImageConfig
+from openwit.funnel import Rejected
 
 #: Formats the decoder accepts: what browsers show as images on the web.
 WEB_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # MPO opens as JPEG
@@ -43,13 +44,8 @@ _ORIENT = {
 }
 
 
-class ImageRejected(Exception):
+class ImageRejected(Rejected):
     """The bytes do not make a usable image; ``reason`` is the rejection reason."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

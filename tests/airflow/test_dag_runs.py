@@ -279,11 +279,11 @@ def test_a_mistake_fails_the_check_at_once_with_the_clis_line(deployment):
 
 
 def test_a_stage_that_finds_another_build_running_fails_at_once_with_its_line(deployment, built):
-    from openwit.runner import build_lock
+    from openwit.lease import build_lease
 
     out = deployment.world.root / "locked"
     config = deployment.world.config("locked")
-    with build_lock(out):  # another build (a CLI run, a second scheduler) holds it
+    with build_lease(str(out)):  # another build (a CLI run, a second scheduler) holds it
         run = deployment.run("locked", BUILD, {"config": str(config)})
     assert run["state"] == "failed"
     assert run["tasks"]["ingest"]["state"] == "failed"

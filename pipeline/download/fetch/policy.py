@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import SplitResult, quote, urlsplit
 
+from openwit.funnel import Rejected
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: ``resolver(host, port) -> addresses`` (strings); the default asks the system resolver.
@@ -56,13 +58,8 @@ _QUERY_NEEDS_ENCODING = re.compile(f"[^{re.escape(_QUERY_SAFE)}]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class BlockedUrl(Exception):
+class BlockedUrl(Rejected):
     """The policy refuses a URL; ``reason`` is the rejection reason (snake_case)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)
