@@ -48,7 +48,7 @@ def main() -> None:
     from openwit.builddir import BuildDir
 
     photos = e2e.make_photos(
-        Path(tempfile.gettempdir()) / f"openwit-bench-megapixel-{e2e.N_FULL}", e2e.N_FULL
+        Path(tempfile.gettempdir()) / f"openwit-bench-megapixel-v2-{e2e.N_FULL}", e2e.N_FULL
     )[:N]
     server, base_url = e2e.serve("own", photos[0].parent)
     try:

@@ -272,7 +272,9 @@ def bench_server(kind: str, photos: list[Path], root: Path) -> None:
 
 
 def main() -> None:
-    photos = make_photos(Path(tempfile.gettempdir()) / f"openwit-bench-megapixel-{N_FULL}", N_FULL)
+    photos = make_photos(
+        Path(tempfile.gettempdir()) / f"openwit-bench-megapixel-v2-{N_FULL}", N_FULL
+    )
     with tempfile.TemporaryDirectory(prefix="openwit-bench-e2e-") as tmp:
         for kind in ("own", "plain"):
             bench_server(kind, photos, Path(tmp))

@@ -39,7 +39,7 @@ from openwit.outputs import StageTotals, UnitOutput, unit_file
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import Stage, StageContext, StageResult, cut_row_group
 from openwit.unit_transform import TableCore
-from openwit.units import RowGroup, WorkUnit, count_units, plan_row_groups
+from openwit.units import RowGroup, WorkUnit, count_units
 
 OUTPUT_SCHEMA = candidate_schema("image")
 #: Records per partition of the search's shuffles (the memory of one step: ~100 bytes a
@@ -144,8 +144,9 @@ class DedupStage(Stage):
         return EvalCatalog.build(roots, Detector.from_config(config))
 
     def run(self, ctx: StageContext) -> StageResult:
-        per_unit = self.unit_size(ctx.config)
-        groups = plan_row_groups(ctx.input_files, per_unit)
+        groups, per_unit = ctx.plan_groups(
+            ctx.input_files, self.unit_size(ctx.config), self.min_rows_per_unit
+        )
         units = count_units(groups, per_unit)
         ctx.start_plan({"groups": [list(vars(g).values()) for g in groups], "unit": per_unit})
         self.catalog = self.eval_catalog(ctx)

@@ -252,14 +252,21 @@ class BuildRunner:
             finally:
                 self._pool_stack, self._pool = None, None
 
-    def _worker_pool(self) -> Any:
-        """openwit's local worker pool, started the first time a stage runs (never when
-        every stage is skipped), and shared by every stage of the build."""
+    def _spawn_worker_pool(self) -> None:
+        """Start openwit's local worker pool's processes, once, without waiting for them:
+        called when the first stage runs (never when every stage is skipped), so that they
+        import while that stage's first passes run here."""
         if self._pool is None and self._pool_stack is not None:
             from openwit.workers import local_pool, pool_size_for
 
             size = pool_size_for(self.config.runner, self.config.beam_options)
             self._pool = self._pool_stack.enter_context(local_pool(size)) or False
+
+    def _worker_pool(self) -> Any:
+        """The local worker pool, connected (shared by every stage of the build)."""
+        self._spawn_worker_pool()
+        if self._pool and not self._pool.connected:
+            self._pool.connect()
         return self._pool or None
 
     def _run_locked(
@@ -365,6 +372,7 @@ class BuildRunner:
 
         from openwit.workers import pool_size_for
 
+        self._spawn_worker_pool()
         pool_size = pool_size_for(self.config.runner, self.config.beam_options)
         resources = resources_for(
             self.config.runner,

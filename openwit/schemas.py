@@ -43,8 +43,8 @@ CANDIDATE_COLUMNS: tuple[Column, ...] = (
     Column("original_height", pa.int32(), "download", "height before resizing"),
     Column("sha256", pa.string(), "download", "hex sha256 of the stored image bytes"),
     Column("image", pa.binary(), "download", "stored image bytes", dropped_by="image"),
-    Column("phash", pa.uint64(), "image", "imagehash pHash, 8x8, as an integer"),
-    Column("dhash", pa.uint64(), "image", "imagehash dHash, 8x8, as an integer"),
+    Column("phash", pa.uint64(), "download", "imagehash pHash, 8x8, of the stored bytes"),
+    Column("dhash", pa.uint64(), "download", "imagehash dHash, 8x8, of the stored bytes"),
     Column(
         "image_file",
         pa.string(),

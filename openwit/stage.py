@@ -87,6 +87,38 @@ class StageContext:
             self.resume,
         )
 
+    def plan_groups(
+        self, files: Sequence[str], rows_per_unit: int, min_rows_per_unit: int
+    ) -> tuple[list[RowGroup], int]:
+        """The input's row groups and the unit size to cut them at.
+
+        On one machine the worker processes take fixed shares of a pass's units, so a few
+        large units leave a core idle while another works (3 download units on 2 workers:
+        2 and 1). Units are made small enough for about four a worker there, never below
+        ``min_rows_per_unit``; a cluster (whose parallelism the launcher does not know)
+        keeps ``rows_per_unit``.
+        """
+        import math
+
+        from openwit.units import plan_row_groups, renumber
+
+        groups = plan_row_groups(files, rows_per_unit)
+        processes = self.resources.processes_per_machine
+        if processes > 1 and self.runs_locally:
+            rows = sum(g.rows for g in groups)
+            balanced = max(min_rows_per_unit, math.ceil(rows / (4 * processes)))
+            if balanced < rows_per_unit:
+                return renumber(groups, balanced), balanced
+        return groups, rows_per_unit
+
+    @property
+    def runs_locally(self) -> bool:
+        """Whether the build runs on this machine (a direct runner), so that the processes
+        per machine are all the workers there are."""
+        from openwit.workers import LOCAL_RUNNERS
+
+        return self.config.runner in LOCAL_RUNNERS
+
     def start_plan(self, plan: Any) -> None:
         """Record what this attempt's units are; a resumed attempt that was planned
         differently (changed input, unit size or settings) starts over."""
@@ -128,6 +160,9 @@ class Stage:
     #: Rows per work unit: enough to amortise a unit's fixed cost (a few files, a footer),
     #: few enough to spread a small input over every worker.
     rows_per_unit: ClassVar[int] = 50_000
+    #: The smallest unit worth its fixed cost (a few files and a marker) when small inputs
+    #: are cut finer to keep every local worker busy.
+    min_rows_per_unit: ClassVar[int] = 2_000
 
     def fingerprint(self, config: BuildConfig) -> dict[str, Any]:
         """What the stage's output depends on besides its input; a change reruns the stage.
@@ -153,10 +188,11 @@ class Stage:
     def run(self, ctx: StageContext) -> StageResult:
         """One pass: the previous stage's records, cut into units, through the core."""
         from openwit.unit_transform import run_units
-        from openwit.units import count_units, plan_row_groups
+        from openwit.units import count_units
 
-        per_unit = self.unit_size(ctx.config)
-        groups = plan_row_groups(ctx.input_files, per_unit)
+        groups, per_unit = ctx.plan_groups(
+            ctx.input_files, self.unit_size(ctx.config), self.min_rows_per_unit
+        )
         ctx.start_plan({"groups": [list(vars(g).values()) for g in groups], "unit": per_unit})
         units = count_units(groups, per_unit)
         if groups:

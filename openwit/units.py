@@ -106,6 +106,15 @@ def plan_row_groups(files: Sequence[str], rows_per_unit: int) -> list[RowGroup]:
     return groups
 
 
+def renumber(groups: Sequence[RowGroup], rows_per_unit: int) -> list[RowGroup]:
+    """The same row groups with first unit numbers for another unit size."""
+    renumbered, next_unit = [], 0
+    for group in groups:
+        renumbered.append(RowGroup(group.path, group.row_group, group.rows, next_unit))
+        next_unit += math.ceil(group.rows / rows_per_unit)
+    return renumbered
+
+
 def count_units(groups: Sequence[RowGroup], rows_per_unit: int) -> int:
     return sum(math.ceil(g.rows / rows_per_unit) for g in groups)
 

@@ -29,6 +29,8 @@ from typing import Any
 
 #: Workers in the pool; 0 (or 1) means: run in the launcher process (in_memory).
 WORKERS_ENV = "OPENWIT_WORKERS"
+#: Runner names that run a build on this machine.
+LOCAL_RUNNERS = frozenset({"DirectRunner", "SwitchingDirectRunner", "FnApiRunner"})
 
 
 def pool_size_for(runner: str, beam_options: dict[str, Any]) -> int:
@@ -66,14 +68,27 @@ class LocalWorkerPool:
         self.stop()
 
     def start(self) -> None:
-        import grpc
-        from apache_beam.portability.api import beam_fn_api_pb2_grpc
+        self.spawn()
+        self.connect()
 
+    def spawn(self) -> None:
+        """Start the worker processes and return at once: they import while the launcher
+        does other work (a first stage in its own process, say)."""
         command = [sys.executable, "-m", "openwit.workers"]
         self.processes = [
             subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             for _ in range(self.size)
         ]
+
+    @property
+    def connected(self) -> bool:
+        return self.server is not None
+
+    def connect(self) -> None:
+        """Wait for the spawned workers and put the dispatcher in front of them."""
+        import grpc
+        from apache_beam.portability.api import beam_fn_api_pb2_grpc
+
         try:
             self.ports = [_read_port(p) for p in self.processes]
         except BaseException:
@@ -151,12 +166,17 @@ class _Dispatcher:
 
 @contextlib.contextmanager
 def local_pool(size: int) -> Iterator[LocalWorkerPool | None]:
-    """A started pool of ``size`` workers, or None when ``size`` is 0."""
+    """A pool of ``size`` spawned workers (:meth:`LocalWorkerPool.connect` it before use),
+    or None when ``size`` is 0; stopped at the end of the block."""
     if size <= 0:
         yield None
         return
-    with LocalWorkerPool(size) as pool:
+    pool = LocalWorkerPool(size)
+    pool.spawn()
+    try:
         yield pool
+    finally:
+        pool.stop()
 
 
 def serve() -> None:

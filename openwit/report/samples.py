@@ -8,8 +8,8 @@ bytes are copied beside the page (they are at most ``image.resize_max_side`` pix
 
 from __future__ import annotations
 
-import tarfile
 from bisect import bisect_right
+from collections.abc import Iterator
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -48,27 +48,42 @@ def write_samples(build: BuildDir, out: Path, count: int = SAMPLES) -> list[dict
     return samples
 
 
+def _members(handle: Any) -> Iterator[tuple[str, int, int]]:
+    """``(name, data offset, size)`` of each member of a ustar shard, reading only the
+    headers (it seeks past the data): the samples shown sit anywhere in 10,000-sample
+    shards, and ``tarfile`` would parse every header before them (~40 µs each)."""
+    position = 0
+    while True:
+        handle.seek(position)
+        header = handle.read(512)
+        if len(header) < 512 or not header.strip(b"\0"):
+            return
+        name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+        size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        yield name, position + 512, size
+        position += 512 + -(-size // 512) * 512
+
+
 def _read_samples(build: BuildDir, name: str, offsets: set[int], folder: Path) -> list[dict]:
     """The samples at ``offsets`` (0 = the tar's first sample) of shard ``name``."""
     found: dict[str, dict[str, Any]] = {}
     order: list[str] = []
-    with build.open_shard(name) as handle, tarfile.open(fileobj=handle, mode="r|") as tar:
-        for member in tar:
-            key, _, suffix = member.name.rpartition("/")[2].partition(".")
+    with build.open_shard(name) as handle:
+        for member, start, size in _members(handle):
+            key, _, suffix = member.rpartition("/")[2].partition(".")
             if not order or order[-1] != key:
                 order.append(key)
                 if len(order) - 1 > max(offsets):
                     break
             if len(order) - 1 not in offsets or suffix not in ("jpg", "webp", "txt"):
                 continue
-            data = tar.extractfile(member)
+            handle.seek(start)
+            data = handle.read(size)
             record = found.setdefault(key, {"key": key, "shard": name})
-            if data is None:
-                continue
             if suffix == "txt":
-                record["caption"] = data.read().decode("utf-8", "replace")
+                record["caption"] = data.decode("utf-8", "replace")
             else:
                 thumb = f"{FOLDER}/{key}.{suffix}"
-                atomic_write_bytes(folder / f"{key}.{suffix}", data.read(), skip_if_same=True)
+                atomic_write_bytes(folder / f"{key}.{suffix}", data, skip_if_same=True)
                 record["thumb"] = thumb
     return [found[k] for k in order if k in found]

@@ -38,7 +38,7 @@ from openwit.outputs import StageTotals, UnitOutput, parquet_bytes, rejections_t
 from openwit.schemas import candidate_schema
 from openwit.stage import Stage, StageContext, StageResult, cut_row_group
 from openwit.unit_transform import TableCore, run_units
-from openwit.units import count_units, plan_row_groups
+from openwit.units import count_units
 
 STAGE = "balance"
 OUTPUT_SCHEMA = candidate_schema(STAGE)
@@ -159,8 +159,9 @@ class BalanceStage(Stage):
         return OUTPUT_SCHEMA
 
     def run(self, ctx: StageContext) -> StageResult:
-        per_unit = self.unit_size(ctx.config)
-        groups = plan_row_groups(ctx.input_files, per_unit)
+        groups, per_unit = ctx.plan_groups(
+            ctx.input_files, self.unit_size(ctx.config), self.min_rows_per_unit
+        )
         ctx.start_plan({"groups": [list(vars(g).values()) for g in groups], "unit": per_unit})
         cut = functools.partial(cut_row_group, per_unit)
         units = count_units(groups, per_unit)

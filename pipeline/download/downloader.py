@@ -4,9 +4,11 @@ pool inside a Beam DoFn.
 
 Resizing happens here, as in img2dataset: the contract has the download stage set
 ``width``/``height`` of the *stored* bytes, and keeping the original bytes between stages
-would multiply the build's intermediate storage by ~10 for nothing. The image checks
-(minimum side, aspect ratio, on the original size as DataComp does) and the perceptual
-hashes are the ``image`` stage's job.
+would multiply the build's intermediate storage by ~10 for nothing. The perceptual hashes
+of the stored bytes are taken here too, while the bytes are in hand: every later stage
+works on metadata, and the shard stage alone reads the bytes again. The image checks
+(minimum side, aspect ratio, on the original size as DataComp does) are the ``image``
+stage's job.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 
 from openwit.config import DownloadConfig, ImageConfig
 from openwit.funnel import Rejection
+from openwit.hashes.images import bytes_hashes
+from openwit.hashes.resample import single_threaded_blas
 from openwit.pipeline.download.fetch.client import Connector, Fetched, FetchFailed, HttpClient
 from openwit.pipeline.download.fetch.hosts import HostLimiter
 from openwit.pipeline.download.fetch.policy import Resolver, UrlPolicy
@@ -57,6 +61,7 @@ class Downloader:
             max_idle_per_host=download.per_host_concurrency,  # at most that many in flight
         )
         self.resizer = make_resizer(image)
+        single_threaded_blas()  # the hashes' small matrix products: a core per pixel thread
         self.pool = ThreadPoolExecutor(
             download.threads_per_worker, thread_name_prefix="openwit-download"
         )
@@ -82,7 +87,8 @@ class Downloader:
         return fetched
 
     def _store(self, record: dict[str, Any], fetched: Fetched) -> Outcome:
-        """Decode, check and resize a fetched body: the record's outcome."""
+        """Decode, check and resize a fetched body, and hash the stored bytes: the
+        record's outcome."""
         uid = record.get("uid", "")
         cost = (len(fetched.body), fetched.attempts, fetched.seconds)
         try:
@@ -91,7 +97,12 @@ class Downloader:
             return Outcome(Rejection(uid, STAGE, exc.reason, exc.detail), *cost)
         except Exception as exc:  # a bug must not stop the build; the record is counted
             return Outcome(Rejection.stage_error(uid, STAGE, exc), *cost)
-        return Outcome({**record, **stored.columns()}, *cost)
+        try:
+            phash, dhash = bytes_hashes(stored.data)
+        except Exception as exc:  # our own encoder's bytes: should never happen
+            detail = f"stored bytes do not decode: {type(exc).__name__}: {exc}"[:300]
+            return Outcome(Rejection(uid, STAGE, "decode_error", detail), *cost)
+        return Outcome({**record, **stored.columns(), "phash": phash, "dhash": dhash}, *cost)
 
     def _fetch_then_hand_over(self, record: dict[str, Any], outcome: Future[Outcome]) -> None:
         """On a network thread: fetch, then give the body to a pixel thread and go on.

@@ -111,6 +111,8 @@ class DownloadStage(Stage):
 
     name = STAGE
     version = 2
+    #: Small downloads are cut finer to keep every local worker busy, but not below this.
+    min_rows_per_unit = 100
 
     def __init__(
         self, resolver: Resolver | None = None, connector: Connector | None = None

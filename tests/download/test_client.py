@@ -264,3 +264,22 @@ def test_a_url_with_non_ascii_characters_is_downloaded_and_stored_as_given(fault
     assert outcome.result["url"] == url
     assert (outcome.result["width"], outcome.result["height"]) == (256, 192)
     assert server.hits("/img/%C3%BCn%C3%AF%20x.jpg") == 1
+
+
+def test_the_downloader_stores_the_hashes_of_the_bytes_it_stores(faults):
+    """pHash and dHash are taken from the stored bytes, once, in the download: the same
+    function the audit applies to images read back from the shards."""
+    from openwit.config import ImageConfig
+    from openwit.hashes.images import bytes_hashes
+    from openwit.pipeline.download.downloader import Downloader
+    from tests.download.servers import photo
+
+    server, _ = faults
+    server.add(
+        "/img/hashed.jpg",
+        Route(body=photo(640, 480, seed=9), headers={"Content-Type": "image/jpeg"}),
+    )
+    download = DownloadConfig(timeout_s=BUDGET, allow_private_networks=True, threads_per_worker=2)
+    record = {"uid": "u1", "url": server.url("/img/hashed.jpg")}
+    stored = Downloader(download, ImageConfig(), 1).submit(record).result().result
+    assert (stored["phash"], stored["dhash"]) == bytes_hashes(stored["image"])
