@@ -13,11 +13,6 @@ multi_processing mode.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,7 +25,6 @@ from openwit.demo.inputs import write_demo_inputs
 from openwit.demo.web import ImageServer, plant_eval_copies
 from openwit.demo.world import iter_vocabulary, write_eval_set, write_images
 from openwit.schemas import QUERY_SCHEMA
-from tests.conftest import REPO
 from tests.download.test_object_store_build import (
     build_config,
     openwit,
@@ -39,50 +33,10 @@ from tests.download.test_object_store_build import (
     upload_inputs,
     write_yaml,
 )
+from tests.portable import can_unshare, isolated_worker_pool, job_service, portable_flags
 from tests.s3server import s3_server
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"{what} exited ({process.returncode})") from None
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not start") from None
-            time.sleep(0.2)
-
-
-def can_unshare() -> str | None:
-    """Why a mount namespace cannot be made here, or None."""
-    if shutil.which("unshare") is None:
-        return "no unshare command (util-linux)"
-    probe = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
-    )
-    if probe.returncode != 0:
-        return f"unshare --mount is not permitted here: {probe.stderr.decode().strip()}"
-    return None
-
-
-def hidden_directory(launcher_tmp: Path) -> Path:
-    """What the workers' tmpfs hides: all of /tmp, unless this checkout or its Python lives
-    there (a CI clone in /tmp): then the launcher's temporary directory only."""
-    python = Path(sys.prefix).resolve()
-    if any(Path("/tmp") in (p, *p.parents) for p in (REPO.resolve(), python)):
-        return launcher_tmp
-    return Path("/tmp")
 
 
 @pytest.fixture
@@ -93,73 +47,22 @@ def s3():
 
 @pytest.fixture
 def worker_pool(tmp_path_factory, tmp_path, s3):
-    """Beam's external worker pool in its own mount namespace; yields its port. Workers get
-    credentials from their environment, as on a cluster; the endpoint comes with the
-    pipeline (``--s3_endpoint_url``)."""
     reason = can_unshare()
     if reason:
         pytest.skip(reason)
-    launcher_tmp = Path(tmp_path_factory.getbasetemp())
-    marker = tmp_path / "launcher-only"
-    marker.write_text("the workers must not see this")
-    hidden = hidden_directory(launcher_tmp)
-    port = _free_port()
-    bin_dir = str(Path(sys.executable).parent)  # the pool starts a bare `python`
-    script = (
-        f"mount -t tmpfs tmpfs {hidden} && "
-        f"if [ -e {marker} ]; then echo 'the launcher is visible' >&2; exit 3; fi && "
-        "cd / && "
-        f"exec {sys.executable} -m apache_beam.runners.worker.worker_pool_main "
-        f"--service_port={port}"
-    )
     credentials = {k: v for k, v in s3.environment().items() if k != "AWS_ENDPOINT_URL"}
-    env = {**os.environ, **credentials, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("AWS_ENDPOINT_URL", None)
-    log = tmp_path / "worker-pool.log"  # a file: a pipe nobody reads would fill and block
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        try:
-            _wait_for_port(port, process, "the worker pool")
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}: {log.read_text()[-2000:]}") from None
+    with isolated_worker_pool(Path(tmp_path_factory.getbasetemp()), tmp_path, credentials) as port:
         yield port
-    finally:
-        os.killpg(process.pid, 9)
-        process.wait()
 
 
 @pytest.fixture
-def job_service(tmp_path):
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "apache_beam.runners.portability.local_job_service_main",
-            f"--port={port}",
-            f"--staging_dir={tmp_path / 'staging'}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        _wait_for_port(port, process, "the job service")
+def job_endpoint(tmp_path):
+    with job_service(tmp_path / "staging") as port:
         yield port
-    finally:
-        os.killpg(process.pid, 9)
-        process.wait()
 
 
 def test_portable_runner_with_external_workers_gives_the_direct_runners_shards(
-    s3, worker_pool, job_service, tmp_path, monkeypatch
+    s3, worker_pool, job_endpoint, tmp_path, monkeypatch
 ):
     root = tmp_path / "src"
     images = write_images(root / "web", 24, seed=5)
@@ -182,13 +85,7 @@ def test_portable_runner_with_external_workers_gives_the_direct_runners_shards(
 
         results = {}
         runs = {
-            "portable": [
-                "--runner", "PortableRunner",
-                "--beam-option", f"job_endpoint=localhost:{job_service}",
-                "--beam-option", "environment_type=EXTERNAL",
-                "--beam-option", f"environment_config=localhost:{worker_pool}",
-                "--beam-option", f"s3_endpoint_url={s3.endpoint}",
-            ],
+            "portable": portable_flags(job_endpoint, worker_pool, s3.endpoint),
             "in_memory": ["--beam-option", "direct_running_mode=in_memory"],
             "multi_processing": [
                 "--beam-option", "direct_running_mode=multi_processing",
