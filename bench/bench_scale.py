@@ -356,7 +356,9 @@ def main() -> None:
         for index, rss in enumerate(sorted(result["worker_rss"])):
             emit(f"scale_{size}_worker{index}_peak_rss", rss / 2**20, "MiB", "records", total_in)
         if size == 1_000_000 or (size == SIZES[-1] and 1_000_000 not in SIZES):
-            single = run_build(root, pool, queries, root / f"one-core-{size}", one_core=True)
+            one_core_out = root / f"one-core-{size}"
+            subprocess.run(["rm", "-rf", str(one_core_out)], check=True)
+            single = run_build(root, pool, queries, one_core_out, one_core=True)
             emit(
                 f"scale_{size}_two_cores_vs_one",
                 single["wall"] / result["wall"],

@@ -195,9 +195,15 @@ def serve() -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)
-    # Warm the imports every stage needs while the launcher plans its first pipeline.
+    # Warm the imports every stage needs while the launcher plans its first pipeline (or
+    # runs the one-unit passes itself): about a second of CPU per process that would
+    # otherwise come when the first bundle arrives, in every worker at once.
+    import apache_beam.runners.worker.bundle_processor
+    import apache_beam.runners.worker.sdk_worker  # noqa: F401
+    import PIL.Image  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
+    import openwit.build
     import openwit.unit_transform  # noqa: F401
 
     sys.stdin.read()  # returns at end of file: the launcher is gone or done

@@ -81,14 +81,6 @@ class Geometry:
     pad: tuple[int, int] | None  # canvas (width, height), image centred on white
     enlarge: bool = False
 
-    def final_size(self, width: int, height: int) -> tuple[int, int]:
-        if self.pad:
-            return self.pad
-        if self.crop:
-            left, top, right, bottom = self.crop
-            return right - left, bottom - top
-        return self.resize or (width, height)
-
 
 def geometry(width: int, height: int, size: int, mode: str, only_if_bigger: bool) -> Geometry:
     """img2dataset's resize rules, size for size (albumentations' rounding included)."""

@@ -4,8 +4,9 @@ Two passes, so that neither the launcher nor any worker ever holds all the pairs
 
 1. ``read``: each read unit (a crawl file, or some row groups of a Parquet pool:
    :func:`openwit.pipeline.ingest.readers.plan_read_units`) yields one pair or one
-   rejection per record; its pairs are written sorted by uid, in row groups of at most
-   :data:`ROWS_PER_ROW_GROUP`, so a later reader can pick a uid range from the footer.
+   rejection per record; its pairs are written sorted by uid, in row groups small enough
+   (:func:`rows_per_row_group`) that a later reader picks a uid range from the footers
+   without reading much more than that range.
 2. ``dedup``: the uid space is cut into buckets of about :data:`PAIRS_PER_BUCKET` pairs
    (the count comes from pass 1's markers); each bucket reads its uid range from every
    pass-1 file, and keeps one pair per uid -- the one with the smallest
@@ -45,18 +46,34 @@ STAGE = "ingest"
 OUTPUT_SCHEMA = candidate_schema(STAGE)
 READ_PASS = "read"
 PAIRS = "pairs"
-#: Rows per row group of pass 1's sorted pairs: the grain a bucket reads at.
-ROWS_PER_ROW_GROUP = 8192
-#: Pairs per bucket of pass 2 (its memory: ~300 bytes a pair in Arrow).
-PAIRS_PER_BUCKET = 500_000
+#: Rows per row group of pass 1's sorted pairs (the grain a bucket reads at), at most and
+#: at least: see :func:`rows_per_row_group`.
+MAX_ROWS_PER_ROW_GROUP = 8192
+MIN_ROWS_PER_ROW_GROUP = 1024
+#: Pairs per bucket of pass 2 (its memory: ~300 bytes a pair in Arrow, twice while sorted).
+PAIRS_PER_BUCKET = 200_000
 #: Uids are hex; buckets cut the space of their first 8 digits.
 PREFIX_DIGITS = 8
 PREFIX_SPACE = 16**PREFIX_DIGITS
 
 
 # -- pass 1: read ------------------------------------------------------------------------
-def read_pairs(unit: WorkUnit) -> UnitOutput:
-    """The ``read`` core: a read unit's pairs (sorted by uid) and rejections."""
+def rows_per_row_group(read_units: int) -> int:
+    """Row-group size of pass 1's files for a plan of ``read_units`` units.
+
+    A bucket reads, from every pass-1 file, the row groups its uid range overlaps: about one
+    per file, so ``read_units x rows`` rows for a bucket of :data:`PAIRS_PER_BUCKET`. Fixed
+    groups of 8,192 read 8x the bucket at 10M candidates (200 units) and held it all in a
+    worker's memory; groups of about a bucket's share of a file keep the reading near the
+    bucket's size (within the bounds, which cap the footers' size and the amplification
+    at about 100M candidates on one machine)."""
+    share = PAIRS_PER_BUCKET // max(1, read_units)
+    return max(MIN_ROWS_PER_ROW_GROUP, min(MAX_ROWS_PER_ROW_GROUP, share))
+
+
+def read_pairs(unit: WorkUnit, rows_per_group: int = MAX_ROWS_PER_ROW_GROUP) -> UnitOutput:
+    """The ``read`` core: a read unit's pairs (sorted by uid, in row groups of
+    ``rows_per_group``) and rejections."""
     spec: ReadUnit = unit.payload
     scanned: dict[str, int] = {}
     pairs: list[dict[str, Any]] = []
@@ -72,8 +89,7 @@ def read_pairs(unit: WorkUnit) -> UnitOutput:
         [("uid", "ascending"), ("source", "ascending"), ("source_offset", "ascending")]
     )
     groups = [
-        table.slice(start, ROWS_PER_ROW_GROUP)
-        for start in range(0, table.num_rows, ROWS_PER_ROW_GROUP)
+        table.slice(start, rows_per_group) for start in range(0, table.num_rows, rows_per_group)
     ]
     stats = {f"{spec.format}.{key}": value for key, value in scanned.items()}
     stats[f"{spec.format}.records"] = n_in
@@ -92,8 +108,11 @@ class ReadCore:
 
     in_flight = 0
 
+    def __init__(self, rows_per_group: int = MAX_ROWS_PER_ROW_GROUP) -> None:
+        self.rows_per_group = rows_per_group
+
     def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
-        output = read_pairs(unit)
+        output = read_pairs(unit, self.rows_per_group)
         return lambda: output
 
     def close(self) -> None:
@@ -171,18 +190,18 @@ class BucketCore:
 
     def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
         low, high = bucket_range(unit.index, self.buckets)
-        tables = [
-            self.reader.read_slice(piece)
-            for piece in bucket_slices(self.files, unit.index, self.buckets)
-        ]
+        # Uids are lower-case hex: "prefix in [low, high)" is a comparison of strings with
+        # the bounds written as prefixes. Each row group is cut to the range as it is read,
+        # so a worker holds the bucket and one row group, not every group it touched.
+        low_uid, high_uid = f"{low:0{PREFIX_DIGITS}x}", f"{high:0{PREFIX_DIGITS}x}"
+        tables = []
+        for piece in bucket_slices(self.files, unit.index, self.buckets):
+            table = self.reader.read_slice(piece)
+            inside = pc.greater_equal(table.column("uid"), low_uid)
+            if high < PREFIX_SPACE:
+                inside = pc.and_(inside, pc.less(table.column("uid"), high_uid))
+            tables.append(table.filter(inside))
         table = pa.concat_tables(tables) if tables else OUTPUT_SCHEMA.empty_table()
-        if table.num_rows:
-            prefixes = pc.cast(
-                pc.utf8_slice_codeunits(table.column("uid"), 0, PREFIX_DIGITS), pa.string()
-            )
-            as_int = pa.array([int(p, 16) for p in prefixes.to_pylist()], pa.int64())
-            inside = pc.and_(pc.greater_equal(as_int, low), pc.less(as_int, high))
-            table = table.filter(inside)
         output = unique_pairs(table)
         return lambda: output
 
@@ -226,7 +245,8 @@ class IngestStage(Stage):
         spec_units = plan_read_units(ctx.config)
         units = [WorkUnit(i, payload=spec) for i, spec in enumerate(spec_units)]
         ctx.start_plan({"read": [[u.index, list(vars(u.payload).values())] for u in units]})
-        read = ctx.run_units_fn(ReadCore, None, READ_PASS)
+        read_core = functools.partial(ReadCore, rows_per_row_group(len(units)))
+        read = ctx.run_units_fn(read_core, None, READ_PASS)
         with ctx.new_pipeline(len(units)) as pipeline:
             run_units(pipeline, "Read inputs", units, None, read)
         read_totals = _pass_totals(ctx.attempt, READ_PASS)

@@ -256,3 +256,50 @@ def test_openwit_build_runs_the_candidate_stages_on_the_demo_inputs(tmp_path, ca
     # A rerun with the same config rewrites nothing.
     assert main(["build", "--config", str(tmp_path / "build.yaml"), "--until", "balance"]) == 0
     assert "up to date" in capsys.readouterr().err
+
+
+def test_ingest_gives_the_same_pairs_with_many_buckets_and_small_row_groups(tmp_path, monkeypatch):
+    """Buckets read pass 1's row groups that overlap their uid range and cut them to it:
+    with 8 buckets over row groups of 3 pairs (ranges that cut through groups, a last
+    bucket up to the end of the uid space) the pairs kept and rejected are one bucket's."""
+    from openwit.pipeline.ingest import stage as ingest
+
+    rows = [
+        {"url": f"https://a.example/{i}.jpg", "caption": f"caption {i % 40}"} for i in range(60)
+    ]
+    copies = rows[::3]  # 20 repeated pairs, in another file
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps(r) for r in copies) + "\n")
+
+    def build(name: str) -> tuple[list[dict], dict, dict]:
+        out = tmp_path / name
+        config = load_build_config(
+            None, {"out": str(out), "inputs": [{"path": str(tmp_path / "*.jsonl")}]}
+        )
+        run_build(config, until="ingest")
+        table = BuildDir(out).read_table(BuildDir(out).stage_files("ingest"))
+        stats = json.loads((out / "manifest.json").read_text())["stages"]["ingest"]["stats"]
+        funnel = json.loads((out / "funnel.json").read_text())["ingest"]
+        return table.to_pylist(), funnel, stats
+
+    one, one_funnel, one_stats = build("one")
+    monkeypatch.setattr(ingest, "PAIRS_PER_BUCKET", 10)
+    monkeypatch.setattr(ingest, "MIN_ROWS_PER_ROW_GROUP", 3)
+    monkeypatch.setattr(ingest, "MAX_ROWS_PER_ROW_GROUP", 3)
+    many, many_funnel, many_stats = build("many")
+    assert one_stats["buckets"] == 1 and many_stats["buckets"] == 8
+    assert many == one and many_funnel == one_funnel
+    assert one_funnel == {"in": 80, "out": 60, "rejected": {"duplicate_pair": 20}}
+
+
+def test_pass_one_row_groups_shrink_with_the_number_of_read_units():
+    from openwit.pipeline.ingest.stage import (
+        MAX_ROWS_PER_ROW_GROUP,
+        MIN_ROWS_PER_ROW_GROUP,
+        PAIRS_PER_BUCKET,
+        rows_per_row_group,
+    )
+
+    assert rows_per_row_group(1) == MAX_ROWS_PER_ROW_GROUP
+    assert rows_per_row_group(100) == PAIRS_PER_BUCKET // 100
+    assert rows_per_row_group(10**6) == MIN_ROWS_PER_ROW_GROUP
