@@ -35,7 +35,7 @@ demo: install
 	$(BIN)/openwit demo --out $(DEMO_OUT)
 
 bench: install
-	$(BIN)/python bench/run.py
+	OPENWIT_BENCH_SCALE_FULL=1 $(BIN)/python bench/run.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import photos
-from common import REPO, emit, guarded_env, install_guard
+from common import REPO, emit, guarded_env, img2dataset_cli, install_guard
 
 install_guard()
 
@@ -115,33 +115,9 @@ def serve(folder: Path) -> tuple[subprocess.Popen, str]:
 
 
 def run_img2dataset(url_list: Path, out: Path) -> tuple[float, int]:
-    binary = Path(sys.executable).parent / "img2dataset"
-    command = [
-        str(binary),
-        f"--url_list={url_list}",
-        "--input_format=parquet",
-        "--url_col=url",
-        "--caption_col=caption",
-        "--output_format=webdataset",
-        f"--output_folder={out}",
-        "--processes_count=2",
-        "--thread_count=16",
-        f"--image_size={RESIZE['resize_max_side']}",
-        f"--resize_mode={RESIZE['resize_mode']}",
-        "--resize_only_if_bigger=True",
-        f"--encode_quality={RESIZE['encode_quality']}",
-        "--encode_format=jpg",
-        "--number_sample_per_shard=500",
-        "--timeout=10",
-        "--retries=0",
-        "--extract_exif=False",
-        "--enable_wandb=False",
-    ]
-    started = time.perf_counter()
-    subprocess.run(command, check=True, env=guarded_env(), capture_output=True)
-    seconds = time.perf_counter() - started
-    successes = sum(json.loads(p.read_text())["successes"] for p in out.glob("*_stats.json"))
-    return seconds, successes
+    return img2dataset_cli(
+        url_list, out, RESIZE["resize_max_side"], RESIZE["resize_mode"], RESIZE["encode_quality"]
+    )
 
 
 def openwit_config(

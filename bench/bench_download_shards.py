@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import emit, install_guard
+from common import emit, install_guard, stored_sample
 
 install_guard()
 
@@ -28,27 +28,7 @@ def sample_records() -> list[dict]:
     for index in range(SAMPLES):
         size = rng.randint(8_000, 30_000)  # stored 256 px JPEGs are 8-30 kB
         image = b"\xff\xd8\xff\xe0" + os.urandom(size)
-        records.append(
-            {
-                "uid": f"{rng.getrandbits(128):032x}",
-                "url": f"https://images.example.com/photos/{index}.jpg",
-                "text": f"a photo of something interesting, number {index}",
-                "source": "pool.parquet",
-                "source_offset": index,
-                "lang": "en",
-                "lang_score": 0.99,
-                "query_ids": [rng.randrange(500_000) for _ in range(3)],
-                "width": 256,
-                "height": 192,
-                "original_width": 1024,
-                "original_height": 768,
-                "sha256": f"{rng.getrandbits(256):064x}",
-                "image": image,
-                "phash": rng.getrandbits(64),
-                "dhash": rng.getrandbits(64),
-                "key": f"{index:09d}",
-            }
-        )
+        records.append({**stored_sample(rng, index, image), "key": f"{index:09d}"})
     records.sort(key=lambda r: r["uid"])
     return records
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
-from common import emit, install_guard
+from common import emit, install_guard, stored_sample
 
 install_guard()
 
@@ -102,26 +102,7 @@ def sample_records() -> list[dict]:
     records = []
     for index in range(SAMPLES):
         size = rng.randint(8_000, 22_000)  # stored 256 px JPEGs: ~15 kB on average
-        records.append(
-            {
-                "uid": f"{rng.getrandbits(128):032x}",
-                "url": f"https://images.example.com/photos/{index}.jpg",
-                "text": f"a photo of something interesting, number {index}",
-                "source": "pool.parquet",
-                "source_offset": index,
-                "lang": "en",
-                "lang_score": 0.99,
-                "query_ids": [rng.randrange(500_000) for _ in range(3)],
-                "width": 256,
-                "height": 192,
-                "original_width": 1024,
-                "original_height": 768,
-                "sha256": f"{rng.getrandbits(256):064x}",
-                "image": b"\xff\xd8\xff\xe0" + rng.randbytes(size),
-                "phash": rng.getrandbits(64),
-                "dhash": rng.getrandbits(64),
-            }
-        )
+        records.append(stored_sample(rng, index, b"\xff\xd8\xff\xe0" + rng.randbytes(size)))
     records.sort(key=lambda r: r["uid"])
     for index, record in enumerate(records):
         record["key"] = f"{index:09d}"

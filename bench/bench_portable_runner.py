@@ -33,15 +33,13 @@ N = int(os.environ.get("OPENWIT_BENCH_PORTABLE_IMAGES", "200"))
 
 
 def main() -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from openwit import fs
     from openwit.builddir import BuildDir
     from openwit.demo.inputs import write_demo_inputs
     from openwit.demo.web import ImageServer, plant_eval_copies
     from openwit.demo.world import iter_vocabulary, write_eval_set, write_images
-    from openwit.schemas import QUERY_SCHEMA
+    from tests.candidates.test_build import write_queries
     from tests.download.test_object_store_build import (
         build_config,
         openwit,
@@ -70,12 +68,7 @@ def main() -> None:
             inputs = write_demo_inputs(
                 root / "inputs", images, root / "web", images_server.base_url
             )
-            rows = [
-                {"query": q, "source": "unigram", "count": 1, "score": 1.0}
-                for q in iter_vocabulary()
-            ]
-            table = pa.Table.from_pylist(rows, schema=QUERY_SCHEMA)
-            pq.write_table(table, root / "queries.parquet")
+            write_queries(root / "queries.parquet", list(iter_vocabulary()))
             bucket = s3.bucket("openwit-bench-portable")
             remote_inputs, queries = upload_inputs(root, inputs, bucket)
             eval_set = upload_eval_set(root, bucket)

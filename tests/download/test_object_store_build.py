@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -27,7 +26,7 @@ from openwit.builddir import BuildDir
 from openwit.demo.inputs import write_demo_inputs
 from openwit.demo.web import ImageServer, plant_eval_copies
 from openwit.demo.world import iter_vocabulary, write_eval_set, write_images
-from openwit.schemas import QUERY_SCHEMA
+from tests.candidates.test_build import write_queries
 from tests.conftest import REPO
 from tests.s3server import read_only_credentials, s3_server
 
@@ -48,10 +47,7 @@ def served(tmp_path_factory):
     images += plant_eval_copies(eval_set, root / "web", 3)
     with ImageServer(root / "web") as server:
         inputs = write_demo_inputs(root / "inputs", images, root / "web", server.base_url)
-        rows = [
-            {"query": q, "source": "unigram", "count": 1, "score": 1.0} for q in iter_vocabulary()
-        ]
-        pq.write_table(pa.Table.from_pylist(rows, schema=QUERY_SCHEMA), root / "queries.parquet")
+        write_queries(root / "queries.parquet", list(iter_vocabulary()))
         yield root, inputs
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from openwit import fs
@@ -24,7 +22,7 @@ from openwit.builddir import BuildDir
 from openwit.demo.inputs import write_demo_inputs
 from openwit.demo.web import ImageServer, plant_eval_copies
 from openwit.demo.world import iter_vocabulary, write_eval_set, write_images
-from openwit.schemas import QUERY_SCHEMA
+from tests.candidates.test_build import write_queries
 from tests.download.test_object_store_build import (
     build_config,
     openwit,
@@ -74,10 +72,7 @@ def test_portable_runner_with_external_workers_gives_the_direct_runners_shards(
             monkeypatch.setenv(key, value)
         fs.configure({})
         inputs = write_demo_inputs(root / "inputs", images, root / "web", images_server.base_url)
-        rows = [
-            {"query": q, "source": "unigram", "count": 1, "score": 1.0} for q in iter_vocabulary()
-        ]
-        pq.write_table(pa.Table.from_pylist(rows, schema=QUERY_SCHEMA), root / "queries.parquet")
+        write_queries(root / "queries.parquet", list(iter_vocabulary()))
         bucket = s3.bucket("openwit-portable")
         remote_inputs, queries = upload_inputs(root, inputs, bucket)
         eval_set = upload_eval_set(root, bucket)
