@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 import photos
-from common import REPO, emit, guarded_env, img2dataset_cli, install_guard
+from common import REPO, emit, guarded_env, img2dataset_cli, install_guard, serving_at
 
 install_guard()
 
@@ -127,15 +127,7 @@ def serve(kind: str, folder: Path) -> tuple[subprocess.Popen, str]:
     server = subprocess.Popen(
         command, cwd=REPO, env=guarded_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, f"http://127.0.0.1:{port}"
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    return serving_at(server, port)
 
 
 # -- the two tools -------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import photos
-from common import REPO, emit, guarded_env, img2dataset_cli, install_guard
+from common import REPO, emit, guarded_env, img2dataset_cli, install_guard, serving_at
 
 install_guard()
 
@@ -103,15 +103,7 @@ def serve(folder: Path) -> tuple[subprocess.Popen, str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, f"http://127.0.0.1:{port}"
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    return serving_at(server, port)
 
 
 def run_img2dataset(url_list: Path, out: Path) -> tuple[float, int]:

@@ -124,3 +124,19 @@ def stored_sample(rng: Any, index: int, image: bytes) -> dict[str, Any]:
         "phash": rng.getrandbits(64),
         "dhash": rng.getrandbits(64),
     }
+
+
+def serving_at(server: Any, port: int) -> tuple[Any, str]:
+    """``(server, base URL)`` once a server process accepts connections on ``port`` of
+    127.0.0.1 (30 s at most)."""
+    import socket
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return server, f"http://127.0.0.1:{port}"
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
