@@ -177,7 +177,7 @@ def run_openwit(root: Path, pool: Path, queries: Path) -> dict:
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True)
     seconds = time.perf_counter() - started
     cpu = children_cpu() - cpu_before
-    if result.returncode != 0:
+    if result.returncode != 0 or b"Traceback" in result.stdout + result.stderr:
         raise RuntimeError(f"openwit build failed: {result.stderr.decode()[-2000:]}")
     manifest = json.loads((root / "build" / "manifest.json").read_text())
     funnel = json.loads((root / "build" / "funnel.json").read_text())

@@ -239,7 +239,7 @@ def run_build(root: Path, pool: Path, queries: Path, out: Path, one_core: bool) 
     with Sampler(process.pid) as sampler:
         _, err = process.communicate()
     wall = time.time() - started
-    if process.returncode != 0:
+    if process.returncode != 0 or b"Traceback" in err:
         raise RuntimeError(f"build failed: {err.decode()[-2000:]}")
     manifest = json.loads((out / "manifest.json").read_text())
     stages = {}
