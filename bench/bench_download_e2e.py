@@ -195,6 +195,14 @@ def resizer_figures(photos: list[Path]) -> None:
     )
 
 
+def photo_rows(base_url: str, photos: list[Path]) -> list[dict[str, str]]:
+    """A (url, caption) row for each photo, served from ``base_url``."""
+    return [
+        {"url": f"{base_url}/{p.name}", "caption": f"a photo of a circle, number {i}"}
+        for i, p in enumerate(photos)
+    ]
+
+
 def url_files(folder: Path, rows: list[dict[str, str]]) -> tuple[Path, Path]:
     """The URL list as img2dataset's Parquet and as openwit's JSONL pool."""
     import pyarrow as pa
@@ -249,10 +257,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="openwit-bench-") as tmp:
             root = Path(tmp)
-            rows = [
-                {"url": f"{base_url}/{p.name}", "caption": f"a photo of a circle, number {i}"}
-                for i, p in enumerate(photos)
-            ]
+            rows = photo_rows(base_url, photos)
             url_list, pool = url_files(root, rows)
 
             base_s, base_n = run_img2dataset(url_list, root / "img2dataset")

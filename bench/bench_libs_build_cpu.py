@@ -25,7 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_download_e2e import make_photos, openwit_config, run_openwit, serve, url_files
+from bench_download_e2e import (
+    make_photos,
+    openwit_config,
+    photo_rows,
+    run_openwit,
+    serve,
+    url_files,
+)
 from common import emit, install_guard
 
 install_guard()
@@ -59,10 +66,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="openwit-bench-cpu-") as tmp:
             root = Path(tmp)
-            rows = [
-                {"url": f"{base_url}/{p.name}", "caption": f"a photo of a circle, number {i}"}
-                for i, p in enumerate(photos)
-            ]
+            rows = photo_rows(base_url, photos)
             _, pool = url_files(root, rows)
             _, small_pool = url_files(root / "small", rows[:N_SMALL])
             marginal, whole, stage_seconds = [], [], []

@@ -70,7 +70,7 @@ def main() -> None:
     from openwit.hashes.images import bytes_hashes
     from openwit.hashes.resample import single_threaded_blas
 
-    single_threaded_blas()  # as the image stage does
+    single_threaded_blas()  # as the download does
     images = stored_images()
     mismatches = sum(bytes_hashes(d) != imagehash_hashes(d) for d in images)
     if mismatches:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +25,7 @@ from openwit.config import BuildConfig
 from openwit.outputs import UnitOutput
 from openwit.schemas import candidate_schema
 from openwit.stage import Stage, StageContext, StageResult
-from openwit.unit_transform import run_units
+from openwit.unit_transform import UnitWork, run_units
 from openwit.units import WorkUnit
 
 SCHEMA = candidate_schema("image")
@@ -129,20 +128,14 @@ def synthetic_table(start: int, stop: int, seed: int = 0) -> pa.Table:
     )
 
 
-class SyntheticCore:
-    in_flight = 0
-
+class SyntheticCore(UnitWork):
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+    def run(self, unit: WorkUnit) -> UnitOutput:
         start, stop = unit.payload
         table = synthetic_table(start, stop, self.seed)
-        output = UnitOutput(table, None, n_in=table.num_rows)
-        return lambda: output
-
-    def close(self) -> None:
-        return None
+        return UnitOutput(table, None, n_in=table.num_rows)
 
 
 class SyntheticImages(Stage):

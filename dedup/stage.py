@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,8 +38,8 @@ from openwit.dedup.slim import Settings
 from openwit.outputs import StageTotals, UnitOutput, unit_file
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import Stage, StageContext, StageResult, cut_row_group
-from openwit.unit_transform import TableCore
-from openwit.units import RowGroup, WorkUnit, count_units
+from openwit.unit_transform import UnitWork
+from openwit.units import RowGroup, UnitReader, WorkUnit, count_units
 
 OUTPUT_SCHEMA = candidate_schema("image")
 #: Records per partition of the search's shuffles (the memory of one step: ~100 bytes a
@@ -94,14 +94,13 @@ def apply_decisions(attempt: str, table: pa.Table, unit: WorkUnit) -> UnitOutput
     return UnitOutput(table.filter(pa.array(keep)), rejected)
 
 
-class DecideCore(TableCore):
+class DecideCore(UnitWork):
     def __init__(self, attempt: str) -> None:
-        super().__init__(lambda table: UnitOutput())
         self.attempt = attempt
+        self.reader = UnitReader()
 
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
-        output = apply_decisions(self.attempt, self.reader.table(unit), unit)
-        return lambda: output
+    def run(self, unit: WorkUnit) -> UnitOutput:
+        return apply_decisions(self.attempt, self.reader.table(unit), unit)
 
 
 def local_eval_set(root: str) -> str:

@@ -11,8 +11,10 @@ A core is an object with ``start(unit) -> finish`` (``finish()`` returns the uni
 while the next ones start (the download keeps one unit's slowest images in flight while the
 next unit's fill the threads). A ``finish`` with a ``done()`` method says whether it would
 return at once: finished units are written first, so one slow unit never holds back the
-commits of those started after it. :class:`TableCore` wraps a plain function of an Arrow table;
-:func:`apply_record_core` applies a function of one record to a table's records.
+commits of those started after it. Most cores do a unit's work when they start it: they
+subclass :class:`UnitWork` and write ``run(unit)``. :class:`TableCore` wraps a plain
+function of an Arrow table; :func:`apply_record_core` applies a function of one record to a
+table's records.
 """
 
 from __future__ import annotations
@@ -43,10 +45,25 @@ class UnitCore(Protocol):
     def close(self) -> None: ...
 
 
-class TableCore:
-    """A core that is a function of the unit's rows (an Arrow table)."""
+class UnitWork:
+    """A core that does a unit's work when it starts it (nothing stays in flight):
+    subclasses write :meth:`run`, and :meth:`close` where they hold something to release."""
 
     in_flight = 0
+
+    def run(self, unit: WorkUnit) -> UnitOutput:
+        raise NotImplementedError
+
+    def start(self, unit: WorkUnit) -> Finish:
+        output = self.run(unit)
+        return lambda: output
+
+    def close(self) -> None:
+        return None
+
+
+class TableCore(UnitWork):
+    """A core that is a function of the unit's rows (an Arrow table)."""
 
     def __init__(
         self, apply: Callable[[pa.Table], UnitOutput], columns: Sequence[str] | None = None
@@ -54,12 +71,8 @@ class TableCore:
         self.apply = apply
         self.reader = UnitReader(columns)
 
-    def start(self, unit: WorkUnit) -> Finish:
-        output = self.apply(self.reader.table(unit))
-        return lambda: output
-
-    def close(self) -> None:
-        return None
+    def run(self, unit: WorkUnit) -> UnitOutput:
+        return self.apply(self.reader.table(unit))
 
 
 #: A record core: one record in, records or rejections out.

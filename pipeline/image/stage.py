@@ -25,6 +25,7 @@ from openwit.outputs import UnitOutput, rejections_table
 from openwit.resources import Resources
 from openwit.schemas import candidate_schema
 from openwit.stage import Stage, StageContext
+from openwit.unit_transform import UnitWork
 from openwit.units import UnitReader, WorkUnit
 
 STAGE = "image"
@@ -45,24 +46,15 @@ def size_rejection(min_side: int, max_aspect: float, record: dict[str, Any]) -> 
     return None
 
 
-class ImageCore:
+class ImageCore(UnitWork):
     """Checks a unit of downloaded records (their metadata) and points at their bytes."""
-
-    in_flight = 0
 
     def __init__(self, min_side: int, max_aspect: float, build_dir: str) -> None:
         self.min_side, self.max_aspect = min_side, max_aspect
         self.build_dir = build_dir.rstrip("/")
         self.reader = UnitReader(INPUT_COLUMNS)
 
-    def close(self) -> None:
-        return None
-
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
-        output = self.check(unit)
-        return lambda: output
-
-    def check(self, unit: WorkUnit) -> UnitOutput:
+    def run(self, unit: WorkUnit) -> UnitOutput:
         (piece,) = unit.slices  # a unit lies inside one row group of one file
         table = self.reader.table(unit)
         first_row = self.reader.row_offset(piece.path, piece.row_group) + piece.start

@@ -25,7 +25,6 @@ import functools
 import math
 import os
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -37,7 +36,7 @@ from openwit.funnel import Rejection
 from openwit.outputs import StageTotals, UnitOutput, rejections_table
 from openwit.schemas import candidate_schema
 from openwit.stage import Stage, StageContext, StageResult
-from openwit.unit_transform import run_units
+from openwit.unit_transform import UnitWork, run_units
 from openwit.units import Slice, UnitReader, WorkUnit, footers
 
 from .readers import ReadUnit, plan_read_units, read_unit
@@ -103,20 +102,14 @@ def read_pairs(unit: WorkUnit, rows_per_group: int = MAX_ROWS_PER_ROW_GROUP) -> 
     )
 
 
-class ReadCore:
-    """Pass 1's core (``in_flight`` 0: one unit at a time)."""
-
-    in_flight = 0
+class ReadCore(UnitWork):
+    """Pass 1's core."""
 
     def __init__(self, rows_per_group: int = MAX_ROWS_PER_ROW_GROUP) -> None:
         self.rows_per_group = rows_per_group
 
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
-        output = read_pairs(unit, self.rows_per_group)
-        return lambda: output
-
-    def close(self) -> None:
-        return None
+    def run(self, unit: WorkUnit) -> UnitOutput:
+        return read_pairs(unit, self.rows_per_group)
 
 
 # -- pass 2: one pair per uid ------------------------------------------------------------
@@ -175,10 +168,8 @@ def unique_pairs(table: pa.Table) -> UnitOutput:
     return UnitOutput(kept=table.filter(keep), rejected=rejections_table(rejected))
 
 
-class BucketCore:
+class BucketCore(UnitWork):
     """Pass 2's core: a bucket's uid range from every pass-1 file, deduplicated."""
-
-    in_flight = 0
 
     def __init__(self, attempt: str, buckets: int) -> None:
         self.attempt, self.buckets = attempt, buckets
@@ -188,7 +179,7 @@ class BucketCore:
             u for u in listing if fs.basename(u).startswith(f"{READ_PASS}.{PAIRS}-")
         )
 
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+    def run(self, unit: WorkUnit) -> UnitOutput:
         low, high = bucket_range(unit.index, self.buckets)
         # Uids are lower-case hex: "prefix in [low, high)" is a comparison of strings with
         # the bounds written as prefixes. Each row group is cut to the range as it is read,
@@ -202,11 +193,7 @@ class BucketCore:
                 inside = pc.and_(inside, pc.less(table.column("uid"), high_uid))
             tables.append(table.filter(inside))
         table = pa.concat_tables(tables) if tables else OUTPUT_SCHEMA.empty_table()
-        output = unique_pairs(table)
-        return lambda: output
-
-    def close(self) -> None:
-        return None
+        return unique_pairs(table)
 
 
 def _file_state(path: str) -> list[Any]:

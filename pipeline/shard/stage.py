@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -29,7 +28,7 @@ from openwit.outputs import StageTotals, UnitOutput
 from openwit.pipeline.shard.tars import shard_files, shard_name, write_shard
 from openwit.schemas import KEY_DIGITS, sample_key
 from openwit.stage import Stage, StageContext, StageResult
-from openwit.unit_transform import run_units
+from openwit.unit_transform import UnitWork, run_units
 from openwit.units import Slice, WorkUnit, footers
 
 STAGE = "shard"
@@ -73,10 +72,8 @@ class ImageBytes:
         return self._file[1][row]
 
 
-class ShardCore:
+class ShardCore(UnitWork):
     """Writes one shard per unit into ``OUT/shards``."""
-
-    in_flight = 0
 
     def __init__(self, build_dir: str, per_shard: int) -> None:
         from openwit.units import UnitReader
@@ -88,11 +85,7 @@ class ShardCore:
         self.images = ImageBytes(build_dir)
         self.existing = fs.list_files(self.shards_dir)
 
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
-        output = self.write(unit)
-        return lambda: output
-
-    def write(self, unit: WorkUnit) -> UnitOutput:
+    def run(self, unit: WorkUnit) -> UnitOutput:
         records = self.reader.records(unit)
         first = unit.index * self.per_shard
         for offset, record in enumerate(records):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from openwit.dedup.stage import DedupStage
 from openwit.outputs import UnitOutput
 from openwit.schemas import candidate_schema, uid_for
 from openwit.stage import Stage, StageContext, StageResult
-from openwit.unit_transform import run_units
+from openwit.unit_transform import UnitWork, run_units
 from openwit.units import WorkUnit
 
 SCHEMA = candidate_schema("image")
@@ -155,20 +154,14 @@ def expected_rejections(
     return sorted(out)
 
 
-class RecordsCore:
-    in_flight = 0
-
+class RecordsCore(UnitWork):
     def __init__(self, path: str) -> None:
         self.table = pq.read_table(path)
 
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+    def run(self, unit: WorkUnit) -> UnitOutput:
         start, stop = unit.payload
         table = self.table.slice(start, stop - start)
-        output = UnitOutput(table, None, n_in=table.num_rows)
-        return lambda: output
-
-    def close(self) -> None:
-        return None
+        return UnitOutput(table, None, n_in=table.num_rows)
 
 
 class RecordsSource(Stage):

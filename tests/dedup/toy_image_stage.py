@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from openwit.hashes.images import bytes_hashes
 from openwit.outputs import UnitOutput, rejections_table
 from openwit.schemas import candidate_schema, uid_for
 from openwit.stage import Stage, StageContext, StageResult
-from openwit.unit_transform import run_units
+from openwit.unit_transform import UnitWork, run_units
 from openwit.units import WorkUnit
 
 IMAGE_SCHEMA = candidate_schema("image")
@@ -58,19 +57,13 @@ def image_record(source: str, offset: int, line: str) -> dict[str, Any]:
     }
 
 
-class ImageLinesCore:
-    in_flight = 0
-
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+class ImageLinesCore(UnitWork):
+    def run(self, unit: WorkUnit) -> UnitOutput:
         path = unit.payload
         lines = Path(path).read_text(encoding="utf-8").splitlines()
         records = [image_record(path, offset, line) for offset, line in enumerate(lines)]
         table = pa.Table.from_pylist(records, schema=IMAGE_SCHEMA).sort_by("uid")
-        output = UnitOutput(table, rejections_table([]), n_in=len(lines))
-        return lambda: output
-
-    def close(self) -> None:
-        return None
+        return UnitOutput(table, rejections_table([]), n_in=len(lines))
 
 
 class ToyImageSource(Stage):

@@ -7,7 +7,6 @@ Module-level so Beam's workers can unpickle them by reference.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from openwit.config import BuildConfig, load_build_config
 from openwit.outputs import UnitOutput, rejections_table
 from openwit.schemas import candidate_schema, uid_for
 from openwit.stage import Stage, StageContext, StageResult
-from openwit.unit_transform import run_units
+from openwit.unit_transform import UnitWork, run_units
 from openwit.units import WorkUnit
 
 
@@ -50,13 +49,11 @@ def write_pool(path: Path, urls: list[str]) -> Path:
     return path
 
 
-class PoolCore:
+class PoolCore(UnitWork):
     """A unit: lines ``start:stop`` of a JSONL pool, as balanced candidates in uid order
     (the order ingest gives a build)."""
 
-    in_flight = 0
-
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+    def run(self, unit: WorkUnit) -> UnitOutput:
         path, url_column, text_column, start, stop = unit.payload
         lines = Path(path).read_text(encoding="utf-8").splitlines()[start:stop]
         records = []
@@ -66,11 +63,7 @@ class PoolCore:
                 pool_candidate(item[url_column], item[text_column], Path(path).name, offset)
             )
         table = pa.Table.from_pylist(records, schema=candidate_schema("balance")).sort_by("uid")
-        output = UnitOutput(table, rejections_table([]), n_in=len(lines))
-        return lambda: output
-
-    def close(self) -> None:
-        return None
+        return UnitOutput(table, rejections_table([]), n_in=len(lines))
 
 
 class PoolCandidates(Stage):
@@ -97,18 +90,12 @@ class PoolCandidates(Stage):
         return StageResult(units=len(units))
 
 
-class FileCore:
+class FileCore(UnitWork):
     """A unit: one Parquet file named in ``inputs``, passed on as it is."""
 
-    in_flight = 0
-
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+    def run(self, unit: WorkUnit) -> UnitOutput:
         table = pq.read_table(unit.payload)
-        output = UnitOutput(table, rejections_table([]), n_in=table.num_rows)
-        return lambda: output
-
-    def close(self) -> None:
-        return None
+        return UnitOutput(table, rejections_table([]), n_in=table.num_rows)
 
 
 class ReadyDownloads(Stage):

@@ -22,7 +22,7 @@ from openwit.outputs import UnitOutput, rejections_table
 from openwit.resources import Resources
 from openwit.schemas import candidate_schema, uid_for
 from openwit.stage import Stage, StageContext, StageResult
-from openwit.unit_transform import TableCore, apply_record_core, run_units
+from openwit.unit_transform import TableCore, UnitWork, apply_record_core, run_units
 from openwit.units import WorkUnit
 
 INGEST_SCHEMA = candidate_schema("ingest")
@@ -50,27 +50,21 @@ def parse_line(source: str, offset: int, line: str) -> dict[str, Any] | Rejectio
     }
 
 
-class LineCore:
+class LineCore(UnitWork):
     """Reads a whole JSONL file (the unit's payload) into pairs and rejections."""
 
-    in_flight = 0
-
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+    def run(self, unit: WorkUnit) -> UnitOutput:
         log_unit("toy_ingest", unit)
         lines = fs.read_text(unit.payload).splitlines()
         items = [parse_line(unit.payload, i, line) for i, line in enumerate(lines)]
         kept = [i for i in items if not isinstance(i, Rejection)]
         rejected = [i for i in items if isinstance(i, Rejection)]
-        output = UnitOutput(
+        return UnitOutput(
             pa.Table.from_pylist(kept, schema=INGEST_SCHEMA),
             rejections_table(rejected),
             stats={"files": 1},
             n_in=len(lines),
         )
-        return lambda: output
-
-    def close(self) -> None:
-        return None
 
 
 class ToyIngest(Stage):
@@ -95,9 +89,9 @@ def keep_long_texts(min_chars: int, record: dict[str, Any]) -> Iterator[dict[str
 
 
 class LoggedCore(TableCore):
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+    def run(self, unit: WorkUnit) -> UnitOutput:
         log_unit("toy_filter", unit)
-        return super().start(unit)
+        return super().run(unit)
 
 
 def _filter_core(min_chars: int) -> TableCore:
@@ -144,10 +138,10 @@ class _CrashOnLastUnit(LoggedCore):
         super().__init__(apply)
         self.last = last
 
-    def start(self, unit: WorkUnit) -> Callable[[], UnitOutput]:
+    def run(self, unit: WorkUnit) -> UnitOutput:
         if unit.index == self.last:
             raise Interrupted(f"killed in unit {unit.index}")
-        return super().start(unit)
+        return super().run(unit)
 
 
 def _crashing_core(min_chars: int, last: int) -> TableCore:
