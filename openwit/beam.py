@@ -26,9 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from apache_beam.runners.runner import PipelineRunner  # noqa: E402
 
 from openwit.errors import ConfigError  # noqa: E402
-
-#: Runner names that mean "run here, in this process (or its worker subprocesses)".
-DIRECT_RUNNERS = frozenset({"DirectRunner", "SwitchingDirectRunner", "FnApiRunner"})
+from openwit.resources import DIRECT_RUNNERS  # noqa: E402
 
 
 class OfflineDirectRunner(PipelineRunner):

@@ -25,6 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+#: Beam's runners that run a pipeline on this machine (openwit's worker pool, or Beam's own
+#: local modes).
+DIRECT_RUNNERS = frozenset({"DirectRunner", "SwitchingDirectRunner", "FnApiRunner"})
+
 
 def machine_cores() -> int:
     """Cores this process may run on (its CPU affinity, which containers narrow)."""
@@ -56,7 +60,7 @@ def processes_per_machine(
     options = dict(beam_options or {})
     if pool_size:
         return pool_size
-    if runner in ("DirectRunner", "SwitchingDirectRunner", "FnApiRunner"):
+    if runner in DIRECT_RUNNERS:
         if options.get("direct_running_mode", "in_memory") != "multi_processing":
             return 1
         return int(options.get("direct_num_workers") or 0)

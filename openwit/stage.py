@@ -115,9 +115,9 @@ class StageContext:
     def runs_locally(self) -> bool:
         """Whether the build runs on this machine (a direct runner), so that the processes
         per machine are all the workers there are."""
-        from openwit.workers import LOCAL_RUNNERS
+        from openwit.resources import DIRECT_RUNNERS
 
-        return self.config.runner in LOCAL_RUNNERS
+        return self.config.runner in DIRECT_RUNNERS
 
     def start_plan(self, plan: Any) -> None:
         """Record what this attempt's units are; a resumed attempt that was planned

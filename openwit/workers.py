@@ -29,15 +29,12 @@ from typing import Any
 
 #: Workers in the pool; 0 (or 1) means: run in the launcher process (in_memory).
 WORKERS_ENV = "OPENWIT_WORKERS"
-#: Runner names that run a build on this machine.
-LOCAL_RUNNERS = frozenset({"DirectRunner", "SwitchingDirectRunner", "FnApiRunner"})
 
 
 def pool_size_for(runner: str, beam_options: dict[str, Any]) -> int:
     """Workers openwit's local pool should have for this build; 0 when it should not run
     one (another runner, or a ``direct_running_mode`` the user chose)."""
-    from openwit.beam import DIRECT_RUNNERS
-    from openwit.resources import machine_cores
+    from openwit.resources import DIRECT_RUNNERS, machine_cores
 
     if runner not in DIRECT_RUNNERS or "direct_running_mode" in beam_options:
         return 0
