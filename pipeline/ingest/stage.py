@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections import Counter
 from typing import Any
 
 import pyarrow as pa
@@ -33,7 +32,7 @@ import pyarrow.compute as pc
 from openwit import fs
 from openwit.config import BuildConfig
 from openwit.funnel import Rejection
-from openwit.outputs import StageTotals, UnitOutput, rejections_table
+from openwit.outputs import StageTotals, UnitOutput, collect_totals, rejections_table
 from openwit.schemas import candidate_schema
 from openwit.stage import Stage, StageContext, StageResult
 from openwit.unit_transform import UnitWork, run_units
@@ -122,20 +121,31 @@ def bucket_range(bucket: int, buckets: int) -> tuple[int, int]:
     return bucket * PREFIX_SPACE // buckets, (bucket + 1) * PREFIX_SPACE // buckets
 
 
-def bucket_slices(files: list[str], bucket: int, buckets: int) -> list[Slice]:
-    """The row groups of pass 1's files that may hold uids of ``bucket`` (by the uid
-    column's min/max statistics in each footer)."""
-    low, high = bucket_range(bucket, buckets)
-    slices = []
+#: A row group of pass 1: its file, index, rows and the uid prefixes of its first and last row.
+GroupRange = tuple[str, int, int, int, int]
+
+
+def row_group_ranges(files: list[str]) -> list[GroupRange]:
+    """The uid range of every row group of pass 1's files, from the footers' statistics."""
+    ranges = []
     for path, metadata in zip(files, footers(files)):
         column = metadata.schema.names.index("uid")
         for index in range(metadata.num_row_groups):
             group = metadata.row_group(index)
             stats = group.column(column).statistics
             first, last = uid_prefix(stats.min), uid_prefix(stats.max)
-            if first < high and last >= low:
-                slices.append(Slice(path, index, 0, group.num_rows))
-    return slices
+            ranges.append((path, index, group.num_rows, first, last))
+    return ranges
+
+
+def bucket_slices(ranges: list[GroupRange], bucket: int, buckets: int) -> list[Slice]:
+    """The row groups of pass 1 that may hold uids of ``bucket``."""
+    low, high = bucket_range(bucket, buckets)
+    return [
+        Slice(path, index, 0, rows)
+        for path, index, rows, first, last in ranges
+        if first < high and last >= low
+    ]
 
 
 def unique_pairs(table: pa.Table) -> UnitOutput:
@@ -175,9 +185,10 @@ class BucketCore(UnitWork):
         self.attempt, self.buckets = attempt, buckets
         self.reader = UnitReader()
         listing = fs.list_files(attempt)
-        self.files = sorted(
-            u for u in listing if fs.basename(u).startswith(f"{READ_PASS}.{PAIRS}-")
-        )
+        files = sorted(u for u in listing if fs.basename(u).startswith(f"{READ_PASS}.{PAIRS}-"))
+        # Once per worker, not per bucket: every bucket looks at the same footers (a
+        # request each when the build directory is a bucket).
+        self.ranges = row_group_ranges(files)
 
     def run(self, unit: WorkUnit) -> UnitOutput:
         low, high = bucket_range(unit.index, self.buckets)
@@ -186,7 +197,7 @@ class BucketCore(UnitWork):
         # so a worker holds the bucket and one row group, not every group it touched.
         low_uid, high_uid = f"{low:0{PREFIX_DIGITS}x}", f"{high:0{PREFIX_DIGITS}x}"
         tables = []
-        for piece in bucket_slices(self.files, unit.index, self.buckets):
+        for piece in bucket_slices(self.ranges, unit.index, self.buckets):
             table = self.reader.read_slice(piece)
             inside = pc.greater_equal(table.column("uid"), low_uid)
             if high < PREFIX_SPACE:
@@ -236,7 +247,9 @@ class IngestStage(Stage):
         read = ctx.run_units_fn(read_core, None, READ_PASS)
         with ctx.new_pipeline(len(units)) as pipeline:
             run_units(pipeline, "Read inputs", units, None, read)
-        read_totals = _pass_totals(ctx.attempt, READ_PASS)
+        read_totals = collect_totals(
+            u for u in fs.list_files(ctx.attempt) if fs.basename(u).startswith(f"{READ_PASS}.")
+        )
         pairs = (read_totals.n_in or 0) - sum(read_totals.rejected.values())
         buckets = max(1, math.ceil(pairs / PAIRS_PER_BUCKET))
         bucket_units = [WorkUnit(b, payload=b) for b in range(buckets)]
@@ -255,15 +268,3 @@ class IngestStage(Stage):
         for key in [k for k in totals.stats if "." in k]:
             del totals.stats[key]
         return {"inputs": dict(sorted(by_format.items()))}
-
-
-def _pass_totals(attempt: str, pass_name: str) -> StageTotals:
-    from openwit.outputs import read_markers
-
-    totals = StageTotals()
-    prefix = f"{pass_name}.done-"
-    markers = [u for u in fs.list_files(attempt) if fs.basename(u).startswith(prefix)]
-    for _, marker in read_markers(markers):
-        totals.add(marker, final=False)
-    totals.rejected = Counter(totals.rejected)
-    return totals
