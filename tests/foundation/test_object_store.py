@@ -154,3 +154,37 @@ def test_a_lease_of_a_dead_process_on_this_machine_is_taken_at_once(s3, bucket):
     s3.client().put_object(Bucket=name, Key="build/.openwit.lock", Body=json.dumps(dead).encode())
     with build_lease(f"{bucket}/build"):
         pass
+
+
+def test_threads_read_and_write_a_bucket_at_once_without_mixing_streams(bucket, caplog):
+    """Threads share the process's S3 client (making one per thread cost most of a small
+    build's CPU), but each reads through its own stream: interleaved reads of different
+    objects, in ranges, must each get their own object's bytes, with no connection dropped
+    for want of room in the client's pool."""
+    import logging
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    payloads = {f"{bucket}/threads/{i:02d}.bin": bytes([i]) * (40_000 + i) for i in range(24)}
+
+    def write_then_read(item: tuple[str, bytes]) -> bool:
+        url, payload = item
+        fs.write_bytes(url, payload)
+        same = True
+        for _ in range(10):
+            with fs.open_input(url) as stream:
+                head = stream.read(1000)
+                stream.seek(30_000)
+                tail = stream.read()
+            same &= head == payload[:1000] and tail == payload[30_000:]
+        return same
+
+    with caplog.at_level(logging.WARNING), ThreadPoolExecutor(24) as pool:
+        assert all(pool.map(write_then_read, payloads.items()))
+        # Beam's wrapper keeps a thread's open download stream: one a thread, one boto3
+        # client under them all.
+        barrier = threading.Barrier(4)
+        wrappers = list(pool.map(lambda _: (barrier.wait(), fs._s3io().client)[1], range(4)))
+    assert "Connection pool is full" not in caplog.text
+    assert len({id(w) for w in wrappers}) > 1
+    assert len({id(w.client) for w in wrappers}) == 1
