@@ -23,6 +23,7 @@ from openwit.pipeline.text.stage import TextStage
 from openwit.runner import BuildOutcome, BuildRunner, Reporter
 from openwit.stage import Stage
 from openwit.stage_names import BUILD_STAGES, stage_index
+from openwit.workers import early_pool_size, spawned_early
 
 #: The build stages, in order.
 STAGES: list[type[Stage]] = [
@@ -70,11 +71,13 @@ def run_build(
     """
     from openwit.beam import pipeline_options
 
-    names = stages_through(until)
-    check_build_inputs(config, names)
-    pipeline_options(config.runner, config.beam_options)  # a bad option fails before any stage
-    stages = [load_stage(name) for name in names]
-    outcome = BuildRunner(config, stages, reporter, final_stage=BUILD_STAGES[-1]).run(resume=resume)
+    with spawned_early(early_pool_size(config)):
+        names = stages_through(until)
+        check_build_inputs(config, names)
+        pipeline_options(config.runner, config.beam_options)  # a bad option fails here
+        stages = [load_stage(name) for name in names]
+        runner = BuildRunner(config, stages, reporter, final_stage=BUILD_STAGES[-1])
+        outcome = runner.run(resume=resume)
     if outcome.complete and report:
         outcome.report = write_report(outcome.build_dir)
     return outcome

@@ -75,9 +75,9 @@ def build(
     Stages: ingest, text, match, balance, download, image, dedup, shard. A rerun with the
     same config skips every stage that is complete.
     """
-    from openwit.build import run_build
     from openwit.config import load_build_config, parse_assignments
     from openwit.console import BuildReporter, print_funnel, stdout
+    from openwit.workers import early_pool_size, spawned_early
 
     overrides = parse_assignments(set_ or [], "--set")
     if out is not None:
@@ -88,7 +88,11 @@ def build(
         overrides["beam_options"] = parse_assignments(beam_option, "--beam-option")
     resolved = load_build_config(config, overrides)
     try:
-        outcome = run_build(resolved, until=until, resume=resume, reporter=BuildReporter())
+        # The workers import while this process imports the stages and checks the inputs.
+        with spawned_early(early_pool_size(resolved)):
+            from openwit.build import run_build
+
+            outcome = run_build(resolved, until=until, resume=resume, reporter=BuildReporter())
     except Exception as exc:  # a read-only or full disk is one line, not a traceback
         problem = storage_error(exc, resolved.out)
         if problem is None:

@@ -255,7 +255,8 @@ class BuildRunner:
     def _spawn_worker_pool(self) -> None:
         """Start openwit's local worker pool's processes, once, without waiting for them:
         called when the first stage runs (never when every stage is skipped), so that they
-        import while that stage's first passes run here."""
+        import while that stage's first passes run here. ``openwit build`` has usually
+        spawned them already (:func:`openwit.workers.spawned_early`): this takes those."""
         if self._pool is None and self._pool_stack is not None:
             from openwit.workers import local_pool, pool_size_for
 

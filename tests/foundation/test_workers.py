@@ -77,3 +77,40 @@ def _running(pid: int) -> bool:
             return handle.read().split()[2] != "Z"
     except OSError:
         return False
+
+
+def test_a_pool_spawned_early_is_the_one_the_build_takes_or_is_stopped(tmp_path):
+    from openwit.workers import local_pool, spawned_early
+
+    with spawned_early(2):
+        with local_pool(2) as pool:
+            taken = list(pool.processes)
+            assert len(taken) == 2 and all(p.poll() is None for p in taken)
+        assert all(p.poll() is not None for p in taken)  # stopped with the runner's block
+        with local_pool(2) as later:  # the early pool was taken once: a new one now
+            assert {p.pid for p in later.processes}.isdisjoint(p.pid for p in taken)
+
+    import openwit.workers
+
+    with spawned_early(2):
+        unused = list(openwit.workers._early.processes)
+    assert all(p.poll() is not None for p in unused)  # nobody took it: stopped, not left over
+    assert openwit.workers._early is None
+
+
+def test_a_rerun_of_a_complete_build_spawns_no_early_workers(tmp_path, monkeypatch):
+    import json
+
+    from openwit.config import load_build_config
+    from openwit.workers import early_pool_size
+
+    monkeypatch.setenv("OPENWIT_WORKERS", "2")
+    config = load_build_config(None, {"out": str(tmp_path / "out"), "inputs": []})
+    assert early_pool_size(config) == 2  # nothing built yet
+    (tmp_path / "out").mkdir()
+    manifest = {"complete": True, "config_hash": config.hash()}
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
+    assert early_pool_size(config) == 0
+    manifest["config_hash"] = "another config"
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
+    assert early_pool_size(config) == 2
