@@ -56,7 +56,7 @@ def unit_starts(groups: Sequence[RowGroup], per_unit: int) -> np.ndarray:
     """The id (input row number) of each unit's first record, and the number of records."""
     starts, total = [], 0
     for group in groups:
-        starts.extend(range(total, total + group.rows, per_unit))
+        starts.extend(total + unit.slices[0].start for unit in group.units(per_unit))
         total += group.rows
     return np.asarray([*starts, total], dtype=np.int64)
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from openwit.units import RowGroup, WorkUnit
 
 PLAN_FILE = "_plan.json"
+#: The way :meth:`openwit.units.RowGroup.units` cuts (equal units since 2026-12-06).
+UNIT_CUT = "equal"
 
 
 @dataclass
@@ -123,7 +125,9 @@ class StageContext:
         """Record what this attempt's units are; a resumed attempt that was planned
         differently (changed input, unit size or settings) starts over."""
         path = fs.join(self.attempt, PLAN_FILE)
-        digest = {"plan": json_hash(plan)}
+        # How row groups are cut into units is part of the plan: an attempt planned by an
+        # openwit that cut them otherwise starts over rather than mixing unit boundaries.
+        digest = {"plan": json_hash(plan), "cut": UNIT_CUT}
         if self.resume:
             try:
                 same = fs.read_json(path) == digest

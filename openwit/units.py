@@ -14,6 +14,7 @@ cut them into units (:meth:`RowGroup.units`).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,13 +69,15 @@ class RowGroup:
     first_unit: int
 
     def units(self, rows_per_unit: int) -> list[WorkUnit]:
-        starts = range(0, self.rows, rows_per_unit)
+        """The group cut into ``ceil(rows / rows_per_unit)`` units of equal size (within a
+        row). Not ``rows_per_unit`` and a remainder: the local pool's workers take units in
+        turn, and a group of 180k rows cut 50k, 50k, 50k, 30k gave every short unit to the
+        same worker (3M candidates: one worker idle for the last 3.5 s of a 33 s stage)."""
+        count = math.ceil(self.rows / rows_per_unit)
+        bounds = [self.rows * i // count for i in range(count + 1)]
         return [
-            WorkUnit(
-                self.first_unit + i,
-                (Slice(self.path, self.row_group, s, min(self.rows, s + rows_per_unit)),),
-            )
-            for i, s in enumerate(starts)
+            WorkUnit(self.first_unit + i, (Slice(self.path, self.row_group, start, stop),))
+            for i, (start, stop) in enumerate(itertools.pairwise(bounds))
         ]
 
 

@@ -3,13 +3,18 @@ the partial work of an attempt planned differently thrown away on resume."""
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pyarrow as pa
 import pyarrow.parquet as pq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openwit.config import BuildConfig
 from openwit.resources import Resources
 from openwit.stage import StageContext
-from openwit.units import UnitReader, plan_row_groups, plan_units
+from openwit.units import RowGroup, UnitReader, plan_row_groups, plan_units
 from tests.download.stages import candidate
 
 
@@ -68,3 +73,24 @@ def test_a_resumed_attempt_planned_differently_starts_over(tmp_path):
     other.start_plan({"groups": [1, 2], "unit": 3})
     assert not (attempt / "done-00000000.json").exists()
     assert not other.resume  # nothing of the old plan is trusted
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(1, 100_000), per_unit=st.integers(1, 60_000), first=st.integers(0, 50))
+def test_a_row_group_is_cut_into_equal_units_that_cover_it(rows, per_unit, first):
+    """As many units as ``ceil(rows / per_unit)``, numbered from the group's first unit, in
+    order, covering every row once, each at most ``per_unit`` rows and within one row of
+    the others: the local pool's workers take units in turn, so a short remainder unit in
+    every group would land on the same worker each time."""
+    units = RowGroup("part.parquet", 3, rows, first).units(per_unit)
+    assert [u.index for u in units] == list(range(first, first + math.ceil(rows / per_unit)))
+    slices = [u.slices[0] for u in units]
+    assert slices[0].start == 0 and slices[-1].stop == rows
+    assert all(a.stop == b.start for a, b in itertools.pairwise(slices))
+    sizes = [s.stop - s.start for s in slices]
+    assert max(sizes) <= per_unit and max(sizes) - min(sizes) <= 1
+
+
+def test_a_group_of_180k_rows_at_50k_is_four_units_of_45k():
+    units = RowGroup("part.parquet", 0, 180_000, 0).units(50_000)
+    assert [u.rows for u in units] == [45_000] * 4
