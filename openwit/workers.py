@@ -163,16 +163,20 @@ class _Dispatcher:
 
 def early_pool_size(config: Any) -> int:
     """Workers to spawn before a build of ``config`` starts (:func:`spawned_early`): its
-    pool's size, or 0 when the build directory already holds this very build, complete
-    (a rerun that will run nothing)."""
+    pool's size, or 0 when a local build directory already holds this very build, complete
+    (a rerun that will run nothing). A bucket is not asked: a refused read there would be
+    logged by Beam before the runner's one-line error, and a needless pool costs only its
+    imports."""
+    from openwit import fs
     from openwit.builddir import BuildDir
 
-    try:
-        manifest = BuildDir(config.out).manifest()
-        if manifest.get("complete") and manifest.get("config_hash") == config.hash():
-            return 0
-    except (OSError, ValueError):
-        pass  # no build there yet, or one that cannot be read: the runner will say
+    if fs.is_local(config.out):
+        try:
+            manifest = BuildDir(config.out).manifest()
+            if manifest.get("complete") and manifest.get("config_hash") == config.hash():
+                return 0
+        except (OSError, ValueError):
+            pass  # no build there yet, or one that cannot be read: the runner will say
     return pool_size_for(config.runner, config.beam_options)
 
 
