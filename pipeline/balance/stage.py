@@ -134,15 +134,16 @@ def keep_core(cap: int, seed: int, counts_url: str) -> TableCore:
 
 def merge_counts(urls: Sequence[str]) -> dict[int, int]:
     """Sum per-unit count tables (each bounded by the query list)."""
-    totals: dict[int, int] = {}
+    tables = []
     for url in urls:
         with fs.open_input(url) as stream:
-            table = pq.read_table(stream)
-        for query_id, count in zip(
-            table.column("query_id").to_pylist(), table.column("count").to_pylist()
-        ):
-            totals[query_id] = totals.get(query_id, 0) + count
-    return totals
+            tables.append(pq.read_table(stream, columns=["query_id", "count"]))
+    if not tables:
+        return {}
+    # Summed in Arrow: the launcher merges these alone, between two passes, while the
+    # workers wait (a dict loop took ~0.5 s of a 3M build's balance stage, twice).
+    summed = pa.concat_tables(tables).group_by("query_id").aggregate([("count", "sum")])
+    return dict(zip(summed.column("query_id").to_pylist(), summed.column("count_sum").to_pylist()))
 
 
 def side_files(attempt: str, pass_name: str, side: str) -> list[str]:
@@ -215,16 +216,20 @@ def query_counts_table(
         queries = read_queries(queries_path)
     except (OSError, KeyError):  # the counts are still worth writing without the text
         queries = []
-    rows = [
+    ids = sorted(before)
+    columns = {
+        "query_id": ids,
+        "query": [queries[i] if 0 <= i < len(queries) else None for i in ids],
+        "count_before": [before[i] for i in ids],
+        "count_after": [after.get(i, 0) for i in ids],
+    }
+    return pa.table(
         {
-            "query_id": query_id,
-            "query": queries[query_id] if 0 <= query_id < len(queries) else None,
-            "count_before": before[query_id],
-            "count_after": after.get(query_id, 0),
-        }
-        for query_id in sorted(before)
-    ]
-    return pa.Table.from_pylist(rows, schema=QUERY_COUNTS_SCHEMA)
+            name: pa.array(values, QUERY_COUNTS_SCHEMA.field(name).type)
+            for name, values in columns.items()
+        },
+        schema=QUERY_COUNTS_SCHEMA,
+    )
 
 
 def head_tail_stats(table: pa.Table, cap: int) -> dict[str, Any]:
