@@ -177,7 +177,10 @@ def early_pool_size(config: Any) -> int:
                 return 0
         except (OSError, ValueError):
             pass  # no build there yet, or one that cannot be read: the runner will say
-    return pool_size_for(config.runner, config.beam_options)
+    try:
+        return pool_size_for(config.runner, config.beam_options)
+    except (TypeError, ValueError):  # direct_num_workers=many: the option check says so
+        return 0
 
 
 #: A pool spawned before the build's runner exists (:func:`spawned_early`), for it to take.

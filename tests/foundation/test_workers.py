@@ -114,3 +114,11 @@ def test_a_rerun_of_a_complete_build_spawns_no_early_workers(tmp_path, monkeypat
     manifest["config_hash"] = "another config"
     (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
     assert early_pool_size(config) == 2
+
+
+def test_a_bad_worker_count_spawns_no_early_pool_and_leaves_the_error_to_the_check(tmp_path):
+    from openwit.config import load_build_config
+    from openwit.workers import early_pool_size
+
+    raw = {"out": str(tmp_path / "out"), "inputs": [], "beam_options": {"direct_num_workers": "x"}}
+    assert early_pool_size(load_build_config(None, raw)) == 0
