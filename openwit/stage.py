@@ -105,21 +105,25 @@ class StageContext:
         from openwit.units import plan_row_groups, renumber
 
         groups = plan_row_groups(files, rows_per_unit)
-        processes = self.resources.processes_per_machine
-        if processes > 1 and self.runs_locally:
+        workers = self.local_workers
+        if workers:
             rows = sum(g.rows for g in groups)
-            balanced = max(min_rows_per_unit, math.ceil(rows / (4 * processes)))
+            balanced = max(min_rows_per_unit, math.ceil(rows / (4 * workers)))
             if balanced < rows_per_unit:
                 return renumber(groups, balanced), balanced
         return groups, rows_per_unit
 
     @property
-    def runs_locally(self) -> bool:
-        """Whether the build runs on this machine (a direct runner), so that the processes
-        per machine are all the workers there are."""
+    def local_workers(self) -> int:
+        """The worker processes that take fixed shares of this build's passes on this
+        machine (a direct runner with several processes); 0 in one process, or on a
+        cluster, whose parallelism the launcher does not know."""
         from openwit.resources import DIRECT_RUNNERS
 
-        return self.config.runner in DIRECT_RUNNERS
+        processes = self.resources.processes_per_machine
+        if self.config.runner in DIRECT_RUNNERS and processes > 1:
+            return processes
+        return 0
 
     def start_plan(self, plan: Any) -> None:
         """Record what this attempt's units are; a resumed attempt that was planned

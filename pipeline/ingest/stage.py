@@ -252,12 +252,12 @@ class IngestStage(Stage):
         )
         pairs = (read_totals.n_in or 0) - sum(read_totals.rejected.values())
         buckets = max(1, math.ceil(pairs / PAIRS_PER_BUCKET))
-        processes = ctx.resources.processes_per_machine
-        if ctx.runs_locally and processes > 1 and buckets > 1:
+        workers = ctx.local_workers
+        if workers and buckets > 1:
             # The local pool's workers take fixed shares of the buckets: 5 buckets on 2
             # workers are 3 and 2, one worker idle for a bucket's time. (One bucket stays
             # one: a one-unit pass runs in the launcher, without the pool.)
-            buckets = math.ceil(buckets / processes) * processes
+            buckets = math.ceil(buckets / workers) * workers
         bucket_units = [WorkUnit(b, payload=b) for b in range(buckets)]
         dedup = ctx.run_units_fn(functools.partial(BucketCore, ctx.attempt, buckets), OUTPUT_SCHEMA)
         with ctx.new_pipeline(buckets) as pipeline:
