@@ -131,6 +131,10 @@ _s3_options = ""
 def _s3_identity() -> tuple[str, ...]:
     """What an S3 client depends on: the build's options and the environment's endpoint,
     region and keys (a test, or a launcher serving two builds, may change either)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if FileSystems._pipeline_options is None:  # nobody configured it: the environment's
+        configure({})  # (before the identity is read: configuring changes it)
     names = sorted(k for k in os.environ if k.startswith("AWS_"))
     return (_s3_options, *(f"{k}={os.environ[k]}" for k in names))
 
@@ -172,9 +176,7 @@ def _shared_boto3(identity: tuple[str, ...]) -> Any:
             from apache_beam.io.filesystems import FileSystems
             from apache_beam.options.pipeline_options import S3Options
 
-            if FileSystems._pipeline_options is None:
-                configure({})
-            options = FileSystems._pipeline_options
+            options = FileSystems._pipeline_options  # set by _s3_identity at the latest
             kwargs = client_options.get_client_kwargs(options, S3Options)
             pool = botocore.config.Config(max_pool_connections=S3_CONNECTIONS)
             kwargs["config"] = kwargs["config"].merge(pool) if kwargs.get("config") else pool

@@ -188,3 +188,28 @@ def test_threads_read_and_write_a_bucket_at_once_without_mixing_streams(bucket, 
     assert "Connection pool is full" not in caplog.text
     assert len({id(w) for w in wrappers}) > 1
     assert len({id(w.client) for w in wrappers}) == 1
+
+
+def test_a_process_nobody_configured_makes_one_s3_client(s3, bucket):
+    """A fresh process (a worker, a script) that reaches a bucket without calling
+    ``fs.configure`` gets the environment's options on its first call, and keeps the
+    client it made then: the configuring must not make its second call build another."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = (
+        "from openwit import fs\n"
+        f"fs.write_bytes('{bucket}/once', b'x')\n"
+        "first = fs._s3_shared[1]\n"
+        f"assert fs.read_bytes('{bucket}/once') == b'x'\n"
+        "print(fs._s3_shared[1] is first)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env={**os.environ}, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
