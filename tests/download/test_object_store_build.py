@@ -111,6 +111,14 @@ def openwit(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
+def start_openwit(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    """``openwit ARGS`` started, its output captured; ``communicate()`` waits for it."""
+    command = [sys.executable, "-m", "openwit.cli", *args]
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
 def write_yaml(path: Path, raw: dict) -> Path:
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path

@@ -13,8 +13,6 @@ multi_processing mode.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,10 +23,10 @@ from openwit.demo.inputs import write_demo_inputs
 from openwit.demo.web import ImageServer, plant_eval_copies
 from openwit.demo.world import iter_vocabulary, write_eval_set, write_images
 from tests.candidates.test_build import write_queries
-from tests.conftest import REPO
 from tests.download.test_object_store_build import (
     build_config,
     shard_bytes,
+    start_openwit,
     upload_eval_set,
     upload_inputs,
     write_yaml,
@@ -37,13 +35,6 @@ from tests.portable import can_unshare, isolated_worker_pool, job_service, porta
 from tests.s3server import s3_server
 
 pytestmark = pytest.mark.slow
-
-
-def start_openwit(*args: str, env: dict[str, str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "openwit.cli", *args]
-    return subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
 
 
 @pytest.fixture
