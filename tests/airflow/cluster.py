@@ -3,9 +3,9 @@
 Each component is its own process (LocalExecutor, SQLite metadata database in a temporary
 AIRFLOW_HOME); the api-server listens on 127.0.0.1 only, and the scheduler and triggerer
 skip their log servers (which would listen on every interface). :meth:`stop` ends every
-process that carries this AIRFLOW_HOME in its environment -- the components, the task
-processes the executor forked and the pipelines they started -- so nothing outlives the
-test, whatever happened in it.
+process in a component's process group or carrying this AIRFLOW_HOME in its environment
+-- the components, the task processes the executor forked and the pipelines they started
+-- so nothing outlives the test, whatever happened in it.
 """
 
 from __future__ import annotations
@@ -93,11 +93,18 @@ class AirflowCluster:
         return self
 
     def ours(self) -> list[psutil.Process]:
-        """Every live process started for this cluster (it carries our AIRFLOW_HOME)."""
+        """Every live process started for this cluster: in a component's process group, or
+        carrying our AIRFLOW_HOME. (The environment alone misses some: the executor's
+        workers rename themselves with setproctitle, which overwrites the memory
+        /proc/PID/environ reads, so an idle LocalExecutor worker shows no environment.)"""
+        groups = {process.pid for process in self.processes.values()}
         found = []
         for process in psutil.process_iter():
-            with contextlib.suppress(psutil.Error):
-                if process.environ().get("AIRFLOW_HOME") == str(self.home):
+            with contextlib.suppress(psutil.Error, OSError):
+                if process.pid == os.getpid():
+                    continue
+                in_group = os.getpgid(process.pid) in groups
+                if in_group or process.environ().get("AIRFLOW_HOME") == str(self.home):
                     found.append(process)
         return found
 
@@ -108,6 +115,9 @@ class AirflowCluster:
         for process in self.processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=30)
+        for process in self.processes.values():  # what ignored SIGTERM (an idle worker)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
         leftovers = self.ours()
         for process in leftovers:
             with contextlib.suppress(psutil.Error):
