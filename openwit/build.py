@@ -23,7 +23,7 @@ from openwit.pipeline.text.stage import TextStage
 from openwit.runner import BuildOutcome, BuildRunner, Reporter
 from openwit.stage import Stage
 from openwit.stage_names import BUILD_STAGES, stage_index
-from openwit.workers import early_pool_size, spawned_early
+from openwit.workers import spawned_early_for
 
 #: The build stages, in order.
 STAGES: list[type[Stage]] = [
@@ -71,7 +71,7 @@ def run_build(
     """
     from openwit.beam import pipeline_options
 
-    with spawned_early(early_pool_size(config)):
+    with spawned_early_for(config):
         names = stages_through(until)
         check_build_inputs(config, names)
         pipeline_options(config.runner, config.beam_options)  # a bad option fails here

@@ -77,7 +77,7 @@ def build(
     """
     from openwit.config import load_build_config, parse_assignments
     from openwit.console import BuildReporter, print_funnel, stdout
-    from openwit.workers import early_pool_size, spawned_early
+    from openwit.workers import spawned_early_for
 
     overrides = parse_assignments(set_ or [], "--set")
     if out is not None:
@@ -89,7 +89,7 @@ def build(
     resolved = load_build_config(config, overrides)
     try:
         # The workers import while this process imports the stages and checks the inputs.
-        with spawned_early(early_pool_size(resolved)):
+        with spawned_early_for(resolved):
             from openwit.build import run_build
 
             outcome = run_build(resolved, until=until, resume=resume, reporter=BuildReporter())

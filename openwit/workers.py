@@ -211,6 +211,16 @@ def spawned_early(size: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def spawned_early_for(config: Any) -> Iterator[None]:
+    """:func:`spawned_early` with :func:`early_pool_size` of ``config``. Both ``openwit
+    build`` (before it imports the stages) and ``run_build`` (for every other caller) open
+    one; the inner one finds the pool spawned and does not read the build directory's
+    manifest or hash the config a second time."""
+    with spawned_early(0 if _early is not None else early_pool_size(config)):
+        yield
+
+
+@contextlib.contextmanager
 def local_pool(size: int) -> Iterator[LocalWorkerPool | None]:
     """A pool of ``size`` spawned workers (:meth:`LocalWorkerPool.connect` it before use),
     or None when ``size`` is 0; stopped at the end of the block. Takes the pool
