@@ -155,6 +155,25 @@ def test_beam_options_pass_through_and_runner_is_not_duplicated():
     assert pipeline_options("DirectRunner", {"runner": "X"}).get_all_options()["runner"] is None
 
 
+def test_option_views_are_made_once_and_share_every_value_with_copies_kept_apart():
+    import copy
+
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    options = pipeline_options("DirectRunner", {"direct_num_workers": 3})
+    direct = options.view_as(DirectOptions)
+    assert options.view_as(DirectOptions) is direct  # no parser run per call
+    assert direct.direct_num_workers == 3
+    direct.direct_num_workers = 5  # a value set through a view is every view's
+    assert options.get_all_options()["direct_num_workers"] == 5
+    copied = copy.deepcopy(options)  # what beam.Pipeline does with its options
+    copied.view_as(DirectOptions).direct_num_workers = 7
+    copied.view_as(StandardOptions).streaming = True
+    assert copied.get_all_options()["direct_num_workers"] == 7
+    assert options.view_as(DirectOptions).direct_num_workers == 5
+    assert options.view_as(StandardOptions).streaming is False
+
+
 def test_malformed_beam_option_is_a_config_error():
     with pytest.raises(ConfigError, match="beam_options: argument --direct_num_workers"):
         pipeline_options("DirectRunner", {"direct_num_workers": "many"})
