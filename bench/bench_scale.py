@@ -14,7 +14,9 @@ the launcher and of each worker; at the end the slope of each stage's time again
 size on a log-log fit (1.0 is linear), the 2-core run against the same build held to one
 core (``taskset -c 0``, everything in the launcher), and each stage's rate per core against
 its plain core (the same core functions over the same files in one plain loop, no Beam;
-the match core's time includes building its automaton once, and is also given without).
+the match core's time includes building its automaton once, and is also given without),
+and that plain core's rate while two copies of it run at once, one per core: the most a
+core gives while the other works too, on this machine.
 
 ``OPENWIT_BENCH_SCALE`` lists the sizes (default ``100000,1000000``; ``make bench`` adds the
 10M point with ``OPENWIT_BENCH_SCALE_FULL=1``).
@@ -324,6 +326,21 @@ def plain_core_rates(out: Path, queries: Path) -> dict[str, float]:
     return rates
 
 
+def plain_core_rates_both_busy(out: Path, queries: Path) -> dict[str, float]:
+    """The plain cores' records/s when both cores of the machine run one at once (two
+    processes over the same files, mean of the two): what a core gives while the other
+    works too. On a shared VM the cores share caches and memory bandwidth, so this, not
+    the plain core alone, bounds what any parallel build can reach per core."""
+    command = [sys.executable, str(Path(__file__).resolve()), "plain", str(out), str(queries)]
+    env = guarded_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), str(REPO), env["PYTHONPATH"]])
+    both = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(2)]
+    rates = [json.loads(p.communicate()[0].decode().strip().splitlines()[-1]) for p in both]
+    if any(p.returncode for p in both):
+        raise RuntimeError("a plain core process failed")
+    return {name: (rates[0][name] + rates[1][name]) / 2 for name in rates[0]}
+
+
 def main() -> None:
     root = Path(tempfile.gettempdir()) / "openwit-bench-scale"
     root.mkdir(exist_ok=True)
@@ -375,6 +392,7 @@ def main() -> None:
                 wall_one_core=round(single["wall"], 2),
             )
             cores = plain_core_rates(out, queries)
+            busy = plain_core_rates_both_busy(out, queries)
             for name, core_rate in cores.items():
                 stage = result["stages"][name.split("_without_")[0]]
                 per_core = stage["in"] / stage["cpu"] if stage["cpu"] else 0.0
@@ -383,6 +401,14 @@ def main() -> None:
                     per_core,
                     "records/s/core",
                     "plain core, one loop",
+                    core_rate,
+                    plain_core_both_cores_busy=round(busy[name], 1),
+                )
+                emit(
+                    f"scale_{name}_plain_core_both_cores_busy_vs_alone",
+                    busy[name],
+                    "records/s",
+                    "plain core alone on the machine",
                     core_rate,
                 )
     for name, points in times.items():
@@ -397,4 +423,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["plain"]:
+        print(json.dumps(plain_core_rates(Path(sys.argv[2]), Path(sys.argv[3]))))
+    else:
+        main()
