@@ -7,6 +7,9 @@ STAMP := $(VENV)/.openwit-installed
 # The tests also need the `airflow` extra (Airflow 3 + the Beam provider); the demo does not.
 STAMP_TEST := $(VENV)/.openwit-test-installed
 PYTEST_ARGS ?=
+# Test processes: each takes whole modules (their fixtures are module-scoped); 0 runs the
+# suite in this process.
+TEST_WORKERS ?= 2
 DEMO_OUT ?= demo-out
 
 # img2dataset imports albumentations, which otherwise checks PyPI for updates at import.
@@ -28,7 +31,7 @@ $(STAMP_TEST): $(STAMP) pyproject.toml
 	@touch $@
 
 test: $(STAMP_TEST)
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 demo: install
