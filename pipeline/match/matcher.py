@@ -75,6 +75,13 @@ def read_queries(path: str) -> list[str]:
     return ["" if q is None else q for q in column.to_pylist()]
 
 
+#: Query lists already checked in this process, by (path, sha256): a build checks its list
+#: before any stage runs and the match stage checks it again before its pipeline (the file
+#: may have changed in between); the second check of the same bytes costs a hash, not the
+#: 0.2 s of reading and counting 500k queries.
+_checked: dict[tuple[str, str], int] = {}
+
+
 def check_queries_file(path: str) -> int:
     """Number of queries in a queries.parquet; :class:`ConfigError` if it cannot be one.
 
@@ -84,6 +91,16 @@ def check_queries_file(path: str) -> int:
     An empty list would reject every record as ``no_query_match``. All of these are
     refused here, before any stage runs (``openwit queries build`` writes none of them).
     """
+    try:
+        key = (path, file_digest(path))
+    except OSError:  # no such file: the full check says so in its own words
+        return _check_queries_file(path)
+    if key not in _checked:
+        _checked[key] = _check_queries_file(path)
+    return _checked[key]
+
+
+def _check_queries_file(path: str) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq

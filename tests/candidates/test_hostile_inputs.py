@@ -184,6 +184,15 @@ def test_a_good_query_list_passes(tmp_path):
     assert check_queries_file(queries_table(tmp_path / "q.parquet", pa.array(["dog", "cat"]))) == 2
 
 
+def test_a_query_list_changed_after_its_check_is_checked_again(tmp_path):
+    path = queries_table(tmp_path / "q.parquet", pa.array(["dog", "cat"]))
+    assert check_queries_file(path) == 2
+    assert check_queries_file(path) == 2  # the same bytes: answered from the first check
+    queries_table(tmp_path / "q.parquet", pa.array(["dog", "cat", "dog"]))
+    with pytest.raises(ConfigError, match="repeats 1 queries"):
+        check_queries_file(path)
+
+
 def test_a_doubled_query_list_is_refused_before_ingest(tmp_path, capsys):
     (tmp_path / "pool.jsonl").write_bytes(jsonl(rows(60)))
     write_queries(tmp_path / "queries.parquet", ["red", "dog", "red", "dog"])
