@@ -132,18 +132,42 @@ def keep_core(cap: int, seed: int, counts_url: str) -> TableCore:
     return TableCore(functools.partial(balance_table, cap, seed, read_counts(counts_url)))
 
 
+#: Unit count tables read before they are folded into the running sum: the merge holds the
+#: sum (one row per matched query) and at most this many tables, however many units ran.
+MERGE_BATCH = 32
+
+
 def merge_counts(urls: Sequence[str]) -> dict[int, int]:
-    """Sum per-unit count tables (each bounded by the query list)."""
-    tables = []
+    """Sum per-unit count tables (each bounded by the query list) into one count per query.
+
+    Summed in Arrow, a batch of tables at a time: the launcher merges these alone between
+    two passes while the workers wait (a dict loop took ~0.5 s of a 3M build's balance
+    stage, twice), and folding batches keeps its memory bounded by the query list where
+    concatenating every unit's table grew with the input (10M candidates, 200 units: the
+    launcher's peak 353 -> 448 MiB)."""
+    summed: pa.Table | None = None
+    pending: list[pa.Table] = []
+
+    def fold() -> pa.Table:
+        parts = [summed, *pending] if summed is not None else pending
+        grouped = pa.concat_tables(parts).group_by("query_id").aggregate([("count", "sum")])
+        pending.clear()
+        return pa.table(
+            {"query_id": grouped.column("query_id"), "count": grouped.column("count_sum")},
+            schema=UNIT_COUNTS_SCHEMA,
+        )
+
     for url in urls:
         with fs.open_input(url) as stream:
-            tables.append(pq.read_table(stream, columns=["query_id", "count"]))
-    if not tables:
+            table = pq.read_table(stream, columns=["query_id", "count"])
+        pending.append(table.cast(UNIT_COUNTS_SCHEMA))
+        if len(pending) >= MERGE_BATCH:
+            summed = fold()
+    if pending:
+        summed = fold()
+    if summed is None:
         return {}
-    # Summed in Arrow: the launcher merges these alone, between two passes, while the
-    # workers wait (a dict loop took ~0.5 s of a 3M build's balance stage, twice).
-    summed = pa.concat_tables(tables).group_by("query_id").aggregate([("count", "sum")])
-    return dict(zip(summed.column("query_id").to_pylist(), summed.column("count_sum").to_pylist()))
+    return dict(zip(summed.column("query_id").to_pylist(), summed.column("count").to_pylist()))
 
 
 def side_files(attempt: str, pass_name: str, side: str) -> list[str]:

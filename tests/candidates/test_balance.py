@@ -13,9 +13,12 @@ import pytest
 
 from openwit.config import BuildConfig
 from openwit.pipeline.balance.stage import (
+    MERGE_BATCH,
     QUERY_COUNTS_FILE,
+    UNIT_COUNTS_SCHEMA,
     BalanceStage,
     keep_probability,
+    merge_counts,
     over_cap,
     uniform_draw,
 )
@@ -131,3 +134,19 @@ def test_balance_stage_keeps_the_same_pairs_in_memory_multiprocessing_and_on_rer
     assert abs(by_query[1]["count_after"] - 400 * 0.78125) < 50
     assert abs(by_query[0]["count_after"] - (2_000 * 0.125 + 400 * 0.78125)) < 105
     assert stats["queries_over_cap"] == 2 and stats["max_count_before"] == 2_400
+
+
+def test_unit_counts_merge_in_batches_to_the_sum_of_every_unit(tmp_path):
+    rng = random.Random(7)
+    expected: Counter[int] = Counter()
+    urls = []
+    for unit in range(2 * MERGE_BATCH + 5):  # several folds and a partial last batch
+        ids = rng.sample(range(300), rng.randint(0, 40))
+        counts = [rng.randint(1, 9) for _ in ids]
+        expected.update(dict(zip(ids, counts)))
+        path = tmp_path / f"counts-{unit:05d}.parquet"
+        table = pa.table({"query_id": ids, "count": counts}, schema=UNIT_COUNTS_SCHEMA)
+        pq.write_table(table, path)
+        urls.append(str(path))
+    assert merge_counts(urls) == dict(expected)
+    assert merge_counts([]) == {}
