@@ -15,8 +15,10 @@ size on a log-log fit (1.0 is linear), the 2-core run against the same build hel
 core (``taskset -c 0``, everything in the launcher), and each stage's rate per core against
 its plain core (the same core functions over the same files in one plain loop, no Beam;
 the match core's time includes building its automaton once, and is also given without),
-and that plain core's rate while two copies of it run at once, one per core: the most a
-core gives while the other works too, on this machine.
+that plain core's rate while two copies of it run at once, one per core (the most a core
+gives while the other works too, on this machine), and the stage against the plain loop
+when that also writes its outputs as the stage writes a unit's (all the stage's work but
+Beam's; the plain core above only computes them).
 
 ``OPENWIT_BENCH_SCALE`` lists the sizes (default ``100000,1000000``; ``make bench`` adds the
 10M point with ``OPENWIT_BENCH_SCALE_FULL=1``).
@@ -36,6 +38,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from common import REPO, emit, guarded_env, install_guard
 
@@ -256,14 +259,19 @@ def run_build(root: Path, pool: Path, queries: Path, out: Path, one_core: bool) 
 
 
 # -- plain cores ----------------------------------------------------------------------------
-def plain_core_rates(out: Path, queries: Path) -> dict[str, float]:
+def plain_core_rates(out: Path, queries: Path, write: bool = False) -> dict[str, float]:
     """Records/s of each stage's core functions in one plain loop over the stage's committed
-    input files (no Beam, no unit transform), one core."""
+    input files (no Beam, no unit transform), one core. With ``write``, each output is also
+    written as the stage writes a unit's (``write_unit``: Parquet files and a marker, into a
+    temporary folder), so the loop does all of a stage's work but Beam's."""
+    import shutil
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from openwit.builddir import BuildDir
     from openwit.config import BuildConfig
+    from openwit.outputs import write_unit
     from openwit.pipeline.balance.stage import balance_table, query_counts
     from openwit.pipeline.ingest.readers import plan_read_units, read_unit
     from openwit.pipeline.ingest.stage import unique_pairs
@@ -272,10 +280,17 @@ def plain_core_rates(out: Path, queries: Path) -> dict[str, float]:
     from openwit.pipeline.text.langid import language_id
     from openwit.pipeline.text.stage import filter_texts
     from openwit.schemas import candidate_schema
+    from openwit.units import WorkUnit
 
     build = BuildDir(out)
     config = BuildConfig.model_validate(build.manifest()["config"])
     rates = {}
+    written = Path(tempfile.mkdtemp(prefix="plain-writes-"))
+    units = iter(range(1 << 30))
+
+    def put(output: Any, schema: Any) -> None:
+        if write:
+            write_unit(str(written), "", WorkUnit(next(units)), output, schema)
 
     started = time.perf_counter()
     n = 0
@@ -284,7 +299,7 @@ def plain_core_rates(out: Path, queries: Path) -> dict[str, float]:
         items = [i for i in read_unit(spec, {}) if isinstance(i, dict)]
         n += len(items)
         tables.append(pa.Table.from_pylist(items, schema=candidate_schema("ingest")))
-    unique_pairs(pa.concat_tables(tables))
+    put(unique_pairs(pa.concat_tables(tables)), candidate_schema("ingest"))
     rates["ingest"] = n / (time.perf_counter() - started)
 
     identify = language_id(config.text.lang_backend)
@@ -293,7 +308,7 @@ def plain_core_rates(out: Path, queries: Path) -> dict[str, float]:
     for path in files:
         table = pq.read_table(path)
         n += table.num_rows
-        filter_texts(config.text, identify, table)
+        put(filter_texts(config.text, identify, table), candidate_schema("text"))
     rates["text"] = n / (time.perf_counter() - started)
 
     built = time.perf_counter()
@@ -302,7 +317,7 @@ def plain_core_rates(out: Path, queries: Path) -> dict[str, float]:
     for path in build.stage_files("text"):
         table = pq.read_table(path)
         n += table.num_rows
-        match_table(matcher, table)
+        put(match_table(matcher, table), candidate_schema("match"))
     done = time.perf_counter()
     # A plain loop cannot match without the automaton: its build is part of the core's
     # cost (once here; the stage builds it in each worker process). Both are reported.
@@ -319,11 +334,30 @@ def plain_core_rates(out: Path, queries: Path) -> dict[str, float]:
         for q, c in zip(part.column("query_id").to_pylist(), part.column("count").to_pylist()):
             counts[q] = counts.get(q, 0) + c
     for path in files:
-        balance_table(
+        kept = balance_table(
             config.balance.max_per_query, config.balance.seed, counts, pq.read_table(path)
         )
+        put(kept, candidate_schema("balance"))
     rates["balance"] = n / (time.perf_counter() - started)
+    shutil.rmtree(written, ignore_errors=True)
     return rates
+
+
+def plain_core_rates_in_children(
+    out: Path, queries: Path, copies: int, write: bool = False
+) -> dict[str, float]:
+    """:func:`plain_core_rates` in ``copies`` fresh processes at once (mean of their rates):
+    each builds its own automaton, as the first plain loop does."""
+    command = [sys.executable, str(Path(__file__).resolve()), "plain", str(out), str(queries)]
+    if write:
+        command.append("write")
+    env = guarded_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), str(REPO), env["PYTHONPATH"]])
+    children = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(copies)]
+    rates = [json.loads(p.communicate()[0].decode().strip().splitlines()[-1]) for p in children]
+    if any(p.returncode for p in children):
+        raise RuntimeError("a plain core process failed")
+    return {name: sum(r[name] for r in rates) / copies for name in rates[0]}
 
 
 def plain_core_rates_both_busy(out: Path, queries: Path) -> dict[str, float]:
@@ -331,14 +365,7 @@ def plain_core_rates_both_busy(out: Path, queries: Path) -> dict[str, float]:
     processes over the same files, mean of the two): what a core gives while the other
     works too. On a shared VM the cores share caches and memory bandwidth, so this, not
     the plain core alone, bounds what any parallel build can reach per core."""
-    command = [sys.executable, str(Path(__file__).resolve()), "plain", str(out), str(queries)]
-    env = guarded_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), str(REPO), env["PYTHONPATH"]])
-    both = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(2)]
-    rates = [json.loads(p.communicate()[0].decode().strip().splitlines()[-1]) for p in both]
-    if any(p.returncode for p in both):
-        raise RuntimeError("a plain core process failed")
-    return {name: (rates[0][name] + rates[1][name]) / 2 for name in rates[0]}
+    return plain_core_rates_in_children(out, queries, copies=2)
 
 
 def main() -> None:
@@ -393,6 +420,7 @@ def main() -> None:
             )
             cores = plain_core_rates(out, queries)
             busy = plain_core_rates_both_busy(out, queries)
+            with_writes = plain_core_rates_in_children(out, queries, copies=1, write=True)
             for name, core_rate in cores.items():
                 stage = result["stages"][name.split("_without_")[0]]
                 per_core = stage["in"] / stage["cpu"] if stage["cpu"] else 0.0
@@ -403,6 +431,13 @@ def main() -> None:
                     "plain core, one loop",
                     core_rate,
                     plain_core_both_cores_busy=round(busy[name], 1),
+                )
+                emit(
+                    f"scale_{name}_per_core_vs_plain_core_with_its_writes",
+                    per_core,
+                    "records/s/core",
+                    "plain core, one loop, writing its outputs as the stage does",
+                    with_writes[name],
                 )
                 emit(
                     f"scale_{name}_plain_core_both_cores_busy_vs_alone",
@@ -424,6 +459,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["plain"]:
-        print(json.dumps(plain_core_rates(Path(sys.argv[2]), Path(sys.argv[3]))))
+        write = sys.argv[4:5] == ["write"]
+        print(json.dumps(plain_core_rates(Path(sys.argv[2]), Path(sys.argv[3]), write)))
     else:
         main()
