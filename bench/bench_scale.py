@@ -27,6 +27,7 @@ Beam's; the plain core above only computes them).
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import math
 import os
@@ -40,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import REPO, emit, guarded_env, install_guard
+from common import REPO, child_env, emit, guarded_env, install_guard, last_json
 
 install_guard()
 
@@ -285,12 +286,12 @@ def plain_core_rates(out: Path, queries: Path, write: bool = False) -> dict[str,
     build = BuildDir(out)
     config = BuildConfig.model_validate(build.manifest()["config"])
     rates = {}
-    written = Path(tempfile.mkdtemp(prefix="plain-writes-"))
-    units = iter(range(1 << 30))
+    written = tempfile.mkdtemp(prefix="plain-writes-") if write else None
+    units = itertools.count()
 
     def put(output: Any, schema: Any) -> None:
-        if write:
-            write_unit(str(written), "", WorkUnit(next(units)), output, schema)
+        if written is not None:
+            write_unit(written, "", WorkUnit(next(units)), output, schema)
 
     started = time.perf_counter()
     n = 0
@@ -339,7 +340,8 @@ def plain_core_rates(out: Path, queries: Path, write: bool = False) -> dict[str,
         )
         put(kept, candidate_schema("balance"))
     rates["balance"] = n / (time.perf_counter() - started)
-    shutil.rmtree(written, ignore_errors=True)
+    if written is not None:
+        shutil.rmtree(written, ignore_errors=True)
     return rates
 
 
@@ -351,10 +353,11 @@ def plain_core_rates_in_children(
     command = [sys.executable, str(Path(__file__).resolve()), "plain", str(out), str(queries)]
     if write:
         command.append("write")
-    env = guarded_env()
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), str(REPO), env["PYTHONPATH"]])
-    children = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE) for _ in range(copies)]
-    rates = [json.loads(p.communicate()[0].decode().strip().splitlines()[-1]) for p in children]
+    env = child_env()
+    children = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(copies)
+    ]
+    rates = [last_json(p.communicate()[0]) for p in children]
     if any(p.returncode for p in children):
         raise RuntimeError("a plain core process failed")
     return {name: sum(r[name] for r in rates) / copies for name in rates[0]}

@@ -59,6 +59,19 @@ def guarded_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "NO_ALBUMENTATIONS_UPDATE": "1"}
 
 
+def child_env() -> dict[str, str]:
+    """:func:`guarded_env` for a benchmark that runs its own file again as a child: bench/
+    and the repository on its PYTHONPATH too."""
+    env = guarded_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "bench"), str(REPO), env["PYTHONPATH"]])
+    return env
+
+
+def last_json(stdout: str) -> Any:
+    """The JSON a child printed last (its figures; anything before is its own output)."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def install_guard() -> None:
     """Benchmarks never send traffic outside loopback, even through a library's default."""
     sys.path.insert(0, str(NETGUARD))

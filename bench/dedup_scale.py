@@ -31,6 +31,8 @@ BENCH = Path(__file__).resolve().parent
 
 
 def _run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    from common import last_json
+
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), *args],
         capture_output=True,
@@ -39,15 +41,15 @@ def _run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     )
     if proc.returncode != 0:
         raise RuntimeError(f"dedup_scale {args[0]} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return last_json(proc.stdout)
 
 
 def measure(records: int, workers: str | None = None, keep: bool = False) -> dict[str, Any]:
     """Stage and plain core on ``records`` synthetic records; ``workers``: the pool size
     (None: the default, one per core; "0": in the launcher process)."""
-    from common import guarded_env
+    from common import child_env
 
-    env = {**guarded_env(), "PYTHONPATH": os.pathsep.join([str(BENCH), str(BENCH.parent)])}
+    env = child_env()
     env.pop("OPENWIT_WORKERS", None)
     if workers is not None:
         env["OPENWIT_WORKERS"] = workers

@@ -106,16 +106,24 @@ def upload_inputs(root: Path, inputs: list[dict], bucket: str) -> tuple[list[dic
     return remote, queries
 
 
+def openwit_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "openwit.cli", *args]
+
+
 def openwit(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "openwit.cli", *args]
+    command = openwit_command(*args)
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 def start_openwit(*args: str, env: dict[str, str]) -> subprocess.Popen:
     """``openwit ARGS`` started, its output captured; ``communicate()`` waits for it."""
-    command = [sys.executable, "-m", "openwit.cli", *args]
     return subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        openwit_command(*args),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
