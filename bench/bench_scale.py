@@ -255,7 +255,8 @@ def run_build(root: Path, pool: Path, queries: Path, out: Path, one_core: bool) 
         cpu = sampler.cpu_between(begin, begin + seconds)
         stages[name] = {"in": entry["funnel"]["in"], "seconds": seconds, "cpu": cpu}
     launcher = sampler.peaks.get(process.pid, (0, ""))[0]
-    workers = [rss for pid, (rss, cmd) in sampler.peaks.items() if "openwit.workers" in cmd]
+    # every other process of the tree is a worker (forked from the launcher, or spawned)
+    workers = [rss for pid, (rss, _) in sampler.peaks.items() if pid != process.pid]
     return {"wall": wall, "stages": stages, "launcher_rss": launcher, "worker_rss": workers}
 
 

@@ -48,26 +48,78 @@ def test_pipelines_run_in_the_pool_processes_which_outlive_each_pipeline(tmp_pat
     assert seen <= worker_pids and os.getpid() not in seen
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
-def test_workers_exit_when_the_launcher_is_killed():
-    launcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from openwit.workers import LocalWorkerPool; import sys, time\n"
-            "pool = LocalWorkerPool(2); pool.start()\n"
-            "print(' '.join(str(p.pid) for p in pool.processes), flush=True); time.sleep(600)",
-        ],
+_LAUNCHER = """
+from openwit.beam import beam, new_pipeline
+from openwit.workers import LocalWorkerPool
+import sys, time
+pool = LocalWorkerPool(int(sys.argv[1])); pool.start()
+with new_pipeline("DirectRunner", {}, pool) as pipeline:
+    _ = pipeline | beam.Create(list(range(8)), reshuffle=False) | beam.Reshuffle() | beam.Map(abs)
+print(" ".join(str(p.pid) for p in pool.processes), flush=True)
+if sys.argv[2] == "close-first":
+    pool.processes[0].stdin.close()
+    print(pool.processes[0].wait(timeout=20), flush=True)
+time.sleep(600)
+"""
+
+
+def _launcher(workers: int, then: str, start: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "OPENWIT_WORKER_START": start}
+    return subprocess.Popen(
+        [sys.executable, "-c", _LAUNCHER, str(workers), then],
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_workers_run_pipelines_and_exit_when_the_launcher_is_killed(start):
+    launcher = _launcher(2, "wait", start)
     worker_pids = [int(p) for p in launcher.stdout.readline().split()]
+    commands = {_command_line(pid) for pid in worker_pids}
+    if start == "fork":  # a one-thread launcher's workers are forks of it: no imports again
+        assert commands == {_command_line(launcher.pid)}
+    else:
+        assert all("openwit.workers" in command for command in commands)
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and any(_running(p) for p in worker_pids):
         time.sleep(0.2)
     assert [p for p in worker_pids if _running(p)] == []
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks")
+def test_a_forked_worker_leaves_when_its_own_pipe_closes_while_later_ones_run():
+    # each worker forked later must not keep a copy of an earlier one's pipe open
+    launcher = _launcher(3, "close-first", "fork")
+    try:
+        worker_pids = [int(p) for p in launcher.stdout.readline().split()]
+        assert launcher.stdout.readline().strip() == "0"  # the first one exited, at once
+        assert not _running(worker_pids[0]) and all(_running(p) for p in worker_pids[1:])
+    finally:
+        launcher.kill()
+        launcher.wait()
+
+
+def test_workers_are_not_forked_from_a_process_with_threads_or_grpc(monkeypatch):
+    import threading
+
+    from openwit import worker_fork
+
+    monkeypatch.delenv("OPENWIT_WORKER_START", raising=False)
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert not worker_fork.can_fork()
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(worker_fork, "grpc_used", True)
+    assert not worker_fork.can_fork()
+
+
+def _command_line(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read().decode()
 
 
 def _running(pid: int) -> bool:
@@ -122,3 +174,57 @@ def test_a_bad_worker_count_spawns_no_early_pool_and_leaves_the_error_to_the_che
 
     raw = {"out": str(tmp_path / "out"), "inputs": [], "beam_options": {"direct_num_workers": "x"}}
     assert early_pool_size(load_build_config(None, raw)) == 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks")
+def test_a_build_on_forked_workers_writes_what_the_launcher_alone_writes(tmp_path):
+    """``openwit build`` forks its pool from the launcher: the stages keep the same records,
+    in the same order, as the same build run in the launcher alone (OPENWIT_WORKERS=0)."""
+    import json
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from openwit.builddir import BuildDir
+    from openwit.schemas import QUERY_SCHEMA
+
+    words = ["dog", "cat", "red", "boat", "river", "old", "house", "tree", "sky", "car"]
+    rng = random.Random(3)
+    lines = [
+        json.dumps(
+            {
+                "url": f"https://img.example/{i}.jpg",
+                "caption": " ".join(rng.choice(words) for _ in range(rng.randint(1, 9))),
+            }
+        )
+        for i in range(3000)
+    ]
+    (tmp_path / "pool.jsonl").write_text("\n".join(lines) + "\n")
+    queries = [{"query": q, "source": "unigram", "count": 1, "score": 1.0} for q in words]
+    pq.write_table(pa.Table.from_pylist(queries, schema=QUERY_SCHEMA), tmp_path / "q.parquet")
+    config = {
+        "queries": str(tmp_path / "q.parquet"),
+        "inputs": [{"path": str(tmp_path / "pool.jsonl")}],
+        "text": {"min_words": 1, "min_lang_score": 0.0},
+        "balance": {"max_per_query": 500},
+    }
+    (tmp_path / "build.yaml").write_text(json.dumps(config))
+    outputs = {}
+    for workers in ("2", "0"):
+        out = tmp_path / f"out-{workers}"
+        env = {**os.environ, "OPENWIT_WORKERS": workers, "OPENWIT_WORKER_START": "fork"}
+        command = [sys.executable, "-m", "openwit.cli", "build", "--config"]
+        command += [str(tmp_path / "build.yaml"), "--out", str(out), "--until", "balance"]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        build = BuildDir(out)
+        files = {stage: build.stage_files(stage) for stage in ("ingest", "text", "match", "balance")}
+        records = {stage: build.read_table(urls).to_pylist() for stage, urls in files.items()}
+        funnel = json.loads((out / "funnel.json").read_text())
+        outputs[workers] = (records, funnel, len(files["text"]))
+    records, funnel, text_units = outputs["2"]
+    assert text_units > 1  # more than one unit: the pool's workers ran them
+    # the pool cuts a small input finer (a unit per core), so the files differ, not the records
+    assert (records, funnel) == outputs["0"][:2]
+    assert funnel["balance"]["out"] > 0

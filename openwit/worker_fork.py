@@ -1,0 +1,135 @@
+"""Workers forked from the launcher (:mod:`openwit.workers` uses them where it is safe).
+
+A forked worker starts with the launcher's imports done (Beam, Arrow, the stages: about
+1.2 s of CPU that a fresh interpreter spends again, on the cores the launcher needs for its
+own start) and shares those pages with it until either writes to them. Forking is safe
+only before the launcher has threads of its own or has used gRPC: a child gets copies of
+every lock, but only the forking thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TextIO
+
+#: ``spawn`` makes every worker a fresh interpreter even where forking them is safe (for
+#: measuring what forking saves, or as a way out should a library misbehave after fork).
+START_ENV = "OPENWIT_WORKER_START"
+
+#: Set once this process has made a gRPC channel or server: a child forked after that would
+#: inherit gRPC's state and locks without the threads that own them.
+grpc_used = False
+
+
+#: Native threads gRPC's core starts once a channel or server exists (Linux thread names).
+_GRPC_THREADS = ("grpc_", "event_engine", "lifeguard", "default-executo", "resolver-execu")
+
+
+def can_fork() -> bool:
+    """Whether workers may be forked from this process: Linux, one Python thread, and no
+    gRPC yet (neither ours nor another library's: its native threads would show it). The
+    native threads of Arrow's allocator and of OpenBLAS are fork-safe."""
+    if sys.platform != "linux" or os.environ.get(START_ENV, "") == "spawn":
+        return False
+    if grpc_used or threading.active_count() != 1:
+        return False
+    try:
+        tasks = Path("/proc/self/task").iterdir()
+        names = [(task / "comm").read_text() for task in tasks]
+    except OSError:
+        return False
+    return not any(name.startswith(_GRPC_THREADS) for name in names)
+
+
+def import_what_workers_run() -> None:
+    import apache_beam.runners.worker.bundle_processor
+    import apache_beam.runners.worker.sdk_worker
+    import apache_beam.runners.worker.worker_pool_main  # noqa: F401
+    import grpc  # noqa: F401
+    import PIL.Image  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    import openwit.build
+    import openwit.unit_transform  # noqa: F401
+
+
+#: The launcher's ends of the pipes to the workers it forked. A worker forked later closes
+#: its copies, or an earlier worker would not see end of file when the launcher leaves.
+_launcher_ends: list[TextIO] = []
+
+
+class ForkedWorker:
+    """A worker forked from the launcher, with what the pool uses of ``Popen``."""
+
+    def __init__(self, pid: int, stdin: TextIO, stdout: TextIO) -> None:
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                self.returncode = 0
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("openwit worker", timeout or 0)
+            time.sleep(0.01)
+        return code
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def fork_workers(count: int) -> list[ForkedWorker]:
+    """``count`` workers forked from this process (check :func:`can_fork` first)."""
+    # They share this process's memory until they write to it, and the cyclic GC writes
+    # to every object it scans: frozen objects are not scanned (in the children either).
+    gc.freeze()
+    try:
+        return [_fork_worker() for _ in range(count)]
+    finally:
+        gc.unfreeze()
+
+
+def _fork_worker() -> ForkedWorker:
+    port_read, port_write = os.pipe()
+    stop_read, stop_write = os.pipe()
+    _launcher_ends[:] = [end for end in _launcher_ends if not end.closed]
+    pid = os.fork()
+    if pid == 0:  # the worker: it never returns into the launcher's code
+        code = 1
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler of the launcher's
+            for fd in (port_read, stop_write, *(end.fileno() for end in _launcher_ends)):
+                os.close(fd)
+            from openwit.workers import serve
+
+            serve(os.fdopen(port_write, "w"), os.fdopen(stop_read))
+            code = 0
+        except BaseException as exc:
+            print(f"openwit worker {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(code)
+    os.close(port_write)
+    os.close(stop_read)
+    worker = ForkedWorker(pid, os.fdopen(stop_write, "w"), os.fdopen(port_read))
+    _launcher_ends.extend((worker.stdin, worker.stdout))
+    return worker
