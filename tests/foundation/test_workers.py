@@ -219,7 +219,8 @@ def test_a_build_on_forked_workers_writes_what_the_launcher_alone_writes(tmp_pat
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
         build = BuildDir(out)
-        files = {stage: build.stage_files(stage) for stage in ("ingest", "text", "match", "balance")}
+        stages = ("ingest", "text", "match", "balance")
+        files = {stage: build.stage_files(stage) for stage in stages}
         records = {stage: build.read_table(urls).to_pylist() for stage, urls in files.items()}
         funnel = json.loads((out / "funnel.json").read_text())
         outputs[workers] = (records, funnel, len(files["text"]))
