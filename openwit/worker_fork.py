@@ -101,11 +101,15 @@ def fork_workers(count: int) -> list[ForkedWorker]:
     """``count`` workers forked from this process (check :func:`can_fork` first)."""
     # They share this process's memory until they write to it, and the cyclic GC writes
     # to every object it scans: frozen objects are not scanned (in the children either).
+    # A build's runner may have frozen them already (``long_lived_objects_frozen``): only
+    # what this call froze is given back to the collector afterwards.
+    frozen_before = gc.get_freeze_count()
     gc.freeze()
     try:
         return [_fork_worker() for _ in range(count)]
     finally:
-        gc.unfreeze()
+        if frozen_before == 0:
+            gc.unfreeze()
 
 
 def _fork_worker() -> ForkedWorker:

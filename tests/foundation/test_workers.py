@@ -229,3 +229,23 @@ def test_a_build_on_forked_workers_writes_what_the_launcher_alone_writes(tmp_pat
     # the pool cuts a small input finer (a unit per core), so the files differ, not the records
     assert (records, funnel) == outputs["0"][:2]
     assert funnel["balance"]["out"] > 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks")
+def test_forking_leaves_a_runner_s_frozen_objects_frozen():
+    script = (
+        "import gc\n"
+        "from openwit import worker_fork\n"
+        "def fork_one():\n"
+        "    worker = worker_fork.fork_workers(1)[0]\n"
+        "    worker.stdin.close()\n"
+        "    assert worker.wait(timeout=20) == 0\n"
+        "fork_one()\n"
+        "print(gc.get_freeze_count())\n"  # nothing was frozen: nothing stays frozen
+        "gc.freeze(); frozen = gc.get_freeze_count()\n"  # as the runner does for a build
+        "fork_one()\n"
+        "print(gc.get_freeze_count() > frozen // 2 > 0)\n"  # (a few may have been freed)
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "True"]
