@@ -130,13 +130,15 @@ _s3_options = ""
 
 def _s3_identity() -> tuple[str, ...]:
     """What an S3 client depends on: the build's options and the environment's endpoint,
-    region and keys (a test, or a launcher serving two builds, may change either)."""
+    region and keys (a test, or a launcher serving two builds, may change either), and the
+    process: a worker forked from a process that had a client makes its own, instead of
+    sharing that one's pooled connections with its siblings."""
     from apache_beam.io.filesystems import FileSystems
 
     if FileSystems._pipeline_options is None:  # nobody configured it: the environment's
         configure({})  # (before the identity is read: configuring changes it)
     names = sorted(k for k in os.environ if k.startswith("AWS_"))
-    return (_s3_options, *(f"{k}={os.environ[k]}" for k in names))
+    return (str(os.getpid()), _s3_options, *(f"{k}={os.environ[k]}" for k in names))
 
 
 def _s3io() -> Any:

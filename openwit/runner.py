@@ -198,6 +198,9 @@ class BuildRunner:
             raise ValueError(f"duplicate stage names: {names}")
         self.config = config
         self.stages = list(stages)
+        self._prepared = False  # the pool was asked for the stages' worker states
+        self._until: str | None = None
+        self._only: str | None = None
         self.reporter = reporter or SilentReporter()
         self.build_dir = str(config.out).rstrip("/")
         self.final_stage = final_stage or names[-1]
@@ -241,6 +244,7 @@ class BuildRunner:
                 raise ConfigError(f"{flag} {name!r}: not a stage; stages are: {', '.join(names)}")
         fs.configure(self.config.beam_options)
         fs.makedirs(self.build_dir)
+        self._until, self._only, self._prepared = until, only, False
         with (
             build_lease(self.build_dir) as lease,
             long_lived_objects_frozen(),
@@ -262,6 +266,23 @@ class BuildRunner:
 
             size = pool_size_for(self.config.runner, self.config.beam_options)
             self._pool = self._pool_stack.enter_context(local_pool(size)) or False
+
+    def _prepare_workers(self, stage: Stage) -> None:
+        """On the first stage that runs, ask the pool to prepare what the workers of it and
+        of every later stage this run may run build before their first unit
+        (:meth:`Stage.worker_state`); then give ``stage`` workers that have its own."""
+        if not self._pool:
+            return
+        if not self._prepared:
+            self._prepared = True
+            names = [s.name for s in self.stages]
+            last = names.index(self._only or self._until or names[-1])
+            for later in self.stages[names.index(stage.name) : last + 1]:
+                state = later.worker_state(self.config)
+                if state is not None:
+                    self._pool.prepare(*state, self.config.beam_options)
+        if stage.worker_state(self.config) is not None:
+            self._pool.refresh()
 
     def _worker_pool(self) -> Any:
         """The local worker pool, connected (shared by every stage of the build)."""
@@ -374,6 +395,7 @@ class BuildRunner:
         from openwit.workers import pool_size_for
 
         self._spawn_worker_pool()
+        self._prepare_workers(stage)
         pool_size = pool_size_for(self.config.runner, self.config.beam_options)
         resources = resources_for(
             self.config.runner,

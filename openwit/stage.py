@@ -188,6 +188,13 @@ class Stage:
     def unit_size(self, config: BuildConfig) -> int:
         return self.rows_per_unit
 
+    def worker_state(self, config: BuildConfig) -> tuple[str, list[Any]] | None:
+        """What every worker of this stage builds before its first unit, which openwit's
+        local pool may build once for all of them while earlier stages run:
+        ``("module:function", args)``, called in the process the workers are forked from
+        (:mod:`openwit.worker_zygote`). None: nothing worth it. Other runners ignore it."""
+        return None
+
     def make_core(self, ctx: StageContext, resources: Resources) -> Callable[[], UnitCore]:
         """A picklable factory of the stage's core (built once per worker, in setup);
         ``resources``: what one worker process of this pass may use."""

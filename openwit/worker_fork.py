@@ -17,8 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 #: ``spawn`` makes every worker a fresh interpreter even where forking them is safe (for
 #: measuring what forking saves, or as a way out should a library misbehave after fork).
@@ -61,13 +62,26 @@ def import_what_workers_run() -> None:
     import openwit.unit_transform  # noqa: F401
 
 
-#: The launcher's ends of the pipes to the workers it forked. A worker forked later closes
-#: its copies, or an earlier worker would not see end of file when the launcher leaves.
-_launcher_ends: list[TextIO] = []
+#: This process's ends of the pipes and sockets to the processes it forked. A child forked
+#: later closes its copies, or an earlier child would not see end of file when this
+#: process leaves.
+_launcher_ends: list[Any] = []
+
+
+def note_launcher_end(end: Any) -> None:
+    """Register a pipe or socket to a forked child (see ``_launcher_ends``)."""
+    _launcher_ends.append(end)
+
+
+def _is_open(end: Any) -> bool:
+    try:
+        return end.fileno() >= 0
+    except (OSError, ValueError):
+        return False
 
 
 class ForkedWorker:
-    """A worker forked from the launcher, with what the pool uses of ``Popen``."""
+    """A worker forked from this process, with what the pool uses of ``Popen``."""
 
     def __init__(self, pid: int, stdin: TextIO, stdout: TextIO) -> None:
         self.pid, self.stdin, self.stdout = pid, stdin, stdout
@@ -96,6 +110,20 @@ class ForkedWorker:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
 
+    def close(self) -> None:
+        """Close this process's pipes to the worker: it leaves at end of file."""
+        for end in (self.stdin, self.stdout):
+            with contextlib.suppress(OSError):
+                end.close()
+
+
+def read_port(worker: Any) -> int:
+    """The port a new worker (``Popen`` or :class:`ForkedWorker`) wrote on its stdout."""
+    line = worker.stdout.readline().strip()
+    if not line.isdigit():
+        raise RuntimeError(f"an openwit worker process failed to start (exit {worker.poll()})")
+    return int(line)
+
 
 def fork_workers(count: int) -> list[ForkedWorker]:
     """``count`` workers forked from this process (check :func:`can_fork` first)."""
@@ -112,28 +140,43 @@ def fork_workers(count: int) -> list[ForkedWorker]:
             gc.unfreeze()
 
 
-def _fork_worker() -> ForkedWorker:
-    port_read, port_write = os.pipe()
-    stop_read, stop_write = os.pipe()
-    _launcher_ends[:] = [end for end in _launcher_ends if not end.closed]
+def fork_process(main: Callable[[], None], close_in_child: Sequence[Any] = ()) -> int:
+    """Fork a child that runs ``main()`` and exits (it never returns into this process's
+    code); the child first closes its copies of this process's ends to earlier children
+    and of ``close_in_child``. Returns the child's pid."""
+    _launcher_ends[:] = [end for end in _launcher_ends if _is_open(end)]
     pid = os.fork()
-    if pid == 0:  # the worker: it never returns into the launcher's code
+    if pid == 0:
         code = 1
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
             signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler of the launcher's
-            for fd in (port_read, stop_write, *(end.fileno() for end in _launcher_ends)):
-                os.close(fd)
-            from openwit.workers import serve
-
-            serve(os.fdopen(port_write, "w"), os.fdopen(stop_read))
+            for end in (*_launcher_ends, *close_in_child):
+                with contextlib.suppress(OSError, ValueError):
+                    end.close()
+            _launcher_ends.clear()
+            main()
             code = 0
         except BaseException as exc:
             print(f"openwit worker {os.getpid()}: {exc!r}", file=sys.stderr, flush=True)
         finally:
             os._exit(code)
+    return pid
+
+
+def _fork_worker() -> ForkedWorker:
+    port_read, port_write = os.pipe()
+    stop_read, stop_write = os.pipe()
+    port_in, stop_out = os.fdopen(port_read), os.fdopen(stop_write, "w")
+
+    def serve_here() -> None:
+        from openwit.workers import serve
+
+        serve(os.fdopen(port_write, "w"), os.fdopen(stop_read))
+
+    pid = fork_process(serve_here, close_in_child=(port_in, stop_out))
     os.close(port_write)
     os.close(stop_read)
-    worker = ForkedWorker(pid, os.fdopen(stop_write, "w"), os.fdopen(port_read))
+    worker = ForkedWorker(pid, stop_out, port_in)
     _launcher_ends.extend((worker.stdin, worker.stdout))
     return worker

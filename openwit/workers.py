@@ -11,10 +11,12 @@ to them in turn. Every pipeline of the build then runs on the FnApiRunner with a
 same Fn API path Flink, Spark and Dataflow use, every core busy, no start-up per stage.
 
 Where it is safe (Linux, a launcher with one Python thread that has not used gRPC yet:
-``openwit build`` at its start) the workers are forked from the launcher once it has
-imported Beam, Arrow and the stages, so they start with those imports done instead of
-repeating them (about 1.2 s of CPU each, on the cores the launcher needs for its own
-start); elsewhere (a test process, a notebook) they are fresh interpreters.
+``openwit build`` at its start) the workers are forked, once the launcher has imported
+Beam, Arrow and the stages, from a zygote forked from it (:mod:`openwit.worker_zygote`):
+they start with those imports done instead of repeating them (about 1.2 s of CPU each, on
+the cores the launcher needs for its own start), and a stage whose workers all build the
+same object first (the match stage's automaton) gets new workers forked after the zygote
+built it once. Elsewhere (a test process, a notebook) they are fresh interpreters.
 
 Everything listens on 127.0.0.1 only (a worker runs whatever code its control endpoint
 sends). A worker exits when the launcher does: it watches a pipe from the launcher (its
@@ -58,10 +60,12 @@ class LocalWorkerPool:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.processes: list[Any] = []  # Popen, or worker_fork.ForkedWorker
+        self.processes: list[Any] = []  # Popen, or worker_zygote.ZygoteWorker
         self.ports: list[int] = []
         self.server: Any = None
         self.address = ""
+        self.zygote: Any = None  # worker_zygote.Zygote, where the workers are forked
+        self._dispatcher: _Dispatcher | None = None
 
     def __enter__(self) -> LocalWorkerPool:
         self.start()
@@ -82,7 +86,11 @@ class LocalWorkerPool:
         if worker_fork.can_fork():
             worker_fork.import_what_workers_run()  # the launcher imports it all next anyway
             if worker_fork.can_fork():
-                self.processes = worker_fork.fork_workers(self.size)
+                from openwit.worker_zygote import Zygote
+
+                self.zygote = Zygote()
+                self.processes = self.zygote.fork(self.size) or []  # nothing to wait for
+                self.ports = [worker.port for worker in self.processes]
                 return
         command = [sys.executable, "-m", "openwit.workers"]
         self.processes = [
@@ -100,26 +108,43 @@ class LocalWorkerPool:
         from apache_beam.portability.api import beam_fn_api_pb2_grpc
 
         from openwit import worker_fork
+        from openwit.worker_fork import read_port
 
         worker_fork.grpc_used = True
         try:
-            self.ports = [_read_port(p) for p in self.processes]
+            if not self.ports:
+                self.ports = [read_port(p) for p in self.processes]
         except BaseException:
             self.stop()
             raise
-        stubs = [
-            beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolStub(
-                grpc.insecure_channel(f"127.0.0.1:{port}")
-            )
-            for port in self.ports
-        ]
+        self._dispatcher = _Dispatcher(_stubs(self.ports))
         self.server = grpc.server(futures.ThreadPoolExecutor(max(4, self.size)))
         beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(
-            _Dispatcher(stubs), self.server
+            self._dispatcher, self.server
         )
         port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
         self.address = f"127.0.0.1:{port}"
+
+    def prepare(self, target: str, args: list[Any], fs_options: dict[str, Any]) -> None:
+        """Have ``module:function(*args)`` built once for the workers of a later stage
+        (:meth:`refresh`), where the workers come from a zygote; else nothing (each worker
+        builds what it needs when it needs it)."""
+        if self.zygote is not None:
+            self.zygote.prepare(target, args, fs_options)
+
+    def refresh(self) -> None:
+        """Replace the workers by new ones forked from the zygote, with what it prepared
+        since the last ones (call between pipelines: none may be running)."""
+        if self.zygote is None or not self.zygote.prepared:
+            return
+        old, new = self.processes, self.zygote.fork(self.size)
+        if new is None:  # not ready: these workers build what they need themselves
+            return
+        self.processes, self.ports = new, [worker.port for worker in new]
+        if self._dispatcher is not None:
+            self._dispatcher.replace(_stubs(self.ports))
+        self.zygote.stop([worker.pid for worker in old])
 
     def alive(self) -> bool:
         return bool(self.processes) and all(p.poll() is None for p in self.processes)
@@ -128,6 +153,9 @@ class LocalWorkerPool:
         if self.server is not None:
             self.server.stop(grace=None)
             self.server = None
+        if self.zygote is not None:  # it closes its workers' pipes and leaves
+            self.zygote.close()
+            self.zygote = None
         for process in self.processes:
             with contextlib.suppress(OSError):
                 if process.stdin:
@@ -140,15 +168,19 @@ class LocalWorkerPool:
                 process.wait()
             if process.stdout:
                 process.stdout.close()
-        self.processes = []
+        self.processes, self.ports = [], []
 
 
-def _read_port(process: Any) -> int:
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    if not line.isdigit():
-        raise RuntimeError(f"an openwit worker process failed to start (exit {process.poll()})")
-    return int(line)
+def _stubs(ports: list[int]) -> list[Any]:
+    import grpc
+    from apache_beam.portability.api import beam_fn_api_pb2_grpc
+
+    return [
+        beam_fn_api_pb2_grpc.BeamFnExternalWorkerPoolStub(
+            grpc.insecure_channel(f"127.0.0.1:{port}")
+        )
+        for port in ports
+    ]
 
 
 class _Dispatcher:
@@ -160,6 +192,11 @@ class _Dispatcher:
         self.turn = itertools.count()
         self.where: dict[str, Any] = {}
         self.lock = threading.Lock()
+
+    def replace(self, stubs: list[Any]) -> None:
+        """New workers for the pipelines to come (those started keep their StopWorker's)."""
+        with self.lock:
+            self.stubs = stubs
 
     def StartWorker(self, request: Any, context: Any) -> Any:
         with self.lock:

@@ -171,3 +171,9 @@ def shared_matcher(path: str, digest: str) -> QueryMatcher:
             _cache.clear()  # one query list at a time; an old one is garbage now
             matcher = _cache[key] = QueryMatcher(read_queries(path))
         return matcher
+
+
+def prepare_shared_matcher(path: str) -> None:
+    """Build the matcher of a queries file ahead of its stage (openwit's local pool forks
+    the match stage's workers from the process that ran this: they share it)."""
+    shared_matcher(path, file_digest(path))

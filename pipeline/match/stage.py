@@ -26,7 +26,13 @@ from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import Stage, StageContext
 from openwit.unit_transform import TableCore
 
-from .matcher import QueryMatcher, check_queries_file, file_digest, shared_matcher
+from .matcher import (
+    QueryMatcher,
+    check_queries_file,
+    file_digest,
+    prepare_shared_matcher,
+    shared_matcher,
+)
 
 STAGE = "match"
 MATCH_SCHEMA = candidate_schema("match")
@@ -73,6 +79,10 @@ class MatchStage(Stage):
 
     def output_schema(self, config: BuildConfig) -> pa.Schema:
         return MATCH_SCHEMA
+
+    def worker_state(self, config: BuildConfig) -> tuple[str, list[Any]]:
+        # the automaton of 500k queries: about 2 s of CPU, in every worker at once
+        return (f"{prepare_shared_matcher.__module__}:prepare_shared_matcher", [config.queries])
 
     def make_core(self, ctx: StageContext, resources: Resources) -> Callable[[], Any]:
         queries = ctx.config.queries

@@ -213,3 +213,31 @@ def test_a_process_nobody_configured_makes_one_s3_client(s3, bucket):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+def test_a_forked_process_makes_its_own_s3_client(s3, bucket):
+    """A worker forked from a process that had a client (openwit's local pool forks its
+    workers) must not share that client's pooled connections with its siblings."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = (
+        "import os\n"
+        "from openwit import fs\n"
+        f"fs.write_bytes('{bucket}/forked', b'x')\n"
+        "first = fs._s3_shared[1]\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        f"    ok = fs.read_bytes('{bucket}/forked') == b'x' and fs._s3_shared[1] is not first\n"
+        "    os._exit(0 if ok else 3)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), fs._s3_shared[1] is first)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env={**os.environ}, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "True"]

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -56,8 +57,8 @@ pool = LocalWorkerPool(int(sys.argv[1])); pool.start()
 with new_pipeline("DirectRunner", {}, pool) as pipeline:
     _ = pipeline | beam.Create(list(range(8)), reshuffle=False) | beam.Reshuffle() | beam.Map(abs)
 print(" ".join(str(p.pid) for p in pool.processes), flush=True)
-if sys.argv[2] == "close-first":
-    pool.processes[0].stdin.close()
+if sys.argv[2] == "close-first":  # the zygote closes the first one's pipe
+    pool.zygote.stop([pool.processes[0].pid])
     print(pool.processes[0].wait(timeout=20), flush=True)
 time.sleep(600)
 """
@@ -93,7 +94,7 @@ def test_workers_run_pipelines_and_exit_when_the_launcher_is_killed(start):
 
 @pytest.mark.skipif(sys.platform != "linux", reason="forks")
 def test_a_forked_worker_leaves_when_its_own_pipe_closes_while_later_ones_run():
-    # each worker forked later must not keep a copy of an earlier one's pipe open
+    # each worker the zygote forks later must not keep a copy of an earlier one's pipe open
     launcher = _launcher(3, "close-first", "fork")
     try:
         worker_pids = [int(p) for p in launcher.stdout.readline().split()]
@@ -249,3 +250,84 @@ def test_forking_leaves_a_runner_s_frozen_objects_frozen():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["0", "True"]
+
+
+_REFRESHING_LAUNCHER = """
+from openwit.beam import beam, new_pipeline
+from openwit.workers import LocalWorkerPool
+from tests.foundation import worker_state
+import sys
+pool = LocalWorkerPool(2); pool.spawn()
+pool.prepare("tests.foundation.worker_state:prepare", ["automaton"], {})
+for round_ in ("before", "after"):
+    if round_ == "after":
+        old = list(pool.processes)
+        pool.refresh()
+    if not pool.connected:
+        pool.connect()
+    with new_pipeline("DirectRunner", {}, pool) as pipeline:
+        _ = (
+            pipeline
+            | round_ >> beam.Create(list(range(20)), reshuffle=False)
+            | beam.Reshuffle()
+            | beam.Map(worker_state.log_state, sys.argv[1] + "." + round_)
+        )
+print(pool.zygote.pid, " ".join(str(p.pid) for p in old), flush=True)
+print(" ".join(str(p.pid) for p in pool.processes), flush=True)
+print(all(p.wait(timeout=20) == 0 for p in old), flush=True)
+pool.stop()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks")
+def test_refreshed_workers_start_with_what_the_zygote_prepared(tmp_path):
+    log = tmp_path / "states"
+    env = {**os.environ, "OPENWIT_WORKER_START": "fork"}
+    done = subprocess.run(
+        [sys.executable, "-c", _REFRESHING_LAUNCHER, str(log)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second, old_left = done.stdout.splitlines()
+    zygote, *old = (int(p) for p in first.split())
+    new = [int(p) for p in second.split()]
+
+    def states(round_: str) -> set[tuple[int, str]]:
+        lines = (tmp_path / f"states.{round_}").read_text().split("\n")
+        return {(int(pid), state) for pid, state in (line.split() for line in lines if line)}
+
+    # forked before anything was prepared: the state is built where it is needed
+    assert {state for _, state in states("before")} == {"None"}
+    # forked after: every worker has it, made once, in the zygote
+    assert {state for _, state in states("after")} == {str(zygote)}
+    assert {pid for pid, _ in states("before")} <= set(old)
+    assert {pid for pid, _ in states("after")} <= set(new) and not set(new) & set(old)
+    assert old_left == "True"  # the old workers left
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="forks")
+def test_a_refresh_keeps_the_workers_while_the_zygote_is_still_preparing():
+    script = (
+        "from openwit import worker_zygote\n"
+        "from openwit.workers import LocalWorkerPool\n"
+        "worker_zygote.PREPARE_WAIT_S = 0.2\n"
+        "pool = LocalWorkerPool(2); pool.spawn()\n"
+        "before = [p.pid for p in pool.processes]\n"
+        "pool.prepare('tests.foundation.worker_state:slow_prepare', [30], {})\n"
+        "pool.refresh()\n"
+        "print([p.pid for p in pool.processes] == before, pool.alive())\n"
+        "pool.stop()\n"
+    )
+    env = {**os.environ, "OPENWIT_WORKER_START": "fork"}
+    repo = Path(__file__).resolve().parents[2]
+    # the prepare sleeps 30 s: stopping the pool must not wait for it (nor hang)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=repo,
+        timeout=25,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True"]
