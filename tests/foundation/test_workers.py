@@ -56,7 +56,8 @@ import sys, time
 pool = LocalWorkerPool(int(sys.argv[1])); pool.start()
 with new_pipeline("DirectRunner", {}, pool) as pipeline:
     _ = pipeline | beam.Create(list(range(8)), reshuffle=False) | beam.Reshuffle() | beam.Map(abs)
-print(" ".join(str(p.pid) for p in pool.processes), flush=True)
+zygote = [] if pool.zygote is None else [pool.zygote.pid]  # it must leave too
+print(" ".join(str(pid) for pid in [p.pid for p in pool.processes] + zygote), flush=True)
 if sys.argv[2] == "close-first":  # the zygote closes the first one's pipe
     pool.zygote.stop([pool.processes[0].pid])
     print(pool.processes[0].wait(timeout=20), flush=True)
@@ -81,7 +82,7 @@ def test_workers_run_pipelines_and_exit_when_the_launcher_is_killed(start):
     worker_pids = [int(p) for p in launcher.stdout.readline().split()]
     commands = {_command_line(pid) for pid in worker_pids}
     if start == "fork":  # a one-thread launcher's workers are forks of it: no imports again
-        assert commands == {_command_line(launcher.pid)}
+        assert commands == {_command_line(launcher.pid)} and len(worker_pids) == 3  # + zygote
     else:
         assert all("openwit.workers" in command for command in commands)
     launcher.send_signal(signal.SIGKILL)
@@ -100,6 +101,7 @@ def test_a_forked_worker_leaves_when_its_own_pipe_closes_while_later_ones_run():
         worker_pids = [int(p) for p in launcher.stdout.readline().split()]
         assert launcher.stdout.readline().strip() == "0"  # the first one exited, at once
         assert not _running(worker_pids[0]) and all(_running(p) for p in worker_pids[1:])
+        assert len(worker_pids) == 4  # three workers and the zygote
     finally:
         launcher.kill()
         launcher.wait()
