@@ -80,23 +80,15 @@ def _is_open(end: Any) -> bool:
         return False
 
 
-class ForkedWorker:
-    """A worker forked from this process, with what the pool uses of ``Popen``."""
+class WorkerProcess:
+    """A forked worker, with what the pool uses of ``Popen``; subclasses say how to
+    :meth:`poll` it."""
 
-    def __init__(self, pid: int, stdin: TextIO, stdout: TextIO) -> None:
-        self.pid, self.stdin, self.stdout = pid, stdin, stdout
-        self.returncode: int | None = None
+    pid: int
+    returncode: int | None = None
 
     def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped elsewhere
-                self.returncode = 0
-            else:
-                if pid:
-                    self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
+        raise NotImplementedError
 
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -109,6 +101,24 @@ class ForkedWorker:
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
+
+
+class ForkedWorker(WorkerProcess):
+    """A worker forked from this process (its child)."""
+
+    def __init__(self, pid: int, stdin: TextIO, stdout: TextIO) -> None:
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                self.returncode = 0
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
 
     def close(self) -> None:
         """Close this process's pipes to the worker: it leaves at end of file."""

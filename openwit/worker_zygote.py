@@ -37,15 +37,13 @@ from openwit import worker_fork
 PREPARE_WAIT_S = 120.0
 
 
-class ZygoteWorker:
-    """A worker forked by the zygote (the launcher's grandchild), with what the pool uses
-    of ``Popen``; the zygote stops it."""
+class ZygoteWorker(worker_fork.WorkerProcess):
+    """A worker forked by the zygote (the launcher's grandchild); the zygote stops it."""
 
     stdin = stdout = None
 
     def __init__(self, pid: int, port: int) -> None:
         self.pid, self.port = pid, port
-        self.returncode: int | None = None
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -56,20 +54,6 @@ class ZygoteWorker:
             if state in ("Z", "X", "gone"):
                 self.returncode = 0
         return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (code := self.poll()) is None:
-            if deadline is not None and time.monotonic() > deadline:
-                import subprocess
-
-                raise subprocess.TimeoutExpired("openwit worker", timeout or 0)
-            time.sleep(0.01)
-        return code
-
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
 
 
 class Zygote:

@@ -8,6 +8,7 @@ build against S3 is tested with the real stages in tests/download/test_object_st
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -194,11 +195,6 @@ def test_a_process_nobody_configured_makes_one_s3_client(s3, bucket):
     """A fresh process (a worker, a script) that reaches a bucket without calling
     ``fs.configure`` gets the environment's options on its first call, and keeps the
     client it made then: the configuring must not make its second call build another."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
 
     script = (
         "from openwit import fs\n"
@@ -207,10 +203,7 @@ def test_a_process_nobody_configured_makes_one_s3_client(s3, bucket):
         f"assert fs.read_bytes('{bucket}/once') == b'x'\n"
         "print(fs._s3_shared[1] is first)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, env={**os.environ}, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
+    result = _run_script(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
 
@@ -218,11 +211,6 @@ def test_a_process_nobody_configured_makes_one_s3_client(s3, bucket):
 def test_a_forked_process_makes_its_own_s3_client(s3, bucket):
     """A worker forked from a process that had a client (openwit's local pool forks its
     workers) must not share that client's pooled connections with its siblings."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
 
     script = (
         "import os\n"
@@ -235,9 +223,19 @@ def test_a_forked_process_makes_its_own_s3_client(s3, bucket):
         "    os._exit(0 if ok else 3)\n"
         "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), fs._s3_shared[1] is first)\n"
     )
-    result = subprocess.run(
+    result = _run_script(script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "True"]
+
+
+def _run_script(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter, from the repository, with this environment."""
+    import os
+    import sys
+
+    from tests.conftest import REPO
+
+    return subprocess.run(
         [sys.executable, "-c", script], cwd=REPO, env={**os.environ}, capture_output=True,
         text=True, timeout=120,
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["0", "True"]

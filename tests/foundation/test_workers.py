@@ -14,6 +14,18 @@ import pytest
 from openwit.beam import beam, new_pipeline
 from openwit.workers import LocalWorkerPool, pool_size_for
 
+FORKS = pytest.mark.skipif(sys.platform != "linux", reason="forks (Linux only)")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _python(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh interpreter (one thread: it may fork its pool), from the repo."""
+    env = {**os.environ, "OPENWIT_WORKER_START": "fork"}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env,
+        cwd=REPO, timeout=timeout,
+    )  # fmt: skip
+
 
 def _log_pid(_: int, path: str) -> None:
     with open(path, "a") as handle:
@@ -93,7 +105,7 @@ def test_workers_run_pipelines_and_exit_when_the_launcher_is_killed(start):
     assert [p for p in worker_pids if _running(p)] == []
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="forks")
+@FORKS
 def test_a_forked_worker_leaves_when_its_own_pipe_closes_while_later_ones_run():
     # each worker the zygote forks later must not keep a copy of an earlier one's pipe open
     launcher = _launcher(3, "close-first", "fork")
@@ -179,7 +191,7 @@ def test_a_bad_worker_count_spawns_no_early_pool_and_leaves_the_error_to_the_che
     assert early_pool_size(load_build_config(None, raw)) == 0
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="forks")
+@FORKS
 def test_a_build_on_forked_workers_writes_what_the_launcher_alone_writes(tmp_path):
     """``openwit build`` forks its pool from the launcher: the stages keep the same records,
     in the same order, as the same build run in the launcher alone (OPENWIT_WORKERS=0)."""
@@ -234,7 +246,7 @@ def test_a_build_on_forked_workers_writes_what_the_launcher_alone_writes(tmp_pat
     assert funnel["balance"]["out"] > 0
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="forks")
+@FORKS
 def test_forking_leaves_a_runner_s_frozen_objects_frozen():
     script = (
         "import gc\n"
@@ -249,7 +261,7 @@ def test_forking_leaves_a_runner_s_frozen_objects_frozen():
         "fork_one()\n"
         "print(gc.get_freeze_count() > frozen // 2 > 0)\n"  # (a few may have been freed)
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    done = _python(script)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["0", "True"]
 
@@ -281,18 +293,10 @@ pool.stop()
 """
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="forks")
+@FORKS
 def test_refreshed_workers_start_with_what_the_zygote_prepared(tmp_path):
     log = tmp_path / "states"
-    env = {**os.environ, "OPENWIT_WORKER_START": "fork"}
-    done = subprocess.run(
-        [sys.executable, "-c", _REFRESHING_LAUNCHER, str(log)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    done = _python(_REFRESHING_LAUNCHER, str(log))
     assert done.returncode == 0, done.stderr[-2000:]
     first, second, old_left = done.stdout.splitlines()
     zygote, *old = (int(p) for p in first.split())
@@ -311,7 +315,7 @@ def test_refreshed_workers_start_with_what_the_zygote_prepared(tmp_path):
     assert old_left == "True"  # the old workers left
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="forks")
+@FORKS
 def test_a_refresh_keeps_the_workers_while_the_zygote_is_still_preparing():
     script = (
         "from openwit import worker_zygote\n"
@@ -324,12 +328,7 @@ def test_a_refresh_keeps_the_workers_while_the_zygote_is_still_preparing():
         "print([p.pid for p in pool.processes] == before, pool.alive())\n"
         "pool.stop()\n"
     )
-    env = {**os.environ, "OPENWIT_WORKER_START": "fork"}
-    repo = Path(__file__).resolve().parents[2]
     # the prepare sleeps 30 s: stopping the pool must not wait for it (nor hang)
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=repo,
-        timeout=25,
-    )  # fmt: skip
+    done = _python(script, timeout=25)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "True"]
