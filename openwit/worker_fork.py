@@ -51,6 +51,9 @@ def can_fork() -> bool:
 
 
 def import_what_workers_run() -> None:
+    """Import what every worker runs: before forking them (so they start with it), and in a
+    spawned worker while the launcher plans its first pipeline (about a second of CPU that
+    would otherwise come with the first bundle, in every worker at once)."""
     import apache_beam.runners.worker.bundle_processor
     import apache_beam.runners.worker.sdk_worker
     import apache_beam.runners.worker.worker_pool_main  # noqa: F401
@@ -103,11 +106,21 @@ class WorkerProcess:
             os.kill(self.pid, signal.SIGKILL)
 
 
-class ForkedWorker(WorkerProcess):
-    """A worker forked from this process (its child)."""
+def wait_or_kill(process: Any, timeout: float) -> None:
+    """Wait for ``process`` (``Popen`` or :class:`WorkerProcess`) to leave; kill it once
+    ``timeout`` seconds have passed."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
-    def __init__(self, pid: int, stdin: TextIO, stdout: TextIO) -> None:
-        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+
+class ChildProcess(WorkerProcess):
+    """A process forked from this one (its child: this one reaps it)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -119,6 +132,14 @@ class ForkedWorker(WorkerProcess):
                 if pid:
                     self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
+
+
+class ForkedWorker(ChildProcess):
+    """A worker forked from this process, and this process's pipes to it."""
+
+    def __init__(self, pid: int, stdin: TextIO, stdout: TextIO) -> None:
+        super().__init__(pid)
+        self.stdin, self.stdout = stdin, stdout
 
     def close(self) -> None:
         """Close this process's pipes to the worker: it leaves at end of file."""

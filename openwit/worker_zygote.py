@@ -23,10 +23,8 @@ import importlib
 import json
 import logging
 import os
-import signal
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +64,7 @@ class Zygote:
         )
         zygote_end.close()
         worker_fork.note_launcher_end(launcher_end)
-        self.pid, self.socket = pid, launcher_end
+        self.process, self.socket = worker_fork.ChildProcess(pid), launcher_end
         self.reader, self.writer = launcher_end.makefile("r"), launcher_end.makefile("w")
         #: Whether something was prepared since the last workers were forked.
         self.prepared = False
@@ -100,17 +98,11 @@ class Zygote:
         for handle in (self.writer, self.reader, self.socket):
             with contextlib.suppress(OSError):
                 handle.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(self.pid, os.WNOHANG)[0]:
-                    return
-                time.sleep(0.01)
-                continue
-            return
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+        worker_fork.wait_or_kill(self.process, 10)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
 
 def _zygote_main(commands: socket.socket) -> None:
@@ -150,10 +142,7 @@ def _zygote_main(commands: socket.socket) -> None:
     for worker in [*workers.values(), *stopped]:
         worker.close()
     for worker in [*workers.values(), *stopped]:
-        try:
-            worker.wait(timeout=5)
-        except Exception:
-            worker.kill()
+        worker_fork.wait_or_kill(worker, 5)
 
 
 def _prepare(request: dict[str, Any]) -> None:

@@ -150,6 +150,8 @@ class LocalWorkerPool:
         return bool(self.processes) and all(p.poll() is None for p in self.processes)
 
     def stop(self) -> None:
+        from openwit.worker_fork import wait_or_kill
+
         if self.server is not None:
             self.server.stop(grace=None)
             self.server = None
@@ -161,11 +163,7 @@ class LocalWorkerPool:
                 if process.stdin:
                     process.stdin.close()  # the worker leaves at end of file
         for process in self.processes:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            wait_or_kill(process, 5)
             if process.stdout:
                 process.stdout.close()
         self.processes, self.ports = [], []
@@ -311,17 +309,9 @@ def serve(port_out: TextIO | None = None, stop_in: TextIO | None = None) -> None
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, file=port_out, flush=True)
-    # Warm the imports every stage needs while the launcher plans its first pipeline (or
-    # runs the one-unit passes itself): about a second of CPU per process that would
-    # otherwise come when the first bundle arrives, in every worker at once.
-    import apache_beam.runners.worker.bundle_processor
-    import apache_beam.runners.worker.sdk_worker  # noqa: F401
-    import PIL.Image  # noqa: F401
-    import pyarrow.parquet  # noqa: F401
+    from openwit.worker_fork import import_what_workers_run
 
-    import openwit.build
-    import openwit.unit_transform  # noqa: F401
-
+    import_what_workers_run()  # (a forked worker has it all already)
     stop_in.read()  # returns at end of file: the launcher is gone or done
     server.stop(grace=None)
     os._exit(0)  # SDK harness threads are daemons of a finished build
