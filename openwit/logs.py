@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 #: Beam warnings that say nothing to an openwit user: the GCP extra missing at import
 #: (harmless without Dataflow), and the FnApiRunner's advice on ``direct_num_workers``,
@@ -34,6 +35,10 @@ def _add_once(logger: logging.Logger, kind: type[logging.Filter]) -> None:
 
 def quiet_beam_logging() -> None:
     """Keep Beam's import-time and per-bundle chatter out of the user's terminal."""
+    # gRPC's core logs a line for each connection a stopped worker closes ("Got goaway").
+    # It reads this when it starts, in this process and in the workers forked from it; a
+    # user's own setting wins.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     _add_once(logging.getLogger(), _DropApitoolsWarning)
     _add_once(logging.getLogger("apache_beam.runners.common"), _DropStorageFailures)
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
