@@ -19,6 +19,7 @@ Files of unit ``U`` of a pass named ``P`` (the last pass of a stage has the empt
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +37,12 @@ from openwit.schemas import REJECTION_SCHEMA
 from openwit.units import WorkUnit
 
 PART = "part"
+#: Rows per row group of a stage's files, at most. A unit's reader reads whole row groups
+#: (about 2.5x a group's Arrow size while decoding), so an ingest bucket of 100,000 pairs
+#: written as one group cost each text worker 40 MB beyond what its 50,000-row unit needs.
+#: A group larger than this is written as even parts (100,000 rows: 2 of 50,000). The
+#: default unit is 50,000 rows, so units are not cut smaller.
+MAX_ROWS_PER_ROW_GROUP = 50_000
 REJECTIONS = "rejections"
 DONE = "done"
 _DONE_NAME = re.compile(r"(?:^|/)(?:[a-z0-9_]+\.)?done-\d+\.json$")
@@ -79,6 +86,18 @@ def done_marker(attempt: str, pass_name: str, unit: WorkUnit | int) -> str:
     return unit_file(attempt, pass_name, DONE, unit, "json")
 
 
+def statistics_columns(schema: pa.Schema) -> list[str]:
+    """The columns whose min and max a footer keeps: the uid (ingest's buckets pick row
+    groups by it) and the fixed-width columns. Not the other strings and bytes: a caption's
+    or a url's min and max cost more footer than they are worth, and every reader of a row
+    group parses the footer again (pass 2 of ingest reads 200 files' footers a bucket)."""
+    return [
+        f.name
+        for f in schema
+        if f.name == "uid" or not (pa.types.is_string(f.type) or pa.types.is_binary(f.type))
+    ]
+
+
 def parquet_bytes(table: pa.Table | list[pa.Table], schema: pa.Schema | None = None) -> bytes:
     """A table (or row groups) as Parquet: zstd, except columns of image bytes (JPEG and
     WebP do not compress; zstd on them would only cost CPU)."""
@@ -88,9 +107,12 @@ def parquet_bytes(table: pa.Table | list[pa.Table], schema: pa.Schema | None = N
     schema = groups[0].schema
     compression = {f.name: "none" if f.name == "image" else "zstd" for f in schema}
     sink = io.BytesIO()
-    with pq.ParquetWriter(sink, schema, compression=compression) as writer:
+    with pq.ParquetWriter(
+        sink, schema, compression=compression, write_statistics=statistics_columns(schema)
+    ) as writer:
         for group in groups:
-            writer.write_table(group, row_group_size=max(1, group.num_rows))
+            pieces = max(1, math.ceil(group.num_rows / MAX_ROWS_PER_ROW_GROUP))
+            writer.write_table(group, row_group_size=max(1, math.ceil(group.num_rows / pieces)))
     return sink.getvalue()
 
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from openwit import fs
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,23 @@ def parquet_metadata(path: str) -> pq.FileMetaData:
         return pq.ParquetFile(stream).metadata
 
 
-def footers(paths: Sequence[str]) -> list[pq.FileMetaData]:
-    """Footers of many files, read side by side when they are remote."""
+def row_group_sizes(metadata: pq.FileMetaData) -> list[int]:
+    return [metadata.row_group(index).num_rows for index in range(metadata.num_row_groups)]
+
+
+def footers(paths: Sequence[str], summarize: Callable[[pq.FileMetaData], T]) -> list[T]:
+    """``summarize`` of each file's footer, read side by side when the files are remote.
+
+    Each footer is dropped once summarized: a footer carries every column's statistics for
+    every row group, and 200 of them held together cost a worker 50 MB at 10M candidates."""
+
+    def summary(path: str) -> T:
+        return summarize(parquet_metadata(path))
+
     if all(fs.is_local(p) for p in paths) or len(paths) < 2:
-        return [parquet_metadata(p) for p in paths]
+        return [summary(p) for p in paths]
     with ThreadPoolExecutor(16) as pool:
-        return list(pool.map(parquet_metadata, paths))
+        return list(pool.map(summary, paths))
 
 
 def plan_row_groups(files: Sequence[str], rows_per_unit: int) -> list[RowGroup]:
@@ -100,9 +113,8 @@ def plan_row_groups(files: Sequence[str], rows_per_unit: int) -> list[RowGroup]:
     paths = sorted(str(f) for f in files)
     groups: list[RowGroup] = []
     next_unit = 0
-    for path, metadata in zip(paths, footers(paths)):
-        for group in range(metadata.num_row_groups):
-            rows = metadata.row_group(group).num_rows
+    for path, sizes in zip(paths, footers(paths, row_group_sizes)):
+        for group, rows in enumerate(sizes):
             if rows:
                 groups.append(RowGroup(path, group, rows, next_unit))
                 next_unit += math.ceil(rows / rows_per_unit)
@@ -151,6 +163,7 @@ class UnitReader:
     def _row_group(self, path: str, row_group: int) -> pa.Table:
         key = (path, row_group)
         if self._group is None or self._group[0] != key:
+            self._group = None  # not two groups in memory while the next one is read
             with fs.open_input(path) as stream:
                 table = pq.ParquetFile(stream).read_row_group(row_group, columns=self.columns)
             self._group = (key, table)

@@ -26,8 +26,10 @@ import math
 import os
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from openwit import fs
 from openwit.config import BuildConfig
@@ -49,7 +51,7 @@ PAIRS = "pairs"
 MAX_ROWS_PER_ROW_GROUP = 8192
 MIN_ROWS_PER_ROW_GROUP = 1024
 #: Pairs per bucket of pass 2 (its memory: ~300 bytes a pair in Arrow, twice while sorted).
-PAIRS_PER_BUCKET = 200_000
+PAIRS_PER_BUCKET = 100_000
 #: Uids are hex; buckets cut the space of their first 8 digits.
 PREFIX_DIGITS = 8
 PREFIX_SPACE = 16**PREFIX_DIGITS
@@ -125,17 +127,23 @@ def bucket_range(bucket: int, buckets: int) -> tuple[int, int]:
 GroupRange = tuple[str, int, int, int, int]
 
 
+def _uid_ranges(metadata: pq.FileMetaData) -> list[tuple[int, int, int, int]]:
+    column = metadata.schema.names.index("uid")
+    ranges = []
+    for index in range(metadata.num_row_groups):
+        group = metadata.row_group(index)
+        stats = group.column(column).statistics
+        ranges.append((index, group.num_rows, uid_prefix(stats.min), uid_prefix(stats.max)))
+    return ranges
+
+
 def row_group_ranges(files: list[str]) -> list[GroupRange]:
     """The uid range of every row group of pass 1's files, from the footers' statistics."""
-    ranges = []
-    for path, metadata in zip(files, footers(files)):
-        column = metadata.schema.names.index("uid")
-        for index in range(metadata.num_row_groups):
-            group = metadata.row_group(index)
-            stats = group.column(column).statistics
-            first, last = uid_prefix(stats.min), uid_prefix(stats.max)
-            ranges.append((path, index, group.num_rows, first, last))
-    return ranges
+    return [
+        (path, *group)
+        for path, groups in zip(files, footers(files, _uid_ranges))
+        for group in groups
+    ]
 
 
 def bucket_slices(ranges: list[GroupRange], bucket: int, buckets: int) -> list[Slice]:
@@ -150,32 +158,36 @@ def bucket_slices(ranges: list[GroupRange], bucket: int, buckets: int) -> list[S
 
 def unique_pairs(table: pa.Table) -> UnitOutput:
     """The ``dedup`` core: one pair per uid (the smallest ``(source, source_offset)``);
-    each other copy is a ``duplicate_pair`` rejection naming the kept one."""
-    table = table.sort_by(
-        [("uid", "ascending"), ("source", "ascending"), ("source_offset", "ascending")]
-    )
-    uids = table.column("uid")
+    each other copy is a ``duplicate_pair`` rejection naming the kept one.
+
+    It sorts indices, not the table, and takes the kept rows once: a bucket's rows are
+    copied once, not twice (sorted, then filtered), and only the duplicates become Python
+    objects."""
     if table.num_rows == 0:
         return UnitOutput(kept=table, rejected=rejections_table([]))
-    first = pc.not_equal(uids.slice(1), uids.slice(0, table.num_rows - 1))
-    keep = pa.concat_arrays([pa.array([True]), first.combine_chunks()])
-    duplicates = table.filter(pc.invert(keep))
+    order = pc.sort_indices(
+        table.select(["uid", "source", "source_offset"]),
+        sort_keys=[("uid", "ascending"), ("source", "ascending"), ("source_offset", "ascending")],
+    )
+    uids = table.column("uid").take(order).combine_chunks()
+    first = pc.not_equal(uids.slice(1), uids.slice(0, len(uids) - 1))
+    keep = pa.concat_arrays([pa.array([True]), first]).to_numpy(zero_copy_only=False)
+    kept = table.take(order.filter(pa.array(keep)))
     rejected = []
-    if duplicates.num_rows:
-        kept_at = {}
-        for uid, source, offset, is_first in zip(
-            uids.to_pylist(),
-            table.column("source").to_pylist(),
-            table.column("source_offset").to_pylist(),
-            keep.to_pylist(),
-        ):
-            if is_first:
-                kept_at[uid] = f"{source}#{offset}"
+    if not keep.all():
+        kept_at = np.flatnonzero(keep)
+        duplicate_at = np.flatnonzero(~keep)
+        # The kept copy of a duplicate is the last kept row at or before it in sorted order.
+        owner_rows = order.take(kept_at[np.searchsorted(kept_at, duplicate_at, "right") - 1])
         rejected = [
-            Rejection(uid, STAGE, "duplicate_pair", f"same url and text as {kept_at[uid]}")
-            for uid in duplicates.column("uid").to_pylist()
+            Rejection(uid, STAGE, "duplicate_pair", f"same url and text as {source}#{offset}")
+            for uid, source, offset in zip(
+                uids.take(duplicate_at).to_pylist(),
+                table.column("source").take(owner_rows).to_pylist(),
+                table.column("source_offset").take(owner_rows).to_pylist(),
+            )
         ]
-    return UnitOutput(kept=table.filter(keep), rejected=rejections_table(rejected))
+    return UnitOutput(kept=kept, rejected=rejections_table(rejected))
 
 
 class BucketCore(UnitWork):

@@ -29,7 +29,7 @@ from openwit.pipeline.shard.tars import shard_files, shard_name, write_shard
 from openwit.schemas import KEY_DIGITS, sample_key
 from openwit.stage import Stage, StageContext, StageResult
 from openwit.unit_transform import UnitWork, run_units
-from openwit.units import Slice, WorkUnit, footers
+from openwit.units import Slice, WorkUnit, footers, row_group_sizes
 
 STAGE = "shard"
 SIZES_FILE = "sizes.json"
@@ -40,9 +40,9 @@ def plan_shards(files: list[str], per_shard: int) -> list[WorkUnit]:
     units: list[WorkUnit] = []
     pieces: list[Slice] = []
     taken = 0
-    for path, metadata in zip(files, footers(files)):
-        for group in range(metadata.num_row_groups):
-            rows, start = metadata.row_group(group).num_rows, 0
+    for path, sizes in zip(files, footers(files, row_group_sizes)):
+        for group, rows in enumerate(sizes):
+            start = 0
             while start < rows:
                 stop = min(rows, start + per_shard - taken)
                 pieces.append(Slice(path, group, start, stop))

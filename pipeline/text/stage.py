@@ -35,6 +35,8 @@ from .langid import LanguageId, language_id
 
 STAGE = "text"
 OUTPUT_SCHEMA = candidate_schema(STAGE)
+#: Captions decided at a time (see :func:`filter_texts`).
+CHUNK_ROWS = 8192
 
 #: A caption's verdict: ``(text, lang, score)`` to keep it, or ``(reason, detail)``.
 Verdict = tuple[str, str, float] | tuple[str, str]
@@ -56,7 +58,23 @@ def check_text(settings: TextConfig, identify: LanguageId, raw: str) -> Verdict:
 
 def filter_texts(settings: TextConfig, identify: LanguageId, table: pa.Table) -> UnitOutput:
     """The text core for a unit: kept records (normalised, with language) and rejections.
-    A caption the core raises on is a ``stage_error`` rejection."""
+    A caption the core raises on is a ``stage_error`` rejection.
+
+    The unit is decided :data:`CHUNK_ROWS` captions at a time, so that the Python strings
+    made for the checks are a chunk's, whatever the unit's size."""
+    kept, rejected = [], []
+    for start in range(0, max(1, table.num_rows), CHUNK_ROWS):
+        chunk_kept, chunk_rejected = _filter_chunk(
+            settings, identify, table.slice(start, CHUNK_ROWS)
+        )
+        kept.append(chunk_kept)
+        rejected.append(chunk_rejected)
+    return UnitOutput(pa.concat_tables(kept), pa.concat_tables(rejected))
+
+
+def _filter_chunk(
+    settings: TextConfig, identify: LanguageId, table: pa.Table
+) -> tuple[pa.Table, pa.Table]:
     uids = table.column("uid").to_pylist()
     keep: list[bool] = []
     texts: list[str] = []
@@ -86,9 +104,7 @@ def filter_texts(settings: TextConfig, identify: LanguageId, table: pa.Table) ->
     )
     kept = kept.append_column("lang", pa.array(langs, pa.string()))
     kept = kept.append_column("lang_score", pa.array(scores, pa.float32()))
-    return UnitOutput(
-        kept.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA), rejections_table(rejected)
-    )
+    return kept.select(OUTPUT_SCHEMA.names).cast(OUTPUT_SCHEMA), rejections_table(rejected)
 
 
 def text_core(settings: TextConfig) -> TableCore:

@@ -303,5 +303,5 @@ def test_pass_one_row_groups_shrink_with_the_number_of_read_units():
     )
 
     assert rows_per_row_group(1) == MAX_ROWS_PER_ROW_GROUP
-    assert rows_per_row_group(100) == PAIRS_PER_BUCKET // 100
+    assert rows_per_row_group(50) == PAIRS_PER_BUCKET // 50
     assert rows_per_row_group(10**6) == MIN_ROWS_PER_ROW_GROUP

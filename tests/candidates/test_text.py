@@ -110,6 +110,35 @@ def test_core_language_rejections():
     assert anything["lang"] == "de"
 
 
+def test_core_decides_a_unit_in_chunks_with_the_same_output(monkeypatch):
+    captions = [
+        "a red bicycle leaning against a wall",
+        "IMG_0042.jpg",
+        "ein rotes Fahrrad steht an der Wand",
+        "two dogs playing in the snow",
+        "x",
+        "a sailing boat on a calm blue lake",
+        "f/2.8 1/250s ISO 100",
+    ]
+    table = pa.Table.from_pylist(
+        [
+            {"uid": f"{i:02d}", "url": f"http://x/{i}.jpg", "text": t, "source": "s"}
+            | {"source_offset": i}
+            for i, t in enumerate(captions)
+        ],
+        schema=candidate_schema("ingest"),
+    )
+    config = TextConfig()
+    identify = language_id(config.lang_backend)
+    whole = filter_texts(config, identify, table)
+    monkeypatch.setattr("openwit.pipeline.text.stage.CHUNK_ROWS", 2)
+    chunked = filter_texts(config, identify, table)
+    assert chunked.kept.equals(whole.kept) and chunked.rejected.equals(whole.rejected)
+    assert whole.kept.num_rows == 3 and whole.rejected.num_rows == 4
+    empty = filter_texts(config, identify, table.slice(0, 0))
+    assert empty.kept.num_rows == 0 and empty.kept.schema == whole.kept.schema
+
+
 def test_text_stage_writes_kept_records_in_order_and_rejections(tmp_path):
     rows = [
         {"uid": "1", "text": "a red bicycle leaning against a wall"},
