@@ -258,3 +258,39 @@ def test_finished_units_are_written_before_a_slow_one_started_earlier(tmp_path):
     assert written == [1, 2, 3]  # committed while unit 0 still waited
     assert fn.core.finished == [1, 2, 3, 0]
     assert sorted(os.listdir(tmp_path / "attempt"))[-1] == "part-00000003.parquet"
+
+
+def test_stage_files_cut_large_tables_into_even_row_groups_with_uid_statistics():
+    import io
+
+    import pyarrow.parquet as pq
+
+    from openwit.outputs import MAX_ROWS_PER_ROW_GROUP, parquet_bytes
+
+    rows = 2 * MAX_ROWS_PER_ROW_GROUP + 3
+    assert MAX_ROWS_PER_ROW_GROUP == 50_000
+    table = pa.table(
+        {
+            "uid": [f"{i:032x}" for i in range(rows)],
+            "text": ["a caption"] * rows,
+            "n": list(range(rows)),
+        }
+    )
+    metadata = pq.ParquetFile(io.BytesIO(parquet_bytes([table, table.slice(0, 5)]))).metadata
+    sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    # Three even groups, not 50,000 + 50,000 + 3; a small table stays one group.
+    assert sizes == [33_335, 33_335, 33_333, 5]
+    assert max(sizes) <= MAX_ROWS_PER_ROW_GROUP
+    first = metadata.row_group(0)
+    assert [first.column(i).is_stats_set for i in range(3)] == [True, False, True]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="openwit asks for jemalloc on Linux only")
+def test_openwit_processes_use_jemalloc_unless_the_user_chose_a_pool():
+    script = "import openwit, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    chosen = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert chosen.stdout.strip() == "jemalloc", chosen.stderr
+    env["ARROW_DEFAULT_MEMORY_POOL"] = "system"
+    kept = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert kept.stdout.strip() == "system", kept.stderr
