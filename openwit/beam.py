@@ -170,6 +170,7 @@ def new_pipeline(
     quiet_beam_logging()
     options = dict(beam_options or {})
     if worker_pool is not None:
+        worker_pool.check()
         options["direct_num_workers"] = worker_pool.size
     return beam.Pipeline(
         runner=make_runner(runner, worker_pool), options=pipeline_options(runner, options)

@@ -21,6 +21,14 @@ class ConfigError(UserError):
     """The config file or a CLI override is invalid."""
 
 
+class WorkerLost(UserError):
+    """A worker process of openwit's local pool ended while a build was using it (killed
+    by the kernel for memory, say). Exit 1: nothing was wrong with the input; the stage's
+    finished units are kept for ``--resume``."""
+
+    exit_code = 1
+
+
 class FunnelLawError(Exception):
     """The per-stage record counts do not reconcile: a record was lost or invented.
 

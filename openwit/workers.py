@@ -27,16 +27,27 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import subprocess
 import sys
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any, TextIO
 
+from openwit.errors import WorkerLost
+
 #: Workers in the pool; 0 (or 1) means: run in the launcher process (in_memory).
 WORKERS_ENV = "OPENWIT_WORKERS"
+#: How often the pool looks at its workers, and how long after failing the running
+#: pipeline for a lost worker it waits for the runner to return before the launcher leaves.
+WATCH_INTERVAL_S = 0.5
+LOST_EXIT_AFTER_S = 60.0
+#: How long a report of a dropped connection waits to see whether a worker ended.
+LOSS_SHOWS_WITHIN_S = 0.5
 
 
 def pool_size_for(runner: str, beam_options: dict[str, Any]) -> int:
@@ -66,6 +77,13 @@ class LocalWorkerPool:
         self.address = ""
         self.zygote: Any = None  # worker_zygote.Zygote, where the workers are forked
         self._dispatcher: _Dispatcher | None = None
+        #: Held while the workers are swapped or stopped, so the watch never takes a
+        #: worker being stopped on purpose for a lost one.
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._watch: threading.Thread | None = None
+        #: Why the pool failed the running pipeline (:meth:`watch`), if it did.
+        self.lost: Exception | None = None
 
     def __enter__(self) -> LocalWorkerPool:
         self.start()
@@ -125,6 +143,10 @@ class LocalWorkerPool:
         port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
         self.address = f"127.0.0.1:{port}"
+        _quiet_about_lost_workers()
+        _pools_in_use.add(self)
+        self._watch = threading.Thread(target=self.watch, name="openwit-pool-watch", daemon=True)
+        self._watch.start()
 
     def prepare(self, target: str, args: list[Any], fs_options: dict[str, Any]) -> None:
         """Have ``module:function(*args)`` built once for the workers of a later stage
@@ -138,20 +160,81 @@ class LocalWorkerPool:
         since the last ones (call between pipelines: none may be running)."""
         if self.zygote is None or not self.zygote.prepared:
             return
-        old, new = self.processes, self.zygote.fork(self.size)
-        if new is None:  # not ready: these workers build what they need themselves
-            return
-        self.processes, self.ports = new, [worker.port for worker in new]
-        if self._dispatcher is not None:
-            self._dispatcher.replace(_stubs(self.ports))
-        self.zygote.stop([worker.pid for worker in old])
+        with self._lock:
+            if self.zygote.process.poll() is not None:
+                raise WorkerLost(self._lost_message(self.zygote.process, "zygote"))
+            old, new = self.processes, self.zygote.fork(self.size)
+            if new is None:  # not ready: these workers build what they need themselves
+                return
+            self.processes, self.ports = new, [worker.port for worker in new]
+            if self._dispatcher is not None:
+                self._dispatcher.replace(_stubs(self.ports))
+            self.zygote.stop([worker.pid for worker in old])
 
     def alive(self) -> bool:
         return bool(self.processes) and all(p.poll() is None for p in self.processes)
 
+    def check(self) -> None:
+        """Raise :class:`WorkerLost` if a worker, or the zygote, has ended: before a
+        pipeline, which would otherwise fail on a refused connection."""
+        with self._lock:
+            if self.lost is not None:
+                raise self.lost
+            zygote = self.zygote.process if self.zygote is not None else None
+            if zygote is not None and zygote.poll() is not None:
+                raise WorkerLost(self._lost_message(zygote, "zygote"))
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise WorkerLost(self._lost_message(process, "worker"))
+
+    def watch(self) -> None:
+        """Fail the running pipeline when a worker ends while the pool is in use.
+
+        Beam's FnApiRunner waits for a bundle's answer without a timeout: a worker killed
+        for memory hung the build for good, at 0% CPU. The watch fails the runner's
+        pending requests with :class:`WorkerLost` (as Beam's own Docker environment does
+        when its container stops); the stage fails, and its finished units are kept for
+        ``--resume``. Should the runner still not return, the launcher leaves with the
+        same one-line error rather than hang."""
+        while not self._closing.wait(WATCH_INTERVAL_S):
+            with self._lock:
+                if self._closing.is_set():
+                    return
+                gone = [p for p in self.processes if p.poll() is not None]
+                if not gone:
+                    continue
+                zygote = self.zygote.process if self.zygote is not None else None
+                if zygote is not None and zygote.poll() is not None:
+                    self.lost = WorkerLost(self._lost_message(zygote, "zygote"))
+                else:
+                    self.lost = WorkerLost(self._lost_message(gone[0], "worker"))
+            fail_running_pipelines(self.lost)
+            if self._closing.wait(LOST_EXIT_AFTER_S):
+                return
+            print(f"openwit: {self.lost}", file=sys.stderr, flush=True)
+            os._exit(self.lost.exit_code)
+
+    @staticmethod
+    def _lost_message(process: Any, role: str) -> str:
+        code = process.poll()
+        how = (
+            f"killed by signal {-code}"
+            + (" (SIGKILL: the kernel's out-of-memory killer, or a user)" if code == -9 else "")
+            if code is not None and code < 0
+            else "ended"
+        )
+        what = "the process the workers are forked from" if role == "zygote" else "a worker"
+        return (
+            f"{what} of openwit's local pool (pid {process.pid}) {how} during the build; "
+            "the finished work units are kept: rerun with --resume to go on"
+        )
+
     def stop(self) -> None:
         from openwit.worker_fork import wait_or_kill
 
+        with self._lock:
+            self._closing.set()
+        _pools_in_use.discard(self)
         if self.server is not None:
             self.server.stop(grace=None)
             self.server = None
@@ -167,6 +250,70 @@ class LocalWorkerPool:
             if process.stdout:
                 process.stdout.close()
         self.processes, self.ports = [], []
+
+
+#: Pools whose workers a pipeline may be using (connected, not stopped).
+_pools_in_use: weakref.WeakSet[LocalWorkerPool] = weakref.WeakSet()
+#: Beam's loggers that report a worker's dropped connections, each with a traceback.
+_BEAM_LOSS_LOGGERS = (
+    "apache_beam.runners.worker.data_plane",
+    "apache_beam.runners.portability.fn_api_runner.worker_handlers",
+)
+
+
+def worker_lost(wait_s: float = 0.0) -> bool:
+    """Whether a worker of a pool in use has ended (stopping a pool ends none of them),
+    looking again for up to ``wait_s``: a killed worker's connections close a moment
+    before the kernel shows the process as ended."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        for pool in list(_pools_in_use):
+            if pool.lost is not None or any(p.poll() is not None for p in list(pool.processes)):
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+
+
+class _UnlessWorkerLost(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not worker_lost(LOSS_SHOWS_WITHIN_S)
+
+
+def _quiet_about_lost_workers() -> None:
+    """Once a worker is lost, Beam's launcher-side threads each report its closed
+    connections (a logged error or a thread's uncaught ``grpc.RpcError``, tracebacks
+    all); the loss is reported once, as :class:`WorkerLost`'s one line. Nothing else is
+    silenced: the filters pass everything while every worker lives."""
+    global _default_excepthook
+    if _default_excepthook is not None:
+        return
+    for name in _BEAM_LOSS_LOGGERS:
+        logging.getLogger(name).addFilter(_UnlessWorkerLost())
+    _default_excepthook = threading.excepthook
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        import grpc
+
+        if isinstance(args.exc_value, grpc.RpcError) and worker_lost(LOSS_SHOWS_WITHIN_S):
+            return
+        _default_excepthook(args)  # type: ignore[misc]
+
+    threading.excepthook = excepthook
+
+
+_default_excepthook: Any = None
+
+
+def fail_running_pipelines(error: Exception) -> None:
+    """Fail every request Beam's runners in this process are waiting on with ``error``."""
+    import gc
+
+    from apache_beam.runners.portability.fn_api_runner.worker_handlers import ControlConnection
+
+    for connection in [o for o in gc.get_objects() if isinstance(o, ControlConnection)]:
+        for future in list(connection._futures_by_id.values()):
+            future.abort(error)
 
 
 def _stubs(ports: list[int]) -> list[Any]:

@@ -333,3 +333,56 @@ def test_a_refresh_keeps_the_workers_while_the_zygote_is_still_preparing():
     done = _python(script, timeout=25)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "True"]
+
+
+_LOSES_A_WORKER = """
+import os, signal, sys, time
+from openwit.beam import beam, new_pipeline
+from openwit.errors import WorkerLost
+from openwit.workers import LocalWorkerPool
+
+def kill(item, victim):
+    if item == 5:  # the worker itself, or the zygote it was forked from
+        os.kill(os.getpid() if victim == "worker" else os.getppid(), signal.SIGKILL)
+    time.sleep(0.05)
+    return item
+
+pool = LocalWorkerPool(2); pool.start()
+victim = sys.argv[1]
+if victim == "between":  # the zygote, and so the workers, end between two pipelines
+    os.kill(pool.zygote.process.pid, signal.SIGKILL)
+    while any(p.poll() is None for p in pool.processes):
+        time.sleep(0.05)
+started = time.monotonic()
+try:
+    with new_pipeline("DirectRunner", {}, pool) as pipeline:
+        _ = (
+            pipeline | beam.Create(list(range(40)), reshuffle=False) | beam.Reshuffle()
+            | beam.Map(kill, victim)
+        )
+except WorkerLost as exc:
+    print(f"lost after {time.monotonic() - started:.1f} s: {exc}", flush=True)
+finally:
+    pool.stop()
+"""
+
+
+@FORKS
+@pytest.mark.parametrize(
+    "start,victim",
+    [("fork", "worker"), ("spawn", "worker"), ("fork", "zygote"), ("fork", "between")],
+)
+def test_a_worker_that_dies_fails_the_pipeline_with_one_line_instead_of_hanging(start, victim):
+    """Beam's runner waits for a bundle without a timeout: a worker killed for memory hung
+    the build for good. The pool's watch fails the pipeline with WorkerLost."""
+    env = {**os.environ, "OPENWIT_WORKER_START": start}
+    done = subprocess.run(
+        [sys.executable, "-c", _LOSES_A_WORKER, victim],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("lost after "), (done.stdout, done.stderr[-3000:])
+    expected = "a worker" if victim == "worker" else "the process the workers are forked from"
+    assert expected in done.stdout and "--resume" in done.stdout
+    # Beam's threads report each closed connection with a traceback; the loss is told once.
+    assert "Traceback" not in done.stderr and "RpcError" not in done.stderr, done.stderr[-3000:]
