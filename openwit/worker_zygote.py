@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from openwit import worker_fork
+from openwit.errors import WorkerLost
 
 #: The longest a refresh waits for the zygote to finish what it prepares (a build of 500k
 #: queries takes about 2 s); past it the stage keeps its workers, which build it themselves.
@@ -83,7 +84,11 @@ class Zygote:
         self._send({"op": "fork", "count": count})
         line = self.reader.readline()
         if not line:
-            raise RuntimeError("openwit's worker zygote has exited")
+            raise WorkerLost(
+                f"the process openwit's workers are forked from (pid {self.pid}) ended "
+                "during the build; the finished work units are kept: rerun with --resume "
+                "to go on"
+            )
         reply = json.loads(line)
         if reply.get("busy"):
             return None
