@@ -52,6 +52,9 @@ MAX_ROWS_PER_ROW_GROUP = 8192
 MIN_ROWS_PER_ROW_GROUP = 1024
 #: Pairs per bucket of pass 2 (its memory: ~300 bytes a pair in Arrow, twice while sorted).
 PAIRS_PER_BUCKET = 100_000
+#: The order of pairs in both passes: by uid, the copies of a pair by where they were read
+#: (the first of them is the one kept).
+PAIR_ORDER = [("uid", "ascending"), ("source", "ascending"), ("source_offset", "ascending")]
 #: Uids are hex; buckets cut the space of their first 8 digits.
 PREFIX_DIGITS = 8
 PREFIX_SPACE = 16**PREFIX_DIGITS
@@ -85,9 +88,7 @@ def read_pairs(unit: WorkUnit, rows_per_group: int = MAX_ROWS_PER_ROW_GROUP) -> 
             pairs.append(item)
     n_in = len(pairs) + len(rejected)
     table = pa.Table.from_pylist(pairs, schema=OUTPUT_SCHEMA)
-    table = table.sort_by(
-        [("uid", "ascending"), ("source", "ascending"), ("source_offset", "ascending")]
-    )
+    table = table.sort_by(PAIR_ORDER)
     groups = [
         table.slice(start, rows_per_group) for start in range(0, table.num_rows, rows_per_group)
     ]
@@ -165,10 +166,7 @@ def unique_pairs(table: pa.Table) -> UnitOutput:
     objects."""
     if table.num_rows == 0:
         return UnitOutput(kept=table, rejected=rejections_table([]))
-    order = pc.sort_indices(
-        table.select(["uid", "source", "source_offset"]),
-        sort_keys=[("uid", "ascending"), ("source", "ascending"), ("source_offset", "ascending")],
-    )
+    order = pc.sort_indices(table.select([name for name, _ in PAIR_ORDER]), sort_keys=PAIR_ORDER)
     uids = table.column("uid").take(order).combine_chunks()
     first = pc.not_equal(uids.slice(1), uids.slice(0, len(uids) - 1))
     keep = pa.concat_arrays([pa.array([True]), first]).to_numpy(zero_copy_only=False)
