@@ -28,6 +28,20 @@ class WorkerLost(UserError):
 
     exit_code = 1
 
+    @classmethod
+    def of(cls, what: str, pid: int, exit_code: int | None = None) -> WorkerLost:
+        """The one line for process ``pid`` (``what`` it was) that ended, with the signal
+        that killed it when its exit code says (a negative code, as ``Popen`` gives)."""
+        how = "ended"
+        if exit_code is not None and exit_code < 0:
+            how = f"killed by signal {-exit_code}"
+            if exit_code == -9:
+                how += " (SIGKILL: the kernel's out-of-memory killer, or a user)"
+        return cls(
+            f"{what} (pid {pid}) {how} during the build; the finished work units are kept: "
+            "rerun with --resume to go on"
+        )
+
 
 class FunnelLawError(Exception):
     """The per-stage record counts do not reconcile: a record was lost or invented.

@@ -34,6 +34,8 @@ from openwit.errors import WorkerLost
 #: The longest a refresh waits for the zygote to finish what it prepares (a build of 500k
 #: queries takes about 2 s); past it the stage keeps its workers, which build it themselves.
 PREPARE_WAIT_S = 120.0
+#: What a lost zygote is called in the error a user reads.
+ZYGOTE = "the process the workers are forked from in openwit's local pool"
 
 
 class ZygoteWorker(worker_fork.WorkerProcess):
@@ -84,11 +86,7 @@ class Zygote:
         self._send({"op": "fork", "count": count})
         line = self.reader.readline()
         if not line:
-            raise WorkerLost(
-                f"the process openwit's workers are forked from (pid {self.pid}) ended "
-                "during the build; the finished work units are kept: rerun with --resume "
-                "to go on"
-            )
+            raise WorkerLost.of(ZYGOTE, self.pid, self.process.poll())
         reply = json.loads(line)
         if reply.get("busy"):
             return None

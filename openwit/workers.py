@@ -162,7 +162,7 @@ class LocalWorkerPool:
             return
         with self._lock:
             if self.zygote.process.poll() is not None:
-                raise WorkerLost(self._lost_message(self.zygote.process, "zygote"))
+                raise _lost(self.zygote.process, zygote=True)
             old, new = self.processes, self.zygote.fork(self.size)
             if new is None:  # not ready: these workers build what they need themselves
                 return
@@ -178,14 +178,19 @@ class LocalWorkerPool:
         """Raise :class:`WorkerLost` if a worker, or the zygote, has ended: before a
         pipeline, which would otherwise fail on a refused connection."""
         with self._lock:
-            if self.lost is not None:
-                raise self.lost
-            zygote = self.zygote.process if self.zygote is not None else None
-            if zygote is not None and zygote.poll() is not None:
-                raise WorkerLost(self._lost_message(zygote, "zygote"))
-            for process in self.processes:
-                if process.poll() is not None:
-                    raise WorkerLost(self._lost_message(process, "worker"))
+            loss = self._loss()
+        if loss is not None:
+            raise loss
+
+    def _loss(self) -> WorkerLost | None:
+        """Why the pool cannot serve: what :meth:`watch` found, the zygote ended (its
+        workers leave with it), or a worker ended; None while all live."""
+        if self.lost is not None:
+            return self.lost
+        if self.zygote is not None and self.zygote.process.poll() is not None:
+            return _lost(self.zygote.process, zygote=True)
+        gone = [p for p in list(self.processes) if p.poll() is not None]
+        return _lost(gone[0], zygote=False) if gone else None
 
     def watch(self) -> None:
         """Fail the running pipeline when a worker ends while the pool is in use.
@@ -200,34 +205,14 @@ class LocalWorkerPool:
             with self._lock:
                 if self._closing.is_set():
                     return
-                gone = [p for p in self.processes if p.poll() is not None]
-                if not gone:
-                    continue
-                zygote = self.zygote.process if self.zygote is not None else None
-                if zygote is not None and zygote.poll() is not None:
-                    self.lost = WorkerLost(self._lost_message(zygote, "zygote"))
-                else:
-                    self.lost = WorkerLost(self._lost_message(gone[0], "worker"))
+                self.lost = self._loss()
+            if self.lost is None:
+                continue
             fail_running_pipelines(self.lost)
             if self._closing.wait(LOST_EXIT_AFTER_S):
                 return
             print(f"openwit: {self.lost}", file=sys.stderr, flush=True)
             os._exit(self.lost.exit_code)
-
-    @staticmethod
-    def _lost_message(process: Any, role: str) -> str:
-        code = process.poll()
-        how = (
-            f"killed by signal {-code}"
-            + (" (SIGKILL: the kernel's out-of-memory killer, or a user)" if code == -9 else "")
-            if code is not None and code < 0
-            else "ended"
-        )
-        what = "the process the workers are forked from" if role == "zygote" else "a worker"
-        return (
-            f"{what} of openwit's local pool (pid {process.pid}) {how} during the build; "
-            "the finished work units are kept: rerun with --resume to go on"
-        )
 
     def stop(self) -> None:
         from openwit.worker_fork import wait_or_kill
@@ -261,15 +246,22 @@ _BEAM_LOSS_LOGGERS = (
 )
 
 
+def _lost(process: Any, zygote: bool) -> WorkerLost:
+    from openwit.worker_zygote import ZYGOTE
+
+    what = ZYGOTE if zygote else "a worker of openwit's local pool"
+    return WorkerLost.of(what, process.pid, process.poll())
+
+
 def worker_lost(wait_s: float = 0.0) -> bool:
     """Whether a worker of a pool in use has ended (stopping a pool ends none of them),
     looking again for up to ``wait_s``: a killed worker's connections close a moment
     before the kernel shows the process as ended."""
     deadline = time.monotonic() + wait_s
     while True:
-        for pool in list(_pools_in_use):
-            if pool.lost is not None or any(p.poll() is not None for p in list(pool.processes)):
-                return True
+        # Without the pool's lock: a refresh holds it while the zygote forks.
+        if any(pool._loss() is not None for pool in list(_pools_in_use)):
+            return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
@@ -312,6 +304,7 @@ def fail_running_pipelines(error: Exception) -> None:
     from apache_beam.runners.portability.fn_api_runner.worker_handlers import ControlConnection
 
     for connection in [o for o in gc.get_objects() if isinstance(o, ControlConnection)]:
+        # Not connection.abort(): it walks the live dict the runner's threads change.
         for future in list(connection._futures_by_id.values()):
             future.abort(error)
 
