@@ -152,6 +152,8 @@ def stage_child(records: int, out: str) -> dict[str, Any]:
     started = time.perf_counter()
     outcome = runner.run()
     total = time.perf_counter() - started
+    # before this child reads the rejections back for the digest (2M rows at 10M)
+    launcher_peak_mb = round(_peak_rss_mb(resource.RUSAGE_SELF), 1)
     cpu = runner.reporter.cpu
     entry = outcome.manifest["stages"]["dedup"]
     build = BuildDir(out)
@@ -168,7 +170,7 @@ def stage_child(records: int, out: str) -> dict[str, Any]:
         "cpu_seconds": cpu,
         "funnel": entry["funnel"],
         "links": entry["stats"]["links"],
-        "peak_rss_launcher_mb": round(_peak_rss_mb(resource.RUSAGE_SELF), 1),
+        "peak_rss_launcher_mb": launcher_peak_mb,
         "peak_rss_worker_mb": runner.reporter.worker_peak_mb,
         "rejections": _rejection_digest(rejections),
     }
