@@ -37,10 +37,15 @@ class WorkerLost(UserError):
             how = f"killed by signal {-exit_code}"
             if exit_code == -9:
                 how += " (SIGKILL: the kernel's out-of-memory killer, or a user)"
-        return cls(
+        lost = cls(
             f"{what} (pid {pid}) {how} during the build; the finished work units are kept: "
             "rerun with --resume to go on"
         )
+        lost.what_happened = f"{what} (pid {pid}) {how}"
+        return lost
+
+    #: The loss without the advice (the runner first resumes the stage by itself).
+    what_happened: str = "a worker of openwit's local pool ended"
 
 
 class FunnelLawError(Exception):

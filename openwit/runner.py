@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import sys
 import threading
 import time
@@ -34,12 +35,18 @@ from typing import Any, Protocol
 from openwit import fs
 from openwit.builddir import COMMIT_FILE, FUNNEL, MANIFEST
 from openwit.config import BuildConfig, json_hash
-from openwit.errors import ConfigError, UserError
+from openwit.errors import ConfigError, UserError, WorkerLost
 from openwit.funnel import Funnel, StageCounts
 from openwit.lease import Lease, build_lease
 from openwit.outputs import collect_totals, is_done_marker
 from openwit.resources import resources_for
 from openwit.stage import Stage, StageContext
+
+log = logging.getLogger(__name__)
+
+#: How many times a stage resumes on new workers after openwit's local pool lost one
+#: (killed for memory, say) before the build fails: as Beam's runners retry a failed bundle.
+WORKER_LOSS_RETRIES = 1
 
 #: Distributions whose versions go into the manifest (read from metadata, not imported).
 RECORDED_VERSIONS = (
@@ -329,7 +336,9 @@ class BuildRunner:
                     )
                 for later in self.stages[index + 1 :]:
                     entries.pop(later.name, None)  # everything downstream is now stale
-                counts = self._run_stage(stage, fingerprint, previous, resume, outcome, lease)
+                counts = self._run_stage_on_workers(
+                    stage, fingerprint, previous, resume, outcome, lease
+                )
                 outcome.ran.append(stage.name)
             outcome.funnel.add(counts)
             previous, upstream, last_run = counts, fingerprint, stage.name
@@ -371,6 +380,48 @@ class BuildRunner:
                 problems.append(f"{rel} has {present[rel]:,} bytes, {size:,} when committed")
         return problems
 
+    def _run_stage_on_workers(
+        self,
+        stage: Stage,
+        fingerprint: str,
+        previous: StageCounts | None,
+        resume: bool,
+        outcome: BuildOutcome,
+        lease: Lease,
+    ) -> StageCounts:
+        """:meth:`_run_stage`; when openwit's local pool loses a worker, new workers take
+        over and the stage resumes with the units it finished (``--resume``'s way), up to
+        :data:`WORKER_LOSS_RETRIES` times: a long build does not stop for one process the
+        kernel killed. The next loss fails the build with the loss's one line."""
+        for retry in range(WORKER_LOSS_RETRIES + 1):
+            may_retry = retry < WORKER_LOSS_RETRIES
+            try:
+                return self._run_stage(
+                    stage, fingerprint, previous, resume or retry > 0, outcome, lease, may_retry
+                )
+            except WorkerLost as lost:
+                if not (may_retry and self._pool):
+                    raise
+                log.warning(
+                    "%s in stage %s; it resumes on new workers, keeping its finished units",
+                    lost.what_happened,
+                    stage.name,
+                )
+                self._replace_worker_pool()
+        raise AssertionError("unreachable: the last try returns or raises")
+
+    def _replace_worker_pool(self) -> None:
+        """Stop the pool that lost a worker and start another of the same size (spawned:
+        the launcher has used gRPC by now, so it no longer forks)."""
+        from openwit.workers import local_pool, pool_size_for
+
+        assert self._pool_stack is not None, "only while a build runs"
+        if self._pool:
+            self._pool.stop()
+        size = pool_size_for(self.config.runner, self.config.beam_options)
+        self._pool = self._pool_stack.enter_context(local_pool(size)) or False
+        self._prepared = False
+
     def _run_stage(
         self,
         stage: Stage,
@@ -379,6 +430,7 @@ class BuildRunner:
         resume: bool,
         outcome: BuildOutcome,
         lease: Lease,
+        may_retry: bool = False,
     ) -> StageCounts:
         manifest, name = outcome.manifest, stage.name
         old = manifest["stages"].get(name) or {}
@@ -462,7 +514,8 @@ class BuildRunner:
             entry["seconds"] = round(time.perf_counter() - started, 3)
             with contextlib.suppress(Exception):  # the original error matters more
                 self._save(manifest, outcome.funnel)
-            self.reporter.stage_failed(name, exc)
+            if not (may_retry and self._pool and isinstance(exc, WorkerLost)):
+                self.reporter.stage_failed(name, exc)
             raise
         progress.stop()
         seconds = time.perf_counter() - started

@@ -48,6 +48,8 @@ WATCH_INTERVAL_S = 0.5
 LOST_EXIT_AFTER_S = 60.0
 #: How long a report of a dropped connection waits to see whether a worker ended.
 LOSS_SHOWS_WITHIN_S = 0.5
+#: For this long after a loss, Beam's reports of closed connections are still the loss's.
+LOSS_QUIET_S = 30.0
 
 
 def pool_size_for(runner: str, beam_options: dict[str, Any]) -> int:
@@ -180,6 +182,7 @@ class LocalWorkerPool:
         with self._lock:
             loss = self._loss()
         if loss is not None:
+            _saw_a_loss()
             raise loss
 
     def _loss(self) -> WorkerLost | None:
@@ -208,6 +211,7 @@ class LocalWorkerPool:
                 self.lost = self._loss()
             if self.lost is None:
                 continue
+            _saw_a_loss()
             fail_running_pipelines(self.lost)
             if self._closing.wait(LOST_EXIT_AFTER_S):
                 return
@@ -255,16 +259,29 @@ def _lost(process: Any, zygote: bool) -> WorkerLost:
 
 def worker_lost(wait_s: float = 0.0) -> bool:
     """Whether a worker of a pool in use has ended (stopping a pool ends none of them),
-    looking again for up to ``wait_s``: a killed worker's connections close a moment
-    before the kernel shows the process as ended."""
+    or one was found lost in the last :data:`LOSS_QUIET_S` (the runner may have replaced
+    that pool by then, while Beam's threads of the failed pipeline still report its
+    connections), looking again for up to ``wait_s``: a killed worker's connections close
+    a moment before the kernel shows the process as ended."""
     deadline = time.monotonic() + wait_s
     while True:
+        if _loss_seen_at is not None and time.monotonic() - _loss_seen_at < LOSS_QUIET_S:
+            return True
         # Without the pool's lock: a refresh holds it while the zygote forks.
         if any(pool._loss() is not None for pool in list(_pools_in_use)):
             return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
+
+
+#: When a pool last found a worker lost (monotonic seconds).
+_loss_seen_at: float | None = None
+
+
+def _saw_a_loss() -> None:
+    global _loss_seen_at
+    _loss_seen_at = time.monotonic()
 
 
 class _UnlessWorkerLost(logging.Filter):

@@ -386,3 +386,58 @@ def test_a_worker_that_dies_fails_the_pipeline_with_one_line_instead_of_hanging(
     assert expected in done.stdout and "--resume" in done.stdout
     # Beam's threads report each closed connection with a traceback; the loss is told once.
     assert "Traceback" not in done.stderr and "RpcError" not in done.stderr, done.stderr[-3000:]
+
+
+_BUILD_LOSES_A_WORKER = """
+import json, sys
+from openwit.config import load_build_config
+from openwit.errors import WorkerLost
+from openwit.logs import configure_logging
+from openwit.runner import BuildRunner
+from tests.foundation.toy_stages import KillsItsWorker, ToyFilter, ToyIngest
+
+configure_logging()
+config = load_build_config(sys.argv[1], {"out": sys.argv[2]})
+stage = ToyFilter() if sys.argv[3] == "none" else KillsItsWorker(
+    None if sys.argv[3] == "always" else sys.argv[3]
+)
+try:
+    outcome = BuildRunner(config, [ToyIngest(), stage]).run()
+    print(json.dumps(outcome.funnel.to_json()))
+except WorkerLost as exc:
+    print(f"failed: {exc}")
+"""
+
+
+def _build_losing_workers(tmp_path: Path, out: str, kills: str) -> subprocess.CompletedProcess:
+    from tests.foundation.test_runner import write_config
+
+    env = {**os.environ, "OPENWIT_WORKERS": "2"}
+    return subprocess.run(
+        [sys.executable, "-c", _BUILD_LOSES_A_WORKER, str(write_config(tmp_path)), out, kills],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=180,
+    )  # fmt: skip
+
+
+@FORKS
+def test_a_stage_that_loses_a_worker_resumes_on_new_workers_with_nothing_lost(tmp_path):
+    """A worker killed for memory once does not stop a long build: the stage goes on on
+    new workers, keeping its finished units, and gives the same records as a build that
+    lost none. A second loss in the same stage fails the build with the loss's line."""
+    import json
+
+    whole = _build_losing_workers(tmp_path, str(tmp_path / "whole"), "none")
+    resumed = _build_losing_workers(tmp_path, str(tmp_path / "out"), str(tmp_path / "killed"))
+    assert (tmp_path / "killed").exists()  # the second unit did kill its worker
+    assert resumed.stdout.strip() == whole.stdout.strip(), (resumed.stdout, resumed.stderr)
+    assert "a worker of openwit's local pool (pid " in resumed.stderr
+    assert "in stage toy_filter; it resumes on new workers" in resumed.stderr
+    assert "Traceback" not in resumed.stderr and "RpcError" not in resumed.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["stages"]["toy_filter"]["stats"]["units_resumed"] >= 1
+
+    failed = _build_losing_workers(tmp_path, str(tmp_path / "again"), "always")
+    assert failed.returncode == 0, failed.stderr[-3000:]
+    assert failed.stdout.startswith("failed: a worker") and "--resume" in failed.stdout
+    assert failed.stderr.count("resumes on new workers") == 1
+    assert "Traceback" not in failed.stderr and "RpcError" not in failed.stderr, failed.stderr

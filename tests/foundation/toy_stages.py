@@ -158,3 +158,35 @@ class CrashingFilter(ToyFilter):
 
         last = len(plan_units(ctx.input_files, self.rows_per_unit)) - 1
         return functools.partial(_crashing_core, ctx.config.text.min_chars, last)
+
+
+class _KillsItsWorker(LoggedCore):
+    def __init__(self, apply: Any, marker: str | None) -> None:
+        super().__init__(apply)
+        self.marker = marker
+
+    def run(self, unit: WorkUnit) -> UnitOutput:
+        if unit.index == 1 and (self.marker is None or not os.path.exists(self.marker)):
+            if self.marker is not None:
+                open(self.marker, "w").close()
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer
+        return super().run(unit)
+
+
+def _killing_core(min_chars: int, marker: str | None) -> TableCore:
+    core = functools.partial(keep_long_texts, min_chars)
+    apply = functools.partial(apply_record_core, "toy_filter", core, schema=INGEST_SCHEMA)
+    return _KillsItsWorker(apply, marker)
+
+
+class KillsItsWorker(ToyFilter):
+    """ToyFilter whose second unit kills the worker process running it: once, when
+    ``marker`` (a file it creates) names a path, or on every try when it is None."""
+
+    def __init__(self, marker: str | None) -> None:
+        self.marker = marker
+
+    def make_core(self, ctx: StageContext, resources: Resources) -> Callable[[], TableCore]:
+        return functools.partial(_killing_core, ctx.config.text.min_chars, self.marker)
