@@ -19,13 +19,14 @@ interrupted run left (its finished units are kept); ``until`` stops after a name
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -336,9 +337,10 @@ class BuildRunner:
                     )
                 for later in self.stages[index + 1 :]:
                     entries.pop(later.name, None)  # everything downstream is now stale
-                counts = self._run_stage_on_workers(
-                    stage, fingerprint, previous, resume, outcome, lease
+                run = functools.partial(
+                    self._run_stage, stage, fingerprint, previous, outcome=outcome, lease=lease
                 )
+                counts = self._resuming_on_new_workers(stage.name, run, resume)
                 outcome.ran.append(stage.name)
             outcome.funnel.add(counts)
             previous, upstream, last_run = counts, fingerprint, stage.name
@@ -380,32 +382,25 @@ class BuildRunner:
                 problems.append(f"{rel} has {present[rel]:,} bytes, {size:,} when committed")
         return problems
 
-    def _run_stage_on_workers(
-        self,
-        stage: Stage,
-        fingerprint: str,
-        previous: StageCounts | None,
-        resume: bool,
-        outcome: BuildOutcome,
-        lease: Lease,
+    def _resuming_on_new_workers(
+        self, name: str, run: Callable[..., StageCounts], resume: bool
     ) -> StageCounts:
-        """:meth:`_run_stage`; when openwit's local pool loses a worker, new workers take
-        over and the stage resumes with the units it finished (``--resume``'s way), up to
-        :data:`WORKER_LOSS_RETRIES` times: a long build does not stop for one process the
-        kernel killed. The next loss fails the build with the loss's one line."""
+        """``run(resume=..., may_retry=...)`` (stage ``name``'s :meth:`_run_stage`); when
+        openwit's local pool loses a worker, new workers take over and the stage resumes
+        with the units it finished (``--resume``'s way), up to :data:`WORKER_LOSS_RETRIES`
+        times: a long build does not stop for one process the kernel killed. The next loss
+        fails the build with the loss's one line."""
         for retry in range(WORKER_LOSS_RETRIES + 1):
             may_retry = retry < WORKER_LOSS_RETRIES
             try:
-                return self._run_stage(
-                    stage, fingerprint, previous, resume or retry > 0, outcome, lease, may_retry
-                )
+                return run(resume=resume or retry > 0, may_retry=may_retry)
             except WorkerLost as lost:
                 if not (may_retry and self._pool):
                     raise
                 log.warning(
                     "%s in stage %s; it resumes on new workers, keeping its finished units",
                     lost.what_happened,
-                    stage.name,
+                    name,
                 )
                 self._replace_worker_pool()
         raise AssertionError("unreachable: the last try returns or raises")
