@@ -173,7 +173,8 @@ def write_shard(
         return ShardInfo(index, len(records), sizes[tar_url], sizes[index_url], written=False)
     with fs.open_output(tar_url) as stream:
         tar_bytes = write_tar(stream, _members(records))
-    rows = [{k: v for k, v in r.items() if k in INDEX_SCHEMA.names} for r in records]
+    names = set(INDEX_SCHEMA.names)  # a schema's .names is a new list at every call
+    rows = [{k: v for k, v in r.items() if k in names} for r in records]
     table = pa.Table.from_pylist(rows, schema=INDEX_SCHEMA)
     table = table.replace_schema_metadata({DIGEST_KEY: digest.encode()})
     sink = io.BytesIO()
