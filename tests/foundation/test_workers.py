@@ -409,10 +409,12 @@ except WorkerLost as exc:
 """
 
 
-def _build_losing_workers(tmp_path: Path, out: str, kills: str) -> subprocess.CompletedProcess:
+def _build_losing_workers(
+    tmp_path: Path, out: str, kills: str, start: str
+) -> subprocess.CompletedProcess:
     from tests.foundation.test_runner import write_config
 
-    env = {**os.environ, "OPENWIT_WORKERS": "2"}
+    env = {**os.environ, "OPENWIT_WORKERS": "2", "OPENWIT_WORKER_START": start}
     return subprocess.run(
         [sys.executable, "-c", _BUILD_LOSES_A_WORKER, str(write_config(tmp_path)), out, kills],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=180,
@@ -420,14 +422,16 @@ def _build_losing_workers(tmp_path: Path, out: str, kills: str) -> subprocess.Co
 
 
 @FORKS
-def test_a_stage_that_loses_a_worker_resumes_on_new_workers_with_nothing_lost(tmp_path):
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_a_stage_that_loses_a_worker_resumes_on_new_workers_with_nothing_lost(tmp_path, start):
     """A worker killed for memory once does not stop a long build: the stage goes on on
     new workers, keeping its finished units, and gives the same records as a build that
     lost none. A second loss in the same stage fails the build with the loss's line."""
     import json
 
-    whole = _build_losing_workers(tmp_path, str(tmp_path / "whole"), "none")
-    resumed = _build_losing_workers(tmp_path, str(tmp_path / "out"), str(tmp_path / "killed"))
+    whole = _build_losing_workers(tmp_path, str(tmp_path / "whole"), "none", start)
+    killed = str(tmp_path / "killed")
+    resumed = _build_losing_workers(tmp_path, str(tmp_path / "out"), killed, start)
     assert (tmp_path / "killed").exists()  # the second unit did kill its worker
     assert resumed.stdout.strip() == whole.stdout.strip(), (resumed.stdout, resumed.stderr)
     assert "a worker of openwit's local pool (pid " in resumed.stderr
@@ -436,7 +440,7 @@ def test_a_stage_that_loses_a_worker_resumes_on_new_workers_with_nothing_lost(tm
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["stages"]["toy_filter"]["stats"]["units_resumed"] >= 1
 
-    failed = _build_losing_workers(tmp_path, str(tmp_path / "again"), "always")
+    failed = _build_losing_workers(tmp_path, str(tmp_path / "again"), "always", start)
     assert failed.returncode == 0, failed.stderr[-3000:]
     assert failed.stdout.startswith("failed: a worker") and "--resume" in failed.stdout
     assert failed.stderr.count("resumes on new workers") == 1
