@@ -406,16 +406,11 @@ class BuildRunner:
         raise AssertionError("unreachable: the last try returns or raises")
 
     def _replace_worker_pool(self) -> None:
-        """Stop the pool that lost a worker and start another of the same size (spawned:
-        the launcher has used gRPC by now, so it no longer forks)."""
-        from openwit.workers import local_pool, pool_size_for
-
-        assert self._pool_stack is not None, "only while a build runs"
+        """Stop the pool that lost a worker; the stage's next try starts another of the same
+        size (:meth:`_spawn_worker_pool`: spawned, as the launcher has used gRPC by now)."""
         if self._pool:
             self._pool.stop()
-        size = pool_size_for(self.config.runner, self.config.beam_options)
-        self._pool = self._pool_stack.enter_context(local_pool(size)) or False
-        self._prepared = False
+        self._pool, self._prepared = None, False
 
     def _run_stage(
         self,
