@@ -191,6 +191,26 @@ def run_openwit(root: Path, pool: Path, queries: Path) -> dict:
 
 
 # -- figures ------------------------------------------------------------------------------------
+def emit_beyond_startup(name: str, runs: dict, small: int, large: int) -> None:
+    """Images/s beyond start-up of both tools: the cost of the images between their runs on
+    the first ``small`` and the first ``large`` URLs (``runs``: size -> both tools' runs)."""
+    (b_small, _), o_small = runs[small]
+    (b_large, _), o_large = runs[large]
+    ours_per_image = (o_large["seconds"] - o_small["seconds"]) / (large - small)
+    base_per_image = (b_large - b_small) / (large - small)
+    emit(
+        name,
+        1 / ours_per_image,
+        "images/s",
+        f"img2dataset CLI 2x16, the same {small:,}/{large:,}-URL split",
+        1 / base_per_image,
+        openwit_ms_per_image=round(ours_per_image * 1000, 3),
+        openwit_fixed_s=round(o_small["seconds"] - small * ours_per_image, 2),
+        img2dataset_ms_per_image=round(base_per_image * 1000, 3),
+        img2dataset_fixed_s=round(b_small - small * base_per_image, 2),
+    )
+
+
 def bench_server(kind: str, photos: list[Path], root: Path) -> None:
     server, base_url = serve(kind, photos[0].parent)
     try:
@@ -221,35 +241,12 @@ def bench_server(kind: str, photos: list[Path], root: Path) -> None:
             openwit_stage_s=ours["stages"],
         )
         small, large = N_SPLIT
-        (b_small, _), o_small = runs[small]
-        (b_large, _), o_large = runs[large]
-        ours_per_image = (o_large["seconds"] - o_small["seconds"]) / (large - small)
-        base_per_image = (b_large - b_small) / (large - small)
-        emit(
-            f"build_e2e_{kind}_server_images_per_s_beyond_startup",
-            1 / ours_per_image,
-            "images/s",
-            f"img2dataset CLI 2x16, the same {small:,}/{large:,}-URL split",
-            1 / base_per_image,
-            openwit_ms_per_image=round(ours_per_image * 1000, 3),
-            openwit_fixed_s=round(o_small["seconds"] - small * ours_per_image, 2),
-            img2dataset_ms_per_image=round(base_per_image * 1000, 3),
-            img2dataset_fixed_s=round(b_small - small * base_per_image, 2),
-        )
+        name = f"build_e2e_{kind}_server_images_per_s_beyond_startup"
+        emit_beyond_startup(name, runs, small, large)
         # The same over the smallest and the full list: the two short runs above differ by
         # a few seconds, so their split moved by a third between runs; 9,000 more images
         # than the small run steady it.
-        ours_long = (ours["seconds"] - o_small["seconds"]) / (N_FULL - small)
-        base_long = (base_s - b_small) / (N_FULL - small)
-        emit(
-            f"build_e2e_{kind}_server_images_per_s_beyond_startup_full_list",
-            1 / ours_long,
-            "images/s",
-            f"img2dataset CLI 2x16, the same {small:,}/{N_FULL:,}-URL split",
-            1 / base_long,
-            openwit_ms_per_image=round(ours_long * 1000, 3),
-            img2dataset_ms_per_image=round(base_long * 1000, 3),
-        )
+        emit_beyond_startup(f"{name}_full_list", runs, small, N_FULL)
     finally:
         server.terminate()
         server.wait()

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -153,19 +152,11 @@ def plain_child(build_dir: str, out: str) -> dict[str, Any]:
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    from common import child_env, last_json
+    from common import child_env, child_json
 
     env = child_env()
     env.pop("OPENWIT_WORKERS", None)
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if done.returncode != 0 or "Traceback" in done.stderr:
-        raise RuntimeError(f"{args[0]} failed:\n{done.stderr[-3000:]}")
-    return last_json(done.stdout)
+    return child_json(Path(__file__).resolve(), args, env)
 
 
 def main() -> None:

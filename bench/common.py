@@ -72,6 +72,19 @@ def last_json(stdout: str) -> Any:
     return json.loads(stdout.strip().splitlines()[-1])
 
 
+def child_json(script: str | Path, args: list[str], env: dict[str, str]) -> Any:
+    """Run ``python script *args`` and return the JSON it printed last. A failed exit or a
+    traceback on its stderr fails the benchmark: no benchmark's output may hold one."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, env=env
+    )
+    if done.returncode != 0 or "Traceback" in done.stderr:
+        raise RuntimeError(f"{Path(script).name} {args[0]} failed:\n{done.stderr[-3000:]}")
+    return last_json(done.stdout)
+
+
 def install_guard() -> None:
     """Benchmarks never send traffic outside loopback, even through a library's default."""
     sys.path.insert(0, str(NETGUARD))

@@ -20,7 +20,6 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,33 +29,20 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 
 
-def _run_child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    from common import last_json
-
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"dedup_scale {args[0]} failed:\n{proc.stderr[-3000:]}")
-    return last_json(proc.stdout)
-
-
 def measure(records: int, workers: str | None = None, keep: bool = False) -> dict[str, Any]:
     """Stage and plain core on ``records`` synthetic records; ``workers``: the pool size
     (None: the default, one per core; "0": in the launcher process)."""
-    from common import child_env
+    from common import child_env, child_json
 
     env = child_env()
     env.pop("OPENWIT_WORKERS", None)
     if workers is not None:
         env["OPENWIT_WORKERS"] = workers
     work = Path(tempfile.mkdtemp(prefix=f"dedup-scale-{records}-"))
+    script, build = Path(__file__).resolve(), str(work / "build")
     try:
-        stage = _run_child(["stage", str(records), str(work / "build")], env)
-        plain = _run_child(["plain", str(records), str(work / "build"), str(work / "plain")], env)
+        stage = child_json(script, ["stage", str(records), build], env)
+        plain = child_json(script, ["plain", str(records), build, str(work / "plain")], env)
     finally:
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
