@@ -8,6 +8,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openwit import __version__
 from openwit.config import DownloadConfig
@@ -283,3 +285,57 @@ def test_the_downloader_stores_the_hashes_of_the_bytes_it_stores(faults):
     record = {"uid": "u1", "url": server.url("/img/hashed.jpg")}
     stored = Downloader(download, ImageConfig(), 1).submit(record).result().result
     assert (stored["phash"], stored["dhash"]) == bytes_hashes(stored["image"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 120), min_size=1, max_size=60),
+    limit=st.integers(1, 200),
+    waiting_threads=st.integers(1, 12),
+)
+def test_the_byte_budget_lets_every_body_through_and_holds_at_most_its_limit(
+    sizes, limit, waiting_threads
+):
+    """Network threads wait in ``add`` while a pixel thread frees bodies one at a time (it
+    wakes one waiter, and a waiter that got in wakes the next): every body gets through,
+    and the bytes held never pass the limit unless one body alone does."""
+    import queue
+
+    from openwit.pipeline.download.downloader import ByteBudget
+
+    held_after_add = []
+
+    class Recorded(ByteBudget):
+        def add(self, size: int) -> None:
+            with self._changed:  # re-entrant: what ``add`` left, before anyone else moves
+                super().add(size)
+                held_after_add.append((self.held, size))
+
+    budget = Recorded(limit)
+    handed_over: queue.Queue[int] = queue.Queue()
+    todo = iter(sizes)
+    todo_lock = threading.Lock()
+
+    def network_thread() -> None:
+        while True:
+            with todo_lock:
+                size = next(todo, None)
+            if size is None:
+                return
+            budget.add(size)
+            handed_over.put(size)
+
+    def pixel_thread() -> None:
+        for _ in sizes:
+            budget.remove(handed_over.get(timeout=10))
+
+    threads = [threading.Thread(target=network_thread) for _ in range(waiting_threads)]
+    threads.append(threading.Thread(target=pixel_thread))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert not any(thread.is_alive() for thread in threads), "a thread never got through"
+    assert budget.held == 0
+    assert len(held_after_add) == len(sizes)
+    assert all(held <= limit or held == size for held, size in held_after_add)
