@@ -38,6 +38,12 @@ BRUTE_FORCE_UP_TO = 256
 #: Small buckets are compared as rows of matrices whose width is a multiple of this (or,
 #: below it, a power of two).
 MATRIX_GRAIN = 32
+#: Large buckets are cut by pieces of their free bits, and finer buckets that are still
+#: large by pieces of the bits left, this many levels deep; below that, a multi-index
+#: each. Two levels keep the finer buckets small up to ~10B records (a radius-4 bucket
+#: then holds ~1.2M pHashes, a first-level finer bucket ~1,200); a deeper cut would only
+#: serve clusters of very similar pHashes, and each level copies their rows r+1 times.
+PIECE_LEVELS = 2
 
 
 def near_links(
@@ -109,22 +115,29 @@ def _band_links(
 
 
 def _close_in_buckets(
-    values: np.ndarray, codes: np.ndarray, radius: int, free_bits: int | None = None
+    values: np.ndarray,
+    codes: np.ndarray,
+    radius: int,
+    free_bits: int | None = None,
+    levels: int | None = None,
 ) -> tuple:
     """Positions ``(i, j)``, ``i < j``, of rows with the same bucket ``values`` (sorted)
     whose ``codes`` are within ``radius`` bits.
 
     ``free_bits``: the codes of a bucket agree on all but their lowest ``free_bits`` bits;
     then the large buckets are all searched together, split into finer buckets
-    (:func:`_close_in_large_buckets`). None, or too few bits to split: each large bucket
-    gets its own multi-index."""
+    (:func:`_close_in_large_buckets`, ``levels`` deep: :data:`PIECE_LEVELS` unless given).
+    None, too few bits to split, or no level left: each large bucket gets its own
+    multi-index."""
+    levels = PIECE_LEVELS if levels is None else levels
     n = len(codes)
     starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
     counts = np.diff(np.r_[starts, n])
     found_q, found_h = [], []
     large = counts > BRUTE_FORCE_UP_TO
-    if free_bits is not None and free_bits > radius and large.any():
-        q, h = _close_in_large_buckets(starts[large], counts[large], codes, radius, free_bits)
+    if free_bits is not None and free_bits > radius and levels > 0 and large.any():
+        firsts = starts[large]
+        q, h = _close_in_large_buckets(firsts, counts[large], codes, radius, free_bits, levels)
         found_q.append(q)
         found_h.append(h)
     elif large.any():
@@ -171,8 +184,22 @@ def _pieces(bits: int, count: int) -> list[tuple[int, int]]:
     return [(int(shift), width) for shift, width in zip(shifts, widths)]
 
 
+def _without_piece(codes: np.ndarray, shift: int, width: int, free_bits: int) -> np.ndarray:
+    """The lowest ``free_bits`` bits of ``codes`` without the piece ``(shift, width)``,
+    packed into the lowest ``free_bits - width`` bits: for codes that agree on the piece
+    and on every bit above ``free_bits``, distances do not change."""
+    below = codes & np.uint64((1 << shift) - 1)
+    above = (codes >> np.uint64(shift + width)) & np.uint64((1 << (free_bits - shift - width)) - 1)
+    return below | (above << np.uint64(shift))
+
+
 def _close_in_large_buckets(
-    firsts: np.ndarray, counts: np.ndarray, codes: np.ndarray, radius: int, free_bits: int
+    firsts: np.ndarray,
+    counts: np.ndarray,
+    codes: np.ndarray,
+    radius: int,
+    free_bits: int,
+    levels: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_close_in_buckets` for the buckets of ``counts`` rows starting at ``firsts``,
     whose codes agree on all but their lowest ``free_bits`` bits.
@@ -184,7 +211,8 @@ def _close_in_large_buckets(
     the number of large buckets. (One multi-index per bucket cost ~5 ms of numpy calls
     each: a 10M-record build has 40,000 buckets of ~1,200 pHashes, 205 s of its dedup.)
     A pair found through an earlier piece is not reported again. Finer buckets that are
-    still large (codes that agree on a whole piece) get a multi-index each."""
+    still large (past ~1B records there are many) are cut the same way by pieces of the
+    bits left, ``levels - 1`` more times; then a multi-index each."""
     rows = np.repeat(firsts - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
     bucket = np.repeat(np.arange(len(counts), dtype=np.uint64), counts)
     mine = codes[rows]
@@ -194,7 +222,8 @@ def _close_in_large_buckets(
         mask = np.uint64((1 << width) - 1)
         finer = (bucket << np.uint64(width)) | ((mine >> np.uint64(shift)) & mask)
         order = np.argsort(finer, kind="stable")
-        q, h = _close_in_buckets(finer[order], mine[order], radius)
+        rest = _without_piece(mine[order], shift, width, free_bits)
+        q, h = _close_in_buckets(finer[order], rest, radius, free_bits - width, levels - 1)
         a, b = order[q], order[h]
         xor = mine[a] ^ mine[b]
         first_here = np.ones(len(a), dtype=bool)

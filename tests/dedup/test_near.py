@@ -186,3 +186,42 @@ def test_large_buckets_are_searched_together_with_the_groups_of_every_pair(monke
     expected = star_components(np.concatenate(a), np.concatenate(b))[0]
     assert star_components(member, root)[0] == expected
     assert len(set(expected.values())) >= 400
+
+
+def test_finer_buckets_that_are_still_large_are_cut_again(monkeypatch):
+    """Past ~1B records a first-level finer bucket holds over BRUTE_FORCE_UP_TO pHashes
+    (~1,200 at 10B): they are cut by pieces of the bits left, not given a multi-index
+    each. Here 20,000 pHashes in one band-0 bucket and a limit of 8 put ~20 in a finer
+    bucket of the first level (a 10-bit piece of the 51 free bits)."""
+    rng = np.random.default_rng(12)
+    n = 20_000
+    codes = (np.uint64(5) << np.uint64(51)) | rng.integers(0, 2**51, n, dtype=np.uint64)
+    for i in range(0, n, 10):
+        flips = rng.choice(51, rng.integers(1, 5), replace=False)
+        codes[i] = codes[rng.integers(0, n)] ^ np.uint64(sum(1 << int(b) for b in flips))
+    built = []
+
+    class CountedIndex(near.HammingIndex):
+        def __init__(self, codes, *args, **kwargs):
+            built.append(len(codes))
+            super().__init__(codes, *args, **kwargs)
+
+    monkeypatch.setattr(near, "HammingIndex", CountedIndex)
+    monkeypatch.setattr(near, "BRUTE_FORCE_UP_TO", 8)
+    copies = band_copies(np.arange(n), codes, np.zeros(n, np.uint64), 4)
+    band0 = copies["band"] == 0
+    member, root = near.near_links(
+        copies["id"][band0], copies["phash"][band0], copies["dhash"][band0],
+        copies["band"][band0], 4, None,
+    )  # fmt: skip
+    assert built == []  # one level of pieces builds a multi-index for each finer bucket
+    a, b = [], []
+    top = codes >> np.uint64(51)
+    for i in range(n):
+        close = np.flatnonzero(np.bitwise_count(codes[i + 1 :] ^ codes[i]) <= 4) + i + 1
+        close = close[top[close] == top[i]]  # band 0 only: pairs that agree on its bits
+        a.append(np.full(len(close), i))
+        b.append(close)
+    expected = star_components(np.concatenate(a), np.concatenate(b))[0]
+    assert star_components(member, root)[0] == expected
+    assert len(set(expected.values())) >= 1500
