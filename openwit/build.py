@@ -101,6 +101,16 @@ def run_stage(config: BuildConfig, stage: str, reporter: Reporter | None = None)
     return runner.run(resume=True, only=stage)
 
 
+def stage_is_up_to_date(config: BuildConfig, stage: str) -> bool:
+    """Whether :func:`run_stage` would find ``stage`` and the stages before it complete and
+    up to date, and its own inputs still there: then it would start a pipeline only to skip
+    them. Reads the build directory; runs and locks nothing."""
+    names = stages_through(stage)
+    check_build_inputs(config, [stage])
+    runner = BuildRunner(config, [load_stage(name) for name in names])
+    return runner.up_to_date(stage)
+
+
 def write_report(build_dir: str) -> Path | None:
     """The build report of a complete build; a failure is a warning, never a failed build."""
     from openwit.report import write_build_report

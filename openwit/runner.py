@@ -315,11 +315,9 @@ class BuildRunner:
         previous: StageCounts | None = None
         last_run = None
         for index, stage in enumerate(self.stages):
-            fingerprint = json_hash(
-                {"stage": stage.name, "own": stage.fingerprint(self.config), "upstream": upstream}
-            )
+            fingerprint = self._fingerprint(stage, upstream)
             entry = entries.get(stage.name) or {}
-            valid = entry.get("status") == "complete" and entry.get("fingerprint") == fingerprint
+            valid = self._committed_as(entry, fingerprint)
             if valid:
                 problems = self.damage(entry)
                 if problems:
@@ -356,6 +354,34 @@ class BuildRunner:
         lease.check()
         self._save(manifest, outcome.funnel)
         return outcome
+
+    def _fingerprint(self, stage: Stage, upstream: str) -> str:
+        """What a stage's committed output must have been made with to be reused: its
+        version and settings (:meth:`Stage.fingerprint`) and the stage before it's."""
+        own = stage.fingerprint(self.config)
+        return json_hash({"stage": stage.name, "own": own, "upstream": upstream})
+
+    @staticmethod
+    def _committed_as(entry: dict[str, Any], fingerprint: str) -> bool:
+        return entry.get("status") == "complete" and entry.get("fingerprint") == fingerprint
+
+    def up_to_date(self, name: str) -> bool:
+        """Whether ``run(only=name)`` would skip ``name`` and every stage before it: all
+        complete, with this config's fingerprints, and intact. Reads the manifest without
+        taking the build lock and starts nothing (a scheduler asks before it launches a
+        pipeline for a stage, which on a cluster runner is a job)."""
+        fs.configure(self.config.beam_options)
+        entries = self._load_manifest()["stages"]
+        upstream = ""
+        for stage in self.stages:
+            upstream = self._fingerprint(stage, upstream)
+            entry = entries.get(stage.name) or {}
+            if not self._committed_as(entry, upstream) or self.damage(entry):
+                return False
+            if stage.name == name:
+                return True
+        names = ", ".join(s.name for s in self.stages)
+        raise ConfigError(f"{name!r}: not a stage; stages are: {names}")
 
     def damage(self, entry: dict[str, Any]) -> list[str]:
         """What is missing or changed among a committed stage's files (empty: intact).

@@ -94,6 +94,9 @@ class BuildStepOperator(
             raise AirflowSkipException("no `queries` param: the build uses its existing list")
         if self.step != QUERIES and self.step not in request["stages"]:
             raise AirflowSkipException(f"until={request['until']}: {self.step} is not run")
+        if self.step != QUERIES and self._up_to_date(request):
+            self.log.info("%s is complete and up to date: no pipeline started", self.step)
+            return self._finish(request, launched=False)
         self._prepare(request)
         try:
             super().execute(context)  # may defer: execute_complete then finishes
@@ -104,6 +107,21 @@ class BuildStepOperator(
             self._stop_launcher()
             if self._result_dir:
                 shutil.rmtree(self._result_dir, ignore_errors=True)
+
+    def _up_to_date(self, request: dict[str, Any]) -> bool:
+        """Whether the step's pipeline would only skip its stage (and those before it):
+        a pipeline is a job on a cluster runner, started and torn down for nothing. Any
+        doubt (a missing input, an unreadable manifest) leaves it to the pipeline, which
+        says what is wrong in its own words."""
+        from openwit.airflow.pipeline_main import step_config
+        from openwit.build import stage_is_up_to_date
+
+        try:
+            config = step_config(request["config"], request["runner"], request["beam_options"])
+            return stage_is_up_to_date(config, self.step)
+        except Exception as exc:
+            self.log.info("%s: the pipeline decides (%s: %s)", self.step, type(exc).__name__, exc)
+            return False
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         super().execute_complete(context, event)
@@ -132,18 +150,19 @@ class BuildStepOperator(
             return AirflowException(f"{self.step} failed: {result['error']}")
         return error
 
-    def _finish(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _finish(self, request: dict[str, Any], launched: bool = True) -> dict[str, Any]:
         from openwit.airflow.requests import location
         from openwit.airflow.results import funnel_table, stage_payload
         from openwit.builddir import BuildDir
 
-        ran = self._result().get("ran")
+        ran = self._result().get("ran") if launched else False
         if self.step == QUERIES:
             payload = {"step": QUERIES, "ran": ran, "rows": self._result().get("rows")}
             self.log.info("query list: %s", payload)
             return payload
         build = BuildDir(location(request["build_dir"]))
         payload = stage_payload(build, self.step, bool(ran) if ran is not None else None)
+        payload["pipeline_started"] = launched
         if payload["status"] != "complete":
             raise AirflowException(f"{self.step}: the manifest says {payload['status']!r}")
         self.log.info("funnel of %s after %s:\n%s", build.root, self.step, funnel_table(build))

@@ -117,20 +117,27 @@ def run_step(request: dict[str, Any], runner: str, options: dict[str, Any]) -> d
 
         return build_query_list(request["queries"], runner, options)
 
+    from openwit.build import run_stage
+
+    config = step_config(request["config"], runner, options)
+    outcome = run_stage(config, step, reporter=LogReporter())
+    return {"ran": step in outcome.ran, "complete": outcome.complete}
+
+
+def step_config(pinned: dict[str, Any], runner: str, options: dict[str, Any]) -> Any:
+    """The ``BuildConfig`` a step runs with: the run's pinned config, with the runner and
+    the Beam options the operator passes."""
     from pydantic import ValidationError
 
-    from openwit.build import run_stage
     from openwit.config import BuildConfig, format_validation_error
 
-    raw = dict(request["config"])
+    raw = dict(pinned)
     raw["runner"] = runner
     raw["beam_options"] = {**(raw.get("beam_options") or {}), **options}
     try:
-        config = BuildConfig.model_validate(raw)
+        return BuildConfig.model_validate(raw)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, "pinned build config")) from None
-    outcome = run_stage(config, step, reporter=LogReporter())
-    return {"ran": step in outcome.ran, "complete": outcome.complete}
 
 
 def write_result(path: str | None, result: dict[str, Any]) -> None:

@@ -145,6 +145,7 @@ def test_a_build_runs_end_to_end_to_valid_shards_and_publishes_them(deployment, 
     assert set(states(built).values()) == {"success"}
     assert xcom(built, "queries")["ran"] and xcom(built, "queries")["rows"] > 100
     assert all(xcom(built, stage)["ran"] for stage in BUILD_STAGES)
+    assert all(xcom(built, stage)["pipeline_started"] for stage in BUILD_STAGES)
     counts = [xcom(built, stage) for stage in BUILD_STAGES]
     for stage in counts:
         assert stage["status"] == "complete"
@@ -198,13 +199,20 @@ def test_a_download_killed_midway_is_retried_and_gives_the_same_shards(
     assert shards("built") == shards("reference")
 
 
-def test_a_second_run_does_no_rework(rerun):
+def test_a_second_run_does_no_rework(rerun, built):
     run, before, after = rerun
     assert run["state"] == "success"
     assert xcom(run, "queries")["ran"] is False  # same dump, same thresholds
     assert {stage: xcom(run, stage)["ran"] for stage in BUILD_STAGES} == dict.fromkeys(
         BUILD_STAGES, False
     )
+    # and no pipeline was started to find that out (on Dataflow, a job per stage)
+    assert {stage: xcom(run, stage)["pipeline_started"] for stage in BUILD_STAGES} == (
+        dict.fromkeys(BUILD_STAGES, False)
+    )
+    assert [xcom(run, s)["out"] for s in BUILD_STAGES] == [
+        xcom(built, s)["out"] for s in BUILD_STAGES
+    ]
     assert after == before  # not one shard file rewritten
     assert states(run)["publish"] == "skipped"  # the same shards are not announced again
     assert not [e for e in run["events"] if e["source_run_id"] == run["run_id"]]
