@@ -370,18 +370,18 @@ class BuildRunner:
         complete, with this config's fingerprints, and intact. Reads the manifest without
         taking the build lock and starts nothing (a scheduler asks before it launches a
         pipeline for a stage, which on a cluster runner is a job)."""
+        names = [s.name for s in self.stages]
+        if name not in names:
+            raise ConfigError(f"{name!r}: not a stage; stages are: {', '.join(names)}")
         fs.configure(self.config.beam_options)
         entries = self._load_manifest()["stages"]
         upstream = ""
-        for stage in self.stages:
+        for stage in self.stages[: names.index(name) + 1]:
             upstream = self._fingerprint(stage, upstream)
             entry = entries.get(stage.name) or {}
             if not self._committed_as(entry, upstream) or self.damage(entry):
                 return False
-            if stage.name == name:
-                return True
-        names = ", ".join(s.name for s in self.stages)
-        raise ConfigError(f"{name!r}: not a stage; stages are: {names}")
+        return True
 
     def damage(self, entry: dict[str, Any]) -> list[str]:
         """What is missing or changed among a committed stage's files (empty: intact).

@@ -226,6 +226,25 @@ def test_a_committed_stage_with_a_missing_or_damaged_file_is_rerun(tmp_path):
     assert outcome.funnel.stages["toy_filter"].n_out == 3
 
 
+def test_up_to_date_answers_what_a_run_would_skip_without_running_anything(tmp_path):
+    stages = [ToyIngest(), ToyFilter()]
+    config = load_build_config(write_config(tmp_path, min_chars=6))
+    runner = BuildRunner(config, stages)
+    assert not runner.up_to_date("toy_ingest")  # nothing built yet
+    runner.run()
+    before = mtimes(tmp_path / "out")
+    assert runner.up_to_date("toy_ingest") and runner.up_to_date("toy_filter")
+    assert mtimes(tmp_path / "out") == before  # read only: no lease, no manifest rewrite
+    # another setting of the filter: its stage is stale, the one before is not
+    changed = BuildRunner(load_build_config(write_config(tmp_path, min_chars=9)), stages)
+    assert changed.up_to_date("toy_ingest") and not changed.up_to_date("toy_filter")
+    # a committed file of the first stage gone: it and everything after it must run
+    Path(BuildDir(tmp_path / "out").stage_files("toy_ingest")[0]).unlink()
+    assert not runner.up_to_date("toy_ingest") and not runner.up_to_date("toy_filter")
+    with pytest.raises(ConfigError, match="not a stage"):
+        runner.up_to_date("shard")
+
+
 def test_a_stage_that_loses_records_is_never_marked_complete(tmp_path):
     config = load_build_config(write_config(tmp_path))
     with pytest.raises(FunnelLawError, match="toy_filter"):
