@@ -151,77 +151,77 @@ def test_a_big_bucket_through_the_index_gives_the_same_groups_as_pairwise():
     assert len(set(pairwise.values())) >= 140  # about one group per centre
 
 
+def with_near_copies(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A tenth of the codes replaced by near copies (1-4 of the low 51 bits off) of others."""
+    n = len(codes)
+    for i in range(0, n, 10):
+        source = codes[rng.integers(0, n)]
+        flips = rng.choice(51, rng.integers(1, 5), replace=False)
+        codes[i] = source ^ np.uint64(sum(1 << int(b) for b in flips))
+    return codes
+
+
+def counted_indexes(monkeypatch) -> list[int]:
+    """The sizes of the multi-indexes the near search builds from now on."""
+    built: list[int] = []
+
+    class CountedIndex(near.HammingIndex):
+        def __init__(self, codes, *args, **kwargs):
+            built.append(len(codes))
+            super().__init__(codes, *args, **kwargs)
+
+    monkeypatch.setattr(near, "HammingIndex", CountedIndex)
+    return built
+
+
+def pairwise_groups(codes: np.ndarray, radius: int = 4) -> dict:
+    a, b = [], []
+    for i in range(len(codes)):
+        close = np.flatnonzero(np.bitwise_count(codes[i + 1 :] ^ codes[i]) <= radius) + i + 1
+        a.append(np.full(len(close), i))
+        b.append(close)
+    return star_components(np.concatenate(a), np.concatenate(b))[0]
+
+
+def searched_in_bands(codes: np.ndarray, only_band: int | None = None) -> dict:
+    n = len(codes)
+    copies = band_copies(np.arange(n), codes, np.zeros(n, np.uint64), 4)
+    pick = slice(None) if only_band is None else copies["band"] == only_band
+    member, root = near.near_links(
+        copies["id"][pick], copies["phash"][pick], copies["dhash"][pick],
+        copies["band"][pick], 4, None,
+    )  # fmt: skip
+    return star_components(member, root)[0]
+
+
 def test_large_buckets_are_searched_together_with_the_groups_of_every_pair(monkeypatch):
     # band 0 (the top 13 bits at radius 4) takes 12 values: 12 buckets of ~500 pHashes,
     # each over BRUTE_FORCE_UP_TO; a tenth of the codes are near copies (1-4 bits off)
     rng = np.random.default_rng(11)
     n = 6000
-    codes = (rng.integers(0, 12, n).astype(np.uint64) << np.uint64(51)) | rng.integers(
-        0, 2**51, n, dtype=np.uint64
-    )
-    for i in range(0, n, 10):
-        source = codes[rng.integers(0, n)]
-        flips = rng.choice(51, rng.integers(1, 5), replace=False)
-        codes[i] = source ^ np.uint64(sum(1 << int(b) for b in flips))
+    top = rng.integers(0, 12, n).astype(np.uint64) << np.uint64(51)
+    codes = with_near_copies(top | rng.integers(0, 2**51, n, dtype=np.uint64), rng)
     assert np.bincount((codes >> np.uint64(51)).astype(np.int64)).min() > near.BRUTE_FORCE_UP_TO
-    built = []
-
-    class CountedIndex(near.HammingIndex):
-        def __init__(self, codes, *args, **kwargs):
-            built.append(len(codes))
-            super().__init__(codes, *args, **kwargs)
-
-    monkeypatch.setattr(near, "HammingIndex", CountedIndex)
-    copies = band_copies(np.arange(n), codes, np.zeros(n, np.uint64), 4)
-    member, root = near.near_links(
-        copies["id"], copies["phash"], copies["dhash"], copies["band"], 4, None
-    )
+    built = counted_indexes(monkeypatch)
+    groups = searched_in_bands(codes)
     # one multi-index per large bucket cost ~5 ms each: 205 s of a 10M-record dedup
     assert built == []
-    a, b = [], []
-    for i in range(n):
-        close = np.flatnonzero(np.bitwise_count(codes[i + 1 :] ^ codes[i]) <= 4) + i + 1
-        a.append(np.full(len(close), i))
-        b.append(close)
-    expected = star_components(np.concatenate(a), np.concatenate(b))[0]
-    assert star_components(member, root)[0] == expected
-    assert len(set(expected.values())) >= 400
+    assert groups == pairwise_groups(codes)
+    assert len(set(groups.values())) >= 400
 
 
 def test_finer_buckets_that_are_still_large_are_cut_again(monkeypatch):
-    """Past ~1B records a first-level finer bucket holds over BRUTE_FORCE_UP_TO pHashes
+    """Past ~2B records a first-level finer bucket holds over BRUTE_FORCE_UP_TO pHashes
     (~1,200 at 10B): they are cut by pieces of the bits left, not given a multi-index
     each. Here 20,000 pHashes in one band-0 bucket and a limit of 8 put ~20 in a finer
     bucket of the first level (a 10-bit piece of the 51 free bits)."""
     rng = np.random.default_rng(12)
     n = 20_000
-    codes = (np.uint64(5) << np.uint64(51)) | rng.integers(0, 2**51, n, dtype=np.uint64)
-    for i in range(0, n, 10):
-        flips = rng.choice(51, rng.integers(1, 5), replace=False)
-        codes[i] = codes[rng.integers(0, n)] ^ np.uint64(sum(1 << int(b) for b in flips))
-    built = []
-
-    class CountedIndex(near.HammingIndex):
-        def __init__(self, codes, *args, **kwargs):
-            built.append(len(codes))
-            super().__init__(codes, *args, **kwargs)
-
-    monkeypatch.setattr(near, "HammingIndex", CountedIndex)
+    top = np.uint64(5) << np.uint64(51)
+    codes = with_near_copies(top | rng.integers(0, 2**51, n, dtype=np.uint64), rng)
+    built = counted_indexes(monkeypatch)
     monkeypatch.setattr(near, "BRUTE_FORCE_UP_TO", 8)
-    copies = band_copies(np.arange(n), codes, np.zeros(n, np.uint64), 4)
-    band0 = copies["band"] == 0
-    member, root = near.near_links(
-        copies["id"][band0], copies["phash"][band0], copies["dhash"][band0],
-        copies["band"][band0], 4, None,
-    )  # fmt: skip
+    groups = searched_in_bands(codes, only_band=0)  # one bucket: every pair is in it
     assert built == []  # one level of pieces builds a multi-index for each finer bucket
-    a, b = [], []
-    top = codes >> np.uint64(51)
-    for i in range(n):
-        close = np.flatnonzero(np.bitwise_count(codes[i + 1 :] ^ codes[i]) <= 4) + i + 1
-        close = close[top[close] == top[i]]  # band 0 only: pairs that agree on its bits
-        a.append(np.full(len(close), i))
-        b.append(close)
-    expected = star_components(np.concatenate(a), np.concatenate(b))[0]
-    assert star_components(member, root)[0] == expected
-    assert len(set(expected.values())) >= 1500
+    assert groups == pairwise_groups(codes)
+    assert len(set(groups.values())) >= 1500
