@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -136,17 +137,51 @@ def test_balance_stage_keeps_the_same_pairs_in_memory_multiprocessing_and_on_rer
     assert stats["queries_over_cap"] == 2 and stats["max_count_before"] == 2_400
 
 
-def test_unit_counts_merge_in_batches_to_the_sum_of_every_unit(tmp_path):
+def unit_count_tables(folder: str) -> tuple[list[str], dict[int, int]]:
+    """Count tables of several merge batches and a partial last one, written under
+    ``folder`` (a path or a bucket URL), and the sum they should merge to."""
+    from openwit import fs
+    from openwit.outputs import parquet_bytes
+
     rng = random.Random(7)
     expected: Counter[int] = Counter()
     urls = []
-    for unit in range(2 * MERGE_BATCH + 5):  # several folds and a partial last batch
+    for unit in range(2 * MERGE_BATCH + 5):
         ids = rng.sample(range(300), rng.randint(0, 40))
         counts = [rng.randint(1, 9) for _ in ids]
         expected.update(dict(zip(ids, counts)))
-        path = tmp_path / f"counts-{unit:05d}.parquet"
         table = pa.table({"query_id": ids, "count": counts}, schema=UNIT_COUNTS_SCHEMA)
-        pq.write_table(table, path)
-        urls.append(str(path))
-    assert merge_counts(urls) == dict(expected)
+        url = fs.join(folder, f"counts-{unit:05d}.parquet")
+        fs.write_bytes(url, parquet_bytes(table))
+        urls.append(url)
+    return urls, dict(expected)
+
+
+def test_unit_counts_merge_in_batches_to_the_sum_of_every_unit(tmp_path):
+    urls, expected = unit_count_tables(str(tmp_path))
+    assert merge_counts(urls) == expected
     assert merge_counts([]) == {}
+
+
+def test_unit_counts_in_a_bucket_are_read_side_by_side_to_the_same_sum(monkeypatch):
+    """From an object store the tables of a batch are read by several threads (a request's
+    latency is the cost there); the sum is the same as reading them one by one."""
+    from openwit import fs
+    from tests.s3server import s3_server
+
+    with s3_server() as server:
+        for key, value in server.environment().items():
+            monkeypatch.setenv(key, value)
+        fs.configure({})
+        urls, expected = unit_count_tables(server.bucket("balance-counts") + "/attempt")
+        readers = []
+        real = pq.read_table
+
+        def read_table(*args, **kwargs):
+            readers.append(threading.current_thread().name)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(pq, "read_table", read_table)
+        assert merge_counts(urls) == expected
+        assert len(readers) == len(urls) and len(set(readers)) > 1
+        assert threading.current_thread().name not in readers
