@@ -112,10 +112,13 @@ def local_eval_set(root: str) -> str:
 
     folder = tempfile.mkdtemp(prefix="openwit-eval-")
     prefix = root.rstrip("/") + "/"
-    for url in fs.list_files(root):
+
+    def copy(url: str) -> None:  # an eval set is tens of thousands of small images
         target = fs.join(folder, url[len(prefix) :])
         fs.makedirs(fs.parent(target))
         fs.write_bytes(target, fs.read_bytes(url))
+
+    fs.map_urls(copy, sorted(fs.list_files(root)))
     return folder
 
 
@@ -250,11 +253,14 @@ def eval_stats(
         return {"eval_sets": {}}
     images: dict[str, set[str]] = {h.name: set() for h in catalog.sets}
     samples: dict[str, set[str]] = {h.name: set() for h in catalog.sets}
-    for url in sorted(fs.list_files(attempt)):
-        if not fnmatch.fnmatch(fs.basename(url), MATCHES_GLOB):
-            continue
+
+    def matches(url: str) -> pa.Table:
         with fs.open_input(url) as stream:
-            table = pq.read_table(stream, columns=["eval_set", "eval_path", "uid"])
+            return pq.read_table(stream, columns=["eval_set", "eval_path", "uid"])
+
+    listing = sorted(fs.list_files(attempt))
+    urls = [u for u in listing if fnmatch.fnmatch(fs.basename(u), MATCHES_GLOB)]
+    for table in fs.map_urls(matches, urls):  # a file per unit
         for name, path, uid in zip(*(table.column(c).to_pylist() for c in table.column_names)):
             images[name].add(path)
             samples[name].add(uid)

@@ -23,7 +23,6 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,10 +189,7 @@ def is_done_marker(url: str) -> bool:
 def read_markers(urls: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
     """``(url, content)`` of done markers, read side by side when remote."""
     urls = sorted(urls)
-    if len(urls) > 1 and not all(fs.is_local(u) for u in urls):
-        with ThreadPoolExecutor(16) as pool:
-            return list(zip(urls, pool.map(fs.read_json, urls)))
-    return [(u, fs.read_json(u)) for u in urls]
+    return list(zip(urls, fs.map_urls(fs.read_json, urls)))
 
 
 def collect_totals(listing: Iterable[str]) -> StageTotals:
