@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -102,10 +101,7 @@ def footers(paths: Sequence[str], summarize: Callable[[pq.FileMetaData], T]) -> 
     def summary(path: str) -> T:
         return summarize(parquet_metadata(path))
 
-    if all(fs.is_local(p) for p in paths) or len(paths) < 2:
-        return [summary(p) for p in paths]
-    with ThreadPoolExecutor(16) as pool:
-        return list(pool.map(summary, paths))
+    return fs.map_urls(summary, paths)
 
 
 def plan_row_groups(files: Sequence[str], rows_per_unit: int) -> list[RowGroup]:
