@@ -162,14 +162,18 @@ def _text(build: BuildDir, series: dict[str, Any]) -> dict[str, Any]:
 
     kept: Counter[str] = Counter()
     for path in build.stage_files("text"):
-        counts = pc.value_counts(build.read_table([path], ["lang"]).column("lang"))
-        kept.update({str(v["values"]): int(v["counts"]) for v in counts.to_pylist()})
+        counts = _value_counts(build.read_table([path], ["lang"]).column("lang"))
+        kept.update({str(lang): count for lang, count in counts.items()})
     rejected: Counter[str] = Counter()
     for path in build.rejection_files("text"):
         table = build.read_table([path], ["reason", "detail"])
         mask = pc.is_in(table.column("reason"), value_set=_strings(LANGUAGE_REASONS))
-        for detail in table.filter(mask).column("detail").to_pylist():
-            rejected[(detail or "?").split(" ", 1)[0]] += 1
+        # the detail is "LANG SCORE": its first word, counted in Arrow (billions of rows
+        # at scale; a Python loop over them took hours)
+        details = pc.fill_null(table.filter(mask).column("detail"), "")
+        details = pc.if_else(pc.equal(details, ""), "?", details)  # none given: "?"
+        langs = pc.list_element(pc.split_pattern(details, " ", max_splits=1), 0)
+        rejected.update(_value_counts(langs))
     lengths = np.zeros(MAX_CAPTION_CHARS + 2, dtype=np.int64)
     for path in build.shard_indexes():
         chars = pc.utf8_length(build.read_table([path], ["text"]).column("text"))
@@ -205,6 +209,14 @@ def _distribution(counts: Any) -> dict[str, Any]:
     }
 
 
+def _value_counts(values: Any) -> dict[Any, int]:
+    """Each value of an Arrow array and how often it occurs (counted in Arrow)."""
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(values)
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+
+
 def _strings(values: Any) -> Any:
     import pyarrow as pa
 
@@ -215,11 +227,18 @@ def _strings(values: Any) -> Any:
 def _images(build: BuildDir, series: dict[str, Any]) -> dict[str, Any]:
     """Original sizes of every downloaded image (the download stage's output: before the
     image checks, which reject by size and aspect ratio)."""
+    import pyarrow.compute as pc
+
     sizes: Counter[tuple[int, int]] = Counter()
     for path in build.stage_files("download"):
         table = build.read_table([path], ["original_width", "original_height"])
-        pairs = zip(table.column(0).to_pylist(), table.column(1).to_pylist())
-        sizes.update((int(w), int(h)) for w, h in pairs if w and h)
+        # distinct sizes counted in Arrow, as one 64-bit key a size (width above, height
+        # below): a file's rows are many, its sizes few (billions of rows at scale)
+        width, height = (pc.fill_null(table.column(c), 0).cast("int64") for c in (0, 1))
+        known = pc.and_(pc.greater(width, 0), pc.greater(height, 0))
+        key = pc.filter(pc.bit_wise_or(pc.shift_left(width, 32), height), known)
+        for size, count in _value_counts(key).items():
+            sizes[(size >> 32, size & 0xFFFFFFFF)] += count
     series["original_sizes"] = sorted(sizes.items())
     aspects: Counter[str] = Counter()
     short_sides: Counter[int] = Counter()
