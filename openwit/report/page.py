@@ -215,7 +215,17 @@ def _downloads(downloads: dict[str, Any] | None, files: dict[str, str | None]) -
         + "</div><h3>Hosts with most failures</h3>"
         + hosts
         + f'<p class="muted">Host: the {esc(downloads["host_source"])} (rejections keep no '
-        "URL).</p>"
+        "URL)." + _sample_note(downloads.get("host_sample", 1.0), "failed downloads") + "</p>"
+    )
+
+
+def _sample_note(share: float, what: str) -> str:
+    """Where a figure comes from a sample of the rejections (a large build), say so."""
+    if share >= 1:
+        return ""
+    return (
+        f" Estimated from the {esc(what)} whose uid falls in a uniform 1-in-{round(1 / share):,}"
+        " sample (by uid), scaled up: there are too many to join one by one."
     )
 
 
@@ -239,6 +249,11 @@ def _duplicates(duplicates: dict[str, Any], files: dict[str, str | None]) -> str
             else ""
         )
         + (table(["kind", "group size", "groups"], sizes) if sizes else "")
+        + (
+            f'<p class="muted">{_sample_note(exact["group_sample"], "groups")}</p>'
+            if exact.get("group_sample", 1.0) < 1
+            else ""
+        )
     )
 
 

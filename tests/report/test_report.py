@@ -71,6 +71,35 @@ def test_download_failures_are_counted_per_host_from_the_input_urls(build_dir):
     assert "opted_out" in reasons
 
 
+def test_past_the_sample_limit_hosts_and_groups_are_estimated_from_a_uid_sample(
+    build_dir, monkeypatch
+):
+    """A large build's failed downloads and duplicates are joined from a uniform sample of
+    uids (their dicts hold one entry a sampled rejection), scaled up, and the page says so;
+    the counts the funnel has stay exact."""
+    from openwit.builddir import BuildDir
+    from openwit.report import facts as report_facts
+    from openwit.report import page
+
+    exact = report_facts.collect(BuildDir(build_dir)).summary
+    monkeypatch.setattr(report_facts, "SAMPLE_ROWS", 2)
+    sampled = report_facts.collect(BuildDir(build_dir)).summary
+    downloads, duplicates = sampled["downloads"], sampled["duplicates"]
+    assert 0 < downloads["host_sample"] < 1 and downloads["failed"] == exact["downloads"]["failed"]
+    # the sampled failures stand for 1/share each, on the demo's one server
+    assert downloads["hosts_with_failures"] <= exact["downloads"]["hosts_with_failures"]
+    assert all(
+        failures >= 1 / downloads["host_sample"] - 1 for _, failures, _ in downloads["top_hosts"]
+    )
+    for kind in ("exact", "near"):
+        assert 0 < duplicates[kind]["group_sample"] < 1
+        assert duplicates[kind]["removed"] == exact["duplicates"][kind]["removed"]
+    assert exact["downloads"]["host_sample"] == exact["duplicates"]["exact"]["group_sample"] == 1
+    html = page._downloads(downloads, {}) + page._duplicates(duplicates, {})
+    assert html.count("sample (by uid)") == 2
+    assert "sample" not in page._downloads(exact["downloads"], {})
+
+
 def test_samples_are_the_shards_own_images_and_captions_and_stable(build_dir):
     facts = _json(build_dir / "report" / "report.json")
     samples = facts["samples"]
