@@ -208,7 +208,8 @@ def _downloads(downloads: dict[str, Any] | None, files: dict[str, str | None]) -
     return (
         f"<p>{num(downloads['failed'])} of {num(downloads['attempted'])} downloads failed "
         f"({pct(downloads['failed'] / downloads['attempted'])}), on "
-        f"{num(downloads['hosts_with_failures'])} hosts.</p>"
+        + ("at least " if downloads.get("host_sample", 1.0) < 1 else "")  # the sample's hosts
+        + f"{num(downloads['hosts_with_failures'])} hosts.</p>"
         + '<div class="cols">'
         + (chart_img(files["failures"], "download failures") if files.get("failures") else "")
         + reasons

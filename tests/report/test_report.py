@@ -96,7 +96,7 @@ def test_past_the_sample_limit_hosts_and_groups_are_estimated_from_a_uid_sample(
         assert duplicates[kind]["removed"] == exact["duplicates"][kind]["removed"]
     assert exact["downloads"]["host_sample"] == exact["duplicates"]["exact"]["group_sample"] == 1
     html = page._downloads(downloads, {}) + page._duplicates(duplicates, {})
-    assert html.count("sample (by uid)") == 2
+    assert html.count("sample (by uid)") == 2 and "on at least 1 hosts" in html
     assert "sample" not in page._downloads(exact["downloads"], {})
 
 
