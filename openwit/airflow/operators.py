@@ -55,6 +55,7 @@ class BuildStepOperator(
         self.step = step
         self.request_task = request_task
         self._result_dir: str | None = None
+        self._query_rows: Any = None
 
     # -- before ---------------------------------------------------------------------------
     def _request(self, context: Any) -> dict[str, Any]:
@@ -94,7 +95,7 @@ class BuildStepOperator(
             raise AirflowSkipException("no `queries` param: the build uses its existing list")
         if self.step != QUERIES and self.step not in request["stages"]:
             raise AirflowSkipException(f"until={request['until']}: {self.step} is not run")
-        if self.step != QUERIES and self._up_to_date(request):
+        if self._up_to_date(request):
             self.log.info("%s is complete and up to date: no pipeline started", self.step)
             return self._finish(request, launched=False)
         self._prepare(request)
@@ -114,9 +115,13 @@ class BuildStepOperator(
         doubt (a missing input, an unreadable manifest) leaves it to the pipeline, which
         says what is wrong in its own words."""
         from openwit.airflow.pipeline_main import step_config
+        from openwit.airflow.querylist import rows_if_up_to_date
         from openwit.build import stage_is_up_to_date
 
         try:
+            if self.step == QUERIES:
+                self._query_rows = rows_if_up_to_date(request["queries"])
+                return self._query_rows is not None
             config = step_config(request["config"], request["runner"], request["beam_options"])
             return stage_is_up_to_date(config, self.step)
         except Exception as exc:
@@ -157,7 +162,8 @@ class BuildStepOperator(
 
         ran = self._result().get("ran") if launched else False
         if self.step == QUERIES:
-            payload = {"step": QUERIES, "ran": ran, "rows": self._result().get("rows")}
+            rows = self._result().get("rows") if launched else self._query_rows
+            payload = {"step": QUERIES, "ran": ran, "rows": rows, "pipeline_started": launched}
             self.log.info("query list: %s", payload)
             return payload
         build = BuildDir(location(request["build_dir"]))

@@ -111,6 +111,24 @@ def stamp_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.inputs.json")
 
 
+def rows_if_up_to_date(request: Mapping[str, Any], fingerprint: str | None = None) -> Any:
+    """The list's row count when it was built from these very inputs and settings (its
+    stamp says so), else None: then there is nothing to build."""
+    from openwit.io import read_json
+
+    out = Path(request["out"])
+    stamp = stamp_path(out)
+    if not (out.is_file() and stamp.is_file()):
+        return None
+    try:
+        previous = read_json(stamp)
+    except ValueError:
+        return None
+    if previous.get("fingerprint") != (fingerprint or inputs_fingerprint(request)):
+        return None
+    return previous.get("rows")
+
+
 def build_query_list(
     request: Mapping[str, Any],
     runner: str,
@@ -118,22 +136,16 @@ def build_query_list(
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Build the list of a checked request unless it is up to date; returns numbers only."""
-    from openwit.io import atomic_write_json, read_json
+    from openwit.io import atomic_write_json
     from openwit.queries.build import build_queries, summary_path
     from openwit.queries.config import QueryBuildConfig
 
     out = Path(request["out"])
     fingerprint = inputs_fingerprint(request)
-    stamp = stamp_path(out)
-    if out.is_file() and stamp.is_file():
-        try:
-            previous = read_json(stamp)
-        except ValueError:
-            previous = {}
-        if previous.get("fingerprint") == fingerprint:
-            rows = previous.get("rows")
-            say(f"query list up to date ({rows} queries, same inputs): {out}")
-            return {"ran": False, "rows": rows}
+    rows = rows_if_up_to_date(request, fingerprint)
+    if rows is not None:
+        say(f"query list up to date ({rows} queries, same inputs): {out}")
+        return {"ran": False, "rows": rows}
     result = build_queries(
         request["wiki_dump"],
         out,
@@ -144,6 +156,6 @@ def build_query_list(
         beam_options=dict(beam_options),
         status=say,
     )
-    atomic_write_json(stamp, {"fingerprint": fingerprint, "rows": result.rows})
+    atomic_write_json(stamp_path(out), {"fingerprint": fingerprint, "rows": result.rows})
     say(f"query list: {result.rows} queries -> {out} (summary: {summary_path(out)})")
     return {"ran": True, "rows": result.rows}

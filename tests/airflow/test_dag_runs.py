@@ -144,6 +144,7 @@ def test_a_build_runs_end_to_end_to_valid_shards_and_publishes_them(deployment, 
     assert built["state"] == "success"
     assert set(states(built).values()) == {"success"}
     assert xcom(built, "queries")["ran"] and xcom(built, "queries")["rows"] > 100
+    assert xcom(built, "queries")["pipeline_started"]
     assert all(xcom(built, stage)["ran"] for stage in BUILD_STAGES)
     assert all(xcom(built, stage)["pipeline_started"] for stage in BUILD_STAGES)
     counts = [xcom(built, stage) for stage in BUILD_STAGES]
@@ -203,6 +204,8 @@ def test_a_second_run_does_no_rework(rerun, built):
     run, before, after = rerun
     assert run["state"] == "success"
     assert xcom(run, "queries")["ran"] is False  # same dump, same thresholds
+    assert xcom(run, "queries")["pipeline_started"] is False
+    assert xcom(run, "queries")["rows"] == xcom(built, "queries")["rows"]
     assert {stage: xcom(run, stage)["ran"] for stage in BUILD_STAGES} == dict.fromkeys(
         BUILD_STAGES, False
     )
