@@ -93,11 +93,8 @@ def run_stage(config: BuildConfig, stage: str, reporter: Reporter | None = None)
     """
     from openwit.beam import pipeline_options
 
-    names = stages_through(stage)
-    check_build_inputs(config, [stage])
+    runner = _stage_task_runner(config, stage, reporter)
     pipeline_options(config.runner, config.beam_options)
-    stages = [load_stage(name) for name in names]
-    runner = BuildRunner(config, stages, reporter, final_stage=BUILD_STAGES[-1])
     return runner.run(resume=True, only=stage)
 
 
@@ -105,10 +102,18 @@ def stage_is_up_to_date(config: BuildConfig, stage: str) -> bool:
     """Whether :func:`run_stage` would find ``stage`` and the stages before it complete and
     up to date, and its own inputs still there: then it would start a pipeline only to skip
     them. Reads the build directory; runs and locks nothing."""
+    return _stage_task_runner(config, stage).up_to_date(stage)
+
+
+def _stage_task_runner(
+    config: BuildConfig, stage: str, reporter: Reporter | None = None
+) -> BuildRunner:
+    """The runner of a scheduler's task for ``stage``: the stages through it, once
+    ``stage``'s own inputs are found."""
     names = stages_through(stage)
     check_build_inputs(config, [stage])
-    runner = BuildRunner(config, [load_stage(name) for name in names])
-    return runner.up_to_date(stage)
+    stages = [load_stage(name) for name in names]
+    return BuildRunner(config, stages, reporter, final_stage=BUILD_STAGES[-1])
 
 
 def write_report(build_dir: str) -> Path | None:
