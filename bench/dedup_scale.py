@@ -70,7 +70,7 @@ def _process_peak_mb(pid: int) -> float:
 
 def cpu_of_stage(runner: Any, stage: str) -> Any:
     """A build reporter for ``stage`` of ``runner`` (Beam-free bench code imports it late)."""
-    from openwit.runner import SilentReporter
+    from openwit.progress import SilentReporter
 
     class CpuOfStage(SilentReporter):
         """A build reporter that takes the CPU time of the launcher and of the worker pool's

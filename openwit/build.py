@@ -20,7 +20,8 @@ from openwit.pipeline.ingest.stage import IngestStage
 from openwit.pipeline.match.stage import MatchStage
 from openwit.pipeline.shard.stage import ShardStage
 from openwit.pipeline.text.stage import TextStage
-from openwit.runner import BuildOutcome, BuildRunner, Reporter
+from openwit.progress import Reporter
+from openwit.runner import BuildOutcome, BuildRunner
 from openwit.stage import Stage
 from openwit.stage_names import BUILD_STAGES, stage_index
 from openwit.workers import spawned_early_for

@@ -8,9 +8,10 @@ wrote from its units' done markers, checks the funnel law, and commits.
 A stage writes only into its own *attempt* directory, ``OUT/stages/<stage>/<attempt>/``
 (and, for the shard stage, ``OUT/shards/``). Committing needs no rename, so it works the
 same in a bucket: the runner writes the attempt's file list with sizes
-(``<attempt>/_commit.json``), then the manifest naming the attempt -- the manifest is the
-record written last. Readers trust only the attempt the manifest names
-(:mod:`openwit.builddir`); attempts that were abandoned are deleted after a commit.
+(``<attempt>/_commit.json``, :mod:`openwit.commits`), then the manifest naming the attempt
+-- the manifest is the record written last. Readers trust only the attempt the manifest
+names (:mod:`openwit.builddir`); attempts that were abandoned are deleted after a commit.
+Progress goes to a :class:`~openwit.progress.Reporter`.
 
 A rerun with the same config rewrites nothing; ``resume`` continues the attempt an
 interrupted run left (its finished units are kept); ``until`` stops after a named stage.
@@ -23,23 +24,30 @@ import functools
 import gc
 import logging
 import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from openwit import fs
-from openwit.builddir import COMMIT_FILE, FUNNEL, MANIFEST
+from openwit.builddir import FUNNEL, MANIFEST
+from openwit.commits import (
+    damage,
+    finished_units,
+    new_attempt,
+    relative,
+    remove_other_attempts,
+    write_commit,
+)
 from openwit.config import BuildConfig, json_hash
 from openwit.errors import ConfigError, UserError, WorkerLost
 from openwit.funnel import Funnel, StageCounts
 from openwit.lease import Lease, build_lease
-from openwit.outputs import collect_totals, is_done_marker
+from openwit.outputs import collect_totals
+from openwit.progress import Reporter, SilentReporter, UnitProgress
 from openwit.resources import resources_for
 from openwit.stage import Stage, StageContext
 
@@ -60,78 +68,6 @@ RECORDED_VERSIONS = (
     "torch",
     "open_clip_torch",
 )
-
-
-class Reporter(Protocol):
-    """Receives progress events; the CLI draws them, Airflow logs them."""
-
-    def stage_started(self, stage: str) -> None: ...
-    def stage_skipped(self, stage: str, counts: StageCounts) -> None: ...
-    def stage_finished(self, stage: str, counts: StageCounts, seconds: float) -> None: ...
-    def stage_failed(self, stage: str, error: BaseException) -> None: ...
-    def stage_damaged(self, stage: str, problems: list[str]) -> None: ...
-    def stage_progress(self, stage: str, done: int, total: int) -> None: ...
-
-
-class SilentReporter:
-    def stage_started(self, stage: str) -> None:
-        pass
-
-    def stage_skipped(self, stage: str, counts: StageCounts) -> None:
-        pass
-
-    def stage_finished(self, stage: str, counts: StageCounts, seconds: float) -> None:
-        pass
-
-    def stage_failed(self, stage: str, error: BaseException) -> None:
-        pass
-
-    def stage_damaged(self, stage: str, problems: list[str]) -> None:
-        pass
-
-    def stage_progress(self, stage: str, done: int, total: int) -> None:
-        pass
-
-
-class UnitProgress:
-    """Counts a pass's finished units (their done markers in the attempt) while it runs,
-    for the reporter's progress bar: the runner sees the work only through the files."""
-
-    #: Seconds between listings: a local directory is cheap, a bucket listing less so.
-    LOCAL_INTERVAL, REMOTE_INTERVAL = 0.5, 3.0
-
-    def __init__(self, stage: str, attempt: str, reporter: Reporter) -> None:
-        self.stage, self.attempt, self.reporter = stage, attempt, reporter
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def _markers(self) -> int:
-        try:
-            return sum(1 for url in fs.list_files(self.attempt) if is_done_marker(url))
-        except Exception:  # progress is a courtesy; never a reason to fail
-            return 0
-
-    def start(self, total: int) -> None:
-        self.stop()
-        self._stop = stop = threading.Event()
-        before = self._markers()
-        interval = self.LOCAL_INTERVAL if fs.is_local(self.attempt) else self.REMOTE_INTERVAL
-
-        def poll() -> None:
-            while True:
-                done = min(total, self._markers() - before)
-                self.reporter.stage_progress(self.stage, done, total)
-                if stop.wait(interval):
-                    return
-
-        self._thread = threading.Thread(target=poll, name="openwit-progress", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
 
 
 @dataclass
@@ -177,14 +113,6 @@ def long_lived_objects_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-def new_attempt() -> str:
-    return datetime.now(UTC).strftime("a%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
-
-
-def relative(build_dir: str, url: str) -> str:
-    return url[len(build_dir.rstrip("/")) + 1 :]
 
 
 class BuildRunner:
@@ -319,7 +247,7 @@ class BuildRunner:
             entry = entries.get(stage.name) or {}
             valid = self._committed_as(entry, fingerprint)
             if valid:
-                problems = self.damage(entry)
+                problems = damage(self.build_dir, entry)
                 if problems:
                     self.reporter.stage_damaged(stage.name, problems)
                     valid = False
@@ -379,34 +307,9 @@ class BuildRunner:
         for stage in self.stages[: names.index(name) + 1]:
             upstream = self._fingerprint(stage, upstream)
             entry = entries.get(stage.name) or {}
-            if not self._committed_as(entry, upstream) or self.damage(entry):
+            if not self._committed_as(entry, upstream) or damage(self.build_dir, entry):
                 return False
         return True
-
-    def damage(self, entry: dict[str, Any]) -> list[str]:
-        """What is missing or changed among a committed stage's files (empty: intact).
-
-        One listing of the attempt directory (and of each directory the stage published
-        into) against the sizes recorded at commit: cheap on a disk and in a bucket.
-        """
-        attempt = entry.get("attempt")
-        if not attempt:
-            return ["no committed attempt recorded"]
-        try:
-            committed: dict[str, int] = fs.read_json(fs.join(self.build_dir, entry["commit"]))
-        except (KeyError, FileNotFoundError, OSError, ValueError):
-            return [f"{entry.get('commit', 'its commit record')} is missing"]
-        present: dict[str, int] = {}
-        for prefix in {rel.rsplit("/", 1)[0] for rel in committed}:
-            for url, size in fs.list_files(fs.join(self.build_dir, prefix)).items():
-                present[relative(self.build_dir, url)] = size
-        problems = []
-        for rel, size in sorted(committed.items()):
-            if rel not in present:
-                problems.append(f"{rel} is missing")
-            elif present[rel] != size:
-                problems.append(f"{rel} has {present[rel]:,} bytes, {size:,} when committed")
-        return problems
 
     def _resuming_on_new_workers(
         self, name: str, run: Callable[..., StageCounts], resume: bool
@@ -507,11 +410,11 @@ class BuildRunner:
         self._save(manifest, outcome.funnel)
         self.reporter.stage_started(name)
         started = time.perf_counter()
-        resumed = self._final_units(attempt) if keep else 0
+        resumed = finished_units(attempt) if keep else 0
         try:
             result = stage.run(ctx)
             totals = collect_totals(fs.list_files(attempt))
-            finished = self._final_units(attempt)
+            finished = finished_units(attempt)
             if finished != result.units:
                 raise RuntimeError(
                     f"{name}: {result.units - finished} of {result.units} work units did not finish"
@@ -523,7 +426,9 @@ class BuildRunner:
             counts = StageCounts(name, n_in, totals.n_out, dict(totals.rejected))
             Funnel([previous, counts] if previous else [counts]).check()
             lease.check()
-            commit = self._commit(name, attempt, stage, totals.published)
+            commit = write_commit(
+                self.build_dir, attempt, stage.published_prefixes(self.build_dir), totals.published
+            )
         except BaseException as exc:
             progress.stop()
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
@@ -544,36 +449,9 @@ class BuildRunner:
             commit=relative(self.build_dir, commit),
         )
         self._save(manifest, outcome.funnel)  # the commit: the manifest names the attempt
-        self._remove_other_attempts(name, attempt)
+        remove_other_attempts(self.stage_root(name), attempt)
         self.reporter.stage_finished(name, counts, seconds)
         return counts
-
-    def _final_units(self, attempt: str) -> int:
-        return sum(1 for url in fs.list_files(attempt) if fs.basename(url).startswith("done-"))
-
-    def _commit(self, name: str, attempt: str, stage: Stage, published: dict[str, int]) -> str:
-        """Write the attempt's file list with sizes; returns its URL (the manifest, saved
-        next, makes it the committed attempt)."""
-        files = {
-            relative(self.build_dir, url): size for url, size in fs.list_files(attempt).items()
-        }
-        for prefix in stage.published_prefixes(self.build_dir):
-            for url, size in fs.list_files(prefix).items():
-                files[relative(self.build_dir, url)] = size
-        files.update(published)
-        commit = fs.join(attempt, COMMIT_FILE)
-        fs.write_json(commit, dict(sorted(files.items())), skip_if_same=False)
-        return commit
-
-    def _remove_other_attempts(self, name: str, attempt: str) -> None:
-        keep = attempt.rstrip("/") + "/"
-        stale = [u for u in fs.list_files(self.stage_root(name)) if not u.startswith(keep)]
-        fs.delete(stale)
-        if fs.is_local(self.build_dir):
-            root = fs.local_path(self.stage_root(name))
-            for child in root.iterdir():
-                if child.is_dir() and fs.join(str(root), child.name) != attempt.rstrip("/"):
-                    fs.delete_tree(str(child))
 
     def committed_parts(self, manifest: dict[str, Any], name: str) -> list[str]:
         """The committed records of stage ``name`` (its last pass's part files)."""

@@ -20,11 +20,13 @@ client keeps its contract (one URL in, bytes or an error out) and fixes those:
 - connections are kept alive and reused (:mod:`.pool`) only after a complete 2xx answer
   the server did not mark as its last, only for the same scheme, host and port, and only
   to an address the policy approved for the fetch at hand.
+
+The checks of an answer that need no socket (status, headers, content encodings, redirect
+targets, what an exception means) are in :mod:`.answer`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.client
 import ipaddress
@@ -33,16 +35,24 @@ import socket
 import ssl
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import nullcontext
 from dataclasses import dataclass
-from urllib.parse import urljoin
 
 from openwit import __version__
 from openwit.config import DownloadConfig
+from openwit.pipeline.download.fetch.answer import (
+    REDIRECT_STATUSES,
+    FetchError,
+    as_failure,
+    check_headers,
+    check_status,
+    declared_length,
+    decoded_body,
+    redirect_url,
+)
 from openwit.pipeline.download.fetch.deadline import Alarm, Budget, Watchdog
 from openwit.pipeline.download.fetch.hosts import HostLimiter
 from openwit.pipeline.download.fetch.policy import BlockedUrl, IPAddress, Target, UrlPolicy
@@ -52,20 +62,15 @@ from openwit.pipeline.download.fetch.pool import (
     PoolKey,
     close_quietly,
 )
-from openwit.pipeline.download.fetch.robots import opted_out
 
 #: ``connector(address, port, timeout) -> connected socket``; tests pass a recorder.
 Connector = Callable[[IPAddress, int, float], socket.socket]
 
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-OK_STATUSES = frozenset({200, 203})
 CHUNK = 256 * 1024
 #: A socket timeout set this recently still ends a read within this much of the deadline,
 #: so it is not renewed before every chunk (each renewal is a system call). The watchdog
 #: ends the transfer at the deadline itself; the socket timeout only backs it up.
 TIMEOUT_SLACK_S = 0.05
-#: Content types that are never an image, refused before the body is read.
-NOT_IMAGE_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 #: Errors of a reused connection that mean the server closed it while it was idle (before
 #: any byte of the answer): the request is sent again once on a fresh connection.
 STALE_ERRORS = (
@@ -114,15 +119,6 @@ def direct_connect(address: IPAddress, port: int, timeout: float) -> socket.sock
     return sock
 
 
-def _length(declared: str | None) -> int | None:
-    """A Content-Length header's number; None without one, or for anything but ASCII
-    digits (``"²".isdigit()`` is true, and ``int("²")`` raises)."""
-    if declared is None:
-        return None
-    declared = declared.strip()
-    return int(declared) if declared.isascii() and declared.isdigit() else None
-
-
 def _key(target: Target) -> PoolKey:
     return (target.scheme, target.host, target.port)
 
@@ -132,83 +128,6 @@ def _address(text: str) -> IPAddress:
     """An address as ``getpeername`` gives it (an IPv6 zone dropped), parsed; kept, as
     parsing a string is a pure function (a ValueError is raised again every time)."""
     return ipaddress.ip_address(text.split("%", 1)[0])
-
-
-def _redirect_url(current: str, location: str) -> str:
-    """The URL a ``Location`` header points to from ``current``.
-
-    http.client reads header bytes as Latin-1; a Location in UTF-8 (what servers send for
-    non-ASCII paths, and what browsers read) is read as UTF-8 instead. A Location that is
-    no URL (``http://[::1``) is ``invalid_url``.
-    """
-    location = location.strip()
-    if not location.isascii():
-        with contextlib.suppress(UnicodeError):
-            location = location.encode("latin-1").decode("utf-8")
-    try:
-        return urljoin(current, location)
-    except ValueError as exc:
-        raise _Failure("invalid_url", f"redirect to {location!r}: {exc}"[:300]) from None
-
-
-def decoded_body(body: bytes, content_encoding: str, limit: int) -> bytes:
-    """``body`` with its ``Content-Encoding`` undone: ``gzip`` (``x-gzip``) and ``deflate``,
-    in the reverse order of the header, each output bounded by ``limit`` bytes.
-
-    Refuses with ``too_large`` an encoded body that would pass ``limit`` (a compression
-    bomb: a few kB of gzip can stand for gigabytes), ``incomplete_body`` one that ends
-    early, ``bad_response`` one that does not decode and ``unsupported_encoding`` any other
-    coding (br, zstd, compress).
-    """
-    codings = [c.strip().lower() for c in content_encoding.split(",")]
-    for coding in reversed(codings):
-        if coding in ("", "identity"):
-            continue
-        if coding in ("gzip", "x-gzip"):
-            body = _inflate(body, coding, 16 + zlib.MAX_WBITS, limit)
-        elif coding == "deflate":  # zlib-wrapped, as the standard says; raw, as some send
-            try:
-                body = _inflate(body, coding, zlib.MAX_WBITS, limit)
-            except _Failure as failure:
-                if failure.reason != "bad_response":
-                    raise
-                body = _inflate(body, coding, -zlib.MAX_WBITS, limit)
-        else:
-            raise _Failure("unsupported_encoding", f"Content-Encoding {content_encoding}"[:300])
-    return body
-
-
-def _inflate(data: bytes, coding: str, wbits: int, limit: int) -> bytes:
-    """One coding of a body undone; a gzip body may hold several members (RFC 1952)."""
-    parts: list[bytes] = []
-    size = 0
-    try:
-        while True:
-            inflater = zlib.decompressobj(wbits)
-            part = inflater.decompress(data, limit - size + 1)
-            size += len(part)
-            if size > limit:
-                raise _Failure(
-                    "too_large",
-                    f"{coding} body of {len(data):,} bytes decodes past {limit:,} bytes",
-                )
-            parts.append(part)
-            if not inflater.eof:
-                raise _Failure("incomplete_body", f"{coding} stream ends early")
-            data = inflater.unused_data
-            if "gzip" not in coding or not data.strip(b"\x00"):  # zeros: padding, as gzip's
-                break
-    except zlib.error as exc:
-        raise _Failure("bad_response", f"{coding} body does not decode: {exc}"[:300]) from None
-    return b"".join(parts)
-
-
-class _Failure(Exception):
-    def __init__(self, reason: str, detail: str, retryable: bool = False) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.retryable = retryable
 
 
 def _resolver_pool() -> ThreadPoolExecutor:
@@ -304,7 +223,7 @@ class HttpClient:
             try:
                 body, final_url, content_type = self._attempt(url, target, budget)
                 return Fetched(body, final_url, content_type, attempt, budget.elapsed())
-            except _Failure as failure:
+            except FetchError as failure:
                 last = failure
             if not last.retryable or attempt > self.download.retries:
                 break
@@ -328,19 +247,19 @@ class HttpClient:
                 if status in REDIRECT_STATUSES:
                     location = response.getheader("Location")
                     if not location:
-                        raise _Failure(f"http_{status}", "redirect without a Location header")
+                        raise FetchError(f"http_{status}", "redirect without a Location header")
                     hops += 1
                     if hops > self.download.max_redirects:
-                        raise _Failure(
+                        raise FetchError(
                             "too_many_redirects", f"more than {self.download.max_redirects}"
                         )
-                    current = _redirect_url(current, location)
+                    current = redirect_url(current, location)
                     target = self._parse(current)  # every hop passes the policy again
                     continue
-                self._check_status(status, response.reason)
+                check_status(status, response.reason)
                 content_type = response.getheader("Content-Type") or ""
                 declared = response.getheader("Content-Length")
-                self._check_headers(response, content_type, declared)
+                check_headers(response, content_type, declared, self.download)
                 body = self._read_body(sock, response, budget, alarm, timeout_set, declared)
                 keep = self._complete(response, declared, len(body))
                 coding = response.getheader("Content-Encoding")
@@ -358,7 +277,7 @@ class HttpClient:
         try:
             return self.policy.parse(url)
         except BlockedUrl as exc:
-            raise _Failure(exc.reason, exc.detail) from None
+            raise FetchError(exc.reason, exc.detail) from None
 
     def _resolve(self, target: Target, budget: Budget) -> list[IPAddress]:
         if target.literal is not None:
@@ -367,14 +286,14 @@ class HttpClient:
         try:
             return self._approved(target, lambda: future.result(max(budget.remaining(), 0)))
         except FutureTimeout:
-            raise _Failure("timeout", f"name lookup of {target.host} took too long") from None
+            raise FetchError("timeout", f"name lookup of {target.host} took too long") from None
 
     @staticmethod
     def _approved(target: Target, resolve: Callable[[], list[IPAddress]]) -> list[IPAddress]:
         try:
             return resolve()
         except BlockedUrl as exc:
-            raise _Failure(exc.reason, exc.detail) from None
+            raise FetchError(exc.reason, exc.detail) from None
 
     def _connect(
         self, target: Target, addresses: Iterable[IPAddress], budget: Budget
@@ -384,10 +303,10 @@ class HttpClient:
             try:  # never hand the connector anything the policy did not approve
                 self.policy.check_address(address)
             except BlockedUrl as exc:
-                raise _Failure(exc.reason, exc.detail) from None
+                raise FetchError(exc.reason, exc.detail) from None
             remaining = budget.remaining()
             if remaining <= 0:
-                raise _Failure("timeout", f"no time left to connect to {target.host}", True)
+                raise FetchError("timeout", f"no time left to connect to {target.host}", True)
             timeout = min(remaining, self.download.connect_timeout_s)
             try:
                 sock = self.connector(address, target.port, timeout)
@@ -401,7 +320,7 @@ class HttpClient:
             return sock, address
         timed_out = errors and all("timed out" in e for e in errors)
         reason = "timeout" if timed_out else "connection_error"
-        raise _Failure(reason, "; ".join(errors) or "no address", retryable=bool(timed_out))
+        raise FetchError(reason, "; ".join(errors) or "no address", retryable=bool(timed_out))
 
     def _check_peer(self, sock: socket.socket, expected: IPAddress) -> None:
         """The address the socket is really connected to must be the approved one."""
@@ -411,10 +330,10 @@ class HttpClient:
         except (OSError, ValueError, BlockedUrl) as exc:
             sock.close()
             detail = getattr(exc, "detail", str(exc))
-            raise _Failure("blocked_url", f"connected peer refused: {detail}") from None
+            raise FetchError("blocked_url", f"connected peer refused: {detail}") from None
         if peer != expected:
             sock.close()
-            raise _Failure("blocked_url", f"connected to {peer}, not {expected}")
+            raise FetchError("blocked_url", f"connected to {peer}, not {expected}")
 
     def _exchange(
         self, target: Target, addresses: list[IPAddress], budget: Budget
@@ -451,7 +370,7 @@ class HttpClient:
                 if reused is not None and not alarm.fired and _stale(exc):
                     reused = None  # closed by the server while idle: once more, fresh
                     continue
-                raise self._as_failure(exc, alarm, before_headers=True) from None
+                raise as_failure(exc, alarm.fired, before_headers=True) from None
             return sock, response, alarm, timeout_set, address
 
     def _send(self, sock: socket.socket, target: Target) -> http.client.HTTPResponse:
@@ -496,7 +415,7 @@ class HttpClient:
             return False
         if response.chunked:
             return declared is None and response.isclosed()  # the last chunk was read
-        return response.length == 0 and _length(declared) == size
+        return response.length == 0 and declared_length(declared) == size
 
     def _keep(self, key: PoolKey, address: IPAddress, sock: socket.socket, alarm: Alarm) -> None:
         """Put a connection whose answer was read completely into the pool."""
@@ -513,32 +432,6 @@ class HttpClient:
             "Accept-Encoding": "identity",
             "Connection": "keep-alive" if self.download.keep_alive else "close",
         }
-
-    def _check_status(self, status: int, phrase: str) -> None:
-        if status in OK_STATUSES:
-            return
-        if 500 <= status < 600:
-            raise _Failure("http_5xx", f"HTTP {status} {phrase}", retryable=True)
-        raise _Failure(f"http_{status}", f"HTTP {status} {phrase}")
-
-    def _check_headers(
-        self, response: http.client.HTTPResponse, content_type: str, length: str | None
-    ) -> None:
-        """``content_type`` and ``length``: the Content-Type ("" without one) and
-        Content-Length headers of ``response``."""
-        s = self.download
-        robots = response.headers.get_all("X-Robots-Tag")  # None without one
-        optout = None
-        if robots:
-            optout = opted_out(robots, s.user_agent_token, s.disallowed_header_directives)
-        if optout is not None:
-            raise _Failure("opted_out", f"X-Robots-Tag: {optout}"[:300])
-        content_type = content_type.lower()
-        if content_type.startswith(NOT_IMAGE_TYPES) or "html" in content_type:
-            raise _Failure("not_an_image", f"Content-Type {content_type}"[:300])
-        declared = _length(length)
-        if declared is not None and declared > s.max_bytes:
-            raise _Failure("too_large", f"Content-Length {declared:,} > {s.max_bytes:,}")
 
     def _read_body(
         self,
@@ -569,43 +462,24 @@ class HttpClient:
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > limit:
-                    raise _Failure("too_large", f"body passed {limit:,} bytes")
+                    raise FetchError("too_large", f"body passed {limit:,} bytes")
                 if budget.expired:
-                    raise _Failure("too_slow", f"{size:,} bytes when the time ran out")
-        except _Failure:
+                    raise FetchError("too_slow", f"{size:,} bytes when the time ran out")
+        except FetchError:
             raise
         except BaseException as exc:
-            failure = self._as_failure(exc, alarm, before_headers=False)
+            failure = as_failure(exc, alarm.fired, before_headers=False)
             if failure.reason == "too_slow":
                 failure.detail = f"{size:,} bytes when the time ran out"
             raise failure from None
         if alarm.fired:  # the watchdog ended the transfer: what arrived is a fragment
-            raise _Failure("too_slow", f"{size:,} bytes when the time ran out")
-        length = _length(declared)
+            raise FetchError("too_slow", f"{size:,} bytes when the time ran out")
+        length = declared_length(declared)
         if length is not None and size < length:
-            raise _Failure("incomplete_body", f"{size:,} of {length:,} bytes")
+            raise FetchError("incomplete_body", f"{size:,} of {length:,} bytes")
         if not size:
-            raise _Failure("not_an_image", "empty body")
+            raise FetchError("not_an_image", "empty body")
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    def _as_failure(self, exc: BaseException, alarm: Alarm, before_headers: bool) -> _Failure:
-        if isinstance(exc, _Failure):
-            return exc
-        if alarm.fired or isinstance(exc, TimeoutError):
-            if before_headers:
-                return _Failure("timeout", "no answer within the time budget", retryable=True)
-            return _Failure("too_slow", "body not complete within the time budget")
-        if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-            return _Failure("tls_error", str(exc)[:300])
-        if isinstance(exc, http.client.IncompleteRead):
-            return _Failure("incomplete_body", f"{len(exc.partial):,} bytes, then the end")
-        if isinstance(exc, http.client.RemoteDisconnected | ConnectionError):
-            return _Failure("connection_error", str(exc)[:300] or type(exc).__name__)
-        if isinstance(exc, http.client.HTTPException):
-            return _Failure("bad_response", f"{type(exc).__name__}: {exc}"[:300])
-        if isinstance(exc, OSError):
-            return _Failure("connection_error", str(exc)[:300] or type(exc).__name__)
-        raise exc
 
     def _close(self, alarm: Alarm, sock: socket.socket) -> None:
         self.watchdog.disarm(alarm)  # before the socket closes: its number may be reused
