@@ -20,11 +20,12 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
+
+from openwit import s3clients
 
 T = TypeVar("T")
 
@@ -96,8 +97,7 @@ def configure(beam_options: dict[str, Any] | None) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     FileSystems.set_options(PipelineOptions.from_dictionary(dict(beam_options or {})))
-    global _s3_options
-    _s3_options = json.dumps(beam_options or {}, sort_keys=True, default=str)
+    s3clients.set_options(beam_options)
 
 
 def _beam_fs(url: str) -> Any:
@@ -122,106 +122,13 @@ def _fsspec(url: str) -> Any:
     return fsspec.core.url_to_fs(url)[0]
 
 
-_S3 = threading.local()
-_S3_LOCK = threading.Lock()
-#: Connections the shared client keeps open (urllib3 discards, and warns of, any beyond).
-S3_CONNECTIONS = 64
-_s3_shared: tuple[tuple[str, ...], Any] | None = None
-_s3_options = ""
-
-
-def _s3_identity() -> tuple[str, ...]:
-    """What an S3 client depends on: the build's options and the environment's endpoint,
-    region and keys (a test, or a launcher serving two builds, may change either), and the
-    process: a worker forked from a process that had a client makes its own, instead of
-    sharing that one's pooled connections with its siblings."""
-    from apache_beam.io.filesystems import FileSystems
-
-    if FileSystems._pipeline_options is None:  # nobody configured it: the environment's
-        configure({})  # (before the identity is read: configuring changes it)
-    names = sorted(k for k in os.environ if k.startswith("AWS_"))
-    return (str(os.getpid()), _s3_options, *(f"{k}={os.environ[k]}" for k in names))
-
-
-def _s3io() -> Any:
-    """Beam's S3IO for this thread, over the process's one boto3 client.
-
-    Beam's ``FileSystems`` builds a new boto3 client for every open, list or delete
-    (0.1-0.3 s of CPU each, measured against a local S3 server). Until 2026-12-06 openwit
-    kept a client per thread, which still made one for every short-lived thread (a
-    progress poller, a bundle's threads): a 43-image build into a bucket spent 60% of its
-    CPU samples in ``Client.__init__``. boto3's low-level clients are thread-safe (its
-    documentation recommends one shared by threads); Beam's wrapper of one is not (it keeps
-    the open download stream), so each thread has a wrapper of its own around the shared
-    client: cheap to make.
-    """
-    identity = _s3_identity()
-    s3io = getattr(_S3, "s3io", None)
-    if s3io is None or getattr(_S3, "identity", None) != identity:
-        from apache_beam.io.aws.s3io import S3IO
-
-        s3io = _S3.s3io = S3IO(client=_thread_client(_shared_boto3(identity)))
-        _S3.identity = identity
-    return s3io
-
-
-def _shared_boto3(identity: tuple[str, ...]) -> Any:
-    """The process's boto3 S3 client for these options and credentials, made as Beam's
-    ``Client`` makes it, with a connection pool for the threads that share it."""
-    global _s3_shared
-    shared = _s3_shared
-    if shared is not None and shared[0] == identity:
-        return shared[1]
-    with _S3_LOCK:
-        if _s3_shared is None or _s3_shared[0] != identity:
-            import boto3
-            import botocore.config
-            from apache_beam.io.aws.clients import client_options
-            from apache_beam.io.filesystems import FileSystems
-            from apache_beam.options.pipeline_options import S3Options
-
-            options = FileSystems._pipeline_options  # set by _s3_identity at the latest
-            kwargs = client_options.get_client_kwargs(options, S3Options)
-            pool = botocore.config.Config(max_pool_connections=S3_CONNECTIONS)
-            kwargs["config"] = kwargs["config"].merge(pool) if kwargs.get("config") else pool
-            version = client_options.view_options(options, S3Options).s3_api_version
-            client = boto3.session.Session().client("s3", api_version=version, **kwargs)
-            _s3_shared = (identity, client)
-        return _s3_shared[1]
-
-
-def _thread_client(boto3_s3: Any) -> Any:
-    """Beam's S3 client wrapper around an existing boto3 client (its constructor always
-    makes a new one)."""
-    from apache_beam.io.aws.clients.s3 import boto3_client
-
-    wrapper = boto3_client.Client.__new__(boto3_client.Client)
-    wrapper.client = boto3_s3
-    # The download state Beam's constructor sets (apache-beam 2.77-2.78; the object-store
-    # tests read through it).
-    wrapper._download_request = None
-    wrapper._download_stream = None
-    wrapper._download_pos = 0
-    return wrapper
-
-
-def _split_s3(url: str) -> tuple[str, str]:
-    bucket, _, key = url.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
-def s3_client() -> Any:
-    """This thread's boto3 S3 client (for conditional writes, which Beam does not offer)."""
-    return _s3io().client.client
-
-
 # -- reading ------------------------------------------------------------------------------
 def exists(url: str | Path) -> bool:
     url = str(url)
     if is_local(url):
         return local_path(url).exists()
     if scheme(url) == "s3":
-        return _s3io().exists(url)
+        return s3clients.s3io().exists(url)
     fs = _beam_fs(url)
     return fs.exists(url) if fs else _fsspec(url).exists(url)
 
@@ -232,7 +139,7 @@ def open_input(url: str | Path) -> IO[bytes]:
     if is_local(url):
         return open(local_path(url), "rb")
     if scheme(url) == "s3":
-        return _s3io().open(url, "rb")
+        return s3clients.s3io().open(url, "rb")
     fs = _beam_fs(url)
     if fs is None:
         return _fsspec(url).open(url, "rb")
@@ -300,7 +207,7 @@ def list_files(prefix: str | Path) -> dict[str, int]:
                     continue
         return found
     if scheme(prefix) == "s3":
-        return dict(_s3io().list_files(prefix + "/", with_metadata=False))
+        return dict(s3clients.s3io().list_files(prefix + "/", with_metadata=False))
     fs = _beam_fs(prefix)
     if fs is None:
         files = _fsspec(prefix).find(prefix, detail=True)
@@ -388,10 +295,10 @@ def _upload_unchecked(url: str, stream: IO[bytes]) -> None:
         length = stream.tell()
         stream.seek(0)
         if length <= SPOOL_BYTES:  # one PUT; Beam's writer always makes a multipart upload
-            bucket, key = _split_s3(url)
-            s3_client().put_object(Bucket=bucket, Key=key, Body=stream.read())
+            bucket, key = s3clients.split_url(url)
+            s3clients.client().put_object(Bucket=bucket, Key=key, Body=stream.read())
             return
-        with _s3io().open(url, "wb") as out:
+        with s3clients.s3io().open(url, "wb") as out:
             shutil.copyfileobj(stream, out, 8 * 1024 * 1024)
         return
     fs = _beam_fs(url)
@@ -452,7 +359,7 @@ def delete(urls: Iterable[str]) -> None:
         return
     if scheme(remote[0]) == "s3":
         with _store_errors(remote[0], "delete"):
-            results = _s3io().delete_files(remote)
+            results = s3clients.s3io().delete_files(remote)
         failed = {p: e for p, e in results if e is not None}
         failed = {p: e for p, e in failed.items() if not _is_missing(e)}
         if failed:

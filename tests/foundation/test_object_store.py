@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from openwit import fs
+from openwit import fs, s3clients
 from openwit.builddir import BuildDir
 from openwit.config import load_build_config
 from openwit.errors import StorageError, UserError
@@ -185,7 +185,7 @@ def test_threads_read_and_write_a_bucket_at_once_without_mixing_streams(bucket, 
         # Beam's wrapper keeps a thread's open download stream: one a thread, one boto3
         # client under them all.
         barrier = threading.Barrier(4)
-        wrappers = list(pool.map(lambda _: (barrier.wait(), fs._s3io().client)[1], range(4)))
+        wrappers = list(pool.map(lambda _: (barrier.wait(), s3clients.s3io().client)[1], range(4)))
     assert "Connection pool is full" not in caplog.text
     assert len({id(w) for w in wrappers}) > 1
     assert len({id(w.client) for w in wrappers}) == 1
@@ -197,11 +197,11 @@ def test_a_process_nobody_configured_makes_one_s3_client(s3, bucket):
     client it made then: the configuring must not make its second call build another."""
 
     script = (
-        "from openwit import fs\n"
+        "from openwit import fs, s3clients\n"
         f"fs.write_bytes('{bucket}/once', b'x')\n"
-        "first = fs._s3_shared[1]\n"
+        "first = s3clients._shared[1]\n"
         f"assert fs.read_bytes('{bucket}/once') == b'x'\n"
-        "print(fs._s3_shared[1] is first)\n"
+        "print(s3clients._shared[1] is first)\n"
     )
     result = _run_script(script)
     assert result.returncode == 0, result.stderr
@@ -214,14 +214,14 @@ def test_a_forked_process_makes_its_own_s3_client(s3, bucket):
 
     script = (
         "import os\n"
-        "from openwit import fs\n"
+        "from openwit import fs, s3clients\n"
         f"fs.write_bytes('{bucket}/forked', b'x')\n"
-        "first = fs._s3_shared[1]\n"
+        "first = s3clients._shared[1]\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
-        f"    ok = fs.read_bytes('{bucket}/forked') == b'x' and fs._s3_shared[1] is not first\n"
+        f"    ok = fs.read_bytes('{bucket}/forked') == b'x' and s3clients._shared[1] is not first\n"
         "    os._exit(0 if ok else 3)\n"
-        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), fs._s3_shared[1] is first)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), s3clients._shared[1] is first)\n"
     )
     result = _run_script(script)
     assert result.returncode == 0, result.stderr
