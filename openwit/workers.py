@@ -27,18 +27,22 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import os
 import subprocess
 import sys
 import threading
-import time
-import weakref
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any, TextIO
 
 from openwit.errors import WorkerLost
+from openwit.worker_loss import (
+    fail_running_pipelines,
+    lost_process,
+    pools_in_use,
+    quiet_about_lost_workers,
+    saw_a_loss,
+)
 
 #: Workers in the pool; 0 (or 1) means: run in the launcher process (in_memory).
 WORKERS_ENV = "OPENWIT_WORKERS"
@@ -46,10 +50,6 @@ WORKERS_ENV = "OPENWIT_WORKERS"
 #: pipeline for a lost worker it waits for the runner to return before the launcher leaves.
 WATCH_INTERVAL_S = 0.5
 LOST_EXIT_AFTER_S = 60.0
-#: How long a report of a dropped connection waits to see whether a worker ended.
-LOSS_SHOWS_WITHIN_S = 0.5
-#: For this long after a loss, Beam's reports of closed connections are still the loss's.
-LOSS_QUIET_S = 30.0
 
 
 def pool_size_for(runner: str, beam_options: dict[str, Any]) -> int:
@@ -145,8 +145,8 @@ class LocalWorkerPool:
         port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
         self.address = f"127.0.0.1:{port}"
-        _quiet_about_lost_workers()
-        _pools_in_use.add(self)
+        quiet_about_lost_workers()
+        pools_in_use.add(self)
         self._watch = threading.Thread(target=self.watch, name="openwit-pool-watch", daemon=True)
         self._watch.start()
 
@@ -164,7 +164,7 @@ class LocalWorkerPool:
             return
         with self._lock:
             if self.zygote.process.poll() is not None:
-                raise _lost(self.zygote.process, zygote=True)
+                raise lost_process(self.zygote.process, zygote=True)
             old, new = self.processes, self.zygote.fork(self.size)
             if new is None:  # not ready: these workers build what they need themselves
                 return
@@ -182,7 +182,7 @@ class LocalWorkerPool:
         with self._lock:
             loss = self._loss()
         if loss is not None:
-            _saw_a_loss()
+            saw_a_loss()
             raise loss
 
     def _loss(self) -> WorkerLost | None:
@@ -191,9 +191,9 @@ class LocalWorkerPool:
         if self.lost is not None:
             return self.lost
         if self.zygote is not None and self.zygote.process.poll() is not None:
-            return _lost(self.zygote.process, zygote=True)
+            return lost_process(self.zygote.process, zygote=True)
         gone = [p for p in list(self.processes) if p.poll() is not None]
-        return _lost(gone[0], zygote=False) if gone else None
+        return lost_process(gone[0], zygote=False) if gone else None
 
     def watch(self) -> None:
         """Fail the running pipeline when a worker ends while the pool is in use.
@@ -211,7 +211,7 @@ class LocalWorkerPool:
                 self.lost = self._loss()
             if self.lost is None:
                 continue
-            _saw_a_loss()
+            saw_a_loss()
             fail_running_pipelines(self.lost)
             if self._closing.wait(LOST_EXIT_AFTER_S):
                 return
@@ -223,7 +223,7 @@ class LocalWorkerPool:
 
         with self._lock:
             self._closing.set()
-        _pools_in_use.discard(self)
+        pools_in_use.discard(self)
         if self.server is not None:
             self.server.stop(grace=None)
             self.server = None
@@ -239,91 +239,6 @@ class LocalWorkerPool:
             if process.stdout:
                 process.stdout.close()
         self.processes, self.ports = [], []
-
-
-#: Pools whose workers a pipeline may be using (connected, not stopped).
-_pools_in_use: weakref.WeakSet[LocalWorkerPool] = weakref.WeakSet()
-#: Beam's loggers that report a worker's dropped connections, each with a traceback.
-_BEAM_LOSS_LOGGERS = (
-    "apache_beam.runners.worker.data_plane",
-    "apache_beam.runners.portability.fn_api_runner.worker_handlers",
-)
-
-
-def _lost(process: Any, zygote: bool) -> WorkerLost:
-    from openwit.worker_zygote import ZYGOTE
-
-    what = ZYGOTE if zygote else "a worker of openwit's local pool"
-    return WorkerLost.of(what, process.pid, process.poll())
-
-
-def worker_lost(wait_s: float = 0.0) -> bool:
-    """Whether a worker of a pool in use has ended (stopping a pool ends none of them),
-    or one was found lost in the last :data:`LOSS_QUIET_S` (the runner may have replaced
-    that pool by then, while Beam's threads of the failed pipeline still report its
-    connections), looking again for up to ``wait_s``: a killed worker's connections close
-    a moment before the kernel shows the process as ended."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        if _loss_seen_at is not None and time.monotonic() - _loss_seen_at < LOSS_QUIET_S:
-            return True
-        # Without the pool's lock: a refresh holds it while the zygote forks.
-        if any(pool._loss() is not None for pool in list(_pools_in_use)):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
-
-
-#: When a pool last found a worker lost (monotonic seconds).
-_loss_seen_at: float | None = None
-
-
-def _saw_a_loss() -> None:
-    global _loss_seen_at
-    _loss_seen_at = time.monotonic()
-
-
-class _UnlessWorkerLost(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not worker_lost(LOSS_SHOWS_WITHIN_S)
-
-
-def _quiet_about_lost_workers() -> None:
-    """Once a worker is lost, Beam's launcher-side threads each report its closed
-    connections (a logged error or a thread's uncaught ``grpc.RpcError``, tracebacks
-    all); the loss is reported once, as :class:`WorkerLost`'s one line. Nothing else is
-    silenced: the filters pass everything while every worker lives."""
-    global _default_excepthook
-    if _default_excepthook is not None:
-        return
-    for name in _BEAM_LOSS_LOGGERS:
-        logging.getLogger(name).addFilter(_UnlessWorkerLost())
-    _default_excepthook = threading.excepthook
-
-    def excepthook(args: threading.ExceptHookArgs) -> None:
-        import grpc
-
-        if isinstance(args.exc_value, grpc.RpcError) and worker_lost(LOSS_SHOWS_WITHIN_S):
-            return
-        _default_excepthook(args)  # type: ignore[misc]
-
-    threading.excepthook = excepthook
-
-
-_default_excepthook: Any = None
-
-
-def fail_running_pipelines(error: Exception) -> None:
-    """Fail every request Beam's runners in this process are waiting on with ``error``."""
-    import gc
-
-    from apache_beam.runners.portability.fn_api_runner.worker_handlers import ControlConnection
-
-    for connection in [o for o in gc.get_objects() if isinstance(o, ControlConnection)]:
-        # Not connection.abort(): it walks the live dict the runner's threads change.
-        for future in list(connection._futures_by_id.values()):
-            future.abort(error)
 
 
 def _stubs(ports: list[int]) -> list[Any]:
