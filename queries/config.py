@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
-from openwit.config import ConfigError, Section, format_validation_error, read_yaml_mapping
+from openwit.config import ConfigError, Section, format_validation_error
+from openwit.yaml_files import read_yaml_mapping
 
 
 class QueryBuildConfig(Section):
