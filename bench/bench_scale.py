@@ -1,13 +1,11 @@
 """The cost curve of the candidate stages: ingest -> balance at 100k, 1M (and 10M) candidates.
 
-A synthetic pool, as a user's first real build looks: Parquet files of (url, caption) rows,
-captions of 2-30 English words drawn with a Zipf law from the 49k-merge BPE vocabulary
-open_clip ships (real words, frequent ones first), 4% exact duplicate pairs, 2% junk
-captions; a 500,000-query list (words, and bigrams of frequent words). ``openwit build
---until balance`` runs as a user runs it (the default runner: openwit's local worker pool,
-one worker per core), while a sampler reads ``/proc`` of the launcher and its workers every
-0.2 s: CPU seconds (so cores used, per stage, from the manifest's stage start times) and
-peak RSS of each process.
+A synthetic pool (``scale_pool``: Parquet files of (url, caption) rows with Zipf-drawn
+English captions, duplicates and junk, as a user's first real build looks) and a
+500,000-query list. ``openwit build --until balance`` runs as a user runs it (the default
+runner: openwit's local worker pool, one worker per core), while a sampler reads ``/proc``
+of the launcher and its workers every 0.2 s: CPU seconds (so cores used, per stage, from
+the manifest's stage start times) and peak RSS of each process.
 
 Figures per size and stage: records/s, records/s per core used, cores used; peak RSS of
 the launcher and of each worker; at the end the slope of each stage's time against the
@@ -26,13 +24,10 @@ Beam's; the plain core above only computes them).
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import json
 import math
 import os
-import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -42,100 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from common import REPO, child_env, emit, guarded_env, install_guard, last_json
+from scale_pool import vocabulary, write_pool, write_queries
 
 install_guard()
 
 SIZES = [int(s) for s in os.environ.get("OPENWIT_BENCH_SCALE", "100000,1000000").split(",")]
 if os.environ.get("OPENWIT_BENCH_SCALE_FULL") == "1" and 10_000_000 not in SIZES:
     SIZES.append(10_000_000)
-QUERIES = 500_000
-ROWS_PER_FILE = 250_000
-ROW_GROUP = 50_000
 STAGES = ("ingest", "text", "match", "balance")
-
-
-# -- data ------------------------------------------------------------------------------------
-def vocabulary() -> list[str]:
-    """Whole English words of open_clip's BPE vocabulary, in merge (roughly frequency) order."""
-    import open_clip
-
-    path = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    words, seen = [], set()
-    with gzip.open(path, "rt", encoding="utf-8") as handle:
-        merges = handle.read().split("\n")[1:]
-    for line in merges:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].endswith("</w>"):
-            continue
-        word = parts[0] + parts[1][:-4]
-        if re.fullmatch(r"[a-z]{3,12}", word) and re.search(r"[aeiouy]", word) and word not in seen:
-            seen.add(word)
-            words.append(word)
-    return words[:30_000]
-
-
-def write_queries(path: Path, words: list[str]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from openwit.schemas import QUERY_SCHEMA
-
-    rng = random.Random(1)
-    queries = list(words)
-    seen = set(queries)
-    head = words[:3000]
-    while len(queries) < QUERIES:
-        bigram = f"{rng.choice(head)} {rng.choice(words[:20_000])}"
-        if bigram not in seen:
-            seen.add(bigram)
-            queries.append(bigram)
-    rows = {
-        "query": queries,
-        "source": ["unigram"] * len(words) + ["bigram"] * (QUERIES - len(words)),
-    }
-    rows["count"] = [1] * QUERIES
-    rows["score"] = [1.0] * QUERIES
-    pq.write_table(pa.table(rows, schema=QUERY_SCHEMA), path)
-
-
-def write_pool(folder: Path, size: int, words: list[str]) -> None:
-    """``size`` rows in files of 250,000 (row groups of 50,000), cached by size."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    done = folder / "complete"
-    if done.exists():
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(size)
-    ranks = np.arange(1, len(words) + 1, dtype=np.float64)
-    weights = 1.0 / ranks**1.05
-    weights /= weights.sum()
-    vocab = np.array(words, dtype=object)
-    for start in range(0, size, ROWS_PER_FILE):
-        count = min(ROWS_PER_FILE, size - start)
-        lengths = np.clip(rng.lognormal(2.2, 0.55, count).astype(int), 2, 30)
-        drawn = rng.choice(len(words), size=int(lengths.sum()), p=weights)
-        captions, at = [], 0
-        for length in lengths:
-            captions.append(" ".join(vocab[drawn[at : at + length]]))
-            at += length
-        urls = [
-            f"https://img{(start + i) % 977}.example.com/p/{start + i}.jpg" for i in range(count)
-        ]
-        junk = rng.random(count) < 0.02
-        for index in np.flatnonzero(junk):
-            captions[index] = f"IMG_{index:04d}.jpg"
-        dups = np.flatnonzero(rng.random(count) < 0.04)
-        for index in dups:  # the same pair again, as pools repeat rows
-            other = int(rng.integers(0, count))
-            urls[index], captions[index] = urls[other], captions[other]
-        table = pa.table({"url": urls, "caption": captions})
-        pq.write_table(
-            table, folder / f"pool-{start // ROWS_PER_FILE:05d}.parquet", row_group_size=ROW_GROUP
-        )
-    done.write_text("ok")
 
 
 # -- measuring ------------------------------------------------------------------------------
