@@ -6,9 +6,8 @@ as ``report.json``, the source of every number on the page and in the dataset ca
 aggregates (counts per value, histograms), never a whole column of a large build.
 
 Where the build keeps no table for a question, the answer is derived from stage outputs:
-the host of a failed download is the host of the URL of the download stage's input record
-with the rejection's uid; a duplicate group is a kept uid and the rejections whose detail
-names it.
+download failures by host and duplicate groups are joined from the rejections
+(:mod:`.rejection_facts`).
 """
 
 from __future__ import annotations
@@ -18,23 +17,15 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from openwit.builddir import BuildDir
+from openwit.report.counting import TOP, strings, value_counts
+from openwit.report.rejection_facts import downloads, duplicates
 
-#: How many head and tail queries, hosts, sizes the report lists.
-TOP = 10
 #: Caption lengths are counted per character up to this length; longer ones in one bin.
 MAX_CAPTION_CHARS = 1000
 #: Language ID rejections carry "LANG SCORE" as their detail (pipeline/text.py).
 LANGUAGE_REASONS = ("not_allowed_language", "uncertain_language")
-#: Dedup rejections name the uid they duplicate (dedup/stage.py).
-DUPLICATE_OF = r"uid (?P<kept>[0-9a-f]+)"
-#: Past this many rejections, the facts that join one entry per rejection (download
-#: failures by host, duplicates by group) are taken from a deterministic sample of them:
-#: the uids (hex digests) below a threshold, their counts scaled up; the report says so.
-#: Below it every rejection counts, exactly.
-SAMPLE_ROWS = 1_000_000
 
 
 @dataclass
@@ -54,8 +45,8 @@ def collect(build: BuildDir) -> Facts:
     s["queries"] = _queries(build, manifest, facts.series)
     s["text"] = _text(build, facts.series)
     s["images"] = _images(build, facts.series)
-    s["downloads"] = _downloads(build, funnel)
-    s["duplicates"] = _duplicates(build, funnel)
+    s["downloads"] = downloads(build, funnel)
+    s["duplicates"] = duplicates(build, funnel)
     s["eval_overlap"] = _eval_overlap(build, manifest)
     s["timings"] = _timings(s["funnel"])
     return facts
@@ -166,18 +157,18 @@ def _text(build: BuildDir, series: dict[str, Any]) -> dict[str, Any]:
 
     kept: Counter[str] = Counter()
     for path in build.stage_files("text"):
-        counts = _value_counts(build.read_table([path], ["lang"]).column("lang"))
+        counts = value_counts(build.read_table([path], ["lang"]).column("lang"))
         kept.update({str(lang): count for lang, count in counts.items()})
     rejected: Counter[str] = Counter()
     for path in build.rejection_files("text"):
         table = build.read_table([path], ["reason", "detail"])
-        mask = pc.is_in(table.column("reason"), value_set=_strings(LANGUAGE_REASONS))
+        mask = pc.is_in(table.column("reason"), value_set=strings(LANGUAGE_REASONS))
         # the detail is "LANG SCORE": its first word, counted in Arrow (billions of rows
         # at scale; a Python loop over them took hours)
         details = pc.fill_null(table.filter(mask).column("detail"), "")
         details = pc.if_else(pc.equal(details, ""), "?", details)  # none given: "?"
         langs = pc.list_element(pc.split_pattern(details, " ", max_splits=1), 0)
-        rejected.update(_value_counts(langs))
+        rejected.update(value_counts(langs))
     lengths = np.zeros(MAX_CAPTION_CHARS + 2, dtype=np.int64)
     for path in build.shard_indexes():
         chars = pc.utf8_length(build.read_table([path], ["text"]).column("text"))
@@ -213,20 +204,6 @@ def _distribution(counts: Any) -> dict[str, Any]:
     }
 
 
-def _value_counts(values: Any) -> dict[Any, int]:
-    """Each value of an Arrow array and how often it occurs (counted in Arrow)."""
-    import pyarrow.compute as pc
-
-    counts = pc.value_counts(values)
-    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
-
-
-def _strings(values: Any) -> Any:
-    import pyarrow as pa
-
-    return pa.array(list(values), pa.string())
-
-
 # -- images --------------------------------------------------------------------------------------
 def _images(build: BuildDir, series: dict[str, Any]) -> dict[str, Any]:
     """Original sizes of every downloaded image (the download stage's output: before the
@@ -241,7 +218,7 @@ def _images(build: BuildDir, series: dict[str, Any]) -> dict[str, Any]:
         width, height = (pc.fill_null(table.column(c), 0).cast("int64") for c in (0, 1))
         known = pc.and_(pc.greater(width, 0), pc.greater(height, 0))
         key = pc.filter(pc.bit_wise_or(pc.shift_left(width, 32), height), known)
-        for size, count in _value_counts(key).items():
+        for size, count in value_counts(key).items():
             sizes[(size >> 32, size & 0xFFFFFFFF)] += count
     series["original_sizes"] = sorted(sizes.items())
     aspects: Counter[str] = Counter()
@@ -290,103 +267,6 @@ def _quantiles(counts: Counter[int]) -> dict[str, int] | None:
             median = value
             break
     return {"min": values[0], "median": median, "max": values[-1]}
-
-
-# -- downloads -----------------------------------------------------------------------------------
-def _downloads(build: BuildDir, funnel: dict[str, Any]) -> dict[str, Any] | None:
-    """Failures by reason, and by host of the failed URL.
-
-    The rejections hold uid, reason and detail, not the URL: the URL comes from the download
-    stage's input records (the balance stage's output), joined on uid.
-    """
-    if "download" not in funnel:
-        return None
-    import pyarrow.compute as pc
-
-    counts = funnel["download"]
-    share, below = uid_sample(counts["in"] - counts["out"])
-    reason_of: dict[str, str] = {}
-    for path in build.rejection_files("download"):
-        table = build.read_table([path], ["uid", "reason"])
-        if below is not None:
-            table = table.filter(pc.fill_null(pc.less(table.column("uid"), below), False))
-        reason_of.update(zip(table.column("uid").to_pylist(), table.column("reason").to_pylist()))
-    hosts: dict[str, Counter[str]] = {}
-    if reason_of:
-        wanted = _strings(reason_of)
-        for path in build.input_files("download"):
-            table = build.read_table([path], ["uid", "url"])
-            table = table.filter(pc.is_in(table.column("uid"), value_set=wanted))
-            for uid, url in zip(table.column("uid").to_pylist(), table.column("url").to_pylist()):
-                hosts.setdefault(_host(url), Counter())[reason_of[uid]] += 1
-    if share < 1:
-        hosts = {h: Counter({r: round(n / share) for r, n in c.items()}) for h, c in hosts.items()}
-    ranked = sorted(hosts.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
-    return {
-        "attempted": counts["in"],
-        "downloaded": counts["out"],
-        "failed": counts["in"] - counts["out"],
-        "reasons": dict(sorted(counts["rejected"].items(), key=lambda kv: (-kv[1], kv[0]))),
-        "hosts_with_failures": len(hosts),
-        "top_hosts": [
-            [host, sum(c.values()), ", ".join(f"{r} {n}" for r, n in c.most_common(3))]
-            for host, c in ranked[:TOP]
-        ],
-        "host_source": "url of the download stage's input record with the rejection's uid",
-        "host_sample": share,
-    }
-
-
-def uid_sample(rows: int) -> tuple[float, str | None]:
-    """The share of ``rows`` rejections the report joins record by record, and the hex
-    prefix their uids must sort below (None: all of them). uids are hex digests, so the
-    uids below a prefix are a uniform, deterministic sample."""
-    if rows <= SAMPLE_ROWS:
-        return 1.0, None
-    cut = max(1, SAMPLE_ROWS * 16**8 // rows)
-    return cut / 16**8, f"{cut:08x}"
-
-
-def _host(url: str | None) -> str:
-    try:
-        return urlsplit(url or "").hostname or "(no host)"
-    except ValueError:
-        return "(unparsable URL)"
-
-
-# -- duplicates ----------------------------------------------------------------------------------
-def _duplicates(build: BuildDir, funnel: dict[str, Any]) -> dict[str, Any]:
-    """Exact and near-duplicate groups: the kept record and the rejections naming it
-    (groups sampled by the kept record's uid when the rejections are many)."""
-    import pyarrow.compute as pc
-
-    members: dict[str, Counter[str]] = {"exact_duplicate": Counter(), "near_duplicate": Counter()}
-    removed = (funnel.get("dedup") or {}).get("rejected") or {}
-    share, below = uid_sample(sum(int(removed.get(reason, 0)) for reason in members))
-    for path in build.rejection_files("dedup"):
-        table = build.read_table([path], ["reason", "detail"])
-        table = table.filter(pc.is_in(table.column("reason"), value_set=_strings(members)))
-        found = pc.extract_regex(table.column("detail"), DUPLICATE_OF)
-        kept_uid = pc.struct_field(found, [0])
-        kept_uid = pc.fill_null(kept_uid, "")
-        if below is not None:
-            in_sample = pc.less(kept_uid, below)
-            table, kept_uid = table.filter(in_sample), kept_uid.filter(in_sample)
-        for reason in members:
-            of_reason = pc.equal(table.column("reason"), reason)
-            members[reason].update(_value_counts(kept_uid.filter(of_reason)))
-    result = {}
-    for reason, kind in (("exact_duplicate", "exact"), ("near_duplicate", "near")):
-        sizes = Counter(1 + n for n in members[reason].values())
-        if share < 1:
-            sizes = Counter({size: round(n / share) for size, n in sizes.items()})
-        result[kind] = {
-            "groups": sum(sizes.values()),
-            "removed": int(removed.get(reason, 0)) if share < 1 else sum(members[reason].values()),
-            "group_sizes": [[size, sizes[size]] for size in sorted(sizes)],
-            "group_sample": share,
-        }
-    return result
 
 
 # -- evaluation sets -----------------------------------------------------------------------------

@@ -79,10 +79,10 @@ def test_past_the_sample_limit_hosts_and_groups_are_estimated_from_a_uid_sample(
     the counts the funnel has stay exact."""
     from openwit.builddir import BuildDir
     from openwit.report import facts as report_facts
-    from openwit.report import page
+    from openwit.report import page, rejection_facts
 
     exact = report_facts.collect(BuildDir(build_dir)).summary
-    monkeypatch.setattr(report_facts, "SAMPLE_ROWS", 2)
+    monkeypatch.setattr(rejection_facts, "SAMPLE_ROWS", 2)
     sampled = report_facts.collect(BuildDir(build_dir)).summary
     downloads, duplicates = sampled["downloads"], sampled["duplicates"]
     assert 0 < downloads["host_sample"] < 1 and downloads["failed"] == exact["downloads"]["failed"]
