@@ -111,9 +111,29 @@ def _beam_fs(url: str) -> Any:
         FileSystems.get_filesystem(url)
     except ValueError:  # no Beam filesystem for this scheme
         return None
-    if FileSystems._pipeline_options is None:  # nobody configured it: the environment's
-        configure({})
+    _configured()
     return FileSystems
+
+
+def _configured() -> None:
+    """Configure Beam's filesystems with the environment's options if nobody did (a
+    worker, a script): before a client is made, as configuring changes what it is made for."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if FileSystems._pipeline_options is None:
+        configure({})
+
+
+def _s3io() -> Any:
+    """This thread's Beam S3IO (:mod:`openwit.s3clients`), the filesystems configured."""
+    _configured()
+    return s3clients.s3io()
+
+
+def s3_client() -> Any:
+    """This thread's boto3 S3 client (for conditional writes, which Beam does not offer)."""
+    _configured()
+    return s3clients.client()
 
 
 def _fsspec(url: str) -> Any:
@@ -128,7 +148,7 @@ def exists(url: str | Path) -> bool:
     if is_local(url):
         return local_path(url).exists()
     if scheme(url) == "s3":
-        return s3clients.s3io().exists(url)
+        return _s3io().exists(url)
     fs = _beam_fs(url)
     return fs.exists(url) if fs else _fsspec(url).exists(url)
 
@@ -139,7 +159,7 @@ def open_input(url: str | Path) -> IO[bytes]:
     if is_local(url):
         return open(local_path(url), "rb")
     if scheme(url) == "s3":
-        return s3clients.s3io().open(url, "rb")
+        return _s3io().open(url, "rb")
     fs = _beam_fs(url)
     if fs is None:
         return _fsspec(url).open(url, "rb")
@@ -207,7 +227,7 @@ def list_files(prefix: str | Path) -> dict[str, int]:
                     continue
         return found
     if scheme(prefix) == "s3":
-        return dict(s3clients.s3io().list_files(prefix + "/", with_metadata=False))
+        return dict(_s3io().list_files(prefix + "/", with_metadata=False))
     fs = _beam_fs(prefix)
     if fs is None:
         files = _fsspec(prefix).find(prefix, detail=True)
@@ -296,9 +316,9 @@ def _upload_unchecked(url: str, stream: IO[bytes]) -> None:
         stream.seek(0)
         if length <= SPOOL_BYTES:  # one PUT; Beam's writer always makes a multipart upload
             bucket, key = s3clients.split_url(url)
-            s3clients.client().put_object(Bucket=bucket, Key=key, Body=stream.read())
+            s3_client().put_object(Bucket=bucket, Key=key, Body=stream.read())
             return
-        with s3clients.s3io().open(url, "wb") as out:
+        with _s3io().open(url, "wb") as out:
             shutil.copyfileobj(stream, out, 8 * 1024 * 1024)
         return
     fs = _beam_fs(url)
@@ -359,7 +379,7 @@ def delete(urls: Iterable[str]) -> None:
         return
     if scheme(remote[0]) == "s3":
         with _store_errors(remote[0], "delete"):
-            results = s3clients.s3io().delete_files(remote)
+            results = _s3io().delete_files(remote)
         failed = {p: e for p, e in results if e is not None}
         failed = {p: e for p, e in failed.items() if not _is_missing(e)}
         if failed:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from openwit import fs, s3clients
+from openwit import fs
 from openwit.errors import StorageError, UserError
 
 LOCK_NAME = ".openwit.lock"
@@ -120,7 +120,7 @@ def _busy(build_url: str, held: dict[str, Any]) -> UserError:
 def _s3_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
     from botocore.exceptions import ClientError
 
-    client = s3clients.client()
+    client = fs.s3_client()
     bucket, key = url.removeprefix("s3://").split("/", 1)
     owner = _owner()
 
@@ -155,7 +155,7 @@ def _s3_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
     def renew() -> bool:
         nonlocal etag
         try:
-            etag = s3clients.client().put_object(
+            etag = fs.s3_client().put_object(
                 Bucket=bucket, Key=key, Body=_body(owner, seconds), IfMatch=etag
             )["ETag"]
         except ClientError as exc:

@@ -1,5 +1,6 @@
-"""S3 clients for a build's files in ``s3://`` buckets (:mod:`openwit.fs` reads and writes
-through them; the build lock's conditional writes use :func:`client` directly).
+"""S3 clients for a build's files in ``s3://`` buckets; :mod:`openwit.fs` reads and writes
+through them (and hands the build lock its conditional writes' client), once Beam's
+filesystems have their options.
 
 One boto3 client a process, shared by its threads, and a Beam ``S3IO`` wrapper a thread
 around it: boto3's low-level clients are thread-safe, Beam's wrapper (which keeps its open
@@ -29,12 +30,6 @@ def _identity() -> tuple[str, ...]:
     region and keys (a test, or a launcher serving two builds, may change either), and the
     process: a worker forked from a process that had a client makes its own, instead of
     sharing that one's pooled connections with its siblings."""
-    from apache_beam.io.filesystems import FileSystems
-
-    if FileSystems._pipeline_options is None:  # nobody configured it: the environment's
-        from openwit import fs
-
-        fs.configure({})  # (before the identity is read: configuring changes it)
     names = sorted(k for k in os.environ if k.startswith("AWS_"))
     return (str(os.getpid()), _options, *(f"{k}={os.environ[k]}" for k in names))
 
@@ -76,7 +71,7 @@ def _shared_boto3(identity: tuple[str, ...]) -> Any:
             from apache_beam.io.filesystems import FileSystems
             from apache_beam.options.pipeline_options import S3Options
 
-            options = FileSystems._pipeline_options  # set by _identity at the latest
+            options = FileSystems._pipeline_options  # openwit.fs configured them before
             kwargs = client_options.get_client_kwargs(options, S3Options)
             pool = botocore.config.Config(max_pool_connections=S3_CONNECTIONS)
             kwargs["config"] = kwargs["config"].merge(pool) if kwargs.get("config") else pool

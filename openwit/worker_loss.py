@@ -14,12 +14,9 @@ import logging
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from openwit.errors import WorkerLost
-
-if TYPE_CHECKING:
-    from openwit.workers import LocalWorkerPool
 
 #: How long a report of a dropped connection waits to see whether a worker ended.
 LOSS_SHOWS_WITHIN_S = 0.5
@@ -27,7 +24,7 @@ LOSS_SHOWS_WITHIN_S = 0.5
 LOSS_QUIET_S = 30.0
 
 #: Pools whose workers a pipeline may be using (connected, not stopped).
-pools_in_use: weakref.WeakSet[LocalWorkerPool] = weakref.WeakSet()
+pools_in_use: weakref.WeakSet[Any] = weakref.WeakSet()  # openwit.workers.LocalWorkerPool
 #: Beam's loggers that report a worker's dropped connections, each with a traceback.
 _BEAM_LOSS_LOGGERS = (
     "apache_beam.runners.worker.data_plane",
