@@ -16,8 +16,6 @@ import time
 import weakref
 from typing import Any
 
-from openwit.errors import WorkerLost
-
 #: How long a report of a dropped connection waits to see whether a worker ended.
 LOSS_SHOWS_WITHIN_S = 0.5
 #: For this long after a loss, Beam's reports of closed connections are still the loss's.
@@ -30,14 +28,6 @@ _BEAM_LOSS_LOGGERS = (
     "apache_beam.runners.worker.data_plane",
     "apache_beam.runners.portability.fn_api_runner.worker_handlers",
 )
-
-
-def lost_process(process: Any, zygote: bool) -> WorkerLost:
-    """The loss of an ended worker (or of the zygote, whose workers leave with it)."""
-    from openwit.worker_zygote import ZYGOTE
-
-    what = ZYGOTE if zygote else "a worker of openwit's local pool"
-    return WorkerLost.of(what, process.pid, process.poll())
 
 
 def worker_lost(wait_s: float = 0.0) -> bool:
@@ -76,8 +66,8 @@ class _UnlessWorkerLost(logging.Filter):
 def quiet_about_lost_workers() -> None:
     """Once a worker is lost, Beam's launcher-side threads each report its closed
     connections (a logged error or a thread's uncaught ``grpc.RpcError``, tracebacks
-    all); the loss is reported once, as :class:`WorkerLost`'s one line. Nothing else is
-    silenced: the filters pass everything while every worker lives."""
+    all); the loss is reported once, as :class:`~openwit.errors.WorkerLost`'s one line.
+    Nothing else is silenced: the filters pass everything while every worker lives."""
     global _default_excepthook
     if _default_excepthook is not None:
         return

@@ -38,7 +38,6 @@ from typing import Any, TextIO
 from openwit.errors import WorkerLost
 from openwit.worker_loss import (
     fail_running_pipelines,
-    lost_process,
     pools_in_use,
     quiet_about_lost_workers,
     saw_a_loss,
@@ -164,7 +163,7 @@ class LocalWorkerPool:
             return
         with self._lock:
             if self.zygote.process.poll() is not None:
-                raise lost_process(self.zygote.process, zygote=True)
+                raise _lost(self.zygote.process, zygote=True)
             old, new = self.processes, self.zygote.fork(self.size)
             if new is None:  # not ready: these workers build what they need themselves
                 return
@@ -191,9 +190,9 @@ class LocalWorkerPool:
         if self.lost is not None:
             return self.lost
         if self.zygote is not None and self.zygote.process.poll() is not None:
-            return lost_process(self.zygote.process, zygote=True)
+            return _lost(self.zygote.process, zygote=True)
         gone = [p for p in list(self.processes) if p.poll() is not None]
-        return lost_process(gone[0], zygote=False) if gone else None
+        return _lost(gone[0], zygote=False) if gone else None
 
     def watch(self) -> None:
         """Fail the running pipeline when a worker ends while the pool is in use.
@@ -239,6 +238,14 @@ class LocalWorkerPool:
             if process.stdout:
                 process.stdout.close()
         self.processes, self.ports = [], []
+
+
+def _lost(process: Any, zygote: bool) -> WorkerLost:
+    """The loss of an ended worker (or of the zygote, whose workers leave with it)."""
+    from openwit.worker_zygote import ZYGOTE
+
+    what = ZYGOTE if zygote else "a worker of openwit's local pool"
+    return WorkerLost.of(what, process.pid, process.poll())
 
 
 def _stubs(ports: list[int]) -> list[Any]:
