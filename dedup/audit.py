@@ -21,6 +21,7 @@ import numpy as np
 
 from openwit.dedup.detector import Detector
 from openwit.dedup.evalhash import EvalCatalog, hash_eval_set
+from openwit.dedup.predictions import load_evaluator, predicted_correctness
 from openwit.dedup.stats import ALPHA, CI_LEVEL, MIN_OVERLAP_FOR_TEST, accuracy_split
 from openwit.errors import UserError
 from openwit.evalsets import EvalSet
@@ -84,75 +85,6 @@ def _check_request(request: AuditRequest) -> list[EvalSet]:
 
         request.device = resolve_device(request.device)
     return eval_sets
-
-
-def correctness(table: Any, eval_set: EvalSet, source: str) -> list[bool | None]:
-    """Per-sample correctness, in ``eval_set.samples`` order, from a predictions table.
-
-    The table has one row per image: ``path`` (relative to the set's root, as
-    ``EvalSet.samples``) and ``correct``; every image of the set must be there exactly once.
-    An image the evaluator could not read (``pred`` -1, as ``openwit eval`` writes it, or a
-    null ``correct``) is None: not wrong, unmeasured.
-    """
-    names = set(table.column_names)
-    if not {"path", "correct"} <= names:
-        raise UserError(f"{source}: predictions need columns 'path' and 'correct'")
-    paths = [str(p) for p in table.column("path").to_pylist()]
-    flags = table.column("correct").to_pylist()
-    if "pred" in names:
-        preds = table.column("pred").to_pylist()
-        flags = [None if p is not None and p < 0 else f for f, p in zip(flags, preds)]
-    by_path = dict(zip(paths, flags))
-    if len(by_path) != len(paths):
-        raise UserError(f"{source}: some image paths appear more than once")
-    expected = [s.path for s in eval_set.samples]
-    missing = [p for p in expected if p not in by_path]
-    extra = set(by_path) - set(expected)
-    if missing or extra:
-        example = (missing or sorted(extra))[0]
-        raise UserError(
-            f"{source}: predictions do not match eval set {eval_set.name}: "
-            f"{len(missing)} of its {len(expected)} images missing, {len(extra)} unknown "
-            f"(e.g. {example!r})"
-        )
-    return [None if by_path[p] is None else bool(by_path[p]) for p in expected]
-
-
-def _load_evaluator(request: AuditRequest) -> Any:
-    """The checkpoint's model, loaded once before the search (a file that is not a
-    checkpoint of ``--model`` fails now, in one line, not after the hashing)."""
-    if request.checkpoint is None:
-        return None
-    from openwit.train.zeroshot import load_model
-
-    return load_model(request.checkpoint, str(request.model), request.device)
-
-
-def _predictions(
-    request: AuditRequest, eval_set: EvalSet, evaluator: Any
-) -> tuple[Any | None, str | None]:
-    """The predictions table of ``eval_set`` (given, or made with the checkpoint's model)."""
-    import pyarrow.parquet as pq
-
-    path = request.predictions.get(eval_set.name)
-    if path is not None:
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:  # pyarrow raises several types for a bad file
-            raise UserError(f"--predictions {eval_set.name}: cannot read {path}: {exc}") from None
-        return correctness(table, eval_set, str(path)), f"predictions {path.name}"
-    if evaluator is not None:
-        from openwit.train.zeroshot import predict
-
-        table = predict(
-            evaluator.model,
-            evaluator.tokenizer,
-            evaluator.preprocess_eval,
-            eval_set,
-            device=request.device,
-        )
-        return correctness(table, eval_set, "zero-shot predictions"), "checkpoint"
-    return None, None
 
 
 # -- overlap search ----------------------------------------------------------------------------
@@ -281,7 +213,7 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
     from openwit.io import atomic_write_json
 
     eval_sets = _check_request(request)
-    evaluator = _load_evaluator(request)
+    evaluator = load_evaluator(request.checkpoint, request.model, request.device)
     hashed = [
         hash_eval_set(s, request.detector, request.workers, request.progress) for s in eval_sets
     ]
@@ -306,7 +238,8 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
         overlap = np.zeros(len(hashes), dtype=bool)
         for m in set_matches:
             overlap[m.sample] = True
-        correct, source = _predictions(request, eval_set, evaluator)
+        given = request.predictions.get(eval_set.name)
+        correct, source = predicted_correctness(eval_set, given, evaluator, request.device)
         # An image that was not read (by the hasher, or by the evaluator) is neither Clean
         # nor Overlap: it was not searched or not scored, so it leaves every accuracy.
         unreadable = dict(hashes.errors)
