@@ -9,8 +9,9 @@ A stage writes only into its own *attempt* directory, ``OUT/stages/<stage>/<atte
 (and, for the shard stage, ``OUT/shards/``). Committing needs no rename, so it works the
 same in a bucket: the runner writes the attempt's file list with sizes
 (``<attempt>/_commit.json``, :mod:`openwit.commits`), then the manifest naming the attempt
--- the manifest is the record written last. Readers trust only the attempt the manifest
-names (:mod:`openwit.builddir`); attempts that were abandoned are deleted after a commit.
+(:mod:`openwit.manifest`) -- the manifest is the record written last. Readers trust only
+the attempt the manifest names (:mod:`openwit.builddir`); attempts that were abandoned are
+deleted after a commit.
 Progress goes to a :class:`~openwit.progress.Reporter`.
 
 A rerun with the same config rewrites nothing; ``resume`` continues the attempt an
@@ -23,17 +24,13 @@ import contextlib
 import functools
 import gc
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from openwit import fs
-from openwit.builddir import FUNNEL, MANIFEST
 from openwit.commits import (
     damage,
     finished_units,
@@ -46,6 +43,7 @@ from openwit.config import BuildConfig, json_hash
 from openwit.errors import ConfigError, UserError, WorkerLost
 from openwit.funnel import Funnel, StageCounts
 from openwit.lease import Lease, build_lease
+from openwit.manifest import load_manifest, now, package_versions, save_manifest
 from openwit.outputs import collect_totals
 from openwit.progress import Reporter, SilentReporter, UnitProgress
 from openwit.resources import resources_for
@@ -56,18 +54,6 @@ log = logging.getLogger(__name__)
 #: How many times a stage resumes on new workers after openwit's local pool lost one
 #: (killed for memory, say) before the build fails: as Beam's runners retry a failed bundle.
 WORKER_LOSS_RETRIES = 1
-
-#: Distributions whose versions go into the manifest (read from metadata, not imported).
-RECORDED_VERSIONS = (
-    "openwit",
-    "apache-beam",
-    "pyarrow",
-    "img2dataset",
-    "webdataset",
-    "imagehash",
-    "torch",
-    "open_clip_torch",
-)
 
 
 @dataclass
@@ -82,20 +68,6 @@ class BuildOutcome:
     @property
     def complete(self) -> bool:
         return bool(self.manifest.get("complete"))
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": sys.version.split()[0]}
-    for dist in RECORDED_VERSIONS:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 @contextlib.contextmanager
@@ -149,20 +121,6 @@ class BuildRunner:
 
     def attempt_dir(self, name: str, attempt: str) -> str:
         return fs.join(self.stage_root(name), attempt)
-
-    # -- manifest --------------------------------------------------------------------------
-    def _load_manifest(self) -> dict[str, Any]:
-        try:
-            manifest = fs.read_json(fs.join(self.build_dir, MANIFEST))
-            if isinstance(manifest, dict) and isinstance(manifest.get("stages"), dict):
-                return manifest
-        except (FileNotFoundError, OSError, ValueError):
-            pass  # no build yet, or a hand-edited manifest: outputs get rebuilt
-        return {"created": _now(), "stages": {}}
-
-    def _save(self, manifest: dict[str, Any], funnel: Funnel) -> None:
-        fs.write_json(fs.join(self.build_dir, FUNNEL), funnel.to_json())
-        fs.write_json(fs.join(self.build_dir, MANIFEST), manifest)
 
     # -- running ---------------------------------------------------------------------------
     def run(
@@ -230,7 +188,7 @@ class BuildRunner:
     def _run_locked(
         self, until: str | None, resume: bool, only: str | None, lease: Lease
     ) -> BuildOutcome:
-        manifest = self._load_manifest()
+        manifest = load_manifest(self.build_dir)
         manifest["openwit_version"] = package_versions().get("openwit", "unknown")
         manifest["config"] = self.config.to_json()
         manifest["config_hash"] = self.config.hash()
@@ -280,7 +238,7 @@ class BuildRunner:
         if outcome.ran:
             manifest["versions"] = package_versions()
         lease.check()
-        self._save(manifest, outcome.funnel)
+        save_manifest(self.build_dir, manifest, outcome.funnel)
         return outcome
 
     def _fingerprint(self, stage: Stage, upstream: str) -> str:
@@ -302,7 +260,7 @@ class BuildRunner:
         if name not in names:
             raise ConfigError(f"{name!r}: not a stage; stages are: {', '.join(names)}")
         fs.configure(self.config.beam_options)
-        entries = self._load_manifest()["stages"]
+        entries = load_manifest(self.build_dir)["stages"]
         upstream = ""
         for stage in self.stages[: names.index(name) + 1]:
             upstream = self._fingerprint(stage, upstream)
@@ -400,14 +358,14 @@ class BuildRunner:
             "status": "running",
             "fingerprint": fingerprint,
             "attempt": attempt_id,
-            "started": _now(),
+            "started": now(),
             "started_unix": round(time.time(), 3),  # for timelines: cores used per stage
         }
         if keep:
             entry["resumed_from"] = old.get("started")
         manifest["stages"][name] = entry
         manifest["complete"] = False
-        self._save(manifest, outcome.funnel)
+        save_manifest(self.build_dir, manifest, outcome.funnel)
         self.reporter.stage_started(name)
         started = time.perf_counter()
         resumed = finished_units(attempt) if keep else 0
@@ -434,7 +392,7 @@ class BuildRunner:
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
             entry["seconds"] = round(time.perf_counter() - started, 3)
             with contextlib.suppress(Exception):  # the original error matters more
-                self._save(manifest, outcome.funnel)
+                save_manifest(self.build_dir, manifest, outcome.funnel)
             if not (may_retry and self._pool and isinstance(exc, WorkerLost)):
                 self.reporter.stage_failed(name, exc)
             raise
@@ -448,7 +406,8 @@ class BuildRunner:
             units=result.units,
             commit=relative(self.build_dir, commit),
         )
-        self._save(manifest, outcome.funnel)  # the commit: the manifest names the attempt
+        # the commit: the manifest names the attempt
+        save_manifest(self.build_dir, manifest, outcome.funnel)
         remove_other_attempts(self.stage_root(name), attempt)
         self.reporter.stage_finished(name, counts, seconds)
         return counts
