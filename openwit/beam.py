@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
+import shutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -150,6 +151,29 @@ def _check_parses(options: PipelineOptions) -> None:
         raise ConfigError(f"beam_options: Beam has no option {name!r}{hint}")
 
 
+class LeavesNoTempDir:
+    """Mixed into a ``beam.Pipeline``: removes the pipeline's local temporary directory
+    however its ``with`` block ends.
+
+    Beam makes that directory for every pipeline and removes it when the pipeline runs; a
+    block that raises before that (a stage's graph that cannot be built, an input that
+    cannot be listed, a test that expects an error) left it behind, one empty directory in
+    /tmp per failed pass (Beam 2.77).
+    """
+
+    local_tempdir: str
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            super().__exit__(*exc)  # type: ignore[misc]
+        finally:
+            shutil.rmtree(self.local_tempdir, ignore_errors=True)
+
+
+class BuildPipeline(LeavesNoTempDir, beam.Pipeline):
+    """The pipelines of a build (:func:`new_pipeline`)."""
+
+
 def make_runner(runner: str, worker_pool: Any = None) -> PipelineRunner | str:
     """A runner object for the direct runners, else the name for Beam to resolve."""
     if runner in DIRECT_RUNNERS:
@@ -172,7 +196,7 @@ def new_pipeline(
     if worker_pool is not None:
         worker_pool.check()
         options["direct_num_workers"] = worker_pool.size
-    return beam.Pipeline(
+    return BuildPipeline(
         runner=make_runner(runner, worker_pool), options=pipeline_options(runner, options)
     )
 
@@ -185,8 +209,11 @@ def test_pipeline(**beam_options: Any) -> beam.Pipeline:
     """
     from apache_beam.testing.test_pipeline import TestPipeline
 
+    class TidyTestPipeline(LeavesNoTempDir, TestPipeline):
+        pass
+
     quiet_beam_logging()
-    return TestPipeline(
+    return TidyTestPipeline(
         runner=OfflineDirectRunner(),
         options=pipeline_options("DirectRunner", beam_options),
         blocking=True,

@@ -15,7 +15,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from openwit import fs
-from openwit.beam import listed, pipeline_options, spread, test_pipeline
+from openwit.beam import listed, new_pipeline, pipeline_options, spread, test_pipeline
 from openwit.errors import ConfigError
 from openwit.funnel import Rejection
 from openwit.io import atomic_path, atomic_write_json
@@ -145,6 +145,26 @@ def test_the_network_guard_catches_beams_stock_direct_runner(tmp_path):
     env = {**__import__("os").environ, "OPENWIT_NETGUARD_LOG": str(log)}
     subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
     assert "github.com" in log.read_text()
+
+
+def test_a_pass_leaves_no_temporary_directory_whether_it_runs_or_its_block_fails(
+    tmp_path, monkeypatch
+):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with new_pipeline() as pipeline:
+        _ = pipeline | beam.Create([1, 2]) | beam.Map(lambda n: n + 1)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="graph cannot be built"):
+        with new_pipeline() as pipeline:
+            _ = pipeline | beam.Create([1])
+            raise RuntimeError("the graph cannot be built")
+    assert list(tmp_path.iterdir()) == []  # Beam's own Pipeline leaves beam-pipeline-temp*
+    with pytest.raises(RuntimeError, match="expected"):
+        with test_pipeline() as pipeline:
+            raise RuntimeError("expected")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_beam_options_pass_through_and_runner_is_not_duplicated():
