@@ -60,10 +60,12 @@ class Deployment:
 def deployment(tmp_path_factory):
     root = tmp_path_factory.mktemp("dag-runs")
     world = make_world(root / "world")
+    (root / "tmp").mkdir()  # what the killed pipeline cannot clean up stays here, not in /tmp
     settings = airflow_settings(
         root / "home",
         OPENWIT_EVAL_SETS=f"shapes={world.eval_set}",
         OPENWIT_TRAIN_RUNS=str(root / "runs"),
+        TMPDIR=str(root / "tmp"),
     )
     migrate(settings)
     with TripwireServer(world.web) as server:

@@ -201,10 +201,12 @@ def test_a_build_killed_mid_download_resumes_to_the_same_shards(s3, served, envi
         tmp_path / "s3.yaml",
         build_config(root, remote_inputs, queries, f"{bucket}/build", download=slow),
     )
+    killed_tmp = tmp_path / "killed-tmp"  # what a killed process cannot clean up stays here
+    killed_tmp.mkdir()
     process = subprocess.Popen(
         [sys.executable, "-m", "openwit.cli", "build", "--config", str(config)],
         cwd=REPO,
-        env=environment,
+        env={**environment, "TMPDIR": str(killed_tmp)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

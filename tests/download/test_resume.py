@@ -19,8 +19,12 @@ IMAGES = 60
 
 
 def run_build(config_path, *extra) -> subprocess.Popen:
+    """The build in a process of its own, its temporary files beside the config (what a
+    killed process cannot clean up stays there, not in /tmp)."""
     command = [sys.executable, "-m", "tests.download.build_script", str(config_path), *extra]
-    return subprocess.Popen(command, cwd=REPO, env=os.environ.copy())
+    temporary = config_path.parent / "tmp"
+    temporary.mkdir(exist_ok=True)
+    return subprocess.Popen(command, cwd=REPO, env={**os.environ, "TMPDIR": str(temporary)})
 
 
 def shard_contents(out) -> dict:
