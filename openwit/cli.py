@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from openwit import __version__
-from openwit.errors import UserError, storage_error
+from openwit.errors import UserError, access_error, storage_error
 
 # img2dataset imports albumentations, which otherwise checks PyPI for updates at import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -145,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
 
         error(str(exc))
         return exc.exit_code
+    except Exception as exc:  # a bucket without credentials or refusing is one line too
+        problem = access_error(exc)
+        if problem is None:
+            raise
+        from openwit.console import error
+
+        error(str(problem))
+        return problem.exit_code
     except KeyboardInterrupt:
         print("openwit: interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,13 +22,16 @@ from rich.table import Table
 
 from openwit.funnel import Funnel, StageCounts
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+# Printed text is shown as is: paths, URLs, reasons and install hints ("openwit[gcp]") may
+# hold square brackets, which rich would take for markup and drop. The few styled lines
+# below ask for markup themselves and escape what they interpolate.
+stdout = Console(soft_wrap=True, markup=False)
+stderr = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 def error(message: str) -> None:
     """One line on stderr, the way every user error is reported."""
-    stderr.print(f"[bold red]openwit: error:[/] {message}", highlight=False, markup=True)
+    stderr.print(f"[bold red]openwit: error:[/] {escape(message)}", highlight=False, markup=True)
 
 
 def print_table(
@@ -128,12 +132,14 @@ class BuildReporter:
 
     def stage_failed(self, stage: str, error: BaseException) -> None:
         self._stop()
-        self.console.print(f"  {stage:<9} [red]failed[/]: {type(error).__name__}")
+        self.console.print(f"  {stage:<9} [red]failed[/]: {type(error).__name__}", markup=True)
 
     def stage_damaged(self, stage: str, problems: list[str]) -> None:
         more = f"; {len(problems) - 3} more" if len(problems) > 3 else ""
         shown = "; ".join(problems[:3]) + more
-        self.console.print(f"  {stage:<9} [yellow]damaged[/]: {shown}: running it again")
+        self.console.print(
+            f"  {stage:<9} [yellow]damaged[/]: {escape(shown)}: running it again", markup=True
+        )
 
 
 @contextmanager

@@ -110,3 +110,64 @@ def storage_error(exc: BaseException, out: str) -> StorageError | None:
             f"cannot write {filename or out}: read-only file system; choose a writable --out"
         )
     return StorageError(f"permission denied: {filename or out}")
+
+
+#: Exceptions of the stores' clients (botocore, google-auth), by class name so that neither
+#: needs importing: no credentials, or credentials that cannot be used.
+_NO_CREDENTIALS = frozenset(
+    {
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "CredentialRetrievalError",
+        "DefaultCredentialsError",
+        "RefreshError",
+    }
+)
+#: The store cannot be reached at all (a wrong endpoint, no route, a proxy).
+_UNREACHABLE = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ProxyConnectionError"})
+_CREDENTIALS_HINT = (
+    "give the store's client credentials (AWS: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+    "AWS_PROFILE or an instance role; Google Cloud: GOOGLE_APPLICATION_CREDENTIALS or "
+    "`gcloud auth application-default login`)"
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc``, what it was raised from or while handling, and the per-path exceptions
+    Beam's ``BeamIOError`` keeps (``exception_details``)."""
+    seen: dict[int, BaseException] = {}
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen[id(current)] = current
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+        details = getattr(current, "exception_details", None)
+        if isinstance(details, dict):
+            pending += [e for e in details.values() if isinstance(e, BaseException)]
+    return list(seen.values())
+
+
+def access_error(exc: BaseException) -> StorageError | None:
+    """One line for a bucket the command could not use: no credentials, no route to the
+    store, or the store's refusal (botocore's ``ClientError``: ``AccessDenied``,
+    ``NoSuchBucket`` ...); None when ``exc`` is none of these."""
+    for current in _chain(exc):
+        name = type(current).__name__
+        first_line = (str(current).splitlines() or [""])[0]
+        if name in _NO_CREDENTIALS:
+            return StorageError(
+                f"no usable credentials for the store: {first_line}; {_CREDENTIALS_HINT}"
+            )
+        if name in _UNREACHABLE:
+            return StorageError(f"cannot reach the store: {first_line}")
+        response = getattr(current, "response", None)
+        if name == "ClientError" and isinstance(response, dict) and "Error" in response:
+            error = response["Error"]
+            operation = getattr(current, "operation_name", "a request")
+            return StorageError(
+                f"the store refused {operation}: {error.get('Code', '?')}: "
+                f"{error.get('Message', '')}".rstrip(": ")
+            )
+    return None

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from openwit import s3clients
+from openwit import s3clients, url_clients
 
 T = TypeVar("T")
 
@@ -107,6 +107,8 @@ def _beam_fs(url: str) -> Any:
     quiet_beam_logging()
     from apache_beam.io.filesystems import FileSystems
 
+    if scheme(url) in url_clients.BEAM_CLIENTS:
+        url_clients.require(scheme(url))
     try:
         FileSystems.get_filesystem(url)
     except ValueError:  # no Beam filesystem for this scheme
@@ -126,18 +128,22 @@ def _configured() -> None:
 
 def _s3io() -> Any:
     """This thread's Beam S3IO (:mod:`openwit.s3clients`), the filesystems configured."""
+    url_clients.require("s3")
     _configured()
     return s3clients.s3io()
 
 
 def s3_client() -> Any:
     """This thread's boto3 S3 client (for conditional writes, which Beam does not offer)."""
+    url_clients.require("s3")
     _configured()
     return s3clients.client()
 
 
 def _fsspec(url: str) -> Any:
     import fsspec
+
+    url_clients.require(scheme(url))
 
     return fsspec.core.url_to_fs(url)[0]
 

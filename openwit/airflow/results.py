@@ -39,7 +39,9 @@ def funnel_table(build: BuildDir, width: int = 110) -> str:
     from openwit.funnel import Funnel
 
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, force_terminal=False, color_system=None)
+    console = Console(
+        file=buffer, width=width, force_terminal=False, color_system=None, markup=False
+    )
     print_funnel(Funnel.from_json(build.funnel()), build.manifest(), console)
     return buffer.getvalue()
 
