@@ -1,8 +1,9 @@
 """Exceptions that carry a message meant for the person at the terminal.
 
 A ``UserError`` is a mistake the user can fix (bad config, missing file): the CLI prints its
-message on one line and exits 2, never a traceback. Everything else is a bug or an
-environment failure and keeps its traceback.
+message on one line and exits 2, never a traceback. So are a full or read-only disk
+(:func:`storage_error`) and a store the command cannot use: no credentials, no route, a
+refusal (:func:`access_error`). Everything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
