@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from openwit import fs
 from openwit.dedup.detector import Detector
 from openwit.dedup.evalhash import EvalCatalog, hash_eval_set
 from openwit.dedup.predictions import load_evaluator, predicted_correctness
@@ -33,7 +34,7 @@ TEXT_CHARS = 300
 
 @dataclass
 class AuditRequest:
-    shards: Path
+    shards: str | Path  # the shard directory: a path or a URL (s3://, gs://, ...)
     eval_sets: dict[str, Path]
     out: Path
     detector: Detector = field(default_factory=Detector)
@@ -88,10 +89,12 @@ def _check_request(request: AuditRequest) -> list[EvalSet]:
 
 
 # -- overlap search ----------------------------------------------------------------------------
-def find_overlaps(shards: Path, catalog: EvalCatalog, progress: bool = True) -> list[ShardMatch]:
+def find_overlaps(
+    shards: str | Path, catalog: EvalCatalog, progress: bool = True
+) -> list[ShardMatch]:
     """Every (shard sample, eval image) pair the detector matches."""
     from openwit.console import progress_bar
-    from openwit.dedup.shards import count_rows, iter_batches, shard_indexes
+    from openwit.dedup.shards import count_rows, iter_batches, shard_indexes, shard_name
     from openwit.hashes.images import as_uint64_array
 
     files = shard_indexes(shards)
@@ -116,7 +119,7 @@ def find_overlaps(shards: Path, catalog: EvalCatalog, progress: bool = True) -> 
                         ShardMatch(
                             m.set_index,
                             m.sample,
-                            path.stem,
+                            shard_name(path),
                             str(value["key"]),
                             value.get("uid"),
                             value.get("url"),
@@ -131,12 +134,12 @@ def find_overlaps(shards: Path, catalog: EvalCatalog, progress: bool = True) -> 
     return found
 
 
-def decontamination_counts(shards: Path) -> dict[str, dict[str, int]] | None:
+def decontamination_counts(shards: str | Path) -> dict[str, dict[str, int]] | None:
     """What the build's dedup stage removed as eval overlap, when ``shards`` is in a build."""
     from openwit.builddir import BuildDir
     from openwit.dedup.layout import MATCHES_GLOB, STAGE
 
-    build = BuildDir(shards.parent)
+    build = BuildDir(fs.parent(str(shards)))
     try:
         manifest = build.manifest()
     except (OSError, ValueError):
@@ -180,7 +183,7 @@ def _thumbnail(data_or_path: bytes | Path, dest: Path) -> bool:
 
 
 def write_thumbnails(
-    out: Path, shards: Path, folder_name: str, root: Path, pairs: list[dict[str, Any]]
+    out: Path, shards: str | Path, folder_name: str, root: Path, pairs: list[dict[str, Any]]
 ) -> None:
     """Thumbnails of the shown pairs under ``out/thumbs/<folder>/``; paths go into ``pairs``."""
     from openwit.dedup.shards import read_images
@@ -191,7 +194,7 @@ def write_thumbnails(
         wanted[pair["shard"]].add(pair["shard_key"])
     images: dict[tuple[str, str], bytes] = {}
     for shard, keys in wanted.items():
-        for key, data in read_images(shards / f"{shard}.tar", keys).items():
+        for key, data in read_images(fs.join(str(shards), f"{shard}.tar"), keys).items():
             images[(shard, key)] = data
     for index, pair in enumerate(pairs):
         eval_rel = folder / f"{index:04d}-eval.jpg"

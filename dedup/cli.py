@@ -10,7 +10,10 @@ import typer
 
 def audit(
     shards: Annotated[
-        Path, typer.Option(help="Shard directory: NNNNN.tar + NNNNN.parquet (openwit build).")
+        str,
+        typer.Option(
+            help="Shard directory: NNNNN.tar + NNNNN.parquet (openwit build); a path or a URL."
+        ),
     ],
     eval_: Annotated[
         list[str],

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
+from openwit import fs
 from openwit.errors import UserError
 
 REQUIRED_COLUMNS = ("key", "phash", "dhash")
@@ -22,41 +25,67 @@ BATCH_ROWS = 65_536
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 
 
-def shard_indexes(shards: Path) -> list[Path]:
-    """The shard index files of a shard directory, sorted; a clear error when there are none."""
-    if not shards.is_dir():
-        raise UserError(f"--shards: no such directory: {shards}")
-    files = sorted(p for p in shards.glob("*.parquet") if not p.name.startswith("."))
+def shard_indexes(shards: str | Path) -> list[str]:
+    """The shard index files of a shard directory (a path or a URL), sorted; a clear error
+    when there are none."""
+    shards = str(shards)
+    if fs.is_local(shards):
+        folder = fs.local_path(shards)
+        if not folder.is_dir():
+            raise UserError(f"--shards: no such directory: {shards}")
+        files = [str(p) for p in folder.glob("*.parquet")]
+    else:  # a bucket has no folders: a prefix without index files is reported as such
+        files = fs.glob(fs.join(shards, "*.parquet"))
+    files = sorted(f for f in files if not fs.basename(f).startswith("."))
     if not files:
         raise UserError(f"--shards: no shard index (*.parquet) in {shards}")
     return files
 
 
-def iter_batches(files: Iterable[Path]) -> Iterator[tuple[Path, pa.RecordBatch]]:
-    """``(index file, batch)`` with the hash columns and whichever descriptive ones exist."""
+def shard_name(index_file: str) -> str:
+    """A shard's name: its index file's name without ``.parquet`` (the tar's without ``.tar``)."""
+    return fs.basename(index_file).removesuffix(".parquet")
+
+
+@contextmanager
+def _index_file(url: str) -> Iterator[Any]:
+    """The ``ParquetFile`` of a shard index (a path or a URL), kept open for the block; one
+    line (:class:`UserError`) when it cannot be read as Parquet."""
     import pyarrow.parquet as pq
 
-    for path in files:
+    with ExitStack() as stack:
         try:
-            parquet = pq.ParquetFile(path)
+            source = (
+                fs.local_path(url) if fs.is_local(url) else stack.enter_context(fs.open_input(url))
+            )
+            parquet = pq.ParquetFile(source)
         except (OSError, pa.ArrowInvalid) as exc:
-            raise UserError(f"{path}: not a readable Parquet file ({exc})") from None
-        names = set(parquet.schema_arrow.names)
-        missing = [c for c in REQUIRED_COLUMNS if c not in names]
-        if missing:
-            raise UserError(f"{path}: shard index lacks column(s) {', '.join(missing)}")
-        columns = [*REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in names)]
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
-            yield path, batch
+            raise UserError(f"{url}: not a readable Parquet file ({exc})") from None
+        yield parquet
 
 
-def count_rows(files: Iterable[Path]) -> int:
-    import pyarrow.parquet as pq
+def iter_batches(files: Iterable[str]) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """``(index file, batch)`` with the hash columns and whichever descriptive ones exist."""
+    for url in files:
+        with _index_file(url) as parquet:
+            names = set(parquet.schema_arrow.names)
+            missing = [c for c in REQUIRED_COLUMNS if c not in names]
+            if missing:
+                raise UserError(f"{url}: shard index lacks column(s) {', '.join(missing)}")
+            columns = [*REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in names)]
+            for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                yield url, batch
 
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+def count_rows(files: Iterable[str]) -> int:
+    total = 0
+    for url in files:
+        with _index_file(url) as parquet:
+            total += parquet.metadata.num_rows
+    return total
 
 
-def read_images(tar_path: Path, keys: Iterable[str]) -> dict[str, bytes]:
+def read_images(tar_url: str, keys: Iterable[str]) -> dict[str, bytes]:
     """The image bytes of ``keys`` from one webdataset tar (missing keys are left out).
 
     Members are matched by name and read into memory; nothing is extracted to disk, so
@@ -64,10 +93,10 @@ def read_images(tar_path: Path, keys: Iterable[str]) -> dict[str, bytes]:
     """
     wanted = set(keys)
     found: dict[str, bytes] = {}
-    if not tar_path.is_file() or not wanted:
+    if not wanted:
         return found
     try:
-        with tarfile.open(tar_path, "r:*") as tar:
+        with fs.open_input(tar_url) as stream, tarfile.open(fileobj=stream, mode="r:*") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -79,5 +108,5 @@ def read_images(tar_path: Path, keys: Iterable[str]) -> dict[str, bytes]:
                     if len(found) == len(wanted):
                         break
     except (OSError, tarfile.TarError):
-        return found  # a broken tar costs thumbnails, never the audit
+        return found  # a missing or broken tar costs thumbnails, never the audit
     return found

@@ -7,7 +7,6 @@ build``, so ``openwit --help`` stays fast.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from openwit.config import BuildConfig
 from openwit.dedup.stage import DedupStage
@@ -117,8 +116,9 @@ def _stage_task_runner(
     return BuildRunner(config, stages, reporter, final_stage=BUILD_STAGES[-1])
 
 
-def write_report(build_dir: str) -> Path | None:
-    """The build report of a complete build; a failure is a warning, never a failed build."""
+def write_report(build_dir: str) -> str | None:
+    """The build report of a complete build (its path or URL); a failure is a warning,
+    never a failed build."""
     from openwit.report import write_build_report
 
     try:

@@ -83,6 +83,8 @@ def basename(url: str) -> str:
 
 
 def parent(url: str) -> str:
+    if is_local(str(url)):
+        return str(local_path(url).parent)  # "shards" -> ".", as Path has it
     return str(url).rstrip("/").rsplit("/", 1)[0]
 
 

@@ -27,7 +27,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from openwit import fs
@@ -63,7 +62,7 @@ class BuildOutcome:
     manifest: dict[str, Any]
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    report: Path | None = None  # report/index.html, when the build is complete and it was written
+    report: str | None = None  # report/index.html (a path or URL), once written
 
     @property
     def complete(self) -> bool:

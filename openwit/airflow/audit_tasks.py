@@ -15,6 +15,7 @@ from typing import Any
 from airflow.sdk import Asset, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from openwit import fs
 from openwit.airflow import settings
 from openwit.airflow.assets import AUDIT_REPORTS, SHARDS, choose_shards
 from openwit.airflow.params import checked_eval_sets, eval_sets_param, shards_param
@@ -57,7 +58,7 @@ def resolve_audit(params: dict[str, Any], shards: dict[str, Any]) -> dict[str, A
     sets = checked_eval_sets(params.get("eval") or [])
     if not sets:
         raise UserError("eval: give at least one evaluation set NAME=PATH (or OPENWIT_EVAL_SETS)")
-    folder = Path(shards["location"])
+    folder = shards["location"]  # a path or a URL
     checkpoint, model = params.get("checkpoint"), params.get("model")
     source = "param"
     if checkpoint is None:
@@ -68,10 +69,16 @@ def resolve_audit(params: dict[str, Any], shards: dict[str, Any]) -> dict[str, A
         model = run_model(checkpoint)
     if checkpoint is not None and not model:
         raise UserError(f"model: give the open_clip model name of {checkpoint}")
-    build_dir = shards["extra"].get("build_dir") or str(folder.parent)
-    out = params.get("out") or str(Path(build_dir) / "audit")
+    build_dir = shards["extra"].get("build_dir") or fs.parent(folder)
+    out = params.get("out")
+    if not out:
+        if not fs.is_local(build_dir):
+            raise UserError(
+                f"out: the shards are in {build_dir}; give a local folder for the audit report"
+            )
+        out = str(Path(build_dir) / "audit")
     return {
-        "shards": str(folder),
+        "shards": folder,
         "shards_uri": shards["uri"],
         "shards_source": shards["source"],
         "config_hash": shards["extra"].get("config_hash"),
@@ -110,7 +117,7 @@ def run_overlap_audit(ti: Any = None, outlet_events: Any = None) -> dict[str, An
     inputs = ti.xcom_pull(task_ids="inputs")
     out = Path(inputs["out"])
     request = AuditRequest(
-        shards=Path(inputs["shards"]),
+        shards=inputs["shards"],
         eval_sets={name: Path(path) for name, path in inputs["eval_sets"].items()},
         out=out,
         checkpoint=Path(inputs["checkpoint"]) if inputs["checkpoint"] else None,

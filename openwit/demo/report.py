@@ -7,6 +7,8 @@ audit the earlier parts made (``openwit report --build --audit --train``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from openwit.demo import DemoContext
 
 
@@ -16,6 +18,6 @@ def run(ctx: DemoContext) -> str:
     if ctx.build_dir is None:
         raise RuntimeError("the demo's report part needs the build part's build (ctx.build_dir)")
     result = write_build_report(ctx.build_dir, audit=ctx.audit_dir, train=ctx.train_run)
-    ctx.report, ctx.card = result.html, result.card
-    ctx.results["report"] = {"html": str(result.html), "card": str(result.card)}
-    return f"build report, dataset card and report.json in {result.html.parent}"
+    ctx.report, ctx.card = Path(result.html), Path(result.card)  # the demo builds on disk
+    ctx.results["report"] = {"html": result.html, "card": result.card}
+    return f"build report, dataset card and report.json in {ctx.report.parent}"

@@ -30,9 +30,11 @@ INDEX, CARD, FACTS = "index.html", "dataset-card.md", "report.json"
 
 @dataclass
 class ReportResult:
-    html: Path
-    card: Path
-    facts: Path
+    """Where the report's files are: local paths, or URLs for a build in a bucket."""
+
+    html: str
+    card: str
+    facts: str
     notes: list[str] = field(default_factory=list)  # sections left out, and why
 
 
@@ -81,9 +83,7 @@ def _write_remote(build: BuildDir, audit: Path | None, train: Path | None) -> Re
             if path.is_file():
                 url = fs.join(target, str(path.relative_to(folder)))
                 fs.write_bytes(url, path.read_bytes(), skip_if_same=True)
-        result = ReportResult(
-            Path(fs.join(target, INDEX)), Path(fs.join(target, CARD)), Path(fs.join(target, FACTS))
-        )
+        result = ReportResult(fs.join(target, INDEX), fs.join(target, CARD), fs.join(target, FACTS))
         result.notes = local.notes
     return result
 
@@ -126,7 +126,7 @@ def _write_local(
     }
     _remove_stale_charts(out, files)
     schema = _index_schema(build)
-    result = ReportResult(out / INDEX, out / CARD, out / FACTS)
+    result = ReportResult(str(out / INDEX), str(out / CARD), str(out / FACTS))
     result.notes = [n for n in (audit_note, train_note) if n]
     atomic_write_json(result.facts, summary)
     atomic_write_text(result.card, card.render(summary, schema), skip_if_same=True)

@@ -9,7 +9,9 @@ import typer
 
 
 def report(
-    build: Annotated[Path, typer.Option("--build", help="A complete build directory (OUT).")],
+    build: Annotated[
+        str, typer.Option("--build", help="A complete build directory (OUT): a path or a URL.")
+    ],
     audit: Annotated[
         Path | None, typer.Option(help="An `openwit audit` output folder (audit.json).")
     ] = None,
@@ -22,12 +24,12 @@ def report(
     `openwit build` writes them at the end of every complete build; run this to add an
     overlap audit and a training run to the report, or after editing the config's `card:`.
     """
+    from openwit import fs
     from openwit.console import print_table, stdout
-    from openwit.io import read_json
     from openwit.report import write_build_report
 
     result = write_build_report(build, audit=audit, train=train)
-    facts = read_json(result.facts)
+    facts = fs.read_json(result.facts)
     counts = facts["counts"]
     print_table(
         "openwit report",

@@ -189,6 +189,23 @@ def test_a_build_in_a_bucket_equals_the_build_on_disk_and_reruns_nothing(
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("up to date") == 8
     assert keys(s3, bucket) == before  # not one object rewritten
+    assert f"report: {bucket}/build/report/index.html" in first.stdout  # the URL, not s3:/...
+
+    # The report and audit commands take the build and its shards by URL as well.
+    report = openwit("report", "--build", f"{bucket}/build", env=environment)
+    assert report.returncode == 0, report.stderr
+    assert f"build report: {bucket}/build/report/index.html" in report.stdout
+    audits = {}
+    for name, shards in (("bucket", f"{bucket}/build/shards"), ("disk", tmp_path / "disk/shards")):
+        out = tmp_path / f"audit-{name}"
+        ran = openwit("audit", "--shards", str(shards), "--eval", f"shapes={local_eval}",
+                      "--out", str(out), env=environment)  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        assert "Traceback" not in ran.stdout + ran.stderr
+        audits[name] = json.loads((out / "audit.json").read_text())
+    assert audits["bucket"]["n_shard_samples"] == remote_build.funnel()["shard"]["out"] > 0
+    for field in ("n_shard_files", "n_shard_samples", "build_decontaminated", "sets"):
+        assert audits["bucket"][field] == audits["disk"][field], field
 
 
 @pytest.mark.slow

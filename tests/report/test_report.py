@@ -9,6 +9,7 @@ import re
 import shutil
 import tarfile
 from itertools import pairwise
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -23,7 +24,7 @@ from openwit.report.samples import chosen_positions
 
 
 def _json(path):
-    return json.loads(path.read_text())
+    return json.loads(Path(path).read_text())
 
 
 def _page(build_dir):
@@ -150,7 +151,7 @@ def test_the_audit_and_the_run_appear_with_a_link_and_go_when_not_given(build_di
     copy = tmp_path / "build"
     shutil.copytree(build_dir, copy)
     bare = write_build_report(copy)  # no audit, no run: still a full report
-    text = bare.html.read_text()
+    text = Path(bare.html).read_text()
     assert 'id="training"' not in text and "audit/index.html" not in text
     for section in ("funnel", "queries", "captions", "images", "samples", "timings", "config"):
         assert f'id="{section}"' in text
