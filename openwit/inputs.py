@@ -32,13 +32,29 @@ def expand_input_paths(config: BuildConfig) -> list[list[str]]:
         if glob.has_magic(path):
             matches = fs.glob(path)
         elif _is_remote(path):
-            matches = [path] if fs.exists(path) else []
+            matches = [path] if fs.exists(path) else files_under(path)
         else:
-            matches = [path] if Path(path).is_file() else []
+            matches = [path] if Path(path).is_file() else files_under(path)
+        if not matches and not glob.has_magic(path) and Path(path).is_dir():
+            raise ConfigError(f"inputs[{index}].path: no data files in the folder {spec.path}")
         if not matches:
             raise ConfigError(f"inputs[{index}].path: no such file: {spec.path}")
         expanded.append(matches)
     return expanded
+
+
+def files_under(folder: str) -> list[str]:
+    """The data files of a folder (a prefix in a bucket) at any depth, sorted: a pool is
+    often a folder of Parquet parts. Names that start with ``_`` or ``.`` at any level are
+    a writer's bookkeeping (``_SUCCESS``, ``.part-0.crc``, ``_temporary/``), as Spark and
+    Hive treat them, and are left out."""
+    root = folder.rstrip("/")
+    found = []
+    for url in fs.list_files(root):
+        relative = url[len(root) :].strip("/").split("/")
+        if not any(part.startswith(("_", ".")) for part in relative):
+            found.append(url)
+    return sorted(found)
 
 
 def check_build_inputs(config: BuildConfig, stage_names: list[str]) -> None:

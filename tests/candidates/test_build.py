@@ -305,3 +305,41 @@ def test_pass_one_row_groups_shrink_with_the_number_of_read_units():
     assert rows_per_row_group(1) == MAX_ROWS_PER_ROW_GROUP
     assert rows_per_row_group(50) == PAIRS_PER_BUCKET // 50
     assert rows_per_row_group(10**6) == MIN_ROWS_PER_ROW_GROUP
+
+
+def test_a_folder_of_parts_is_its_data_files_and_an_empty_one_is_one_line(tmp_path, capsys):
+    """A pool is often a folder a writer left Parquet parts in (Spark: part files, a
+    ``_SUCCESS`` marker, ``.crc`` checksums, maybe ``_temporary/``); ``path:`` may name it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from openwit.inputs import expand_input_paths
+
+    pool = tmp_path / "pool"
+    (pool / "year=2024").mkdir(parents=True)
+    (pool / "_temporary" / "0").mkdir(parents=True)
+    rows = [{"url": f"https://a.example/{i}.jpg", "caption": f"caption {i}"} for i in range(9)]
+    pq.write_table(pa.Table.from_pylist(rows[:4]), pool / "part-00000.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[4:7]), pool / "year=2024" / "part-00001.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[7:]), pool / "_temporary" / "0" / "part-9.parquet")
+    (pool / "_SUCCESS").write_text("")
+    (pool / ".part-00000.parquet.crc").write_bytes(b"\x00crc")
+    config = load_build_config(
+        None, {"out": str(tmp_path / "out"), "inputs": [{"path": str(pool)}]}
+    )
+    assert expand_input_paths(config) == [
+        [str(pool / "part-00000.parquet"), str(pool / "year=2024" / "part-00001.parquet")]
+    ]
+    run_build(config, until="ingest")
+    funnel = json.loads((tmp_path / "out" / "funnel.json").read_text())["ingest"]
+    assert funnel == {"in": 7, "out": 7, "rejected": {}}
+
+    (tmp_path / "empty" / "_logs").mkdir(parents=True)
+    (tmp_path / "empty" / "_SUCCESS").write_text("")
+    raw = {"out": str(tmp_path / "out2"), "inputs": [{"path": str(tmp_path / "empty")}]}
+    (tmp_path / "empty.yaml").write_text(json.dumps(raw))
+    assert main(["build", "--config", str(tmp_path / "empty.yaml")]) == 2
+    line = capsys.readouterr().err.strip()
+    assert (
+        line == f"openwit: error: inputs[0].path: no data files in the folder {tmp_path / 'empty'}"
+    )

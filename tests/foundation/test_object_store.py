@@ -256,3 +256,16 @@ def test_an_eval_set_in_a_bucket_is_copied_whole_to_the_launcher(s3, bucket):
     folder = Path(local_eval_set(f"{bucket}/evals/tiny"))
     copied = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert copied == files
+
+
+def test_an_input_folder_in_a_bucket_is_its_data_files(bucket):
+    from openwit.inputs import expand_input_paths
+
+    for name in ("part-0.jsonl", "sub/part-1.jsonl", "_SUCCESS", "_temporary/part-2.jsonl"):
+        fs.write_text(f"{bucket}/pool/{name}", '{"url": "https://a.example/x.jpg"}\n')
+    config = load_build_config(
+        None, {"out": f"{bucket}/build", "inputs": [{"path": f"{bucket}/pool"}]}
+    )
+    assert expand_input_paths(config) == [
+        [f"{bucket}/pool/part-0.jsonl", f"{bucket}/pool/sub/part-1.jsonl"]
+    ]
