@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from openwit import __version__
-from openwit.errors import UserError, access_error, storage_error
+from openwit.errors import UserError, access_error, interrupted, storage_error
 
 # img2dataset imports albumentations, which otherwise checks PyPI for updates at import.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -139,13 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="openwit")  # standalone mode: usage errors exit 2 by themselves
     except SystemExit as exc:
+        if exc.code == 130 and interrupted(exc):  # typer turns Ctrl-C into exit 130, silently
+            return _interrupted()
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except UserError as exc:
         from openwit.console import error
 
         error(str(exc))
         return exc.exit_code
+    except KeyboardInterrupt:
+        return _interrupted()
     except Exception as exc:  # a bucket without credentials or refusing is one line too
+        if interrupted(exc):
+            return _interrupted()
         problem = access_error(exc)
         if problem is None:
             raise
@@ -153,10 +159,20 @@ def main(argv: list[str] | None = None) -> int:
 
         error(str(problem))
         return problem.exit_code
-    except KeyboardInterrupt:
-        print("openwit: interrupted", file=sys.stderr)
-        return 130
     return 0
+
+
+def _interrupted() -> int:
+    """Ctrl-C: one line, the threads' queued work dropped so the process leaves now, 130."""
+    from openwit.interrupts import stop_background_work
+
+    print(
+        "openwit: interrupted; a build keeps the work units it finished: run it again with "
+        "--resume to go on",
+        file=sys.stderr,
+    )
+    stop_background_work()
+    return 130
 
 
 if __name__ == "__main__":

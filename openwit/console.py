@@ -131,8 +131,11 @@ class BuildReporter:
         )
 
     def stage_failed(self, stage: str, error: BaseException) -> None:
+        from openwit.errors import interrupted
+
         self._stop()
-        self.console.print(f"  {stage:<9} [red]failed[/]: {type(error).__name__}", markup=True)
+        what = "interrupted" if interrupted(error) else type(error).__name__
+        self.console.print(f"  {stage:<9} [red]failed[/]: {what}", markup=True)
 
     def stage_damaged(self, stage: str, problems: list[str]) -> None:
         more = f"; {len(problems) - 3} more" if len(problems) > 3 else ""

@@ -172,3 +172,9 @@ def access_error(exc: BaseException) -> StorageError | None:
                 f"{error.get('Message', '')}".rstrip(": ")
             )
     return None
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is the user's Ctrl-C: Beam re-raises a ``KeyboardInterrupt`` that
+    reaches a running step as ``RuntimeError("KeyboardInterrupt [while running ...]")``."""
+    return any(isinstance(e, KeyboardInterrupt) for e in _chain(exc))

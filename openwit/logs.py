@@ -19,13 +19,14 @@ class _DropApitoolsWarning(logging.Filter):
 
 class _DropStorageFailures(logging.Filter):
     """Beam logs every exception of a DoFn with its traceback before re-raising it; for a
-    full or read-only disk the command reports the re-raised one in one line."""
+    full or read-only disk, or the user's Ctrl-C, the command reports the re-raised one in
+    one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from openwit.errors import storage_errno
+        from openwit.errors import interrupted, storage_errno
 
         error = record.exc_info[1] if record.exc_info else None
-        return error is None or storage_errno(error) is None
+        return error is None or (storage_errno(error) is None and not interrupted(error))
 
 
 def _add_once(logger: logging.Logger, kind: type[logging.Filter]) -> None:

@@ -188,6 +188,7 @@ class HttpClient:
         self.connector = connector or direct_connect
         self.limiter = limiter
         self.watchdog = watchdog or Watchdog.shared()
+        self.stopped = False
         self.tls = ssl.create_default_context()
         if max_idle_per_host is None:
             max_idle_per_host = limiter.max_concurrent if limiter else MAX_IDLE_PER_KEY
@@ -211,7 +212,14 @@ class HttpClient:
             return FetchFailed(exc.reason, exc.detail, attempts=0)
         slot = self.limiter.slot(target.host) if self.limiter else nullcontext()
         with slot:  # waiting for a polite slot is not part of the image's time budget
+            if self.stopped:
+                return FetchFailed("interrupted", "the command was interrupted", attempts=0)
             return self._fetch_with_retries(url, target, Budget(self.download.timeout_s))
+
+    def stop(self) -> None:
+        """Start no more fetches, and end the ones in flight now (Ctrl-C)."""
+        self.stopped = True
+        self.watchdog.fire_all()
 
     # -- attempts --------------------------------------------------------------------------
     def _fetch_with_retries(

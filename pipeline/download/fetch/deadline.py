@@ -78,6 +78,19 @@ class Watchdog:
                 self._wake.notify()
         return alarm
 
+    def fire_all(self) -> None:
+        """Shut every armed socket down now (the process is being interrupted): each read
+        blocked on one returns at once, as at its deadline."""
+        with self._lock:
+            alarms = [entry[2] for entry in self._heap]
+            self._heap.clear()
+            for alarm in alarms:
+                sock, alarm.sock = alarm.sock, None
+                if sock is not None:
+                    alarm.fired = True
+                    with contextlib.suppress(OSError):
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
     def disarm(self, alarm: Alarm) -> None:
         with self._lock:
             alarm.sock = None  # left in the heap; skipped when it comes up
