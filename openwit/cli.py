@@ -167,8 +167,8 @@ def _interrupted() -> int:
     from openwit.interrupts import stop_background_work
 
     print(
-        "openwit: interrupted; a build keeps the work units it finished: run it again with "
-        "--resume to go on",
+        "openwit: interrupted (a build keeps the work units it finished: run it again with "
+        "--resume to go on from them)",
         file=sys.stderr,
     )
     stop_background_work()

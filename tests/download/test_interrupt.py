@@ -102,6 +102,6 @@ def test_ctrl_c_during_the_download_is_one_line_and_exit_130_at_once(
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines[-2].split() == ["download", "failed:", "interrupted"]
-    assert lines[-1].startswith("openwit: interrupted; a build keeps the work units")
+    assert lines[-1].startswith("openwit: interrupted (a build keeps the work units")
     entry = json.loads(manifest.read_text())
     assert entry["stages"]["download"]["status"] == "failed" and not entry["complete"]
