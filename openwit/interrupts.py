@@ -10,20 +10,27 @@ timeouts: 68 s). Parts that run such pools register a stop here; the CLI calls
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable
+from typing import Any
 
-_stops: list[Callable[[], None]] = []
+#: Weak references: registering keeps nothing alive (a test makes many downloaders, each
+#: with thread pools that end when it is collected).
+_stops: list[weakref.WeakMethod[Any]] = []
 
 
 def on_interrupt(stop: Callable[[], None]) -> None:
-    """Call ``stop`` (cancel queued work, wake blocked threads) when the user interrupts."""
-    _stops.append(stop)
+    """Call the bound method ``stop`` (cancel queued work, wake blocked threads) when the
+    user interrupts, if its object is still alive then."""
+    _stops[:] = [ref for ref in _stops if ref() is not None]
+    _stops.append(weakref.WeakMethod(stop))  # type: ignore[arg-type]
 
 
 def stop_background_work() -> None:
-    """Every registered stop, each once; one that fails does not keep the others from
-    running (the process is leaving)."""
+    """Every registered stop whose object is alive, each once; one that fails does not keep
+    the others from running (the process is leaving)."""
     while _stops:
-        stop = _stops.pop()
-        with contextlib.suppress(Exception):
-            stop()
+        stop = _stops.pop()()
+        if stop is not None:
+            with contextlib.suppress(Exception):
+                stop()
