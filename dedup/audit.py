@@ -62,12 +62,14 @@ class ShardMatch:
 
 
 # -- inputs ------------------------------------------------------------------------------------
-def _check_request(request: AuditRequest) -> list[EvalSet]:
+def _check_request(request: AuditRequest) -> tuple[list[EvalSet], list[str]]:
+    """The eval sets opened and the shard index files listed, once each (a listing of a
+    bucket is a request); one line for the first thing wrong."""
     from openwit.dedup.shards import shard_indexes
 
     if not request.eval_sets:
         raise UserError("--eval: give at least one evaluation set as NAME=PATH")
-    shard_indexes(request.shards)
+    files = shard_indexes(request.shards)
     eval_sets = [EvalSet.open(name, root) for name, root in request.eval_sets.items()]
     for name, path in request.predictions.items():
         if name not in request.eval_sets:
@@ -85,21 +87,20 @@ def _check_request(request: AuditRequest) -> list[EvalSet]:
         from openwit.train.distributed import resolve_device
 
         request.device = resolve_device(request.device)
-    return eval_sets
+    return eval_sets, files
 
 
 # -- overlap search ----------------------------------------------------------------------------
 def find_overlaps(
-    shards: str | Path, catalog: EvalCatalog, progress: bool = True
+    files: list[str], total: int, catalog: EvalCatalog, progress: bool = True
 ) -> list[ShardMatch]:
-    """Every (shard sample, eval image) pair the detector matches."""
+    """Every (shard sample, eval image) pair the detector matches in the shard index
+    ``files`` (``total`` rows in all, for the progress bar)."""
     from openwit.console import progress_bar
-    from openwit.dedup.shards import count_rows, iter_batches, shard_indexes, shard_name
+    from openwit.dedup.shards import iter_batches, shard_name
     from openwit.hashes.images import as_uint64_array
 
-    files = shard_indexes(shards)
     found: list[ShardMatch] = []
-    total = count_rows(files)
     with progress_bar("searching shards", total=total) as advance:
         for path, batch in iter_batches(files):
             valid = np.ones(batch.num_rows, dtype=bool)
@@ -212,16 +213,17 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
     import shutil
 
     from openwit.dedup.report import write_report
-    from openwit.dedup.shards import count_rows, shard_indexes
+    from openwit.dedup.shards import count_rows
     from openwit.io import atomic_write_json
 
-    eval_sets = _check_request(request)
+    eval_sets, files = _check_request(request)
+    samples = count_rows(files)  # the footers, read once
     evaluator = load_evaluator(request.checkpoint, request.model, request.device)
     hashed = [
         hash_eval_set(s, request.detector, request.workers, request.progress) for s in eval_sets
     ]
     catalog = EvalCatalog(request.detector, hashed)
-    matches = find_overlaps(request.shards, catalog, request.progress)
+    matches = find_overlaps(files, samples, catalog, request.progress)
     removed = decontamination_counts(request.shards)
 
     out = request.out
@@ -321,13 +323,12 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
         entry["matches"] = pairs
         sets.append(entry)
 
-    files = shard_indexes(request.shards)
     audit = {
         "openwit_audit": 1,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "shards": str(request.shards),
         "n_shard_files": len(files),
-        "n_shard_samples": count_rows(files),
+        "n_shard_samples": samples,
         "build_decontaminated": removed is not None,
         "detector": request.detector.to_json(),
         "test": {

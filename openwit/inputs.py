@@ -33,10 +33,12 @@ def expand_input_paths(config: BuildConfig) -> list[list[str]]:
             matches = fs.glob(path)
         elif _is_remote(path):
             matches = [path] if fs.exists(path) else files_under(path)
+        elif Path(path).is_dir():
+            matches = files_under(path)
+            if not matches:
+                raise ConfigError(f"inputs[{index}].path: no data files in the folder {spec.path}")
         else:
-            matches = [path] if Path(path).is_file() else files_under(path)
-        if not matches and not glob.has_magic(path) and Path(path).is_dir():
-            raise ConfigError(f"inputs[{index}].path: no data files in the folder {spec.path}")
+            matches = [path] if Path(path).is_file() else []
         if not matches:
             raise ConfigError(f"inputs[{index}].path: no such file: {spec.path}")
         expanded.append(matches)
