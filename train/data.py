@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 import webdataset as wds
-from webdataset.gopen import gopen
 from webdataset.tariterators import group_by_keys
 
 from openwit.train.preprocess import BatchedPreprocess, decode_pil
@@ -39,6 +38,7 @@ from openwit.train.shards import (
     ShardList,
     ShardTask,
     Slot,
+    open_shard,
     resampled_stream,
     worker_stream,
 )
@@ -106,7 +106,7 @@ def _read_samples(
         stats.start_shard(task.url)
         skip = task.skip
         try:
-            stream = gopen(task.url)
+            stream = open_shard(task.url)
         except Exception as error:  # missing file, failing pipe: or URL
             stats.shard_failed(task.url, error)
         else:

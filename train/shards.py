@@ -1,10 +1,14 @@
 """Which shards a run reads, how many samples each holds, and in what order each worker reads them.
 
-A training data spec is a shard directory (every ``*.tar`` in it) or brace patterns
+A training data spec is a shard folder (every ``*.tar`` directly in it) or brace patterns
 (``/data/shards/{00000..00999}.tar``), several joined with ``::`` as open_clip_train takes
-them. Sample counts come from ``sizes.json`` beside the shards (open_clip_train's
-convention, which openwit's shard writer follows). A shard that is named but missing is not
-an error here: the reader skips it with a warning and counts it.
+them. A folder or a shard may be a local path or a URL of a store the build writes to
+(``s3://bucket/build/shards``, ``gs://...``): those are listed and read through
+:mod:`openwit.fs`, with the build's credentials and endpoint, so a build in a bucket trains
+as it is. ``pipe:`` commands and ``http(s)://`` shards go to webdataset's ``gopen``
+(:func:`open_shard`). Sample counts come from ``sizes.json`` beside the shards
+(open_clip_train's convention, which openwit's shard writer follows). A shard that is named
+but missing is not an error here: the reader skips it with a warning and counts it.
 
 The order is a pure function of (seed, epoch), so every process and every restart agrees on
 it, and a resumed run can skip the shards it has already read (:func:`worker_stream`).
@@ -12,13 +16,13 @@ it, and a resumed run can skip the shards it has already read (:func:`worker_str
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import IO
 
+from openwit import fs
 from openwit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -40,24 +44,81 @@ class ShardList:
         return len(self.urls)
 
 
+#: Schemes webdataset's ``gopen`` reads (a command, or a web or cluster server); every
+#: other shard URL is a file of a store :mod:`openwit.fs` reads.
+GOPEN_SCHEMES = ("pipe", "http", "https", "ais", "htgs", "scp", "sftp", "ftps")
+
+
+def read_by_gopen(url: str) -> bool:
+    return url.startswith("pipe:") or fs.scheme(url) in GOPEN_SCHEMES
+
+
+def open_shard(url: str) -> IO[bytes]:
+    """A binary stream of one shard, from wherever its URL points."""
+    if read_by_gopen(url):
+        from webdataset.gopen import gopen
+
+        return gopen(url)
+    return fs.open_input(url)
+
+
 def _expand(pattern: str) -> list[str]:
     import braceexpand
 
     return list(braceexpand.braceexpand(pattern))
 
 
-def _read_sizes(folder: Path, cache: dict[Path, dict[str, int]]) -> dict[str, int]:
-    if folder not in cache:
-        path = folder / "sizes.json"
-        sizes: dict[str, int] = {}
-        if path.is_file():
-            try:
-                raw = json.loads(path.read_text(encoding="utf-8"))
-                sizes = {str(k): int(v) for k, v in raw.items()}
-            except (ValueError, TypeError, AttributeError) as exc:
-                log.warning("ignoring unreadable %s: %s", path, exc)
-        cache[folder] = sizes
-    return cache[folder]
+def _names_a_folder(part: str) -> bool:
+    """A local directory, or a store URL that names no shard (no ``.tar``, no braces)."""
+    if fs.is_local(part):
+        return fs.local_path(part).is_dir()
+    if read_by_gopen(part):
+        return False
+    return not part.endswith(".tar") and "{" not in part
+
+
+def _tars_in(folder: str) -> list[str]:
+    """The ``*.tar`` files directly in ``folder``, sorted."""
+    if fs.is_local(folder):
+        return sorted(str(p) for p in fs.local_path(folder).glob("*.tar"))
+    folder = folder.rstrip("/")
+    return sorted(u for u in fs.list_files(folder) if fs.parent(u) == folder and u.endswith(".tar"))
+
+
+class _Folders:
+    """What a run needs to know of the folders its shards are in, looked up once a folder:
+    its files (to tell which named shards exist) and its ``sizes.json``."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, set[str]] = {}
+        self.sizes: dict[str, dict[str, int]] = {}
+
+    def listing(self, folder: str) -> set[str]:
+        if folder not in self.files:
+            self.files[folder] = set(fs.list_files(folder)) if not fs.is_local(folder) else set()
+        return self.files[folder]
+
+    def exists(self, url: str) -> bool:
+        if fs.is_local(url):
+            return fs.local_path(url).is_file()
+        return url in self.listing(fs.parent(url))
+
+    def size_of(self, url: str) -> int | None:
+        folder = fs.parent(url)
+        if folder not in self.sizes:
+            self.sizes[folder] = self._read_sizes(folder)
+        return self.sizes[folder].get(fs.basename(url))
+
+    def _read_sizes(self, folder: str) -> dict[str, int]:
+        path = fs.join(folder, "sizes.json")
+        if not self.exists(path):
+            return {}
+        try:
+            raw = fs.read_json(path)
+            return {str(k): int(v) for k, v in raw.items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            log.warning("ignoring unreadable %s: %s", path, exc)
+            return {}
 
 
 def list_shards(spec: str) -> ShardList:
@@ -67,21 +128,18 @@ def list_shards(spec: str) -> ShardList:
         raise UserError("--train-data is empty")
     urls: list[str] = []
     for part in spec.split("::"):
-        path = Path(part)
-        if path.is_dir():
-            found = sorted(str(p) for p in path.glob("*.tar"))
+        if _names_a_folder(part):
+            found = _tars_in(part)
             if not found:
-                raise UserError(f"--train-data {part}: no *.tar shards in this directory")
+                raise UserError(f"--train-data {part}: no *.tar shards in this folder")
             urls.extend(found)
         else:
             urls.extend(_expand(part))
-    local = [u for u in urls if "://" not in u and not u.startswith("pipe:")]
-    if local and not any(Path(u).is_file() for u in local):
+    folders = _Folders()
+    ours = [u for u in urls if not read_by_gopen(u)]  # files openwit reads (local or a store)
+    if ours and not any(folders.exists(u) for u in ours):
         raise UserError(f"--train-data {spec}: none of the {len(urls)} shards named exists")
-    cache: dict[Path, dict[str, int]] = {}
-    sizes = tuple(
-        _read_sizes(Path(u).parent, cache).get(Path(u).name) if u in local else None for u in urls
-    )
+    sizes = tuple(None if read_by_gopen(u) else folders.size_of(u) for u in urls)
     return ShardList(tuple(urls), sizes)
 
 
