@@ -161,6 +161,26 @@ def exists(url: str | Path) -> bool:
     return fs.exists(url) if fs else _fsspec(url).exists(url)
 
 
+def probe(url: str | Path) -> None:
+    """Raise now what using ``url`` would raise later: a missing client, no credentials, an
+    unreachable endpoint, a refusal. A missing object is fine. For S3 one ``HEAD`` through
+    boto3, which fails at once where Beam's S3 client retries for minutes."""
+    url = str(url)
+    if is_local(url):
+        return
+    if scheme(url) == "s3":
+        from botocore.exceptions import ClientError
+
+        bucket, key = s3clients.split_url(url)
+        try:
+            s3_client().head_object(Bucket=bucket, Key=key or "/")
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey"):
+                raise
+        return
+    exists(url)
+
+
 def open_input(url: str | Path) -> IO[bytes]:
     """A seekable binary stream of ``url`` (close it, or use it as a context manager)."""
     url = str(url)

@@ -3,7 +3,9 @@
 The driver checks the inputs (missing files and directories are exit 2 before any work),
 runs the counting pipeline on the chosen Beam runner, reads its Parquet outputs back, adds
 the WordNet lemmas (small: read here), takes the union and writes ``queries.parquet``
-atomically, with ``<name>.summary.json`` beside it (what was read, skipped and kept).
+atomically, with ``<name>.summary.json`` beside it (what was read, skipped and kept). The
+list may go to a local path or to a URL of a store (``s3://bucket/queries.parquet``), as a
+build's ``queries:`` may name either.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openwit import fs
 from openwit.errors import UserError
-from openwit.io import atomic_path, atomic_write_json
 from openwit.queries.config import QueryBuildConfig
 from openwit.queries.dump import SKIP_REASONS, read_namespaces
 from openwit.queries.ngrams import max_pmi
@@ -36,7 +38,7 @@ class PartialFile:
 
 @dataclass
 class QueryBuildResult:
-    out: Path
+    out: str  # a local path or a URL
     rows: int
     sources: list[SourceSummary]
     inputs: dict[str, int]  # pages, words, page-view lines, WordNet synsets, by outcome
@@ -58,9 +60,16 @@ class QueryBuildResult:
         }
 
 
-def summary_path(out: Path) -> Path:
+def beside(out: str | Path, suffix: str) -> str:
+    """``DIR/queries.parquet`` -> ``DIR/queries<suffix>``, for a path or a URL."""
+    name = fs.basename(str(out))
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return fs.join(fs.parent(str(out)), stem + suffix)
+
+
+def summary_path(out: str | Path) -> str:
     """``queries.parquet`` -> ``queries.summary.json``."""
-    return out.with_name(f"{out.stem}.summary.json")
+    return beside(out, ".summary.json")
 
 
 def _is_url(path: str | Path) -> bool:
@@ -105,11 +114,13 @@ def _read_parquet_rows(work_dir: str, prefix: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _new_work_dir(out: Path, work_dir: str | Path | None) -> str:
-    """Where the pipeline writes its outputs: every worker must reach it."""
+def _new_work_dir(out: str, work_dir: str | Path | None) -> str:
+    """Where the pipeline writes its outputs: every worker must reach it. By default a
+    hidden folder beside a local ``out``, or this machine's temporary folder."""
     if work_dir is None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent)
+        name = fs.basename(out)
+        folder = fs.parent(out) if fs.is_local(out) else None
+        return tempfile.mkdtemp(prefix=f".{name}.", suffix=".work", dir=folder)
     import uuid
 
     return f"{str(work_dir).rstrip('/')}/openwit-queries-{uuid.uuid4().hex[:12]}"
@@ -165,7 +176,7 @@ def build_queries(
     """
     config = config or QueryBuildConfig()
     say = status or (lambda message: None)
-    out = Path(out).resolve()
+    out = str(Path(out).resolve()) if fs.is_local(str(out)) else str(out)
     if not wiki_dumps:
         raise UserError("at least one --wiki-dump file is needed")
     dumps = _existing_files(wiki_dumps, "Wikipedia dump")
@@ -182,7 +193,10 @@ def build_queries(
 
     from openwit.queries.counting import run_counting  # imports Beam
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if fs.is_local(out):
+        fs.makedirs(fs.parent(out))
+    else:  # a missing client, credentials or endpoint fails now, not after the counting
+        fs.probe(out)
     work = _new_work_dir(out, work_dir)
     try:
         say(f"counting with Beam ({runner}): {len(dumps)} dump file(s), {len(views)} page-view")
@@ -231,11 +245,11 @@ def build_queries(
 
     import pyarrow.parquet as pq
 
-    with atomic_path(out) as tmp:
-        pq.write_table(rows_to_table(rows), tmp, compression="zstd")
+    with fs.open_output(out) as stream:
+        pq.write_table(rows_to_table(rows), stream, compression="zstd")
     files = {"dump": [str(d) for d in dumps], "pageviews": [str(v) for v in views]}
     if wordnet_root is not None:
         files["wordnet"] = [str(wordnet_root)]
     result = QueryBuildResult(out, len(rows), summaries, inputs, damaged, notes, files)
-    atomic_write_json(summary_path(out), result.to_json())
+    fs.write_json(summary_path(out), result.to_json(), skip_if_same=False)
     return result

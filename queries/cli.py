@@ -46,7 +46,9 @@ def build(
             ".xml; local paths or URLs (gs://, s3://, globs). Several files are read in parallel.",
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Where to write the query list (Parquet).")],
+    out: Annotated[
+        str, typer.Option(help="Where to write the query list (Parquet): a path or a URL.")
+    ],
     pageviews: Annotated[
         list[str] | None,
         typer.Option("--pageviews", help="Hourly page-view files (pageviews-*.gz)."),

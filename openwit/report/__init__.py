@@ -23,7 +23,7 @@ from typing import Any
 from openwit import fs
 from openwit.builddir import BuildDir
 from openwit.errors import UserError
-from openwit.io import atomic_write_json, atomic_write_text, read_json
+from openwit.io import atomic_write_json, atomic_write_text
 
 INDEX, CARD, FACTS = "index.html", "dataset-card.md", "report.json"
 
@@ -152,13 +152,13 @@ def _last_name(root: str) -> str:
 
 
 def _query_sources(queries: str | None) -> dict[str, Any] | None:
-    """The query list's build summary (``queries.summary.json`` beside it), if local."""
+    """The query list's build summary (``queries.summary.json`` beside it), if there is one."""
     from openwit.queries.build import summary_path
 
-    if not queries or "://" in queries:
+    if not queries:
         return None
     try:
-        return read_json(summary_path(Path(queries)))
+        return fs.read_json(summary_path(queries))
     except (OSError, ValueError):
         return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -101,7 +102,7 @@ def test_sources_report_duplicates_of_earlier_sources(built):
 
 def test_summary_json_is_written_beside_the_list(built):
     out, result = built
-    summary = json.loads(summary_path(out).read_text())
+    summary = json.loads(Path(summary_path(out)).read_text())
     assert summary["rows"] == len(EXPECTED_ROWS) == result.rows
     assert summary["inputs"]["dump.articles"] == 3
 
