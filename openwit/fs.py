@@ -128,11 +128,28 @@ def _configured() -> None:
         configure({})
 
 
-def _s3io() -> Any:
-    """This thread's Beam S3IO (:mod:`openwit.s3clients`), the filesystems configured."""
+def _s3io(url: str) -> Any:
+    """This thread's Beam S3IO (:mod:`openwit.s3clients`), the filesystems configured, for
+    ``url``'s bucket once this process has tried it (:func:`_bucket_tried`)."""
     url_clients.require("s3")
     _configured()
+    _bucket_tried(url)
     return s3clients.s3io()
+
+
+#: The S3 buckets this process has reached (with the pid: a forked child has its own client).
+_tried_buckets: set[tuple[int, str]] = set()
+
+
+def _bucket_tried(url: str) -> None:
+    """Before this process's first request to a bucket through Beam's S3 client, one
+    ``HEAD`` through boto3 (:func:`probe`): Beam retries a missing credential or an
+    unreachable endpoint with backoff for minutes, so a command hung there before it
+    failed; now it fails at once, with the CLI's one line."""
+    key = (os.getpid(), s3clients.split_url(url)[0])
+    if key not in _tried_buckets:
+        probe(f"s3://{key[1]}/")
+        _tried_buckets.add(key)
 
 
 def s3_client() -> Any:
@@ -156,7 +173,7 @@ def exists(url: str | Path) -> bool:
     if is_local(url):
         return local_path(url).exists()
     if scheme(url) == "s3":
-        return _s3io().exists(url)
+        return _s3io(url).exists(url)
     fs = _beam_fs(url)
     return fs.exists(url) if fs else _fsspec(url).exists(url)
 
@@ -187,7 +204,7 @@ def open_input(url: str | Path) -> IO[bytes]:
     if is_local(url):
         return open(local_path(url), "rb")
     if scheme(url) == "s3":
-        return _s3io().open(url, "rb")
+        return _s3io(url).open(url, "rb")
     fs = _beam_fs(url)
     if fs is None:
         return _fsspec(url).open(url, "rb")
@@ -255,7 +272,7 @@ def list_files(prefix: str | Path) -> dict[str, int]:
                     continue
         return found
     if scheme(prefix) == "s3":
-        return dict(_s3io().list_files(prefix + "/", with_metadata=False))
+        return dict(_s3io(prefix).list_files(prefix + "/", with_metadata=False))
     fs = _beam_fs(prefix)
     if fs is None:
         files = _fsspec(prefix).find(prefix, detail=True)
@@ -276,6 +293,8 @@ def glob(pattern: str) -> list[str]:
 
         text = str(local_path(pattern))
         return sorted(m for m in globlib.glob(text, recursive=True) if Path(m).is_file())
+    if scheme(pattern) == "s3":
+        _bucket_tried(pattern)
     fs = _beam_fs(pattern)
     if fs is None:
         return sorted(_with_scheme(pattern, m) for m in _fsspec(pattern).glob(pattern))
@@ -346,7 +365,7 @@ def _upload_unchecked(url: str, stream: IO[bytes]) -> None:
             bucket, key = s3clients.split_url(url)
             s3_client().put_object(Bucket=bucket, Key=key, Body=stream.read())
             return
-        with _s3io().open(url, "wb") as out:
+        with _s3io(url).open(url, "wb") as out:
             shutil.copyfileobj(stream, out, 8 * 1024 * 1024)
         return
     fs = _beam_fs(url)
@@ -407,7 +426,7 @@ def delete(urls: Iterable[str]) -> None:
         return
     if scheme(remote[0]) == "s3":
         with _store_errors(remote[0], "delete"):
-            results = _s3io().delete_files(remote)
+            results = _s3io(remote[0]).delete_files(remote)
         failed = {p: e for p, e in results if e is not None}
         failed = {p: e for p, e in failed.items() if not _is_missing(e)}
         if failed:

@@ -106,6 +106,39 @@ def test_a_bucket_without_credentials_is_one_line_saying_how_to_give_them(tmp_pa
         assert listing.get("KeyCount", 0) == 0  # nothing written
 
 
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "inputs=[{path: s3://nocredentials/pool.jsonl}]",
+        "inputs=[{path: 's3://nocredentials/pools/*.jsonl'}]",
+        "queries=s3://nocredentials/queries.parquet",
+        "dedup.eval_sets={shapes: s3://nocredentials/eval}",
+    ],
+)
+def test_what_a_local_build_reads_from_a_bucket_without_credentials_fails_at_once(
+    tmp_path, setting
+):
+    """Beam's S3 client retries a missing credential with backoff for minutes: a build
+    whose inputs, query list or eval set is in a bucket hung there before failing."""
+    config = build_dir_with_pool(tmp_path)
+    with s3_server() as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            AWS_ENDPOINT_URL=server.endpoint,  # the only store this test may reach
+            AWS_DEFAULT_REGION="us-east-1",
+            AWS_EC2_METADATA_DISABLED="true",
+            AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+            AWS_CONFIG_FILE=str(tmp_path / "none"),
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "openwit.cli", "build", "--config", str(config),
+             "--set", setting],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert "no usable credentials for the store" in one_error_line(result.stderr)
+
+
 def test_access_errors_are_found_inside_what_beam_wraps_them_in():
     from apache_beam.io.filesystem import BeamIOError
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
