@@ -148,7 +148,7 @@ def _bucket_tried(url: str) -> None:
     failed; now it fails at once, with the CLI's one line."""
     key = (os.getpid(), s3clients.split_url(url)[0])
     if key not in _tried_buckets:
-        probe(f"s3://{key[1]}/")
+        probe(url)
         _tried_buckets.add(key)
 
 

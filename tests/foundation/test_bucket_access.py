@@ -172,3 +172,25 @@ def test_local_and_fsspec_memory_urls_need_no_extra(fresh_client_checks):
     assert url_clients.missing_client("memory") is None
     fs.write_text("memory://openwit-test/x.txt", "x")
     assert fs.read_text("memory://openwit-test/x.txt") == "x"
+
+
+def test_inputs_in_a_bucket_at_an_endpoint_nobody_answers_fail_at_once(tmp_path):
+    config = build_dir_with_pool(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",  # loopback's discard port: nothing listens
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="openwit-test",
+        AWS_SECRET_ACCESS_KEY="openwit-test",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "openwit.cli", "build", "--config", str(config),
+         "--set", "inputs=[{path: s3://pool/p.jsonl}]"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert line.endswith(
+        'cannot reach the store: Could not connect to the endpoint URL: "http://127.0.0.1:9/pool/p.jsonl"'
+    )
