@@ -8,10 +8,8 @@ runner metrics, so they are exact on every Beam runner.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from openwit.errors import FunnelLawError
@@ -127,21 +125,3 @@ class Funnel:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Funnel:
         return cls(StageCounts.from_json(name, value) for name, value in data.items())
-
-
-def count_rows(files: Iterable[Path]) -> int:
-    """Rows in Parquet files, read from their footers (no data pages are read)."""
-    import pyarrow.parquet as pq
-
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-
-
-def count_reasons(rejection_files: Iterable[Path]) -> dict[str, int]:
-    """Rejections per reason in rejection Parquet files."""
-    import pyarrow.parquet as pq
-
-    counts: Counter[str] = Counter()
-    for path in rejection_files:
-        reasons = pq.read_table(path, columns=["reason"]).column("reason")
-        counts.update(reasons.to_pylist())
-    return dict(sorted(counts.items()))
