@@ -35,7 +35,7 @@ TEXT_CHARS = 300
 @dataclass
 class AuditRequest:
     shards: str | Path  # the shard directory: a path or a URL (s3://, gs://, ...)
-    eval_sets: dict[str, Path]
+    eval_sets: dict[str, str | Path]  # a folder, or a bucket's (s3://...)
     out: Path
     detector: Detector = field(default_factory=Detector)
     predictions: dict[str, Path] = field(default_factory=dict)  # set name -> Parquet table
@@ -74,7 +74,7 @@ def _check_request(request: AuditRequest) -> tuple[list[EvalSet], list[str]]:
     for name, path in request.predictions.items():
         if name not in request.eval_sets:
             raise UserError(f"--predictions {name}: no --eval set of that name")
-        if not path.is_file():
+        if not isinstance(path, Path) or not path.is_file():
             raise UserError(f"--predictions {name}: no such file: {path}")
     if request.checkpoint is not None:
         if not request.checkpoint.is_file():
@@ -279,7 +279,7 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
         write_thumbnails(out, request.shards, folder, eval_set.root, shown)
         entry: dict[str, Any] = {
             "name": eval_set.name,
-            "root": str(eval_set.root),
+            "root": eval_set.location,
             "n": len(hashes),
             "n_unreadable": len(unreadable),
             "n_overlap": n_overlap,

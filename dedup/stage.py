@@ -35,6 +35,7 @@ from openwit.dedup.detector import Detector
 from openwit.dedup.layout import MATCHES_GLOB, STAGE
 from openwit.dedup.links import build_links
 from openwit.dedup.slim import Settings
+from openwit.errors import UserError
 from openwit.outputs import StageTotals, UnitOutput, unit_file
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import Stage, StageContext, StageResult, cut_row_group
@@ -103,23 +104,17 @@ class DecideCore(UnitWork):
         return apply_decisions(self.attempt, self.reader.table(unit), unit)
 
 
-def local_eval_set(root: str) -> str:
-    """An eval set's folder on this machine: itself, or a copy of a remote one (a bucket
-    prefix) in a temporary folder of the launcher, which hashes the eval sets once."""
+def _local(name: str, root: str) -> str:
+    """An eval set's folder on this machine: itself, or this process's copy of a bucket's
+    (the launcher hashes the eval sets once)."""
     if fs.is_local(root):
         return root
-    import tempfile
+    from openwit.evalsets import local_copy
 
-    folder = tempfile.mkdtemp(prefix="openwit-eval-")
-    prefix = root.rstrip("/") + "/"
-
-    def copy(url: str) -> None:  # an eval set is tens of thousands of small images
-        target = fs.join(folder, url[len(prefix) :])
-        fs.makedirs(fs.parent(target))
-        fs.write_bytes(target, fs.read_bytes(url))
-
-    fs.map_urls(copy, sorted(fs.list_files(root)))
-    return folder
+    copied = local_copy(root)
+    if copied is None:
+        raise UserError(f"dedup.eval_sets.{name}: no files under {root}")
+    return str(copied)
 
 
 class DedupStage(Stage):
@@ -142,7 +137,7 @@ class DedupStage(Stage):
         config = ctx.config.dedup
         if not config.eval_sets:
             return None
-        roots = {name: local_eval_set(root) for name, root in config.eval_sets.items()}
+        roots = {name: _local(name, root) for name, root in config.eval_sets.items()}
         return EvalCatalog.build(roots, Detector.from_config(config))
 
     def run(self, ctx: StageContext) -> StageResult:

@@ -6,15 +6,23 @@ Layout: ``ROOT/<class folder>/<image file>``; classes in sorted folder order; op
 ImageNet ensemble, read from the copy open_clip ships.
 
 Both the overlap audit (dedup/) and zero-shot evaluation (train/) read eval sets through
-this module, so they agree on which image is sample ``i`` and which label it has.
+this module, so they agree on which image is sample ``i`` and which label it has. A set may
+be a folder in a bucket (``s3://bucket/evals/cifar10``): it is copied once per process into
+a temporary folder (removed when the process ends) and read from there; samples are named
+relative to the root, so a set gives the same samples wherever it is.
 """
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from openwit import fs
 from openwit.errors import UserError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -29,14 +37,27 @@ class EvalSample:
 @dataclass(frozen=True)
 class EvalSet:
     name: str
-    root: Path
+    root: Path  # on this machine: the set's folder, or the copy of a bucket's
+    source: str = ""  # the bucket URL the set was copied from
+
+    @property
+    def location(self) -> str:
+        """Where the set is, as its user named it (a path or a URL)."""
+        return self.source or str(self.root)
 
     @classmethod
     def open(cls, name: str, root: str | Path) -> EvalSet:
+        source = ""
+        if not fs.is_local(str(root)):
+            source = str(root).rstrip("/")
+            copied = local_copy(source)
+            if copied is None:
+                raise UserError(f"eval set {name}: no files under {source}")
+            root = copied
         root = Path(root)
         if not root.is_dir():
             raise UserError(f"eval set {name}: no such directory: {root}")
-        eval_set = cls(name, root)
+        eval_set = cls(name, root, source)
         if not eval_set.classes:
             raise UserError(f"eval set {name}: no class folders in {root}")
         if not eval_set.samples:
@@ -107,19 +128,50 @@ def clip_templates() -> list[str]:
     return [template("{}") for template in OPENAI_IMAGENET_TEMPLATES]
 
 
-def parse_named_paths(pairs: list[str], flag: str) -> dict[str, Path]:
-    """``["cifar=/data/cifar", ...]`` (a repeatable ``FLAG NAME=PATH``) to a dict."""
-    result: dict[str, Path] = {}
+#: Bucket eval sets copied by this process: URL -> local folder (None: nothing there).
+_copies: dict[str, Path | None] = {}
+_copies_lock = threading.Lock()
+
+
+def local_copy(url: str) -> Path | None:
+    """The files under ``url`` (a bucket prefix) in a temporary folder of this process, read
+    16 at a time; the same folder for the same URL, removed when the process ends. None
+    when nothing is there. An eval set is tens of thousands of small images, hashed or
+    evaluated on one machine: copied once, read from disk after."""
+    url = url.rstrip("/")
+    with _copies_lock:
+        if url in _copies:
+            return _copies[url]
+        urls = sorted(fs.list_files(url))
+        folder = None
+        if urls:
+            folder = Path(tempfile.mkdtemp(prefix="openwit-eval-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+            def copy(source: str) -> None:
+                target = folder / source[len(url) + 1 :]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(fs.read_bytes(source))
+
+            fs.map_urls(copy, urls)
+        _copies[url] = folder
+        return folder
+
+
+def parse_named_paths(pairs: list[str], flag: str) -> dict[str, str | Path]:
+    """``["cifar=/data/cifar", ...]`` (a repeatable ``FLAG NAME=PATH``) to a dict: local
+    paths as ``Path``, URLs (``s3://...``) as they were written."""
+    result: dict[str, str | Path] = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep or not name or not path:
             raise UserError(f"{flag} expects NAME=PATH, got {pair!r}")
         if name in result:
             raise UserError(f"{flag} {name} given twice")
-        result[name] = Path(path)
+        result[name] = Path(path) if fs.is_local(path) else path
     return result
 
 
-def parse_eval_args(pairs: list[str]) -> dict[str, Path]:
+def parse_eval_args(pairs: list[str]) -> dict[str, str | Path]:
     """The CLI's repeatable ``--eval NAME=PATH``."""
     return parse_named_paths(pairs, "--eval")

@@ -100,7 +100,10 @@ def train_command(
         save_every=save_every,
         resume=resume,
         init_checkpoint=str(init_checkpoint) if init_checkpoint else None,
-        eval_sets={k: str(v.resolve()) for k, v in parse_eval_args(eval_sets or []).items()},
+        eval_sets={
+            k: v if isinstance(v, str) else str(v.resolve())
+            for k, v in parse_eval_args(eval_sets or []).items()
+        },
         workers=workers,
         seed=seed,
         log_every=log_every,

@@ -394,7 +394,7 @@ def evaluate_after_training(trainer: Trainer, summary: RunSummary) -> None:
         model,
         trainer.bundle.tokenizer,
         trainer.bundle.preprocess_eval,
-        {name: Path(path) for name, path in config.eval_sets.items()},
+        dict(config.eval_sets),
         trainer.run_dir / "eval.json",
         device=trainer.device,
         checkpoint=summary.checkpoint,

@@ -161,7 +161,7 @@ def evaluate_sets(
     model: Any,
     tokenizer: Any,
     preprocess: Any,
-    eval_sets: dict[str, Path],
+    eval_sets: dict[str, str | Path],
     out_json: Path,
     *,
     device: torch.device | str = "cpu",
@@ -180,7 +180,7 @@ def evaluate_sets(
         write_predictions(table, predictions)
         results[name] = {
             **summarize(table, len(eval_set.classes)),
-            "path": str(eval_set.root),
+            "path": eval_set.location,
             "templates": len(eval_set.templates),
             "predictions": str(predictions.relative_to(out_json.parent)),
         }

@@ -29,7 +29,7 @@ def shards_param() -> Param:
     )
 
 
-def checked_eval_sets(items: Iterable[str]) -> dict[str, Path]:
+def checked_eval_sets(items: Iterable[str]) -> dict[str, str | Path]:
     """The sets of an ``eval`` param, each opened once (a :class:`UserError` names a bad one)."""
     from openwit.evalsets import EvalSet, parse_named_paths
 

@@ -195,15 +195,21 @@ def test_a_build_in_a_bucket_equals_the_build_on_disk_and_reruns_nothing(
     report = openwit("report", "--build", f"{bucket}/build", env=environment)
     assert report.returncode == 0, report.stderr
     assert f"build report: {bucket}/build/report/index.html" in report.stdout
+    # The bucket's audit reads the eval set from the bucket too.
     audits = {}
-    for name, shards in (("bucket", f"{bucket}/build/shards"), ("disk", tmp_path / "disk/shards")):
+    for name, shards, eval_set in (
+        ("bucket", f"{bucket}/build/shards", remote_eval),
+        ("disk", tmp_path / "disk/shards", local_eval),
+    ):
         out = tmp_path / f"audit-{name}"
-        ran = openwit("audit", "--shards", str(shards), "--eval", f"shapes={local_eval}",
+        ran = openwit("audit", "--shards", str(shards), "--eval", f"shapes={eval_set}",
                       "--out", str(out), env=environment)  # fmt: skip
         assert ran.returncode == 0, ran.stderr
         assert "Traceback" not in ran.stdout + ran.stderr
         audits[name] = json.loads((out / "audit.json").read_text())
     assert audits["bucket"]["n_shard_samples"] == remote_build.funnel()["shard"]["out"] > 0
+    assert audits["bucket"]["sets"][0].pop("root") == remote_eval
+    assert audits["disk"]["sets"][0].pop("root") == local_eval
     for field in ("n_shard_files", "n_shard_samples", "build_decontaminated", "sets"):
         assert audits["bucket"][field] == audits["disk"][field], field
 

@@ -244,18 +244,22 @@ def _run_script(script: str) -> subprocess.CompletedProcess[str]:
 def test_an_eval_set_in_a_bucket_is_copied_whole_to_the_launcher(s3, bucket):
     """The launcher hashes eval sets once, from a local copy; a set in a bucket (class
     folders of images) arrives file for file, read many at a time."""
-    from pathlib import Path
 
-    from openwit.dedup.stage import local_eval_set
+    from openwit.evalsets import EvalSet, local_copy
 
     files = {
         f"class-{c}/img-{i:03d}.jpg": bytes([c, i]) * (i + 1) for c in range(3) for i in range(30)
     }
     for name, data in files.items():
         fs.write_bytes(f"{bucket}/evals/tiny/{name}", data)
-    folder = Path(local_eval_set(f"{bucket}/evals/tiny"))
+    folder = local_copy(f"{bucket}/evals/tiny")
     copied = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     assert copied == files
+    assert local_copy(f"{bucket}/evals/tiny/") == folder  # once a process
+    assert local_copy(f"{bucket}/evals/none") is None
+    opened = EvalSet.open("tiny", f"{bucket}/evals/tiny")
+    assert (opened.root, opened.location) == (folder, f"{bucket}/evals/tiny")
+    assert len(opened.samples) == 90 and opened.classes == ["class-0", "class-1", "class-2"]
 
 
 def test_an_input_folder_in_a_bucket_is_its_data_files(bucket):
