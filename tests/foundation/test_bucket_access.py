@@ -17,7 +17,6 @@ from openwit import fs, url_clients
 from openwit.cli import main
 from openwit.console import error
 from openwit.errors import StorageError, access_error
-from tests.conftest import REPO
 from tests.foundation.test_hostile_cli import build_dir_with_pool, one_error_line
 from tests.s3server import s3_server
 
@@ -81,25 +80,37 @@ def test_a_scheme_fsspec_knows_without_its_package_names_the_package(
     assert "gcs:// URLs need a client that is not installed" in line and "gcsfs" in line
 
 
-def test_a_bucket_without_credentials_is_one_line_saying_how_to_give_them(tmp_path):
+def failed_build_line(tmp_path, setting: str, **aws: str) -> str:
+    """``openwit build --set SETTING`` of a small pool in a process whose only AWS settings
+    are ``aws`` (no instance-metadata request for a role either): exit 2, its one line."""
     config = build_dir_with_pool(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", **aws)
+    result = subprocess.run(
+        [sys.executable, "-m", "openwit.cli", "build", "--config", str(config),
+         "--set", setting],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    return one_error_line(result.stderr)
+
+
+def no_credentials(tmp_path, endpoint: str) -> dict[str, str]:
+    """An S3 endpoint (the tests' server: the only store a test may reach), no keys."""
+    none = str(tmp_path / "none")
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_SHARED_CREDENTIALS_FILE": none,
+        "AWS_CONFIG_FILE": none,
+    }
+
+
+def test_a_bucket_without_credentials_is_one_line_saying_how_to_give_them(tmp_path):
     with s3_server() as server:
         server.client().create_bucket(Bucket="nocredentials")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(
-            AWS_ENDPOINT_URL=server.endpoint,  # the only store this test may reach
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_EC2_METADATA_DISABLED="true",  # no instance-metadata request for a role
-            AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-            AWS_CONFIG_FILE=str(tmp_path / "none"),
+        line = failed_build_line(
+            tmp_path, "out=s3://nocredentials/build", **no_credentials(tmp_path, server.endpoint)
         )
-        result = subprocess.run(
-            [sys.executable, "-m", "openwit.cli", "build", "--config", str(config),
-             "--set", "out=s3://nocredentials/build"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert result.returncode == 2
-        line = one_error_line(result.stderr)
         assert "no usable credentials for the store: Unable to locate credentials" in line
         assert "AWS_ACCESS_KEY_ID" in line
         listing = server.client().list_objects_v2(Bucket="nocredentials")
@@ -120,23 +131,9 @@ def test_what_a_local_build_reads_from_a_bucket_without_credentials_fails_at_onc
 ):
     """Beam's S3 client retries a missing credential with backoff for minutes: a build
     whose inputs, query list or eval set is in a bucket hung there before failing."""
-    config = build_dir_with_pool(tmp_path)
     with s3_server() as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(
-            AWS_ENDPOINT_URL=server.endpoint,  # the only store this test may reach
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_EC2_METADATA_DISABLED="true",
-            AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-            AWS_CONFIG_FILE=str(tmp_path / "none"),
-        )
-        result = subprocess.run(
-            [sys.executable, "-m", "openwit.cli", "build", "--config", str(config),
-             "--set", setting],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    assert result.returncode == 2
-    assert "no usable credentials for the store" in one_error_line(result.stderr)
+        line = failed_build_line(tmp_path, setting, **no_credentials(tmp_path, server.endpoint))
+    assert "no usable credentials for the store" in line
 
 
 def test_access_errors_are_found_inside_what_beam_wraps_them_in():
@@ -175,22 +172,13 @@ def test_local_and_fsspec_memory_urls_need_no_extra(fresh_client_checks):
 
 
 def test_inputs_in_a_bucket_at_an_endpoint_nobody_answers_fail_at_once(tmp_path):
-    config = build_dir_with_pool(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
+    line = failed_build_line(
+        tmp_path,
+        "inputs=[{path: s3://pool/p.jsonl}]",
         AWS_ENDPOINT_URL="http://127.0.0.1:9",  # loopback's discard port: nothing listens
-        AWS_DEFAULT_REGION="us-east-1",
         AWS_ACCESS_KEY_ID="openwit-test",
         AWS_SECRET_ACCESS_KEY="openwit-test",
-        AWS_EC2_METADATA_DISABLED="true",
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "openwit.cli", "build", "--config", str(config),
-         "--set", "inputs=[{path: s3://pool/p.jsonl}]"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 2
-    line = one_error_line(result.stderr)
     assert line.endswith(
         'cannot reach the store: Could not connect to the endpoint URL: "http://127.0.0.1:9/pool/p.jsonl"'
     )
