@@ -49,6 +49,14 @@ def silent_server():
     listener.close()
 
 
+def heeds_ctrl_c() -> None:
+    """In the build's process: SIGINT as a terminal gives it. A suite started in the
+    background of a shell without job control inherits SIGINT ignored, and so would the
+    build (the test then timed out, 2026-12-07): the test must not depend on how the suite
+    was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     "images",
     [100, 600],  # one unit, downloaded in the launcher; several, in the worker pool
@@ -72,6 +80,7 @@ def test_ctrl_c_during_the_download_is_one_line_and_exit_130_at_once(
     process = subprocess.Popen(
         [sys.executable, "-m", "openwit.cli", "build", "--config", str(tmp_path / "build.yaml")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=heeds_ctrl_c,
     )  # fmt: skip
     manifest = tmp_path / "out" / "manifest.json"
     deadline = time.monotonic() + 120
