@@ -35,7 +35,6 @@ from openwit.dedup.detector import Detector
 from openwit.dedup.layout import MATCHES_GLOB, STAGE
 from openwit.dedup.links import build_links
 from openwit.dedup.slim import Settings
-from openwit.errors import UserError
 from openwit.outputs import StageTotals, UnitOutput, unit_file
 from openwit.schemas import REJECTION_SCHEMA, candidate_schema
 from openwit.stage import Stage, StageContext, StageResult, cut_row_group
@@ -104,19 +103,6 @@ class DecideCore(UnitWork):
         return apply_decisions(self.attempt, self.reader.table(unit), unit)
 
 
-def _local(name: str, root: str) -> str:
-    """An eval set's folder on this machine: itself, or this process's copy of a bucket's
-    (the launcher hashes the eval sets once)."""
-    if fs.is_local(root):
-        return root
-    from openwit.evalsets import local_copy
-
-    copied = local_copy(root)
-    if copied is None:
-        raise UserError(f"dedup.eval_sets.{name}: no files under {root}")
-    return str(copied)
-
-
 class DedupStage(Stage):
     name = STAGE
     version = 3
@@ -137,8 +123,8 @@ class DedupStage(Stage):
         config = ctx.config.dedup
         if not config.eval_sets:
             return None
-        roots = {name: _local(name, root) for name, root in config.eval_sets.items()}
-        return EvalCatalog.build(roots, Detector.from_config(config))
+        # EvalSet.open reads a set in a bucket from one local copy per process
+        return EvalCatalog.build(config.eval_sets, Detector.from_config(config))
 
     def run(self, ctx: StageContext) -> StageResult:
         groups, per_unit = ctx.plan_groups(

@@ -118,7 +118,7 @@ def run_overlap_audit(ti: Any = None, outlet_events: Any = None) -> dict[str, An
     out = Path(inputs["out"])
     request = AuditRequest(
         shards=inputs["shards"],
-        eval_sets={name: Path(path) for name, path in inputs["eval_sets"].items()},
+        eval_sets=dict(inputs["eval_sets"]),  # paths or bucket URLs, as EvalSet.open takes
         out=out,
         checkpoint=Path(inputs["checkpoint"]) if inputs["checkpoint"] else None,
         model=inputs["model"],
