@@ -77,26 +77,28 @@ def _names_a_folder(part: str) -> bool:
     return not part.endswith(".tar") and "{" not in part
 
 
-def _tars_in(folder: str) -> list[str]:
-    """The ``*.tar`` files directly in ``folder``, sorted."""
-    if fs.is_local(folder):
-        return sorted(str(p) for p in fs.local_path(folder).glob("*.tar"))
-    folder = folder.rstrip("/")
-    return sorted(u for u in fs.list_files(folder) if fs.parent(u) == folder and u.endswith(".tar"))
-
-
 class _Folders:
     """What a run needs to know of the folders its shards are in, looked up once a folder:
-    its files (to tell which named shards exist) and its ``sizes.json``."""
+    its files (its shards, which named shards exist) and its ``sizes.json``. A folder in a
+    bucket is listed once (a listing is requests); a local one is asked directly."""
 
     def __init__(self) -> None:
         self.files: dict[str, set[str]] = {}
         self.sizes: dict[str, dict[str, int]] = {}
 
     def listing(self, folder: str) -> set[str]:
+        """The files under a folder in a bucket."""
         if folder not in self.files:
-            self.files[folder] = set(fs.list_files(folder)) if not fs.is_local(folder) else set()
+            self.files[folder] = set(fs.list_files(folder))
         return self.files[folder]
+
+    def tars_in(self, folder: str) -> list[str]:
+        """The ``*.tar`` files directly in ``folder``, sorted."""
+        if fs.is_local(folder):
+            return sorted(str(p) for p in fs.local_path(folder).glob("*.tar"))
+        folder = folder.rstrip("/")
+        found = (u for u in self.listing(folder) if fs.parent(u) == folder)
+        return sorted(u for u in found if u.endswith(".tar"))
 
     def exists(self, url: str) -> bool:
         if fs.is_local(url):
@@ -127,15 +129,15 @@ def list_shards(spec: str) -> ShardList:
     if not spec:
         raise UserError("--train-data is empty")
     urls: list[str] = []
+    folders = _Folders()
     for part in spec.split("::"):
         if _names_a_folder(part):
-            found = _tars_in(part)
+            found = folders.tars_in(part)
             if not found:
                 raise UserError(f"--train-data {part}: no *.tar shards in this folder")
             urls.extend(found)
         else:
             urls.extend(_expand(part))
-    folders = _Folders()
     ours = [u for u in urls if not read_by_gopen(u)]  # files openwit reads (local or a store)
     if ours and not any(folders.exists(u) for u in ours):
         raise UserError(f"--train-data {spec}: none of the {len(urls)} shards named exists")
