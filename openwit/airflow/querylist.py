@@ -107,8 +107,10 @@ def inputs_fingerprint(request: Mapping[str, Any]) -> str:
 
 
 def stamp_path(out: Path) -> Path:
-    """``queries.parquet`` -> ``queries.inputs.json``."""
-    return out.with_name(f"{out.stem}.inputs.json")
+    """``queries.parquet`` -> ``queries.inputs.json`` (beside it, as the list's summary)."""
+    from openwit.queries.build import beside
+
+    return Path(beside(out, ".inputs.json"))
 
 
 def rows_if_up_to_date(request: Mapping[str, Any], fingerprint: str | None = None) -> Any:
