@@ -14,7 +14,7 @@ from openwit.cli import main
 from openwit.queries.build import summary_path
 from tests.s3server import s3_server
 
-from .corpus import EXPECTED_ROWS, write_inputs
+from .corpus import EXPECTED_ROWS, THRESHOLDS, write_inputs
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +38,17 @@ def test_the_list_and_its_summary_land_in_the_bucket_and_nothing_on_disk(
     monkeypatch.chdir(tmp_path)  # the list once went to ./s3:/bucket/... here
     out = f"{bucket}/lists/queries.parquet"
     args = ["queries", "build", "--wiki-dump", *map(str, inputs["dumps"])]
+    args += ["--pageviews", *map(str, inputs["pageviews"])]
     args += ["--wordnet", str(inputs["wordnet"]), "--out", out]
-    args += ["--set", "min_unigram_count=1", "--set", "min_bigram_count=1"]
+    for key, value in THRESHOLDS.items():
+        args += ["--set", f"{key}={value}"]
     assert main(args) == 0
     with fs.open_input(out) as stream:
         table = pq.read_table(stream)
-    assert table.num_rows > 0 and set(table.column("query").to_pylist())
+    assert table.column("query").to_pylist() == [row[0] for row in EXPECTED_ROWS]
     assert fs.read_json(summary_path(out))["rows"] == table.num_rows
     assert summary_path(out) == f"{bucket}/lists/queries.summary.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"]
-    assert EXPECTED_ROWS  # the corpus the other tests check row by row
 
 
 def test_a_bucket_without_credentials_fails_before_any_counting(s3, tmp_path, monkeypatch, capsys):
