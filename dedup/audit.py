@@ -36,10 +36,10 @@ TEXT_CHARS = 300
 class AuditRequest:
     shards: str | Path  # the shard directory: a path or a URL (s3://, gs://, ...)
     eval_sets: dict[str, str | Path]  # a folder, or a bucket's (s3://...)
-    out: Path
+    out: str | Path  # the report folder: a path or a URL
     detector: Detector = field(default_factory=Detector)
-    predictions: dict[str, Path] = field(default_factory=dict)  # set name -> Parquet table
-    checkpoint: Path | None = None
+    predictions: dict[str, str | Path] = field(default_factory=dict)  # set -> Parquet table
+    checkpoint: str | Path | None = None  # a path or a URL
     model: str | None = None
     device: str = "cpu"
     max_pairs: int = 60  # matched pairs shown with thumbnails per set (all are in the JSON)
@@ -69,15 +69,16 @@ def _check_request(request: AuditRequest) -> tuple[list[EvalSet], list[str]]:
 
     if not request.eval_sets:
         raise UserError("--eval: give at least one evaluation set as NAME=PATH")
+    fs.probe(fs.join(str(request.out), AUDIT_JSON))  # a bucket out of reach: now, not at the end
     files = shard_indexes(request.shards)
     eval_sets = [EvalSet.open(name, root) for name, root in request.eval_sets.items()]
     for name, path in request.predictions.items():
         if name not in request.eval_sets:
             raise UserError(f"--predictions {name}: no --eval set of that name")
-        if not isinstance(path, Path) or not path.is_file():
+        if not _is_file(path):
             raise UserError(f"--predictions {name}: no such file: {path}")
     if request.checkpoint is not None:
-        if not request.checkpoint.is_file():
+        if not _is_file(request.checkpoint):
             raise UserError(f"--checkpoint: no such file: {request.checkpoint}")
         if not request.model:
             raise UserError("--checkpoint needs --model (the open_clip model name)")
@@ -88,6 +89,13 @@ def _check_request(request: AuditRequest) -> tuple[list[EvalSet], list[str]]:
 
         request.device = resolve_device(request.device)
     return eval_sets, files
+
+
+def _is_file(location: str | Path) -> bool:
+    """A local file, or an object in a bucket."""
+    if fs.is_local(location):
+        return fs.local_path(location).is_file()
+    return fs.exists(location)
 
 
 # -- overlap search ----------------------------------------------------------------------------
@@ -212,9 +220,9 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
     """Run the audit and write ``audit.json`` and ``index.html`` into ``request.out``."""
     import shutil
 
-    from openwit.dedup.report import write_report
+    from openwit.dedup.report import DELTA_CHART
     from openwit.dedup.shards import count_rows
-    from openwit.io import atomic_write_json
+    from openwit.staging import output_folder
 
     eval_sets, files = _check_request(request)
     samples = count_rows(files)  # the footers, read once
@@ -226,10 +234,29 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
     matches = find_overlaps(files, samples, catalog, request.progress)
     removed = decontamination_counts(request.shards)
 
-    out = request.out
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / "thumbs").is_dir():
-        shutil.rmtree(out / "thumbs")  # a rerun must not show stale pairs
+    # a URL: written locally, uploaded when complete (the page last, stale thumbnails gone)
+    with output_folder(request.out, owned=("thumbs", DELTA_CHART), last=("index.html",)) as out:
+        if (out / "thumbs").is_dir():
+            shutil.rmtree(out / "thumbs")  # a rerun must not show stale pairs
+        searched = {"n_shard_files": len(files), "n_shard_samples": samples}
+        return _write_audit(request, out, eval_sets, catalog, matches, removed, evaluator, searched)
+
+
+def _write_audit(
+    request: AuditRequest,
+    out: Path,
+    eval_sets: list[EvalSet],
+    catalog: EvalCatalog,
+    matches: list[ShardMatch],
+    removed: Any,
+    evaluator: Any,
+    searched: dict[str, int],
+) -> dict[str, Any]:
+    """Per set: the Overlap/Clean split, accuracies and tests, thumbnails of the shown
+    pairs; then ``audit.json`` and the page, all in the local folder ``out``."""
+    from openwit.dedup.report import write_report
+    from openwit.io import atomic_write_json
+
     by_set: dict[int, list[ShardMatch]] = defaultdict(list)
     for match in matches:
         by_set[match.set_index].append(match)
@@ -327,8 +354,7 @@ def run_audit(request: AuditRequest) -> dict[str, Any]:
         "openwit_audit": 1,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "shards": str(request.shards),
-        "n_shard_files": len(files),
-        "n_shard_samples": samples,
+        **searched,
         "build_decontaminated": removed is not None,
         "detector": request.detector.to_json(),
         "test": {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,9 +18,12 @@ def audit(
         list[str],
         typer.Option("--eval", help="Evaluation image folder NAME=PATH (repeatable)."),
     ],
-    out: Annotated[Path, typer.Option(help="Report folder: audit.json, index.html.")],
+    out: Annotated[
+        str, typer.Option(help="Report folder: audit.json, index.html; a path or a URL.")
+    ],
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Checkpoint for zero-shot accuracy on All/Clean/Overlap.")
+        str | None,
+        typer.Option(help="Checkpoint for zero-shot accuracy on All/Clean/Overlap (path or URL)."),
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="open_clip model name of the checkpoint.")
@@ -56,6 +58,7 @@ def audit(
     """
     import dataclasses
 
+    from openwit import fs
     from openwit.console import print_table, stdout
     from openwit.dedup.audit import AuditRequest, run_audit
     from openwit.dedup.detector import Detector
@@ -123,7 +126,7 @@ def audit(
             )
         if s["acc_all"] is not None and s["p_value"] is None:
             stdout.print(f"{s['name']}: no test: {s['test_note']}")
-    stdout.print(f"report: {out / 'index.html'}")
+    stdout.print(f"report: {fs.join(out, 'index.html')}", highlight=False)
 
 
 def _points(value: float | None) -> str:

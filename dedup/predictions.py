@@ -49,19 +49,20 @@ def correctness(table: Any, eval_set: EvalSet, source: str) -> list[bool | None]
     return [None if by_path[p] is None else bool(by_path[p]) for p in expected]
 
 
-def load_evaluator(checkpoint: Path | None, model: str | None, device: str) -> Any:
+def load_evaluator(checkpoint: str | Path | None, model: str | None, device: str) -> Any:
     """The checkpoint's model, loaded once before the search (a file that is not a
     checkpoint of ``model`` fails now, in one line, not after the hashing); None without a
     checkpoint."""
     if checkpoint is None:
         return None
+    from openwit.staging import local_file
     from openwit.train.zeroshot import load_model
 
-    return load_model(checkpoint, str(model), device)
+    return load_model(local_file(checkpoint), str(model), device)
 
 
 def predicted_correctness(
-    eval_set: EvalSet, path: Path | None, evaluator: Any, device: str
+    eval_set: EvalSet, path: str | Path | None, evaluator: Any, device: str
 ) -> tuple[list[bool | None] | None, str | None]:
     """Per-sample correctness of ``eval_set`` and where it came from: the predictions table
     at ``path`` when given, else the zero-shot predictions of ``evaluator`` (a loaded
@@ -69,11 +70,14 @@ def predicted_correctness(
     import pyarrow.parquet as pq
 
     if path is not None:
+        from openwit import fs
+        from openwit.staging import local_file
+
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(local_file(path))
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise UserError(f"--predictions {eval_set.name}: cannot read {path}: {exc}") from None
-        return correctness(table, eval_set, str(path)), f"predictions {path.name}"
+        return correctness(table, eval_set, str(path)), f"predictions {fs.basename(str(path))}"
     if evaluator is not None:
         from openwit.train.zeroshot import predict
 

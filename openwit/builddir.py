@@ -127,9 +127,7 @@ class BuildDir:
     def shards_uri(self) -> str:
         """The shard folder as a URI (``file:///…``, ``s3://…``): how schedulers name the
         published data."""
-        if fs.is_local(self.shards_dir):
-            return fs.local_path(self.shards_dir).resolve().as_uri()
-        return self.shards_dir
+        return fs.as_uri(self.shards_dir)
 
     def shard_sizes(self) -> dict[str, int]:
         """``shards/sizes.json``: samples per tar."""

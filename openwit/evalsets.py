@@ -8,22 +8,20 @@ ImageNet ensemble, read from the copy open_clip ships.
 Both the overlap audit (dedup/) and zero-shot evaluation (train/) read eval sets through
 this module, so they agree on which image is sample ``i`` and which label it has. A set may
 be a folder in a bucket (``s3://bucket/evals/cifar10``): it is copied once per process into
-a temporary folder (removed when the process ends) and read from there; samples are named
-relative to the root, so a set gives the same samples wherever it is.
+a temporary folder (``openwit.staging``, removed when the process ends) and read from
+there; samples are named relative to the root, so a set gives the same samples wherever it
+is.
 """
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from openwit import fs
 from openwit.errors import UserError
+from openwit.staging import local_copy
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -126,36 +124,6 @@ def clip_templates() -> list[str]:
     from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
     return [template("{}") for template in OPENAI_IMAGENET_TEMPLATES]
-
-
-#: Bucket eval sets copied by this process: URL -> local folder (None: nothing there).
-_copies: dict[str, Path | None] = {}
-_copies_lock = threading.Lock()
-
-
-def local_copy(url: str) -> Path | None:
-    """The files under ``url`` (a bucket prefix) in a temporary folder of this process, read
-    16 at a time; the same folder for the same URL, removed when the process ends. None
-    when nothing is there. An eval set is tens of thousands of small images, hashed or
-    evaluated on one machine: copied once, read from disk after."""
-    url = url.rstrip("/")
-    with _copies_lock:
-        if url in _copies:
-            return _copies[url]
-        urls = sorted(fs.list_files(url))
-        folder = None
-        if urls:
-            folder = Path(tempfile.mkdtemp(prefix="openwit-eval-"))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-
-            def copy(source: str) -> None:
-                target = folder / source[len(url) + 1 :]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(fs.read_bytes(source))
-
-            fs.map_urls(copy, urls)
-        _copies[url] = folder
-        return folder
 
 
 def parse_named_paths(pairs: list[str], flag: str) -> dict[str, str | Path]:

@@ -78,6 +78,14 @@ def join(base: str | Path, *parts: str) -> str:
     return text
 
 
+def as_uri(location: str | Path) -> str:
+    """A location as a URI (``file:///...`` for a local path, a URL as it is): how
+    schedulers name data."""
+    if is_local(location):
+        return local_path(location).resolve().as_uri()
+    return str(location)
+
+
 def basename(url: str) -> str:
     return str(url).rstrip("/").rsplit("/", 1)[-1]
 

@@ -132,12 +132,16 @@ def _is_rank_zero() -> bool:
 
 
 def eval_command(
-    checkpoint: Annotated[Path, typer.Option(help="Checkpoint (openwit's or open_clip's).")],
+    checkpoint: Annotated[
+        str, typer.Option(help="Checkpoint (openwit's or open_clip's): a path or a URL.")
+    ],
     model: Annotated[str, typer.Option(help="open_clip model name of the checkpoint.")],
     eval_sets: Annotated[
         list[str], typer.Option("--eval", help="Eval set NAME=PATH (repeatable).")
     ],
-    out: Annotated[Path, typer.Option(help="eval.json to write (predictions/ beside it).")],
+    out: Annotated[
+        str, typer.Option(help="eval.json to write (predictions/ beside it): a path or a URL.")
+    ],
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
@@ -150,7 +154,14 @@ def eval_command(
     from openwit.evalsets import parse_eval_args
 
     sets = parse_eval_args(eval_sets)
-    if not checkpoint.is_file():
+    from openwit import fs
+    from openwit.staging import local_file, output_folder
+
+    try:
+        local = local_file(checkpoint)
+    except FileNotFoundError:
+        local = None
+    if local is None or not local.is_file():
         raise UserError(f"checkpoint not found: {checkpoint}")
     from openwit.train.models import check_model_name
 
@@ -160,18 +171,21 @@ def eval_command(
     from openwit.train.zeroshot import evaluate_sets, load_model
 
     device = resolve_device(device)
-    bundle = load_model(checkpoint, model, device)
-    results = evaluate_sets(
-        bundle.model,
-        bundle.tokenizer,
-        bundle.preprocess_eval,
-        sets,
-        out.resolve(),
-        device=device,
-        batch_size=batch_size,
-        checkpoint=checkpoint,
-        model_name=model,
-    )
+    bundle = load_model(local, model, device)
+    name = fs.basename(out)
+    folder = fs.parent(out) if not fs.is_local(out) else Path(out).resolve().parent
+    with output_folder(folder, last=(name,)) as written:  # a URL: uploaded when done
+        results = evaluate_sets(
+            bundle.model,
+            bundle.tokenizer,
+            bundle.preprocess_eval,
+            sets,
+            written / name,
+            device=device,
+            batch_size=batch_size,
+            checkpoint=checkpoint,
+            model_name=model,
+        )
     print_eval_results(results, out)
 
 

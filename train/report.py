@@ -72,7 +72,7 @@ def print_run_summary(summary: RunSummary) -> None:
     print_table(f"openwit train: {summary.run_dir}", ["", "value"], rows)
 
 
-def print_eval_results(results: dict[str, Any], out: Path) -> None:
+def print_eval_results(results: dict[str, Any], out: str | Path) -> None:
     rows = [
         [
             name,

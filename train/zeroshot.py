@@ -166,7 +166,7 @@ def evaluate_sets(
     *,
     device: torch.device | str = "cpu",
     batch_size: int = 64,
-    checkpoint: Path | None = None,
+    checkpoint: str | Path | None = None,
     model_name: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate on every set; write ``out_json`` and ``predictions/<set>.parquet`` beside it."""

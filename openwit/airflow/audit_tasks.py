@@ -70,13 +70,7 @@ def resolve_audit(params: dict[str, Any], shards: dict[str, Any]) -> dict[str, A
     if checkpoint is not None and not model:
         raise UserError(f"model: give the open_clip model name of {checkpoint}")
     build_dir = shards["extra"].get("build_dir") or fs.parent(folder)
-    out = params.get("out")
-    if not out:
-        if not fs.is_local(build_dir):
-            raise UserError(
-                f"out: the shards are in {build_dir}; give a local folder for the audit report"
-            )
-        out = str(Path(build_dir) / "audit")
+    out = params.get("out") or fs.join(build_dir, "audit")  # a path or a URL
     return {
         "shards": folder,
         "shards_uri": shards["uri"],
@@ -86,7 +80,7 @@ def resolve_audit(params: dict[str, Any], shards: dict[str, Any]) -> dict[str, A
         "checkpoint": checkpoint,
         "checkpoint_source": source if checkpoint else None,
         "model": model,
-        "out": str(Path(out).expanduser().resolve()),
+        "out": str(Path(out).expanduser().resolve()) if fs.is_local(out) else out,
         "device": params.get("device") or "cpu",
     }
 
@@ -115,12 +109,12 @@ def run_overlap_audit(ti: Any = None, outlet_events: Any = None) -> dict[str, An
     from openwit.dedup.audit import AuditRequest, run_audit
 
     inputs = ti.xcom_pull(task_ids="inputs")
-    out = Path(inputs["out"])
+    out = inputs["out"]  # a path or a URL, as are the shards, eval sets and checkpoint
     request = AuditRequest(
         shards=inputs["shards"],
-        eval_sets=dict(inputs["eval_sets"]),  # paths or bucket URLs, as EvalSet.open takes
+        eval_sets=dict(inputs["eval_sets"]),
         out=out,
-        checkpoint=Path(inputs["checkpoint"]) if inputs["checkpoint"] else None,
+        checkpoint=inputs["checkpoint"],
         model=inputs["model"],
         device=inputs["device"],
         progress=False,
@@ -131,15 +125,15 @@ def run_overlap_audit(ti: Any = None, outlet_events: Any = None) -> dict[str, An
         raise AirflowFailException(str(error)) from None
     keys = ("name", "n", "n_overlap", "overlap_rate", "acc_all", "acc_clean", "acc_overlap")
     sets = [{key: s.get(key) for key in keys} for s in result["sets"]]
-    report = str(out / "index.html")
+    report = fs.join(out, "index.html")
     extra = {
         "shards": inputs["shards_uri"],
         "config_hash": inputs["config_hash"],
         "checkpoint": inputs["checkpoint"],
         "sets": sets,
     }
-    outlet_events[AUDIT_REPORTS].add(Asset(out.resolve().as_uri()), extra=extra)
+    outlet_events[AUDIT_REPORTS].add(Asset(fs.as_uri(out)), extra=extra)
     for s in sets:
         print(f"{s['name']}: {s['n_overlap']} of {s['n']} images overlap the shards")
     print(f"audit report: {report}")
-    return {"report": report, "audit_json": str(out / "audit.json"), "sets": sets}
+    return {"report": report, "audit_json": fs.join(out, "audit.json"), "sets": sets}

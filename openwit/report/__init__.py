@@ -59,38 +59,43 @@ def check_complete(build: BuildDir) -> None:
 
 def write_build_report(
     build_dir: str | Path,
-    audit: Path | None = None,
-    train: Path | None = None,
+    audit: str | Path | None = None,
+    train: str | Path | None = None,
     out: Path | None = None,
 ) -> ReportResult:
     """Write the report of the complete build in ``build_dir`` into ``out`` (default: the
     build's ``report/`` folder). Everything is written into ``out`` and nothing else.
 
     A build in a bucket gets its report there too: it is rendered into a local temporary
-    folder and each file uploaded (only the ones whose bytes changed)."""
+    folder and each file uploaded (only the ones whose bytes changed; thumbnails and charts
+    an earlier report left there and this one does not show are removed)."""
     if out is None and not fs.is_local(BuildDir(build_dir).report_dir):
         return _write_remote(BuildDir(build_dir), audit, train)
     return _write_local(build_dir, audit, train, out)
 
 
-def _write_remote(build: BuildDir, audit: Path | None, train: Path | None) -> ReportResult:
-    import tempfile
+def _write_remote(
+    build: BuildDir, audit: str | Path | None, train: str | Path | None
+) -> ReportResult:
+    from openwit.staging import output_folder
 
     target = build.report_dir
-    with tempfile.TemporaryDirectory(prefix="openwit-report-") as folder:
-        local = _write_local(build.root, audit, train, Path(folder))
-        for path in sorted(Path(folder).rglob("*")):
-            if path.is_file():
-                url = fs.join(target, str(path.relative_to(folder)))
-                fs.write_bytes(url, path.read_bytes(), skip_if_same=True)
-        result = ReportResult(fs.join(target, INDEX), fs.join(target, CARD), fs.join(target, FACTS))
-        result.notes = local.notes
+    with output_folder(target, owned=_owned_names(), last=(INDEX,)) as folder:
+        local = _write_local(build.root, audit, train, folder, location=target)
+    result = ReportResult(fs.join(target, INDEX), fs.join(target, CARD), fs.join(target, FACTS))
+    result.notes = local.notes
     return result
 
 
 def _write_local(
-    build_dir: str | Path, audit: Path | None, train: Path | None, out: Path | None
+    build_dir: str | Path,
+    audit: str | Path | None,
+    train: str | Path | None,
+    out: Path | None,
+    location: str | None = None,
 ) -> ReportResult:
+    """The report written into the local folder ``out``; ``location`` is where it will be
+    read (its links to an audit page are relative to that), ``out`` unless it is uploaded."""
     from openwit.report import card, charts, page
     from openwit.report.facts import collect
     from openwit.report.runs import read_audit, read_training
@@ -104,7 +109,7 @@ def _write_local(
     summary = facts.summary
     summary["card"] = _card_settings(build, summary["build"]["config"])
     summary["query_sources"] = _query_sources(summary["build"]["config"].get("queries"))
-    summary["audit"], audit_note = read_audit(audit, out)
+    summary["audit"], audit_note = read_audit(audit, location or out)
     summary["training"], train_note = read_training(train)
     summary["samples"] = write_samples(build, out)
     _remove_stale(
@@ -178,10 +183,18 @@ def _remove_stale(folder: Path, keep: set[str]) -> None:
             path.unlink()
 
 
-def _remove_stale_charts(out: Path, files: dict[str, str | None]) -> None:
+def _chart_names() -> set[str]:
     from openwit.report import charts
 
+    return {v for k, v in vars(charts).items() if k.isupper() and isinstance(v, str)}
+
+
+def _owned_names() -> list[str]:
+    """The report's own names under its folder: what a new report may replace or remove."""
+    return ["samples", *sorted(_chart_names())]
+
+
+def _remove_stale_charts(out: Path, files: dict[str, str | None]) -> None:
     written = set(files.values())
-    for name in (v for k, v in vars(charts).items() if k.isupper() and isinstance(v, str)):
-        if name not in written:
-            (out / name).unlink(missing_ok=True)
+    for name in _chart_names() - written:
+        (out / name).unlink(missing_ok=True)

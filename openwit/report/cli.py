@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,10 +12,12 @@ def report(
         str, typer.Option("--build", help="A complete build directory (OUT): a path or a URL.")
     ],
     audit: Annotated[
-        Path | None, typer.Option(help="An `openwit audit` output folder (audit.json).")
+        str | None,
+        typer.Option(help="An `openwit audit` output folder (audit.json): a path or a URL."),
     ] = None,
     train: Annotated[
-        Path | None, typer.Option(help="An `openwit train` run folder (eval.json).")
+        str | None,
+        typer.Option(help="An `openwit train` run folder (eval.json): a path or a URL."),
     ] = None,
 ) -> None:
     """Write OUT/report/index.html and OUT/report/dataset-card.md for a complete build.

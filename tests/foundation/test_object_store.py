@@ -245,7 +245,8 @@ def test_an_eval_set_in_a_bucket_is_copied_whole_to_the_launcher(s3, bucket):
     """The launcher hashes eval sets once, from a local copy; a set in a bucket (class
     folders of images) arrives file for file, read many at a time."""
 
-    from openwit.evalsets import EvalSet, local_copy
+    from openwit.evalsets import EvalSet
+    from openwit.staging import local_copy
 
     files = {
         f"class-{c}/img-{i:03d}.jpg": bytes([c, i]) * (i + 1) for c in range(3) for i in range(30)
