@@ -475,5 +475,18 @@ def copy_into(stream: IO[bytes], url: str) -> None:
         shutil.copyfileobj(stream, out, 8 * 1024 * 1024)
 
 
+def copy(source: str | Path, target: str | Path) -> None:
+    """Copy one file to ``target``: inside S3 by the store itself (nothing passes through
+    this machine, however large), elsewhere streamed; atomic at the target."""
+    source, target = str(source), str(target)
+    if scheme(source) == scheme(target) == "s3":
+        bucket, key = s3clients.split_url(source)
+        with _store_errors(target, "write"):
+            s3_client().copy({"Bucket": bucket, "Key": key}, *s3clients.split_url(target))
+        return
+    with open_input(source) as stream:
+        copy_into(stream, target)
+
+
 def bytes_io(data: bytes) -> IO[bytes]:
     return io.BytesIO(data)

@@ -76,6 +76,15 @@ def local_file(location: str | Path) -> Path:
         return copied
 
 
+def existing_local_file(location: str | Path) -> Path | None:
+    """:func:`local_file` of ``location``, or None when there is no such file."""
+    try:
+        local = local_file(location)
+    except FileNotFoundError:
+        return None
+    return local if local.is_file() else None
+
+
 @contextlib.contextmanager
 def output_folder(
     target: str | Path, *, owned: Sequence[str] = (), last: Sequence[str] = ()

@@ -10,14 +10,17 @@ open_clip's loader (which takes the ``state_dict`` entry) initialises a model fr
 Each file is flushed to the disk (fsync) before it is renamed into place, and the folder
 after: a power loss then leaves the old file or the new one, never a name pointing at a
 truncated file. Should a file still be broken, ``--resume auto`` falls back to the newest
-step file that loads, and says so.
+step file that loads, and says so. Checkpoints are read from a local run folder or from a
+bucket's (``openwit.train.run_store`` uploads them there); they are written locally.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ from typing import Any
 
 import torch
 
+from openwit import fs
 from openwit.errors import UserError
 from openwit.io import atomic_path
 
@@ -68,11 +72,14 @@ def save(run_dir: Path, state: dict[str, Any]) -> Path:
     return step_file
 
 
-def read(path: Path) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU; a file that is not a torch file of
-    tensors and plain containers is a one-line :class:`UserError`."""
+def read(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, of a local file or a URL; a file
+    that is not a torch file of tensors and plain containers is a one-line
+    :class:`UserError`."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        if fs.is_local(path):
+            return torch.load(fs.local_path(path), map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(fs.read_bytes(path)), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"checkpoint not found: {path}") from None
     except pickle.UnpicklingError:  # torch's message suggests weights_only=False: not here
@@ -92,7 +99,7 @@ def first_line(error: BaseException, limit: int = 240) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: str | Path) -> dict[str, Any]:
     """An openwit training checkpoint (a dict with ``state_dict``), read safely."""
     state = read(path)
     if not isinstance(state, dict) or "state_dict" not in state:
@@ -100,55 +107,64 @@ def load(path: Path) -> dict[str, Any]:
     return state
 
 
-def resume_path(run_dir: Path, resume: str | None) -> Path | None:
-    """The checkpoint to resume from: ``auto`` -> latest.pt if there is one, else a path."""
+def resume_path(run: str | Path, resume: str | None) -> str | None:
+    """The checkpoint to resume from: ``auto`` -> latest.pt of the run (a folder or a URL)
+    if there is one, else a path or URL."""
     if resume is None:
         return None
     if resume == "auto":
-        latest = checkpoint_dir(run_dir) / LATEST
-        return latest if latest.is_file() else None
-    path = Path(resume)
-    if not path.is_file():
+        latest = fs.join(str(run), "checkpoints", LATEST)
+        return latest if _is_file(latest) else None
+    if not _is_file(resume):
         raise UserError(f"--resume {resume}: no such checkpoint")
-    return path
+    return resume
 
 
-def _step_number(path: Path) -> int:
-    try:
-        return int(path.stem.removeprefix("step_"))
-    except ValueError:
-        return -1
+def _is_file(location: str) -> bool:
+    return fs.local_path(location).is_file() if fs.is_local(location) else fs.exists(location)
+
+
+_STEP_FILE = re.compile(r"step_(\d+)\.pt")
+
+
+def step_files(run: str | Path) -> list[str]:
+    """The run's ``checkpoints/step_N.pt``, newest first."""
+    found = []
+    for location in fs.list_files(fs.join(str(run), "checkpoints")):
+        match = _STEP_FILE.fullmatch(fs.basename(location))
+        if match:
+            found.append((int(match.group(1)), location))
+    return [location for _, location in sorted(found, reverse=True)]
 
 
 @dataclass
 class Resumed:
-    path: Path
+    path: str  # a local path or a URL
     state: dict[str, Any]
     unreadable: list[str]  # "name: why" of newer checkpoints that did not load
 
 
-def load_for_resume(run_dir: Path, resume: str | None) -> Resumed | None:
+def load_for_resume(run: str | Path, resume: str | None) -> Resumed | None:
     """The state to resume from, or None for a fresh start.
 
     A named file must load. ``auto`` tries ``latest.pt``, then the step files from the
     newest down, and takes the first that loads: a checkpoint broken by a crash costs the
     steps since the one before it, not the run.
     """
-    first = resume_path(run_dir, resume)
+    first = resume_path(run, resume)
     if first is None:
         return None
     if resume != "auto":
         return Resumed(first, load(first), [])
-    steps = sorted(checkpoint_dir(run_dir).glob("step_*.pt"), key=_step_number, reverse=True)
     unreadable: list[str] = []
-    for path in [first, *steps]:
+    for path in [first, *step_files(run)]:
         try:
             return Resumed(path, load(path), unreadable)
         except UserError as error:
-            unreadable.append(f"{path.name}: {error}")
+            unreadable.append(f"{fs.basename(path)}: {error}")
     raise UserError(
         f"--resume auto: none of the {len(unreadable)} checkpoints in "
-        f"{checkpoint_dir(run_dir)} loads ({unreadable[0]})"
+        f"{fs.join(str(run), 'checkpoints')} loads ({unreadable[0]})"
     )
 
 

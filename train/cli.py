@@ -20,7 +20,7 @@ def train_command(
         str, typer.Option("--train-data", help="Shard directory or brace pattern(s), a::b.")
     ],
     model: Annotated[str, typer.Option(help="open_clip model name (openwit-tiny for CPU tests).")],
-    out: Annotated[Path, typer.Option(help="Run directory.")],
+    out: Annotated[str, typer.Option(help="Run directory: a path or a URL (s3://...).")],
     batch_size: Annotated[int, typer.Option(help="Batch per process (per micro-batch).")] = 256,
     steps: Annotated[int | None, typer.Option(help="Optimizer steps to train.")] = None,
     epochs: Annotated[float | None, typer.Option(help="Epochs (needs sizes.json).")] = None,
@@ -56,7 +56,7 @@ def train_command(
         str | None, typer.Option(help="auto (checkpoints/latest.pt if any) or a checkpoint.")
     ] = None,
     init_checkpoint: Annotated[
-        Path | None, typer.Option(help="Initialise weights from a local checkpoint.")
+        str | None, typer.Option(help="Initialise weights from a checkpoint (path or URL).")
     ] = None,
     eval_sets: Annotated[
         list[str] | None, typer.Option("--eval", help="Zero-shot eval set NAME=PATH (repeatable).")
@@ -82,7 +82,7 @@ def train_command(
     config = TrainConfig(
         train_data=train_data,
         model=model,
-        out=str(out),
+        out=out,
         batch_size=batch_size,
         steps=steps,
         epochs=epochs,
@@ -99,7 +99,7 @@ def train_command(
         compile=compile,
         save_every=save_every,
         resume=resume,
-        init_checkpoint=str(init_checkpoint) if init_checkpoint else None,
+        init_checkpoint=init_checkpoint,
         eval_sets={
             k: v if isinstance(v, str) else str(v.resolve())
             for k, v in parse_eval_args(eval_sets or []).items()
@@ -155,13 +155,10 @@ def eval_command(
 
     sets = parse_eval_args(eval_sets)
     from openwit import fs
-    from openwit.staging import local_file, output_folder
+    from openwit.staging import existing_local_file, output_folder
 
-    try:
-        local = local_file(checkpoint)
-    except FileNotFoundError:
-        local = None
-    if local is None or not local.is_file():
+    local = existing_local_file(checkpoint)
+    if local is None:
         raise UserError(f"checkpoint not found: {checkpoint}")
     from openwit.train.models import check_model_name
 

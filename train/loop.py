@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from openwit import fs
 from openwit.errors import UserError
 from openwit.evalsets import EvalSet
 from openwit.io import atomic_write_json
@@ -36,6 +36,7 @@ from openwit.train.models import (
 )
 from openwit.train.optim import learning_rate, make_optimizer, set_learning_rate
 from openwit.train.report import RunSummary
+from openwit.train.run_store import RunStore
 from openwit.train.runtime import (
     autocast_for,
     default_workers,
@@ -67,7 +68,8 @@ class Trainer:
         self.config = config
         self.processes = start(config.device)
         self.device = torch.device(self.processes.device)
-        self.run_dir = Path(config.out).resolve()
+        self.store = RunStore(config.out)  # a path or a URL (written locally, then uploaded)
+        self.run_dir = self.store.local
         self.main = self.processes.is_main
 
     # --- set-up -------------------------------------------------------------------------
@@ -139,6 +141,7 @@ class Trainer:
         self.flops_per_sample = train_flops_per_sample(config.model) if self.peak else None
         if self.main:
             self._write_config(workers, decode)
+            self.store.start(resuming=self.state is not None)
         self.metrics = (
             MetricsLog(self.run_dir / "metrics.jsonl", self.start_step if self.state else None)
             if self.main
@@ -146,16 +149,16 @@ class Trainer:
         )
 
     def _resume_state(self) -> dict[str, Any] | None:
-        resumed = ckpt.load_for_resume(self.run_dir, self.config.resume)
+        resumed = ckpt.load_for_resume(self.store.location, self.config.resume)
         if resumed is None:
             if self.config.resume == "auto" and self.main:
-                log.info("--resume auto: no checkpoint in %s, starting fresh", self.run_dir)
+                log.info("--resume auto: no checkpoint in %s, starting fresh", self.store.location)
             return None
         path, state = resumed.path, resumed.state
         if resumed.unreadable and self.main:
             log.warning(
                 "resuming from %s, the newest checkpoint that loads; skipped %s",
-                path.name,
+                fs.basename(path),
                 "; ".join(resumed.unreadable),
             )
         saved_model = (state.get("config") or {}).get("model")
@@ -241,7 +244,7 @@ class Trainer:
     def run(self, progress: Any = None) -> RunSummary:
         config = self.config
         summary = RunSummary(
-            self.run_dir,
+            self.store.location,
             start_step=self.start_step,
             device=str(self.device),
             precision=self.precision,
@@ -347,7 +350,7 @@ class Trainer:
                 100 * data_time / batch_time,
             )
 
-    def _save(self, done: int) -> Path | None:
+    def _save(self, done: int) -> str | None:
         position = self.source.position
         delivered = torch.tensor(position.delivered, dtype=torch.long)
         if self.processes.distributed:
@@ -368,7 +371,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "data": position.to_dict(all_delivered),
         }
-        return ckpt.save(self.run_dir, state)
+        return self.store.checkpoint_saved(ckpt.save(self.run_dir, state))
 
     def _collective_device(self) -> torch.device:
         return self.device if dist.get_backend() == dist.Backend.NCCL else torch.device("cpu")
@@ -418,6 +421,8 @@ def train(config: TrainConfig, show_progress: bool = True) -> RunSummary:
         if trainer.processes.distributed:
             dist.barrier()
         evaluate_after_training(trainer, summary)
+        if trainer.main:
+            trainer.store.finish()  # a run in a bucket: the evaluation and last metrics
         return summary
     finally:
         trainer.close()

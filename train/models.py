@@ -154,15 +154,20 @@ class ModelBundle:
 def create_model(
     name: str, checkpoint: str | Path | None = None, device: str = "cpu"
 ) -> ModelBundle:
-    """Build model ``name`` (random init, or weights from a local ``checkpoint``).
+    """Build model ``name`` (random init, or weights from ``checkpoint``, a path or a URL).
 
     Weights stay fp32: mixed precision is autocast's job, so the optimizer keeps fp32 state.
     """
     import open_clip
 
     name = check_model_name(name)
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise UserError(f"checkpoint not found: {checkpoint}")
+    if checkpoint is not None:
+        from openwit.staging import existing_local_file
+
+        local = existing_local_file(checkpoint)  # open_clip's loader reads a local file
+        if local is None:
+            raise UserError(f"checkpoint not found: {checkpoint}")
+        checkpoint = local
     with _random_init_is_expected():
         model, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(
             name,

@@ -13,7 +13,7 @@ from openwit.console import print_table, stdout
 class RunSummary:
     """What a training run reports at its end (the table, the demo, the CLI)."""
 
-    run_dir: Path
+    run_dir: str  # a path or a URL
     steps: int = 0
     start_step: int = 0
     samples: int = 0
@@ -25,7 +25,7 @@ class RunSummary:
     mfu: float | None = None
     shards_failed: int = 0
     samples_skipped: int = 0
-    checkpoint: Path | None = None
+    checkpoint: str | None = None  # a path or a URL
     eval: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"
     precision: str = "fp32"

@@ -65,7 +65,7 @@ def run(ctx: DemoContext) -> str:
     )
     summary = train(config)
     print_run_summary(summary)
-    ctx.checkpoint = summary.checkpoint
+    ctx.checkpoint = Path(summary.checkpoint) if summary.checkpoint else None  # a local run
     ctx.train_run = Path(config.out)
     ctx.results["train"] = {
         "steps": summary.steps,

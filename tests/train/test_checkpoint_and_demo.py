@@ -30,7 +30,7 @@ def test_resume_auto_finds_latest_or_starts_fresh(tmp_path):
     assert ckpt.resume_path(tmp_path, "auto") is None
     assert ckpt.resume_path(tmp_path, None) is None
     ckpt.save(tmp_path, _state(5))
-    assert ckpt.resume_path(tmp_path, "auto") == tmp_path / "checkpoints" / "latest.pt"
+    assert ckpt.resume_path(tmp_path, "auto") == str(tmp_path / "checkpoints" / "latest.pt")
     with pytest.raises(UserError, match="no such checkpoint"):
         ckpt.resume_path(tmp_path, str(tmp_path / "missing.pt"))
 

@@ -1,0 +1,95 @@
+"""Where a training run keeps its files: a local folder, or a bucket through a local one.
+
+A run folder (``config.json``, ``metrics.jsonl``, ``checkpoints/``, ``eval.json``,
+``predictions/``) may be a URL: ``openwit train --out s3://bucket/runs/r1``. The trainer
+always writes into a local folder; for a URL that is a temporary working folder, and the
+store copies what the run wrote into the bucket as it goes:
+
+- at the start, the config (and, on ``--resume``, the metrics so far are first read back
+  from the bucket, so the resumed run appends to them);
+- at each checkpoint, the step file, then ``latest.pt`` as a copy made by the store itself
+  (no second upload), then the metrics and config; the local copies of the checkpoint are
+  removed once uploaded, so a long run needs room for one checkpoint on the local disk;
+- at the end, everything else (the evaluation and its predictions, the last metrics).
+
+A resumed run reads its checkpoint from the bucket (``openwit.train.checkpoint``): a run
+preempted on one machine goes on on another. Only the main process writes; every process
+reads the checkpoint it resumes from.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from openwit import fs
+from openwit.train.checkpoint import LATEST, checkpoint_dir
+
+METRICS, CONFIG = "metrics.jsonl", "config.json"
+
+
+class RunStore:
+    """A run's files: ``location`` as the user named it (a path made absolute, or a URL),
+    ``local`` the folder the trainer writes into."""
+
+    def __init__(self, out: str) -> None:
+        self.remote = not fs.is_local(out)
+        if self.remote:
+            self.location = out.rstrip("/")
+            fs.probe(fs.join(self.location, CONFIG))  # a bucket out of reach: now, in one line
+            self.local = Path(tempfile.mkdtemp(prefix="openwit-run-"))
+            atexit.register(shutil.rmtree, self.local, ignore_errors=True)
+        else:
+            self.local = fs.local_path(out).resolve()
+            self.location = str(self.local)
+
+    def where(self, path: Path) -> str:
+        """The location of a file the trainer wrote into ``local``."""
+        return fs.join(self.location, path.relative_to(self.local).as_posix())
+
+    def _upload(self, path: Path) -> str:
+        url = self.where(path)
+        with path.open("rb") as stream:
+            fs.copy_into(stream, url)
+        return url
+
+    def start(self, resuming: bool) -> None:
+        """Before the metrics log opens: a resumed run in a bucket gets its metrics back."""
+        if self.remote and resuming:
+            with contextlib.suppress(FileNotFoundError):  # no metrics logged before
+                (self.local / METRICS).write_bytes(fs.read_bytes(fs.join(self.location, METRICS)))
+        self.publish(CONFIG)
+
+    def publish(self, *names: str) -> None:
+        """Copy these files of the run (relative names) into the bucket, if the run is in
+        one and they exist."""
+        if not self.remote:
+            return
+        for name in names:
+            path = self.local / name
+            if path.is_file():
+                self._upload(path)
+
+    def checkpoint_saved(self, step_file: Path) -> str:
+        """A checkpoint written locally: upload it and point ``latest.pt`` at it; returns
+        where the checkpoint is now."""
+        if not self.remote:
+            return str(step_file)
+        url = self._upload(step_file)
+        fs.copy(url, fs.join(fs.parent(url), LATEST))
+        for path in (step_file, checkpoint_dir(self.local) / LATEST):
+            path.unlink(missing_ok=True)  # the bucket has them; resuming reads them there
+        self.publish(METRICS, CONFIG)
+        return url
+
+    def finish(self) -> None:
+        """At the end: every file of the run not uploaded yet (the checkpoints are)."""
+        if not self.remote:
+            return
+        checkpoints = checkpoint_dir(self.local)
+        for path in sorted(self.local.rglob("*")):
+            if path.is_file() and checkpoints not in path.parents:
+                self._upload(path)
