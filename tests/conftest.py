@@ -46,3 +46,27 @@ def no_traffic_outside_loopback(tmp_path_factory: pytest.TempPathFactory):
     os.environ.pop("OPENWIT_NETGUARD_LOG", None)
     if log.exists() and log.read_text().strip():
         pytest.fail(f"network traffic outside loopback was attempted:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """moto's S3 server on 127.0.0.1, one for the test module (``tests/s3server.py``)."""
+    from tests.s3server import s3_server
+
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """A new bucket named after the test (``s3://openwit-...``), with the server's endpoint
+    and credentials in the environment of the test and of every process it starts."""
+    import re
+
+    from openwit import fs
+
+    for key, value in s3.environment().items():
+        monkeypatch.setenv(key, value)
+    fs.configure({})
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
+    return s3.bucket(f"openwit-{name}")

@@ -12,22 +12,12 @@ import pytest
 from openwit import fs
 from openwit.cli import main
 from tests.dedup.test_audit import predictions_file, world  # noqa: F401 (a fixture)
-from tests.s3server import s3_server
 
 
-@pytest.fixture(scope="module")
-def s3():
-    with s3_server() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3, monkeypatch, request, tmp_path):
-    for key, value in s3.environment().items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp_path)  # a URL taken for a path would land here
-    fs.configure({})
-    return s3.bucket("openwit-" + request.node.name.replace("_", "-")[:40].strip("-").lower())
+@pytest.fixture(autouse=True)
+def in_an_empty_folder(monkeypatch, tmp_path):
+    """The working directory: a URL taken for a path would land here."""
+    monkeypatch.chdir(tmp_path)
 
 
 def _without_times(audit: dict) -> dict:

@@ -34,12 +34,6 @@ IMAGES = 40
 
 
 @pytest.fixture(scope="module")
-def s3():
-    with s3_server() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     images = write_images(root / "web", IMAGES, seed=3)

@@ -23,21 +23,6 @@ from tests.foundation.toy_stages import CrashingFilter, ToyFilter, ToyIngest
 from tests.s3server import read_only_credentials, s3_server
 
 
-@pytest.fixture(scope="module")
-def s3():
-    with s3_server() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3, monkeypatch, request):
-    for key, value in s3.environment().items():
-        monkeypatch.setenv(key, value)
-    fs.configure({})
-    name = "openwit-" + request.node.name.replace("_", "-")[:40].strip("-").lower()
-    return s3.bucket(name)
-
-
 def config_in(bucket: str):
     pool = "\n".join(line if isinstance(line, str) else json.dumps(line) for line in LINES)
     fs.write_text(f"{bucket}/inputs/pool.jsonl", pool + "\n")

@@ -9,21 +9,6 @@ import pytest
 from openwit import fs
 from openwit.report.runs import relative_link
 from openwit.staging import local_file, output_folder, upload_folder
-from tests.s3server import s3_server
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with s3_server() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3, monkeypatch, request):
-    for key, value in s3.environment().items():
-        monkeypatch.setenv(key, value)
-    fs.configure({})
-    return s3.bucket("openwit-" + request.node.name.replace("_", "-")[:40].strip("-").lower())
 
 
 def _write(folder, files):

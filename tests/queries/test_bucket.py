@@ -7,28 +7,12 @@ from __future__ import annotations
 import os
 
 import pyarrow.parquet as pq
-import pytest
 
 from openwit import fs
 from openwit.cli import main
 from openwit.queries.build import summary_path
-from tests.s3server import s3_server
 
 from .corpus import EXPECTED_ROWS, THRESHOLDS, write_inputs
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with s3_server() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(s3, monkeypatch) -> str:
-    for key, value in s3.environment().items():
-        monkeypatch.setenv(key, value)
-    fs.configure({})
-    return s3.bucket("openwit-query-lists")
 
 
 def test_the_list_and_its_summary_land_in_the_bucket_and_nothing_on_disk(

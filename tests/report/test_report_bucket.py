@@ -7,17 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from openwit import fs
 from openwit.cli import main
-from tests.s3server import s3_server
-
-
-@pytest.fixture(scope="module")
-def s3():
-    with s3_server() as server:
-        yield server
 
 
 def _upload(folder: Path, url: str) -> None:
@@ -27,12 +18,8 @@ def _upload(folder: Path, url: str) -> None:
 
 
 def test_an_audit_and_a_run_in_a_bucket_are_in_the_report(
-    demo_build, build_dir, s3, monkeypatch, tmp_path, capsys
+    demo_build, build_dir, bucket, tmp_path, capsys
 ):
-    for key, value in s3.environment().items():
-        monkeypatch.setenv(key, value)
-    fs.configure({})
-    bucket = s3.bucket("openwit-report-runs")
     _upload(demo_build.audit_dir, f"{bucket}/audit")
     _upload(demo_build.train_run, f"{bucket}/run")
     on_disk, in_bucket = tmp_path / "on-disk", tmp_path / "in-bucket"

@@ -12,23 +12,12 @@ from openwit import fs
 from openwit.cli import main
 from openwit.errors import UserError
 from openwit.train.shards import list_shards
-from tests.s3server import s3_server
 from tests.train.test_data import _keys_in_order, tiny  # noqa: F401 (a fixture)
 
 
-@pytest.fixture(scope="module")
-def s3():
-    with s3_server() as server:
-        yield server
-
-
 @pytest.fixture
-def shards_in_bucket(s3, demo_shards, monkeypatch) -> str:
+def shards_in_bucket(bucket, demo_shards) -> str:
     """The demo shards and their sizes.json under ``s3://<bucket>/build/shards``."""
-    for key, value in s3.environment().items():
-        monkeypatch.setenv(key, value)
-    fs.configure({})
-    bucket = s3.bucket("openwit-train-shards")
     folder = f"{bucket}/build/shards"
     for path in sorted(demo_shards.iterdir()):
         fs.write_bytes(f"{folder}/{path.name}", path.read_bytes())
