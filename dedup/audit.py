@@ -75,10 +75,10 @@ def _check_request(request: AuditRequest) -> tuple[list[EvalSet], list[str]]:
     for name, path in request.predictions.items():
         if name not in request.eval_sets:
             raise UserError(f"--predictions {name}: no --eval set of that name")
-        if not _is_file(path):
+        if not fs.is_file(path):
             raise UserError(f"--predictions {name}: no such file: {path}")
     if request.checkpoint is not None:
-        if not _is_file(request.checkpoint):
+        if not fs.is_file(request.checkpoint):
             raise UserError(f"--checkpoint: no such file: {request.checkpoint}")
         if not request.model:
             raise UserError("--checkpoint needs --model (the open_clip model name)")
@@ -89,13 +89,6 @@ def _check_request(request: AuditRequest) -> tuple[list[EvalSet], list[str]]:
 
         request.device = resolve_device(request.device)
     return eval_sets, files
-
-
-def _is_file(location: str | Path) -> bool:
-    """A local file, or an object in a bucket."""
-    if fs.is_local(location):
-        return fs.local_path(location).is_file()
-    return fs.exists(location)
 
 
 # -- overlap search ----------------------------------------------------------------------------

@@ -52,7 +52,9 @@ def _main(
 
 @app.command()
 def build(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Build config (YAML).")],
+    config: Annotated[
+        str, typer.Option("--config", "-c", help="Build config (YAML): a path or a URL.")
+    ],
     out: Annotated[
         str | None, typer.Option(help="Build directory, a path or URL (overrides `out:`).")
     ] = None,
@@ -86,7 +88,7 @@ def build(
         overrides["runner"] = runner
     if beam_option:
         overrides["beam_options"] = parse_assignments(beam_option, "--beam-option")
-    resolved = load_build_config(config, overrides)
+    resolved = load_build_config(config if "://" in config else Path(config), overrides)
     try:
         # The workers import while this process imports the stages and checks the inputs.
         with spawned_early_for(resolved):
@@ -123,12 +125,16 @@ _register_area_commands()
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Where the demo writes everything.")] = Path("demo-out"),
+    out: Annotated[
+        str, typer.Option(help="Local folder the demo writes everything into.")
+    ] = "demo-out",
 ) -> None:
     """Run every part that exists on a small bundled sample, offline."""
     from openwit.demo import run_demo
 
-    run_demo(out)
+    if "://" in out:  # the demo is the offline first look: its folder is on this machine
+        raise UserError(f"--out {out}: the demo writes into a local folder, not a URL")
+    run_demo(Path(out))
 
 
 def main(argv: list[str] | None = None) -> int:

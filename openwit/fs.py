@@ -186,6 +186,11 @@ def exists(url: str | Path) -> bool:
     return fs.exists(url) if fs else _fsspec(url).exists(url)
 
 
+def is_file(url: str | Path) -> bool:
+    """A file on this machine, or an object in a store (a folder is neither)."""
+    return local_path(url).is_file() if is_local(str(url)) else exists(url)
+
+
 def probe(url: str | Path) -> None:
     """Raise now what using ``url`` would raise later: a missing client, no credentials, an
     unreachable endpoint, a refusal. A missing object is fine. For S3 one ``HEAD`` through

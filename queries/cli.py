@@ -113,7 +113,7 @@ def build(
 
 @app.command("show")
 def show(
-    path: Annotated[Path, typer.Argument(help="A queries.parquet.")],
+    path: Annotated[str, typer.Argument(help="A queries.parquet: a path or a URL.")],
     limit: Annotated[int, typer.Option(help="Queries shown per source.")] = 10,
     source: Annotated[
         str | None, typer.Option(help="Only this source: unigram, bigram, title, wordnet.")

@@ -42,11 +42,14 @@ def read_query_table(path: str | Path) -> Any:
     """A ``queries.parquet`` as an Arrow table; exit 2 when it is not one."""
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.is_file():
+    from openwit import fs
+
+    path = str(path)  # a path or a URL
+    if not fs.is_file(path):
         raise UserError(f"query list not found: {path}")
     try:
-        table = pq.read_table(path)
+        with fs.open_input(path) as stream:
+            table = pq.read_table(stream)
     except Exception as exc:
         raise UserError(f"{path}: not a Parquet file ({exc})") from None
     if not table.schema.equals(QUERY_SCHEMA):

@@ -114,14 +114,10 @@ def resume_path(run: str | Path, resume: str | None) -> str | None:
         return None
     if resume == "auto":
         latest = fs.join(str(run), "checkpoints", LATEST)
-        return latest if _is_file(latest) else None
-    if not _is_file(resume):
+        return latest if fs.is_file(latest) else None
+    if not fs.is_file(resume):
         raise UserError(f"--resume {resume}: no such checkpoint")
     return resume
-
-
-def _is_file(location: str) -> bool:
-    return fs.local_path(location).is_file() if fs.is_local(location) else fs.exists(location)
 
 
 _STEP_FILE = re.compile(r"step_(\d+)\.pt")

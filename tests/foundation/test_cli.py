@@ -97,6 +97,24 @@ def test_set_override_is_validated_like_the_file(tmp_path, capsys):
     assert "image.min_side" in capsys.readouterr().err
 
 
+def test_a_config_in_a_bucket_is_read_there(bucket, tmp_path, capsys):
+    from openwit import fs
+
+    (tmp_path / "pool.jsonl").write_text('{"url": "http://x.example/a.jpg", "text": "a red fox"}\n')
+    config = f"inputs:\n  - path: {tmp_path / 'pool.jsonl'}\nout: {tmp_path / 'build'}\n"
+    fs.write_text(f"{bucket}/configs/build.yaml", config)
+    assert main(["build", "--config", f"{bucket}/configs/build.yaml", "--until", "ingest"]) == 0
+    assert "build stopped after ingest" in capsys.readouterr().out
+    assert (tmp_path / "build" / "manifest.json").is_file()
+
+
+def test_the_demo_refuses_a_url_for_its_local_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--out", "s3://bucket/demo"]) == 2
+    assert "local folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_usage_error_is_exit_2(capsys):
     assert main(["build"]) == 2
     assert "--config" in capsys.readouterr().err

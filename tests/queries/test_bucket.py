@@ -16,7 +16,7 @@ from .corpus import EXPECTED_ROWS, THRESHOLDS, write_inputs
 
 
 def test_the_list_and_its_summary_land_in_the_bucket_and_nothing_on_disk(
-    bucket, tmp_path, monkeypatch
+    bucket, tmp_path, monkeypatch, capsys
 ):
     inputs = write_inputs(tmp_path / "inputs")
     monkeypatch.chdir(tmp_path)  # the list once went to ./s3:/bucket/... here
@@ -33,6 +33,9 @@ def test_the_list_and_its_summary_land_in_the_bucket_and_nothing_on_disk(
     assert fs.read_json(summary_path(out))["rows"] == table.num_rows
     assert summary_path(out) == f"{bucket}/lists/queries.summary.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"]
+    capsys.readouterr()
+    assert main(["queries", "show", out, "--limit", "1"]) == 0  # and read back from there
+    assert f"{out}: {table.num_rows:,} queries" in capsys.readouterr().out
 
 
 def test_a_bucket_without_credentials_fails_before_any_counting(s3, tmp_path, monkeypatch, capsys):
