@@ -186,6 +186,19 @@ def exists(url: str | Path) -> bool:
     return fs.exists(url) if fs else _fsspec(url).exists(url)
 
 
+def modified(url: str | Path) -> float:
+    """When a file was last written, in seconds since the epoch."""
+    url = str(url)
+    if is_local(url):
+        return local_path(url).stat().st_mtime
+    if scheme(url) == "s3":
+        bucket, key = s3clients.split_url(url)
+        with _store_errors(url, "read"):
+            return s3_client().head_object(Bucket=bucket, Key=key)["LastModified"].timestamp()
+    fs = _beam_fs(url)
+    return fs.last_updated(url) if fs else _fsspec(url).modified(url).timestamp()
+
+
 def is_file(url: str | Path) -> bool:
     """A file on this machine, or an object in a store (a folder is neither)."""
     return local_path(url).is_file() if is_local(str(url)) else exists(url)

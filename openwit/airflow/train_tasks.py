@@ -9,7 +9,6 @@ runs ``openwit eval`` on the latest checkpoint and pushes top-1/top-5 per set to
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Param, task
@@ -44,7 +43,8 @@ def train_params() -> dict[str, Param]:
         "runs": Param(
             settings.default_train_runs(),
             type="string",
-            description="Folder of training runs (OPENWIT_TRAIN_RUNS); each run gets its own.",
+            description="Folder or bucket prefix of training runs (OPENWIT_TRAIN_RUNS); "
+            "each run gets its own.",
         ),
     }
 
@@ -70,7 +70,7 @@ def prepare_training(
     print(f"training {params['model']} on {shards['location']} ({shards['source']}) in {run_dir}")
     return {
         "shards": shards["location"],
-        "run_dir": str(run_dir),
+        "run_dir": run_dir,
         "eval": [f"{name}={path}" for name, path in sets.items()],
         "params": {key: params.get(key) for key in TRAIN_KEYS},
     }
@@ -92,37 +92,37 @@ def train_model(ti: Any = None) -> dict[str, Any]:
     from openwit.airflow.training import latest_checkpoint, train_command
 
     run = ti.xcom_pull(task_ids="prepare")
-    run_dir = Path(run["run_dir"])
+    run_dir = run["run_dir"]  # a path or a URL
     python = settings.python_interpreter()
     _run(train_command(python, run["shards"], run_dir, run["params"]))
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise AirflowFailException(f"training wrote no checkpoint in {run_dir}")
-    return {"run_dir": str(run_dir), "checkpoint": str(checkpoint)}
+    return {"run_dir": run_dir, "checkpoint": checkpoint}
 
 
 @task(task_id="evaluate", execution_timeout=settings.timeout("audit"))
 def evaluate_model(ti: Any = None) -> dict[str, Any]:
     """``openwit eval`` of the latest checkpoint on the eval sets -> RUN/eval.json."""
+    from openwit import fs
     from openwit.airflow.training import eval_command
-    from openwit.io import read_json
 
     run = ti.xcom_pull(task_ids="prepare")
     trained = ti.xcom_pull(task_ids="train")
     if not run["eval"]:
         raise AirflowSkipException("no evaluation sets (param `eval`, OPENWIT_EVAL_SETS)")
-    out = Path(trained["run_dir"]) / "eval.json"
+    out = fs.join(trained["run_dir"], "eval.json")
     python = settings.python_interpreter()
     device = run["params"].get("device") or "auto"
     _run(
         eval_command(
-            python, Path(trained["checkpoint"]), run["params"]["model"], run["eval"], out, device
+            python, trained["checkpoint"], run["params"]["model"], run["eval"], out, device
         )
     )
-    results = read_json(out)["sets"]
+    results = fs.read_json(out)["sets"]
     scores = {
         name: {k: v for k, v in r.items() if k in ("top1", "top5", "n")}
         for name, r in results.items()
     }
     print(f"zero-shot: {scores} ({out})")
-    return {"eval_json": str(out), "sets": scores}
+    return {"eval_json": out, "sets": scores}

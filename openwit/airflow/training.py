@@ -4,7 +4,8 @@ A training run started by ``openwit_train`` lives in ``RUNS/<model>-<digest>``, 
 taken over the shards, the build's config hash and the params that shape the run. A retry,
 a rerun after a scheduler restart, or the same dataset published again therefore lands in
 the same folder and resumes from ``checkpoints/latest.pt`` (``--resume auto``); another
-dataset or other training params start a run of their own.
+dataset or other training params start a run of their own. ``RUNS`` is a folder or a
+bucket prefix (``s3://bucket/runs``): ``openwit train`` uploads a run there as it goes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from openwit import fs
 from openwit.config import json_hash
 from openwit.errors import UserError
 
@@ -27,13 +29,21 @@ PRECISIONS = ("fp32", "bf16", "fp16", "amp")
 
 def run_dir_for(
     runs_root: str | Path, shards: str, config_hash: str | None, params: Mapping[str, Any]
-) -> Path:
-    """The run folder of training ``params.model`` on ``shards`` (see the module doc)."""
+) -> str:
+    """The run folder (a path or a URL) of training ``params.model`` on ``shards`` (see the
+    module doc)."""
     digest = json_hash(
         {"shards": shards, "config_hash": config_hash, **{k: params.get(k) for k in RUN_KEYS}}
     )[:12]
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", str(params["model"]))
-    return Path(runs_root).expanduser() / f"{model}-{digest}"
+    return fs.join(_root(runs_root), f"{model}-{digest}")
+
+
+def _root(runs: str | Path) -> str:
+    """A runs folder as a location: a local path expanded and absolute, a URL as it is."""
+    if fs.is_local(str(runs)):
+        return str(Path(runs).expanduser().resolve())
+    return str(runs).rstrip("/")
 
 
 def check_train_params(params: Mapping[str, Any]) -> None:
@@ -53,7 +63,7 @@ def free_port() -> int:
 
 
 def train_command(
-    python: str, shards: str, run_dir: Path, params: Mapping[str, Any], port: int | None = None
+    python: str, shards: str, run_dir: str, params: Mapping[str, Any], port: int | None = None
 ) -> list[str]:
     """``openwit train`` resuming from the run's latest checkpoint; under torchrun (one node,
     ``nproc`` processes, rendezvous on loopback) when ``nproc`` is above one."""
@@ -103,7 +113,7 @@ def train_command(
 
 
 def eval_command(
-    python: str, checkpoint: Path, model: str, eval_sets: Sequence[str], out: Path, device: str
+    python: str, checkpoint: str, model: str, eval_sets: Sequence[str], out: str, device: str
 ) -> list[str]:
     """``openwit eval`` of a checkpoint on ``NAME=PATH`` sets, into ``out`` (eval.json)."""
     command = [python, "-m", "openwit.cli", "eval", "--checkpoint", str(checkpoint)]
@@ -113,19 +123,19 @@ def eval_command(
     return command
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    path = run_dir / "checkpoints" / "latest.pt"
-    return path if path.is_file() else None
+def latest_checkpoint(run_dir: str | Path) -> str | None:
+    location = fs.join(str(run_dir), "checkpoints", "latest.pt")
+    return location if fs.is_file(location) else None
 
 
 def run_model(checkpoint: str | Path) -> str | None:
     """The open_clip model name a checkpoint was trained as, from its run's config.json."""
-    from openwit.io import read_json
-
-    config = Path(checkpoint).expanduser().resolve().parent.parent / "config.json"
+    checkpoint = str(checkpoint)
+    if fs.is_local(checkpoint):
+        checkpoint = str(Path(checkpoint).expanduser().resolve())
     try:
-        return read_json(config).get("model")
-    except (OSError, ValueError):
+        return fs.read_json(fs.join(fs.parent(fs.parent(checkpoint)), "config.json")).get("model")
+    except (OSError, ValueError, AttributeError):
         return None
 
 
@@ -137,34 +147,43 @@ def _same_place(a: str | None, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def newest_checkpoint(runs: str | Path, shards: str | None = None) -> tuple[Path, str] | None:
-    """(checkpoint, open_clip model name) of the newest run under ``runs`` -- a run folder
-    or a folder of them -- that trained on ``shards`` (any run when None); None if none."""
-    from openwit.io import read_json
+def _runs_in(root: str) -> list[str]:
+    """``root`` when it is a run folder (it has config.json), else the run folders in it."""
+    if fs.is_file(fs.join(root, "config.json")):
+        return [root]
+    if fs.is_local(root):
+        folder = Path(root)
+        if not folder.is_dir():
+            return []
+        return sorted(str(p) for p in folder.iterdir() if (p / "config.json").is_file())
+    depth = root.count("/") + 2  # root/<run>/config.json
+    return sorted(
+        fs.parent(url)
+        for url in fs.list_files(root)
+        if url.endswith("/config.json") and url.count("/") == depth
+    )
 
-    root = Path(runs).expanduser()
-    if (root / "config.json").is_file():
-        runs_found = [root]
-    elif root.is_dir():
-        runs_found = sorted(p for p in root.iterdir() if (p / "config.json").is_file())
-    else:
-        return None
+
+def newest_checkpoint(runs: str | Path, shards: str | None = None) -> tuple[str, str] | None:
+    """(checkpoint, open_clip model name) of the newest run under ``runs`` -- a run folder
+    or a folder of them, on disk or in a bucket -- that trained on ``shards`` (any run when
+    None); None if none."""
     found = []
-    for run in runs_found:
+    for run in _runs_in(_root(runs)):
         checkpoint = latest_checkpoint(run)
         if checkpoint is None:
             continue
         try:
-            config = read_json(run / "config.json")
+            config = fs.read_json(fs.join(run, "config.json"))
         except ValueError:
             continue
         if shards is not None and not _same_place(config.get("train_data"), shards):
             continue
-        found.append((checkpoint.stat().st_mtime_ns, str(checkpoint), config.get("model")))
+        found.append((fs.modified(checkpoint), checkpoint, config.get("model")))
     if not found:
         return None
     _, checkpoint, model = max(found)
-    return Path(checkpoint), model
+    return checkpoint, model
 
 
 ERROR_PREFIX = "openwit: error: "

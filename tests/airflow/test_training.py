@@ -40,7 +40,7 @@ PARAMS = {
 def test_a_run_folder_is_the_same_for_the_same_data_and_params_only():
     first = run_dir_for("/runs", "file:///b/shards", "hash-a", PARAMS)
     assert first == run_dir_for("/runs", "file:///b/shards", "hash-a", dict(PARAMS))
-    assert first.parent == Path("/runs") and first.name.startswith("ViT-B_32_laion_-")
+    assert first.startswith("/runs/ViT-B_32_laion_-") and first.count("/") == 2
     others = {
         run_dir_for("/runs", "file:///b/shards", "hash-b", PARAMS),
         run_dir_for("/runs", "file:///c/shards", "hash-a", PARAMS),
@@ -53,7 +53,7 @@ def test_a_run_folder_is_the_same_for_the_same_data_and_params_only():
 
 
 def test_one_process_trains_directly_and_resumes_from_the_latest_checkpoint():
-    command = train_command("/py", "/b/shards", Path("/runs/r"), PARAMS)
+    command = train_command("/py", "/b/shards", "/runs/r", PARAMS)
     assert command[:4] == ["/py", "-m", "openwit.cli", "train"]
     flags = dict(zip(command[4::2], command[5::2]))
     assert flags["--resume"] == "auto" and flags["--epochs"] == "2.0"
@@ -63,7 +63,7 @@ def test_one_process_trains_directly_and_resumes_from_the_latest_checkpoint():
 
 
 def test_several_processes_train_under_torchrun_on_one_node():
-    command = train_command("/py", "/b/shards", Path("/r"), {**PARAMS, "nproc": 4}, port=29511)
+    command = train_command("/py", "/b/shards", "/r", {**PARAMS, "nproc": 4}, port=29511)
     assert command[:3] == ["/py", "-m", "torch.distributed.run"]
     assert "--nproc-per-node=4" in command and "--nnodes=1" in command
     assert "--master-addr=127.0.0.1" in command and "--master-port=29511" in command
@@ -79,9 +79,7 @@ def test_steps_or_epochs_exactly_one():
 
 
 def test_eval_command_names_every_set():
-    command = eval_command(
-        "/py", Path("/r/latest.pt"), "m", ["a=/x", "b=/y"], Path("/r/e.json"), "cpu"
-    )
+    command = eval_command("/py", "/r/latest.pt", "m", ["a=/x", "b=/y"], "/r/e.json", "cpu")
     assert command[:4] == ["/py", "-m", "openwit.cli", "eval"]
     assert command[-4:] == ["--eval", "a=/x", "--eval", "b=/y"]
 
@@ -107,13 +105,37 @@ def test_the_newest_checkpoint_of_a_run_on_these_shards(tmp_path):
     (runs / "empty-run").mkdir()
     (runs / "empty-run" / "config.json").write_text(json.dumps({"train_data": shards_a}))
 
-    assert newest_checkpoint(runs, shards_a) == (newer, "ViT-B-32")
-    assert newest_checkpoint(runs, shards_a + "/") == (newer, "ViT-B-32")
-    assert newest_checkpoint(runs) == (other, "ViT-L-14")
-    assert newest_checkpoint(runs / "old") == (runs / "old" / "checkpoints" / "latest.pt", "tiny")
+    assert newest_checkpoint(runs, shards_a) == (str(newer), "ViT-B-32")
+    assert newest_checkpoint(runs, shards_a + "/") == (str(newer), "ViT-B-32")
+    assert newest_checkpoint(runs) == (str(other), "ViT-L-14")
+    old = runs / "old" / "checkpoints" / "latest.pt"
+    assert newest_checkpoint(runs / "old") == (str(old), "tiny")
     assert newest_checkpoint(runs, str(tmp_path / "c")) is None
     assert newest_checkpoint(tmp_path / "nowhere") is None
     assert run_model(other) == "ViT-L-14" and run_model(tmp_path / "x.pt") is None
+
+
+def test_runs_in_a_bucket_are_named_and_found_there(bucket):
+    from openwit import fs
+
+    runs = f"{bucket}/runs"
+    run = run_dir_for(runs, "s3://data/shards", "hash-a", PARAMS)
+    assert run.startswith(f"{runs}/ViT-B_32_laion_-") and run.count("/") == runs.count("/") + 1
+    for name, shards, model in [("old", "s3://data/shards", "tiny"),
+                                ("new", "s3://data/shards", "ViT-B-32"),
+                                ("other", "s3://else/shards", "ViT-L-14")]:  # fmt: skip
+        config = {"train_data": shards, "model": model}
+        fs.write_json(f"{runs}/{name}/config.json", config)
+        fs.write_bytes(f"{runs}/{name}/checkpoints/latest.pt", b"weights")
+        time.sleep(1.1)  # the store's modification times have whole seconds
+    fs.write_json(f"{runs}/empty/config.json", {"train_data": "s3://data/shards"})
+    fs.write_json(f"{runs}/new/checkpoints/config.json", {"not": "a run"})
+    newest = f"{runs}/new/checkpoints/latest.pt"
+    assert newest_checkpoint(runs, "s3://data/shards") == (newest, "ViT-B-32")
+    assert newest_checkpoint(runs) == (f"{runs}/other/checkpoints/latest.pt", "ViT-L-14")
+    assert newest_checkpoint(f"{runs}/old") == (f"{runs}/old/checkpoints/latest.pt", "tiny")
+    assert newest_checkpoint(f"{bucket}/nowhere") is None
+    assert run_model(newest) == "ViT-B-32"
 
 
 def test_output_is_passed_on_line_by_line_and_a_user_error_is_its_one_line():
