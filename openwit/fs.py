@@ -6,6 +6,10 @@ Every path a build reads or writes is a string: a local path (``/data/build``,
 atomic renames); everything else goes through Beam's ``FileSystems``, which the workers of
 every runner already have, or fsspec where Beam has no filesystem for the scheme.
 
+Locations are named by :mod:`openwit.urls` and the stores' clients made by
+:mod:`openwit.stores`; this module re-exports what callers use of both (``fs.join``,
+``fs.configure``, ``fs.probe`` ...), so code that reads and writes imports one module.
+
 Writes are atomic everywhere: a local file is written beside its name and renamed over it
 (with the mode the umask gives, not a temporary file's 0600); an object is uploaded only
 when the whole body is ready, so a failed write leaves nothing. Object stores need no
@@ -17,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,11 +28,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from openwit import s3clients, url_clients
+from openwit import s3clients, stores
+from openwit.stores import configure as configure
+from openwit.stores import probe as probe
+from openwit.stores import s3_client as s3_client
+from openwit.urls import as_uri as as_uri
+from openwit.urls import basename as basename
+from openwit.urls import is_local as is_local
+from openwit.urls import join as join
+from openwit.urls import local_path as local_path
+from openwit.urls import parent as parent
+from openwit.urls import scheme as scheme
 
 T = TypeVar("T")
-
-_SCHEME = re.compile(r"^(?P<scheme>[a-zA-Z][-a-zA-Z0-9+.]*)://")
 
 #: Bytes a pending upload holds in memory before it spills to a local temporary file.
 SPOOL_BYTES = 64 * 1024 * 1024
@@ -52,138 +63,15 @@ def _read_umask() -> int:
 FILE_MODE = 0o666 & ~_read_umask()
 
 
-def scheme(url: str) -> str:
-    """``"s3"``, ``"gs"``, ... or ``""`` for a local path (``file://`` included)."""
-    match = _SCHEME.match(url)
-    if match is None or match.group("scheme") == "file":
-        return ""
-    return match.group("scheme").lower()
-
-
-def is_local(url: str) -> bool:
-    return scheme(str(url)) == ""
-
-
-def local_path(url: str | Path) -> Path:
-    """The local path of a local URL (``file://`` stripped)."""
-    text = str(url)
-    return Path(text.removeprefix("file://"))
-
-
-def join(base: str | Path, *parts: str) -> str:
-    """``base/part/...`` with exactly one slash between parts."""
-    text = str(base)
-    for part in parts:
-        text = text.rstrip("/") + "/" + part.lstrip("/")
-    return text
-
-
-def as_uri(location: str | Path) -> str:
-    """A location as a URI (``file:///...`` for a local path, a URL as it is): how
-    schedulers name data."""
-    if is_local(location):
-        return local_path(location).resolve().as_uri()
-    return str(location)
-
-
-def basename(url: str) -> str:
-    return str(url).rstrip("/").rsplit("/", 1)[-1]
-
-
-def parent(url: str) -> str:
-    if is_local(str(url)):
-        return str(local_path(url).parent)  # "shards" -> ".", as Path has it
-    return str(url).rstrip("/").rsplit("/", 1)[0]
-
-
-def configure(beam_options: dict[str, Any] | None) -> None:
-    """Give Beam's filesystems the build's options (``s3_endpoint_url``, credentials, GCP
-    project ...). Beam sets them itself where it builds a pipeline; the build's DoFns call
-    this in ``setup`` so every worker, on every runner, reaches the same buckets."""
-    from openwit.logs import quiet_beam_logging
-
-    quiet_beam_logging()
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    FileSystems.set_options(PipelineOptions.from_dictionary(dict(beam_options or {})))
-    s3clients.set_options(beam_options)
-
-
-def _beam_fs(url: str) -> Any:
-    """Beam's FileSystems when it serves ``url``'s scheme, else None."""
-    from openwit.logs import quiet_beam_logging
-
-    quiet_beam_logging()
-    from apache_beam.io.filesystems import FileSystems
-
-    if scheme(url) in url_clients.BEAM_CLIENTS:
-        url_clients.require(scheme(url))
-    try:
-        FileSystems.get_filesystem(url)
-    except ValueError:  # no Beam filesystem for this scheme
-        return None
-    _configured()
-    return FileSystems
-
-
-def _configured() -> None:
-    """Configure Beam's filesystems with the environment's options if nobody did (a
-    worker, a script): before a client is made, as configuring changes what it is made for."""
-    from apache_beam.io.filesystems import FileSystems
-
-    if FileSystems._pipeline_options is None:
-        configure({})
-
-
-def _s3io(url: str) -> Any:
-    """This thread's Beam S3IO (:mod:`openwit.s3clients`), the filesystems configured, for
-    ``url``'s bucket once this process has tried it (:func:`_bucket_tried`)."""
-    url_clients.require("s3")
-    _configured()
-    _bucket_tried(url)
-    return s3clients.s3io()
-
-
-#: The S3 buckets this process has reached (with the pid: a forked child has its own client).
-_tried_buckets: set[tuple[int, str]] = set()
-
-
-def _bucket_tried(url: str) -> None:
-    """Before this process's first request to a bucket through Beam's S3 client, one
-    ``HEAD`` through boto3 (:func:`probe`): Beam retries a missing credential or an
-    unreachable endpoint with backoff for minutes, so a command hung there before it
-    failed; now it fails at once, with the CLI's one line."""
-    key = (os.getpid(), s3clients.split_url(url)[0])
-    if key not in _tried_buckets:
-        probe(url)
-        _tried_buckets.add(key)
-
-
-def s3_client() -> Any:
-    """This thread's boto3 S3 client (for conditional writes, which Beam does not offer)."""
-    url_clients.require("s3")
-    _configured()
-    return s3clients.client()
-
-
-def _fsspec(url: str) -> Any:
-    import fsspec
-
-    url_clients.require(scheme(url))
-
-    return fsspec.core.url_to_fs(url)[0]
-
-
 # -- reading ------------------------------------------------------------------------------
 def exists(url: str | Path) -> bool:
     url = str(url)
     if is_local(url):
         return local_path(url).exists()
     if scheme(url) == "s3":
-        return _s3io(url).exists(url)
-    fs = _beam_fs(url)
-    return fs.exists(url) if fs else _fsspec(url).exists(url)
+        return stores.s3io(url).exists(url)
+    fs = stores.beam_fs(url)
+    return fs.exists(url) if fs else stores.fsspec_fs(url).exists(url)
 
 
 def modified(url: str | Path) -> float:
@@ -194,34 +82,15 @@ def modified(url: str | Path) -> float:
     if scheme(url) == "s3":
         bucket, key = s3clients.split_url(url)
         with _store_errors(url, "read"):
-            return s3_client().head_object(Bucket=bucket, Key=key)["LastModified"].timestamp()
-    fs = _beam_fs(url)
-    return fs.last_updated(url) if fs else _fsspec(url).modified(url).timestamp()
+            head = stores.s3_client().head_object(Bucket=bucket, Key=key)
+        return head["LastModified"].timestamp()
+    fs = stores.beam_fs(url)
+    return fs.last_updated(url) if fs else stores.fsspec_fs(url).modified(url).timestamp()
 
 
 def is_file(url: str | Path) -> bool:
     """A file on this machine, or an object in a store (a folder is neither)."""
     return local_path(url).is_file() if is_local(str(url)) else exists(url)
-
-
-def probe(url: str | Path) -> None:
-    """Raise now what using ``url`` would raise later: a missing client, no credentials, an
-    unreachable endpoint, a refusal. A missing object is fine. For S3 one ``HEAD`` through
-    boto3, which fails at once where Beam's S3 client retries for minutes."""
-    url = str(url)
-    if is_local(url):
-        return
-    if scheme(url) == "s3":
-        from botocore.exceptions import ClientError
-
-        bucket, key = s3clients.split_url(url)
-        try:
-            s3_client().head_object(Bucket=bucket, Key=key or "/")
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey"):
-                raise
-        return
-    exists(url)
 
 
 def open_input(url: str | Path) -> IO[bytes]:
@@ -230,10 +99,10 @@ def open_input(url: str | Path) -> IO[bytes]:
     if is_local(url):
         return open(local_path(url), "rb")
     if scheme(url) == "s3":
-        return _s3io(url).open(url, "rb")
-    fs = _beam_fs(url)
+        return stores.s3io(url).open(url, "rb")
+    fs = stores.beam_fs(url)
     if fs is None:
-        return _fsspec(url).open(url, "rb")
+        return stores.fsspec_fs(url).open(url, "rb")
     from apache_beam.io.filesystem import CompressionTypes
 
     return fs.open(url, compression_type=CompressionTypes.UNCOMPRESSED)
@@ -298,10 +167,10 @@ def list_files(prefix: str | Path) -> dict[str, int]:
                     continue
         return found
     if scheme(prefix) == "s3":
-        return dict(_s3io(prefix).list_files(prefix + "/", with_metadata=False))
-    fs = _beam_fs(prefix)
+        return dict(stores.s3io(prefix).list_files(prefix + "/", with_metadata=False))
+    fs = stores.beam_fs(prefix)
     if fs is None:
-        files = _fsspec(prefix).find(prefix, detail=True)
+        files = stores.fsspec_fs(prefix).find(prefix, detail=True)
         return {_with_scheme(prefix, name): info.get("size", 0) for name, info in files.items()}
     result = fs.match([prefix + "/**"])[0]
     return {meta.path: meta.size_in_bytes for meta in result.metadata_list}
@@ -320,10 +189,10 @@ def glob(pattern: str) -> list[str]:
         text = str(local_path(pattern))
         return sorted(m for m in globlib.glob(text, recursive=True) if Path(m).is_file())
     if scheme(pattern) == "s3":
-        _bucket_tried(pattern)
-    fs = _beam_fs(pattern)
+        stores.bucket_tried(pattern)
+    fs = stores.beam_fs(pattern)
     if fs is None:
-        return sorted(_with_scheme(pattern, m) for m in _fsspec(pattern).glob(pattern))
+        return sorted(_with_scheme(pattern, m) for m in stores.fsspec_fs(pattern).glob(pattern))
     return sorted(m.path for m in fs.match([pattern])[0].metadata_list)
 
 
@@ -389,14 +258,14 @@ def _upload_unchecked(url: str, stream: IO[bytes]) -> None:
         stream.seek(0)
         if length <= SPOOL_BYTES:  # one PUT; Beam's writer always makes a multipart upload
             bucket, key = s3clients.split_url(url)
-            s3_client().put_object(Bucket=bucket, Key=key, Body=stream.read())
+            stores.s3_client().put_object(Bucket=bucket, Key=key, Body=stream.read())
             return
-        with _s3io(url).open(url, "wb") as out:
+        with stores.s3io(url).open(url, "wb") as out:
             shutil.copyfileobj(stream, out, 8 * 1024 * 1024)
         return
-    fs = _beam_fs(url)
+    fs = stores.beam_fs(url)
     if fs is None:
-        with _fsspec(url).open(url, "wb") as out:
+        with stores.fsspec_fs(url).open(url, "wb") as out:
             shutil.copyfileobj(stream, out, 8 * 1024 * 1024)
         return
     from apache_beam.io.filesystem import CompressionTypes
@@ -452,16 +321,16 @@ def delete(urls: Iterable[str]) -> None:
         return
     if scheme(remote[0]) == "s3":
         with _store_errors(remote[0], "delete"):
-            results = _s3io(remote[0]).delete_files(remote)
+            results = stores.s3io(remote[0]).delete_files(remote)
         failed = {p: e for p, e in results if e is not None}
         failed = {p: e for p, e in failed.items() if not _is_missing(e)}
         if failed:
             path, error = next(iter(failed.items()))
             raise OSError(f"could not delete {path}: {error}")
         return
-    fs = _beam_fs(remote[0])
+    fs = stores.beam_fs(remote[0])
     if fs is None:
-        _fsspec(remote[0]).rm(remote)
+        stores.fsspec_fs(remote[0]).rm(remote)
         return
     from apache_beam.io.filesystem import BeamIOError
 
@@ -500,7 +369,7 @@ def copy(source: str | Path, target: str | Path) -> None:
     if scheme(source) == scheme(target) == "s3":
         bucket, key = s3clients.split_url(source)
         with _store_errors(target, "write"):
-            s3_client().copy({"Bucket": bucket, "Key": key}, *s3clients.split_url(target))
+            stores.s3_client().copy({"Bucket": bucket, "Key": key}, *s3clients.split_url(target))
         return
     with open_input(source) as stream:
         copy_into(stream, target)

@@ -1,0 +1,116 @@
+"""The stores' clients behind :mod:`openwit.fs`: Beam's FileSystems configured with the
+build's options, this thread's S3 clients (:mod:`openwit.s3clients`), fsspec for schemes
+Beam lacks, and the one check a bucket gets before a process first uses it (:func:`probe`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from openwit import s3clients, url_clients
+from openwit.urls import is_local, scheme
+
+
+def configure(beam_options: dict[str, Any] | None) -> None:
+    """Give Beam's filesystems the build's options (``s3_endpoint_url``, credentials, GCP
+    project ...). Beam sets them itself where it builds a pipeline; the build's DoFns call
+    this in ``setup`` so every worker, on every runner, reaches the same buckets."""
+    from openwit.logs import quiet_beam_logging
+
+    quiet_beam_logging()
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    FileSystems.set_options(PipelineOptions.from_dictionary(dict(beam_options or {})))
+    s3clients.set_options(beam_options)
+
+
+def beam_fs(url: str) -> Any:
+    """Beam's FileSystems when it serves ``url``'s scheme, else None."""
+    from openwit.logs import quiet_beam_logging
+
+    quiet_beam_logging()
+    from apache_beam.io.filesystems import FileSystems
+
+    if scheme(url) in url_clients.BEAM_CLIENTS:
+        url_clients.require(scheme(url))
+    try:
+        FileSystems.get_filesystem(url)
+    except ValueError:  # no Beam filesystem for this scheme
+        return None
+    _configured()
+    return FileSystems
+
+
+def _configured() -> None:
+    """Configure Beam's filesystems with the environment's options if nobody did (a
+    worker, a script): before a client is made, as configuring changes what it is made for."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if FileSystems._pipeline_options is None:
+        configure({})
+
+
+def s3io(url: str) -> Any:
+    """This thread's Beam S3IO (:mod:`openwit.s3clients`), the filesystems configured, for
+    ``url``'s bucket once this process has tried it (:func:`bucket_tried`)."""
+    url_clients.require("s3")
+    _configured()
+    bucket_tried(url)
+    return s3clients.s3io()
+
+
+#: The S3 buckets this process has reached (with the pid: a forked child has its own client).
+_tried_buckets: set[tuple[int, str]] = set()
+
+
+def bucket_tried(url: str) -> None:
+    """Before this process's first request to a bucket through Beam's S3 client, one
+    ``HEAD`` through boto3 (:func:`probe`): Beam retries a missing credential or an
+    unreachable endpoint with backoff for minutes, so a command hung there before it
+    failed; now it fails at once, with the CLI's one line."""
+    key = (os.getpid(), s3clients.split_url(url)[0])
+    if key not in _tried_buckets:
+        probe(url)
+        _tried_buckets.add(key)
+
+
+def s3_client() -> Any:
+    """This thread's boto3 S3 client (for conditional writes, which Beam does not offer)."""
+    url_clients.require("s3")
+    _configured()
+    return s3clients.client()
+
+
+def fsspec_fs(url: str) -> Any:
+    import fsspec
+
+    url_clients.require(scheme(url))
+
+    return fsspec.core.url_to_fs(url)[0]
+
+
+def probe(url: str | Path) -> None:
+    """Raise now what using ``url`` would raise later: a missing client, no credentials, an
+    unreachable endpoint, a refusal. A missing object is fine. For S3 one ``HEAD`` through
+    boto3, which fails at once where Beam's S3 client retries for minutes."""
+    url = str(url)
+    if is_local(url):
+        return
+    if scheme(url) == "s3":
+        from botocore.exceptions import ClientError
+
+        bucket, key = s3clients.split_url(url)
+        try:
+            s3_client().head_object(Bucket=bucket, Key=key or "/")
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey"):
+                raise
+        return
+    found = beam_fs(url)
+    if found is not None:
+        found.exists(url)
+    else:
+        fsspec_fs(url).exists(url)
