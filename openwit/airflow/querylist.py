@@ -5,6 +5,7 @@ thresholds); the list is written where the build config's ``queries:`` points, s
 match stage reads it. Counting a full dump takes hours, so the step is skipped when the
 list exists and was built from the same inputs (same files, sizes and modification times)
 and thresholds: a fingerprint of them is kept beside the list in ``<stem>.inputs.json``.
+The list may be in a bucket (``queries: s3://...``), its stamp beside it.
 The match stage's own fingerprint includes the list's digest, so an unchanged list reruns
 nothing downstream.
 """
@@ -68,8 +69,6 @@ def check_query_request(request: Mapping[str, Any], out: str) -> dict[str, Any]:
     if not isinstance(settings, Mapping):
         raise UserError("queries.settings: expected a mapping of thresholds")
     thresholds = load_query_config(None, dict(settings)).model_dump(mode="json")
-    if _is_url(out):
-        raise UserError(f"queries: the rebuilt list is written locally; `queries:` is {out}")
     return {
         "wiki_dump": dumps,
         "pageviews": _file_list(request.get("pageviews"), "pageviews"),
@@ -106,24 +105,24 @@ def inputs_fingerprint(request: Mapping[str, Any]) -> str:
     )
 
 
-def stamp_path(out: Path) -> Path:
+def stamp_path(out: str | Path) -> str:
     """``queries.parquet`` -> ``queries.inputs.json`` (beside it, as the list's summary)."""
     from openwit.queries.build import beside
 
-    return Path(beside(out, ".inputs.json"))
+    return beside(out, ".inputs.json")
 
 
 def rows_if_up_to_date(request: Mapping[str, Any], fingerprint: str | None = None) -> Any:
     """The list's row count when it was built from these very inputs and settings (its
     stamp says so), else None: then there is nothing to build."""
-    from openwit.io import read_json
+    from openwit import fs
 
-    out = Path(request["out"])
+    out = request["out"]  # a path or a URL
     stamp = stamp_path(out)
-    if not (out.is_file() and stamp.is_file()):
+    if not (fs.is_file(out) and fs.is_file(stamp)):
         return None
     try:
-        previous = read_json(stamp)
+        previous = fs.read_json(stamp)
     except ValueError:
         return None
     if previous.get("fingerprint") != (fingerprint or inputs_fingerprint(request)):
@@ -138,11 +137,11 @@ def build_query_list(
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Build the list of a checked request unless it is up to date; returns numbers only."""
-    from openwit.io import atomic_write_json
+    from openwit import fs
     from openwit.queries.build import build_queries, summary_path
     from openwit.queries.config import QueryBuildConfig
 
-    out = Path(request["out"])
+    out = request["out"]  # a path or a URL
     fingerprint = inputs_fingerprint(request)
     rows = rows_if_up_to_date(request, fingerprint)
     if rows is not None:
@@ -158,6 +157,6 @@ def build_query_list(
         beam_options=dict(beam_options),
         status=say,
     )
-    atomic_write_json(stamp_path(out), {"fingerprint": fingerprint, "rows": result.rows})
+    fs.write_json(stamp_path(out), {"fingerprint": fingerprint, "rows": result.rows})
     say(f"query list: {result.rows} queries -> {out} (summary: {summary_path(out)})")
     return {"ran": True, "rows": result.rows}

@@ -106,6 +106,24 @@ def test_a_query_rebuild_checks_its_own_inputs_instead_of_the_missing_list(tmp_p
         )
 
 
+def test_a_query_list_in_a_bucket_is_rebuilt_there_once(bucket):
+    from openwit import fs
+    from openwit.airflow.querylist import build_query_list, check_query_request
+
+    out = f"{bucket}/lists/queries.parquet"
+    queries = {"wiki_dump": [str(p) for p in DEMO_DATA.glob("*.xml.bz2")]}
+    request = check_query_request(queries, out)
+    said: list[str] = []
+    first = build_query_list(request, "DirectRunner", {}, say=said.append)
+    assert first["ran"] and first["rows"] > 0
+    assert fs.read_json(f"{bucket}/lists/queries.inputs.json")["rows"] == first["rows"]
+    with fs.open_input(out) as stream:
+        assert pq.read_table(stream).num_rows == first["rows"]
+    again = build_query_list(request, "DirectRunner", {}, say=said.append)
+    assert again == {"ran": False, "rows": first["rows"]}  # the stamp in the bucket says so
+    assert said[-1].startswith("query list up to date")
+
+
 def test_dataflow_needs_the_google_provider_and_its_settings_are_split_out(tmp_path):
     config = write_build(tmp_path)
     with pytest.raises(UserError, match="apache-airflow-providers-google"):
