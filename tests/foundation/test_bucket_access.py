@@ -80,19 +80,25 @@ def test_a_scheme_fsspec_knows_without_its_package_names_the_package(
     assert "gcs:// URLs need a client that is not installed" in line and "gcsfs" in line
 
 
-def failed_build_line(tmp_path, setting: str, **aws: str) -> str:
-    """``openwit build --set SETTING`` of a small pool in a process whose only AWS settings
-    are ``aws`` (no instance-metadata request for a role either): exit 2, its one line."""
-    config = build_dir_with_pool(tmp_path)
+def failed_command_line(tmp_path, args: list[str], **aws: str) -> str:
+    """``openwit ARGS`` in a process whose only AWS settings are ``aws`` (no
+    instance-metadata request for a role either): exit 2, its one line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true", **aws)
     result = subprocess.run(
-        [sys.executable, "-m", "openwit.cli", "build", "--config", str(config),
-         "--set", setting],
+        [sys.executable, "-m", "openwit.cli", *args],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2
     return one_error_line(result.stderr)
+
+
+def failed_build_line(tmp_path, setting: str, **aws: str) -> str:
+    """``openwit build --set SETTING`` of a small pool: exit 2, its one line."""
+    config = build_dir_with_pool(tmp_path)
+    return failed_command_line(
+        tmp_path, ["build", "--config", str(config), "--set", setting], **aws
+    )
 
 
 def no_credentials(tmp_path, endpoint: str) -> dict[str, str]:
@@ -133,6 +139,44 @@ def test_what_a_local_build_reads_from_a_bucket_without_credentials_fails_at_onc
     whose inputs, query list or eval set is in a bucket hung there before failing."""
     with s3_server() as server:
         line = failed_build_line(tmp_path, setting, **no_credentials(tmp_path, server.endpoint))
+    assert "no usable credentials for the store" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["audit", "--shards", "shards", "--eval", "e=eval", "--out", "s3://nocredentials/audit"],
+        [
+            "eval",
+            "--checkpoint",
+            "s3://nocredentials/ck.pt",
+            "--model",
+            "openwit-tiny",
+            "--eval",
+            "e=eval",
+            "--out",
+            "eval.json",
+        ],
+        [
+            "train",
+            "--train-data",
+            "shards",
+            "--model",
+            "openwit-tiny",
+            "--out",
+            "s3://nocredentials/runs/r1",
+            "--steps",
+            "1",
+        ],
+        ["queries", "show", "s3://nocredentials/queries.parquet"],
+        ["build", "--config", "s3://nocredentials/build.yaml"],
+    ],
+    ids=["audit-out", "eval-checkpoint", "train-out", "queries-show", "build-config"],
+)
+def test_every_command_with_a_bucket_it_cannot_use_is_one_line(s3, tmp_path, args):
+    """The commands that took bucket outputs and inputs last: the same one line as a build,
+    before any work (the audit's eval set and the run's shards are not even looked at)."""
+    line = failed_command_line(tmp_path, args, **no_credentials(tmp_path, s3.endpoint))
     assert "no usable credentials for the store" in line
 
 
