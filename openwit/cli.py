@@ -130,11 +130,12 @@ def demo(
     ] = "demo-out",
 ) -> None:
     """Run every part that exists on a small bundled sample, offline."""
+    from openwit import fs
     from openwit.demo import run_demo
 
-    if "://" in out:  # the demo is the offline first look: its folder is on this machine
+    if not fs.is_local(out):  # the demo is the offline first look: its folder is local
         raise UserError(f"--out {out}: the demo writes into a local folder, not a URL")
-    run_demo(Path(out))
+    run_demo(fs.local_path(out))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -238,6 +238,8 @@ def _store_errors(url: str, action: str) -> Iterator[None]:
         response = getattr(exc, "response", None)
         if isinstance(response, dict) and "Error" in response:  # botocore's ClientError
             error = response["Error"]
+            if str(error.get("Code")) in ("404", "NoSuchKey", "NotFound"):
+                raise FileNotFoundError(f"no such object: {url}") from None  # as a local file
             reason = f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
         elif isinstance(exc, FileNotFoundError):
             raise
@@ -368,11 +370,21 @@ def copy(source: str | Path, target: str | Path) -> None:
     source, target = str(source), str(target)
     if scheme(source) == scheme(target) == "s3":
         bucket, key = s3clients.split_url(source)
-        with _store_errors(target, "write"):
+        with _store_errors(f"{source} to {target}", "copy"):
             stores.s3_client().copy({"Bucket": bucket, "Key": key}, *s3clients.split_url(target))
         return
     with open_input(source) as stream:
         copy_into(stream, target)
+
+
+def upload_file(path: Path, url: str) -> None:
+    """A local file to ``url``, atomically, read from the file as it goes: no copy of it is
+    made on the way, whatever its size (a checkpoint of several GB)."""
+    with open(path, "rb") as stream:
+        if is_local(url):
+            copy_into(stream, url)
+        else:
+            _upload(url, stream)
 
 
 def bytes_io(data: bytes) -> IO[bytes]:

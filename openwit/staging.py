@@ -27,7 +27,9 @@ from pathlib import Path
 
 from openwit import fs
 
-_copies: dict[str, Path | None] = {}
+#: What this process copied: folders (URL -> local folder, None: nothing there) and files.
+_folders: dict[str, Path | None] = {}
+_files: dict[str, Path] = {}
 _copies_lock = threading.Lock()
 
 
@@ -44,8 +46,8 @@ def local_copy(url: str) -> Path | None:
     evaluated on one machine: copied once, read from disk after."""
     url = url.rstrip("/")
     with _copies_lock:
-        if url in _copies:
-            return _copies[url]
+        if url in _folders:
+            return _folders[url]
         urls = sorted(fs.list_files(url))
         folder = None
         if urls:
@@ -57,7 +59,7 @@ def local_copy(url: str) -> Path | None:
                 target.write_bytes(fs.read_bytes(source))
 
             fs.map_urls(copy, urls)
-        _copies[url] = folder
+        _folders[url] = folder
         return folder
 
 
@@ -68,11 +70,12 @@ def local_file(location: str | Path) -> Path:
         return fs.local_path(location)
     url = str(location)
     with _copies_lock:
-        copied = _copies.get(url)
+        copied = _files.get(url)
         if copied is None:
+            data = fs.read_bytes(url)  # a missing file raises before any folder is made
             copied = _temporary_folder() / fs.basename(url)
-            copied.write_bytes(fs.read_bytes(url))
-            _copies[url] = copied
+            copied.write_bytes(data)
+            _files[url] = copied
         return copied
 
 
@@ -124,7 +127,9 @@ def upload_folder(
         changed = fs.write_bytes(target, (local / name).read_bytes(), skip_if_same=True)
         return target if changed else None
 
-    written = [u for u in fs.map_urls(put, [n for n in names if n not in final]) if u]
+    # map_urls reads a bucket 16 requests at a time when it is given its URLs
+    first = [fs.join(url, n) for n in names if n not in final]
+    written = [u for u in fs.map_urls(lambda target: put(target[len(url) + 1 :]), first) if u]
     written += [u for u in map(put, final) if u]
     keep = {fs.join(url, n) for n in names}
     stale = []

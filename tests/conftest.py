@@ -61,6 +61,7 @@ def s3():
 def bucket(s3, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
     """A new bucket named after the test (``s3://openwit-...``), with the server's endpoint
     and credentials in the environment of the test and of every process it starts."""
+    import hashlib
     import re
 
     from openwit import fs
@@ -68,5 +69,6 @@ def bucket(s3, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) 
     for key, value in s3.environment().items():
         monkeypatch.setenv(key, value)
     fs.configure({})
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:50].strip("-")
-    return s3.bucket(f"openwit-{name}")
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]  # params differ
+    return s3.bucket(f"openwit-{name}-{digest}")

@@ -124,10 +124,11 @@ _STEP_FILE = re.compile(r"step_(\d+)\.pt")
 
 
 def step_files(run: str | Path) -> list[str]:
-    """The run's ``checkpoints/step_N.pt``, newest first."""
+    """The run's ``checkpoints/step_N.pt`` (not those of its subfolders), newest first."""
+    folder = fs.join(str(run), "checkpoints").rstrip("/")
     found = []
-    for location in fs.list_files(fs.join(str(run), "checkpoints")):
-        match = _STEP_FILE.fullmatch(fs.basename(location))
+    for location in fs.list_files(folder):
+        match = _STEP_FILE.fullmatch(location[len(folder) + 1 :])
         if match:
             found.append((int(match.group(1)), location))
     return [location for _, location in sorted(found, reverse=True)]
@@ -145,15 +146,19 @@ def load_for_resume(run: str | Path, resume: str | None) -> Resumed | None:
 
     A named file must load. ``auto`` tries ``latest.pt``, then the step files from the
     newest down, and takes the first that loads: a checkpoint broken by a crash costs the
-    steps since the one before it, not the run.
+    steps since the one before it, not the run. A run stopped between writing a step file
+    and pointing ``latest.pt`` at it (in a bucket, while the step file uploads) resumes
+    from the step files too.
     """
-    first = resume_path(run, resume)
-    if first is None:
-        return None
     if resume != "auto":
-        return Resumed(first, load(first), [])
+        first = resume_path(run, resume)
+        return None if first is None else Resumed(first, load(first), [])
+    latest = resume_path(run, resume)
+    candidates = ([latest] if latest else []) + step_files(run)
+    if not candidates:
+        return None
     unreadable: list[str] = []
-    for path in [first, *step_files(run)]:
+    for path in candidates:
         try:
             return Resumed(path, load(path), unreadable)
         except UserError as error:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -170,7 +169,7 @@ def eval_command(
     device = resolve_device(device)
     bundle = load_model(local, model, device)
     name = fs.basename(out)
-    folder = fs.parent(out) if not fs.is_local(out) else Path(out).resolve().parent
+    folder = fs.parent(out) if not fs.is_local(out) else fs.local_path(out).resolve().parent
     with output_folder(folder, last=(name,)) as written:  # a URL: uploaded when done
         results = evaluate_sets(
             bundle.model,

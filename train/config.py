@@ -45,7 +45,7 @@ class TrainConfig:
     compile: str = "auto"  # torch.compile: auto = on for CUDA, off on CPU (docs/train.md)
     save_every: int = 1000  # steps between checkpoints (and one at the end)
     resume: str | None = None  # "auto" or a checkpoint path
-    init_checkpoint: str | None = None  # initialise weights from a local checkpoint
+    init_checkpoint: str | None = None  # initialise weights from a checkpoint (path or URL)
     eval_sets: dict[str, str] = field(default_factory=dict)
     workers: int | None = None  # data workers per process; default from the CPU count
     seed: int = 0

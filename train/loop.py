@@ -371,6 +371,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "data": position.to_dict(all_delivered),
         }
+        self.store.before_checkpoint()  # one checkpoint at a time on the local disk
         return self.store.checkpoint_saved(ckpt.save(self.run_dir, state))
 
     def _collective_device(self) -> torch.device:

@@ -161,13 +161,13 @@ def create_model(
     import open_clip
 
     name = check_model_name(name)
+    local = None
     if checkpoint is not None:
         from openwit.staging import existing_local_file
 
         local = existing_local_file(checkpoint)  # open_clip's loader reads a local file
         if local is None:
             raise UserError(f"checkpoint not found: {checkpoint}")
-        checkpoint = local
     with _random_init_is_expected():
         model, preprocess_train, preprocess_eval = open_clip.create_model_and_transforms(
             name,
@@ -179,8 +179,8 @@ def create_model(
             output_dict=True,
             weights_only=True,
         )
-    if checkpoint is not None:
-        load_weights(model, name, Path(checkpoint))
+    if local is not None:
+        load_weights(model, name, local, shown=str(checkpoint))
     tokenizer = open_clip.get_tokenizer(name)
     size = model.visual.image_size
     image_size = (size, size) if isinstance(size, int) else tuple(size)
@@ -197,10 +197,11 @@ def create_model(
     )
 
 
-def load_weights(model: Any, name: str, checkpoint: Path) -> None:
+def load_weights(model: Any, name: str, checkpoint: Path, shown: str | None = None) -> None:
     """Load a local checkpoint into ``model`` with open_clip's loader (which converts older
     and third-party layouts); a file that is not a checkpoint of this model is a one-line
-    :class:`UserError` saying what is wrong with it."""
+    :class:`UserError` saying what is wrong with it, naming the file as ``shown`` (the URL
+    it was copied from) when given."""
     import open_clip
 
     try:
@@ -208,24 +209,30 @@ def load_weights(model: Any, name: str, checkpoint: Path) -> None:
     except MemoryError:
         raise
     except Exception as error:  # torch.load and open_clip raise many kinds: explain below
-        raise UserError(why_not_loaded(model, name, checkpoint, error)) from None
+        raise UserError(why_not_loaded(model, name, checkpoint, error, shown)) from None
 
 
-def why_not_loaded(model: Any, name: str, checkpoint: Path, error: Exception) -> str:
+def why_not_loaded(
+    model: Any, name: str, checkpoint: Path, error: Exception, shown: str | None = None
+) -> str:
     """Tell an unreadable file, a file of the wrong kind and another model's weights apart."""
     import torch
 
     from openwit.train.checkpoint import first_line, read
 
-    content = read(checkpoint)  # raises the one-line error for an unreadable file
+    shown = shown or str(checkpoint)
+    try:
+        content = read(checkpoint)
+    except UserError as unreadable:  # its one line, naming the file as the user did
+        raise UserError(str(unreadable).replace(str(checkpoint), shown)) from None
     weights = content.get("state_dict", content) if isinstance(content, dict) else content
     if not isinstance(weights, dict) or not any(
         isinstance(v, torch.Tensor) for v in weights.values()
     ):
         kind = type(weights).__name__
-        return f"{checkpoint} holds a {kind} without model weights, not a checkpoint"
+        return f"{shown} holds a {kind} without model weights, not a checkpoint"
     why = weight_mismatch(model, weights) or first_line(error)
-    return f"{checkpoint} is not a checkpoint of model {name}: {why}"
+    return f"{shown} is not a checkpoint of model {name}: {why}"
 
 
 def weight_mismatch(model: Any, weights: dict[str, Any]) -> str | None:

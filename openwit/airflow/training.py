@@ -42,7 +42,7 @@ def run_dir_for(
 def _root(runs: str | Path) -> str:
     """A runs folder as a location: a local path expanded and absolute, a URL as it is."""
     if fs.is_local(str(runs)):
-        return str(Path(runs).expanduser().resolve())
+        return str(fs.local_path(runs).expanduser().resolve())
     return str(runs).rstrip("/")
 
 

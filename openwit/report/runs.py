@@ -56,7 +56,9 @@ def relative_link(page: str, report_dir: str) -> str | None:
 
 def _location(folder: str | Path) -> str:
     """A folder as the report names it: a URL as given, a local path made absolute."""
-    return str(folder).rstrip("/") if not fs.is_local(folder) else str(Path(folder).resolve())
+    if fs.is_local(folder):
+        return str(fs.local_path(folder).expanduser().resolve())
+    return str(folder).rstrip("/")
 
 
 def read_training(folder: str | Path | None) -> tuple[dict[str, Any] | None, str | None]:

@@ -63,6 +63,31 @@ def test_a_rerun_rewrites_changed_files_and_removes_its_own_stale_ones_only(buck
     assert fs.read_text(f"{url}/index.html") == "v2"
 
 
+def test_the_page_goes_up_after_what_it_links(bucket, tmp_path, monkeypatch):
+    order = []
+    write = fs.write_bytes
+
+    def recorded(url, data, **options):
+        order.append(url.rsplit("/", 1)[-1])
+        return write(url, data, **options)
+
+    monkeypatch.setattr(fs, "write_bytes", recorded)
+    _write(tmp_path, {name: name for name in ("a.png", "index.html", "z.json", "t/1.png")})
+    upload_folder(tmp_path, f"{bucket}/r", last=("index.html",))
+    assert order[-1] == "index.html" and sorted(order) == ["1.png", "a.png", "index.html", "z.json"]
+
+
+def test_a_missing_object_is_file_not_found_as_a_missing_file_is(bucket, tmp_path):
+    for call in (
+        lambda: fs.modified(f"{bucket}/none"),
+        lambda: fs.copy(f"{bucket}/none", f"{bucket}/x"),
+    ):
+        with pytest.raises(FileNotFoundError):
+            call()
+    with pytest.raises(FileNotFoundError):
+        fs.modified(tmp_path / "none")
+
+
 def test_a_file_in_a_bucket_is_read_through_one_local_copy(bucket):
     fs.write_bytes(f"{bucket}/ck/model.pt", b"weights")
     copy = local_file(f"{bucket}/ck/model.pt")

@@ -65,9 +65,10 @@ def test_a_run_in_a_bucket_writes_there_and_resumes_from_there(
     assert fs.read_json(f"{run}/eval.json")["sets"]["colours"]["n"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing of it on this disk
 
-    # Preempted after step 3: the bucket has that checkpoint and the metrics it wrote past it.
-    fs.delete([f"{run}/checkpoints/step_6.pt", f"{run}/eval.json"])
-    fs.copy(f"{run}/checkpoints/step_3.pt", f"{run}/checkpoints/latest.pt")
+    # Preempted after step 3's upload, before latest.pt pointed at it (and before step 6):
+    # the bucket has that step file and the metrics written past it.
+    fs.delete([f"{run}/checkpoints/{name}" for name in ("step_6.pt", "latest.pt")])
+    fs.delete([f"{run}/eval.json"])
     assert main([*_args(shards, run), "--resume", "auto"]) == 0
     final = _load(f"{run}/checkpoints/latest.pt")
     assert final["step"] == STEPS

@@ -35,6 +35,22 @@ def test_resume_auto_finds_latest_or_starts_fresh(tmp_path):
         ckpt.resume_path(tmp_path, str(tmp_path / "missing.pt"))
 
 
+def test_resume_auto_without_latest_takes_the_newest_step_file_of_the_folder_itself(tmp_path):
+    """A run stopped between writing a step file and pointing latest.pt at it (in a bucket,
+    while the step file uploads) resumes from the step file, not from scratch."""
+    assert ckpt.load_for_resume(tmp_path, "auto") is None
+    ckpt.save(tmp_path, _state(10))
+    ckpt.save(tmp_path, _state(20))
+    (tmp_path / "checkpoints" / "latest.pt").unlink()
+    archive = tmp_path / "checkpoints" / "archive"
+    archive.mkdir()
+    torch.save(_state(90), archive / "step_90.pt")  # a user's copy, not this run's
+    resumed = ckpt.load_for_resume(tmp_path, "auto")
+    assert resumed is not None and resumed.state["step"] == 20
+    assert resumed.path == str(tmp_path / "checkpoints" / "step_20.pt")
+    assert ckpt.load_for_resume(tmp_path, None) is None
+
+
 def test_unreadable_or_unsafe_checkpoints_are_user_errors(tmp_path):
     truncated = tmp_path / "truncated.pt"
     torch.save(_state(1), truncated)
