@@ -55,10 +55,9 @@ def load_evaluator(checkpoint: str | Path | None, model: str | None, device: str
     checkpoint."""
     if checkpoint is None:
         return None
-    from openwit.staging import local_file
     from openwit.train.zeroshot import load_model
 
-    return load_model(local_file(checkpoint), str(model), device)
+    return load_model(checkpoint, str(model), device)  # a URL is read through a local copy
 
 
 def predicted_correctness(

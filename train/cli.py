@@ -154,10 +154,9 @@ def eval_command(
 
     sets = parse_eval_args(eval_sets)
     from openwit import fs
-    from openwit.staging import existing_local_file, output_folder
+    from openwit.staging import output_folder
 
-    local = existing_local_file(checkpoint)
-    if local is None:
+    if not fs.is_file(checkpoint):  # before the model's name is checked, as before
         raise UserError(f"checkpoint not found: {checkpoint}")
     from openwit.train.models import check_model_name
 
@@ -167,7 +166,7 @@ def eval_command(
     from openwit.train.zeroshot import evaluate_sets, load_model
 
     device = resolve_device(device)
-    bundle = load_model(local, model, device)
+    bundle = load_model(checkpoint, model, device)  # a URL is read through a local copy
     name = fs.basename(out)
     folder = fs.parent(out) if not fs.is_local(out) else fs.local_path(out).resolve().parent
     with output_folder(folder, last=(name,)) as written:  # a URL: uploaded when done

@@ -124,7 +124,7 @@ def summarize(table: pa.Table, n_classes: int) -> dict[str, Any]:
     }
 
 
-def load_model(checkpoint: Path, model: str, device: torch.device | str = "cpu") -> Any:
+def load_model(checkpoint: str | Path, model: str, device: torch.device | str = "cpu") -> Any:
     from openwit.train.models import create_model
 
     return create_model(model, checkpoint, device=str(device))

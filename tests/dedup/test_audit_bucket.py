@@ -106,3 +106,20 @@ def test_a_checkpoint_missing_from_the_bucket_is_one_line(world, bucket, capsys)
     err = capsys.readouterr().err
     assert code == 2 and "checkpoint not found" in err and "Traceback" not in err
     assert not Path("s3:").exists()
+
+
+def test_a_bucket_file_that_is_not_a_checkpoint_is_one_line_naming_its_url(
+    world,  # noqa: F811
+    bucket,
+    tmp_path,
+    capsys,
+):
+    import torch
+
+    _, _, eval_root = world
+    torch.save({"not": "weights"}, tmp_path / "x.pt")
+    fs.write_bytes(f"{bucket}/runs/x.pt", (tmp_path / "x.pt").read_bytes())
+    args = ["eval", "--checkpoint", f"{bucket}/runs/x.pt", "--model", "openwit-tiny"]
+    assert main([*args, "--eval", f"pets={eval_root}", "--out", str(tmp_path / "e.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bucket}/runs/x.pt" in err and "openwit-copy" not in err and "Traceback" not in err
