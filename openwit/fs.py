@@ -32,6 +32,7 @@ from openwit import s3clients, stores
 from openwit.stores import configure as configure
 from openwit.stores import probe as probe
 from openwit.stores import s3_client as s3_client
+from openwit.urls import absolute as absolute
 from openwit.urls import as_uri as as_uri
 from openwit.urls import basename as basename
 from openwit.urls import is_local as is_local
@@ -238,7 +239,7 @@ def _store_errors(url: str, action: str) -> Iterator[None]:
         response = getattr(exc, "response", None)
         if isinstance(response, dict) and "Error" in response:  # botocore's ClientError
             error = response["Error"]
-            if str(error.get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            if str(error.get("Code")) in stores.MISSING_CODES:
                 raise FileNotFoundError(f"no such object: {url}") from None  # as a local file
             reason = f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
         elif isinstance(exc, FileNotFoundError):

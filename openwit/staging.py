@@ -122,15 +122,13 @@ def upload_folder(
     names = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
     final = [n for n in names if n in set(last)]
 
-    def put(name: str) -> str | None:
-        target = fs.join(url, name)
-        changed = fs.write_bytes(target, (local / name).read_bytes(), skip_if_same=True)
-        return target if changed else None
+    def put(target: str) -> str | None:
+        data = (local / target[len(url) + 1 :]).read_bytes()
+        return target if fs.write_bytes(target, data, skip_if_same=True) else None
 
-    # map_urls reads a bucket 16 requests at a time when it is given its URLs
-    first = [fs.join(url, n) for n in names if n not in final]
-    written = [u for u in fs.map_urls(lambda target: put(target[len(url) + 1 :]), first) if u]
-    written += [u for u in map(put, final) if u]
+    # by URL: map_urls sends a bucket 16 requests at a time
+    written = [u for u in fs.map_urls(put, [fs.join(url, n) for n in names if n not in final]) if u]
+    written += [u for u in map(put, [fs.join(url, n) for n in final]) if u]
     keep = {fs.join(url, n) for n in names}
     stale = []
     for name in owned:

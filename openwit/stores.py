@@ -92,6 +92,10 @@ def fsspec_fs(url: str) -> Any:
     return fsspec.core.url_to_fs(url)[0]
 
 
+#: What S3 answers for an object that is not there (a HEAD says 404 without a body).
+MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
 def probe(url: str | Path) -> None:
     """Raise now what using ``url`` would raise later: a missing client, no credentials, an
     unreachable endpoint, a refusal. A missing object is fine. For S3 one ``HEAD`` through
@@ -106,7 +110,7 @@ def probe(url: str | Path) -> None:
         try:
             s3_client().head_object(Bucket=bucket, Key=key or "/")
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchKey"):
+            if str(exc.response.get("Error", {}).get("Code")) not in MISSING_CODES:
                 raise
         return
     found = beam_fs(url)

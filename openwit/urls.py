@@ -35,6 +35,14 @@ def join(base: str | Path, *parts: str) -> str:
     return text
 
 
+def absolute(location: str | Path) -> str:
+    """A location as a command records it: a local path with ``~`` expanded, made absolute
+    (``file://`` stripped); a URL as given, without a trailing slash."""
+    if is_local(str(location)):
+        return str(local_path(location).expanduser().resolve())
+    return str(location).rstrip("/")
+
+
 def as_uri(location: str | Path) -> str:
     """A location as a URI (``file:///...`` for a local path, a URL as it is): how
     schedulers name data."""

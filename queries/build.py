@@ -176,7 +176,7 @@ def build_queries(
     """
     config = config or QueryBuildConfig()
     say = status or (lambda message: None)
-    out = str(Path(out).resolve()) if fs.is_local(str(out)) else str(out)
+    out = fs.absolute(out)
     if not wiki_dumps:
         raise UserError("at least one --wiki-dump file is needed")
     dumps = _existing_files(wiki_dumps, "Wikipedia dump")

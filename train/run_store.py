@@ -46,14 +46,13 @@ class RunStore:
         self.remote = not fs.is_local(out)
         self._uploads: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
+        self.location = fs.absolute(out)
         if self.remote:
-            self.location = out.rstrip("/")
             fs.probe(fs.join(self.location, CONFIG))  # a bucket out of reach: now, in one line
             self.local = Path(tempfile.mkdtemp(prefix="openwit-run-"))
             atexit.register(shutil.rmtree, self.local, ignore_errors=True)
         else:
-            self.local = fs.local_path(out).resolve()
-            self.location = str(self.local)
+            self.local = Path(self.location)
 
     def where(self, path: Path) -> str:
         """The location of a file the trainer wrote into ``local``."""

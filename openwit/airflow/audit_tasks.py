@@ -9,7 +9,6 @@ it to XCom and emits the report through :data:`openwit.airflow.assets.AUDIT_REPO
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Asset, Param, task
@@ -80,7 +79,7 @@ def resolve_audit(params: dict[str, Any], shards: dict[str, Any]) -> dict[str, A
         "checkpoint": checkpoint,
         "checkpoint_source": source if checkpoint else None,
         "model": model,
-        "out": str(Path(out).expanduser().resolve()) if fs.is_local(out) else out,
+        "out": fs.absolute(out),
         "device": params.get("device") or "cpu",
     }
 

@@ -36,14 +36,7 @@ def run_dir_for(
         {"shards": shards, "config_hash": config_hash, **{k: params.get(k) for k in RUN_KEYS}}
     )[:12]
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", str(params["model"]))
-    return fs.join(_root(runs_root), f"{model}-{digest}")
-
-
-def _root(runs: str | Path) -> str:
-    """A runs folder as a location: a local path expanded and absolute, a URL as it is."""
-    if fs.is_local(str(runs)):
-        return str(fs.local_path(runs).expanduser().resolve())
-    return str(runs).rstrip("/")
+    return fs.join(fs.absolute(runs_root), f"{model}-{digest}")
 
 
 def check_train_params(params: Mapping[str, Any]) -> None:
@@ -130,9 +123,7 @@ def latest_checkpoint(run_dir: str | Path) -> str | None:
 
 def run_model(checkpoint: str | Path) -> str | None:
     """The open_clip model name a checkpoint was trained as, from its run's config.json."""
-    checkpoint = str(checkpoint)
-    if fs.is_local(checkpoint):
-        checkpoint = str(Path(checkpoint).expanduser().resolve())
+    checkpoint = fs.absolute(checkpoint)
     try:
         return fs.read_json(fs.join(fs.parent(fs.parent(checkpoint)), "config.json")).get("model")
     except (OSError, ValueError, AttributeError):
@@ -169,7 +160,7 @@ def newest_checkpoint(runs: str | Path, shards: str | None = None) -> tuple[str,
     or a folder of them, on disk or in a bucket -- that trained on ``shards`` (any run when
     None); None if none."""
     found = []
-    for run in _runs_in(_root(runs)):
+    for run in _runs_in(fs.absolute(runs)):
         checkpoint = latest_checkpoint(run)
         if checkpoint is None:
             continue

@@ -24,7 +24,7 @@ def read_audit(
     relative to ``report_dir``, where the report is read (for a link)."""
     if folder is None:
         return None, None
-    folder = _location(folder)
+    folder = fs.absolute(folder)
     try:
         audit = fs.read_json(fs.join(folder, "audit.json"))
         sets = [
@@ -54,18 +54,11 @@ def relative_link(page: str, report_dir: str) -> str | None:
     return posixpath.relpath(page_url.path, report_url.path.rstrip("/") or "/")
 
 
-def _location(folder: str | Path) -> str:
-    """A folder as the report names it: a URL as given, a local path made absolute."""
-    if fs.is_local(folder):
-        return str(fs.local_path(folder).expanduser().resolve())
-    return str(folder).rstrip("/")
-
-
 def read_training(folder: str | Path | None) -> tuple[dict[str, Any] | None, str | None]:
     """``(training summary, note)``: zero-shot results against chance, steps, loss curve."""
     if folder is None:
         return None, None
-    folder = _location(folder)
+    folder = fs.absolute(folder)
     try:
         evaluation = fs.read_json(fs.join(folder, "eval.json"))
         config = fs.read_json(fs.join(folder, "config.json"))
