@@ -161,7 +161,9 @@ def access_error(exc: BaseException) -> StorageError | None:
             return StorageError(
                 f"no usable credentials for the store: {first_line}; {_CREDENTIALS_HINT}"
             )
-        if name in _UNREACHABLE:
+        if name in _UNREACHABLE or (
+            name == "ConnectionError" and type(current).__module__.startswith("requests")
+        ):  # botocore's, or requests' under Google's client
             return StorageError(f"cannot reach the store: {first_line}")
         response = getattr(current, "response", None)
         if name == "ClientError" and isinstance(response, dict) and "Error" in response:
@@ -171,6 +173,11 @@ def access_error(exc: BaseException) -> StorageError | None:
                 f"the store refused {operation}: {error.get('Code', '?')}: "
                 f"{error.get('Message', '')}".rstrip(": ")
             )
+        code = getattr(current, "code", None)
+        if type(current).__module__.startswith("google.") and isinstance(code, int):
+            # google.api_core's errors (Forbidden, NotFound ...): the status and its message
+            message = getattr(current, "message", "") or first_line
+            return StorageError(f"the store refused a request: {code} {message}".rstrip())
     return None
 
 

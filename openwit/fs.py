@@ -106,7 +106,47 @@ def open_input(url: str | Path) -> IO[bytes]:
         return stores.fsspec_fs(url).open(url, "rb")
     from apache_beam.io.filesystem import CompressionTypes
 
-    return fs.open(url, compression_type=CompressionTypes.UNCOMPRESSED)
+    with _store_errors(url, "read"):
+        stream = fs.open(url, compression_type=CompressionTypes.UNCOMPRESSED)
+    return _StoreReader(stream, url)  # type: ignore[return-value]
+
+
+class _StoreReader:
+    """A Beam filesystem's read stream whose errors are :func:`_store_errors`'s: GCS opens
+    an object lazily, so a missing one fails at the first read or seek (a 404 from the
+    client library), where a caller expects :class:`FileNotFoundError` as from a file."""
+
+    def __init__(self, stream: IO[bytes], url: str) -> None:
+        self._stream, self._url = stream, url
+
+    def read(self, size: int = -1) -> bytes:
+        with _store_errors(self._url, "read"):
+            return self._stream.read(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        with _store_errors(self._url, "read"):
+            return self._stream.readline(size)
+
+    def readinto(self, buffer: Any) -> int:
+        with _store_errors(self._url, "read"):
+            return self._stream.readinto(buffer)
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _store_errors(self._url, "read"):
+            yield from self._stream
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with _store_errors(self._url, "read"):
+            return self._stream.seek(offset, whence)
+
+    def __getattr__(self, name: str) -> Any:  # tell, close, closed, seekable ...
+        return getattr(self._stream, name)
+
+    def __enter__(self) -> _StoreReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stream.close()
 
 
 def read_bytes(url: str | Path) -> bytes:
@@ -173,7 +213,8 @@ def list_files(prefix: str | Path) -> dict[str, int]:
     if fs is None:
         files = stores.fsspec_fs(prefix).find(prefix, detail=True)
         return {_with_scheme(prefix, name): info.get("size", 0) for name, info in files.items()}
-    result = fs.match([prefix + "/**"])[0]
+    with _store_errors(prefix, "list"):
+        result = fs.match([prefix + "/**"])[0]
     return {meta.path: meta.size_in_bytes for meta in result.metadata_list}
 
 
@@ -194,7 +235,8 @@ def glob(pattern: str) -> list[str]:
     fs = stores.beam_fs(pattern)
     if fs is None:
         return sorted(_with_scheme(pattern, m) for m in stores.fsspec_fs(pattern).glob(pattern))
-    return sorted(m.path for m in fs.match([pattern])[0].metadata_list)
+    with _store_errors(pattern, "list"):
+        return sorted(m.path for m in fs.match([pattern])[0].metadata_list)
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -235,7 +277,8 @@ def _store_errors(url: str, action: str) -> Iterator[None]:
         yield
     except StorageError:
         raise
-    except Exception as exc:
+    except Exception as raised:
+        exc = _client_error(raised)
         response = getattr(exc, "response", None)
         if isinstance(response, dict) and "Error" in response:  # botocore's ClientError
             error = response["Error"]
@@ -243,10 +286,32 @@ def _store_errors(url: str, action: str) -> Iterator[None]:
                 raise FileNotFoundError(f"no such object: {url}") from None  # as a local file
             reason = f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
         elif isinstance(exc, FileNotFoundError):
-            raise
+            raise exc from None
+        elif _http_status(exc) == 404:  # Google's client: no such object, or no such bucket
+            if action == "read":
+                raise FileNotFoundError(f"no such object: {url}") from None
+            reason = "no such bucket (HTTP 404)"
         else:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise StorageError(f"cannot {action} {url}: {reason}") from None
+
+
+def _client_error(exc: BaseException) -> BaseException:
+    """The store client's own error inside Beam's ``BeamIOError`` (one per path)."""
+    details = getattr(exc, "exception_details", None)
+    if isinstance(details, dict) and details:
+        return _client_error(next(iter(details.values())))
+    return exc
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a Google client error: ``code`` of google.api_core's errors,
+    the response's of google-resumable-media's (an upload's)."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
 
 
 def _upload(url: str, stream: IO[bytes]) -> None:

@@ -72,3 +72,27 @@ def bucket(s3, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) 
     name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
     digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]  # params differ
     return s3.bucket(f"openwit-{name}-{digest}")
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory: pytest.TempPathFactory):
+    """A GCS emulator on 127.0.0.1, one for the test module (``tests/gcsserver.py``)."""
+    pytest.importorskip("google.cloud.storage", reason="the gcp client is not installed")
+    pytest.importorskip("gcp_storage_emulator", reason="gcp-storage-emulator is not installed")
+    from tests.gcsserver import gcs_server
+
+    with gcs_server(tmp_path_factory.mktemp("gcloud-config")) as server:
+        yield server
+
+
+@pytest.fixture
+def gcs_environment(gcs, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The emulator's settings in the environment of the test and of every process it
+    starts (and no key file of this machine's): what ``openwit`` subprocesses get."""
+    from openwit import fs
+
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    for key, value in gcs.environment().items():
+        monkeypatch.setenv(key, value)
+    fs.configure({})
+    return {**os.environ}

@@ -1,0 +1,141 @@
+"""The whole build with its inputs, query list, eval set and build directory in ``gs://``.
+
+A GCS emulator (gcp-storage-emulator, ``tests/gcsserver.py``) and the demo's image server
+both listen on 127.0.0.1. The build reaches the bucket as it would reach GCS: Beam's GCS
+filesystem and Google's client library, credentials from the (loopback) metadata server.
+Its shards and funnel must be those of the same build on a local disk, and a rerun must
+rewrite nothing. Until 2026-12-07 a build into ``gs://`` stopped at once with a traceback:
+GCS opens an object lazily, so the missing lease object raised Google's ``NotFound`` at the
+first read instead of ``FileNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from openwit import fs
+from openwit.builddir import BuildDir
+from tests.conftest import REPO
+from tests.download.test_object_store_build import (
+    build_config,
+    openwit,
+    openwit_command,
+    served,  # noqa: F401 (a fixture)
+    shard_bytes,
+    upload_eval_set,
+    upload_inputs,
+    write_yaml,
+)
+from tests.gcsserver import free_port
+
+
+def test_a_missing_bucket_or_an_unreachable_store_is_one_line(
+    gcs,
+    served,  # noqa: F811 (the fixture imported above)
+    gcs_environment,
+    tmp_path,
+):
+    root, inputs = served
+    out = "gs://openwit-no-such-bucket/build"
+    config = write_yaml(
+        tmp_path / "gone.yaml", build_config(root, inputs, str(root / "queries.parquet"), out)
+    )
+    missing = openwit("build", "--config", str(config), env=gcs_environment)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        f"openwit: error: cannot write {out}/.openwit.lock: no such bucket (HTTP 404)"
+    )
+    audit = openwit(
+        "audit", "--shards", "gs://openwit-no-such-bucket/shards",
+        "--eval", f"shapes={root / 'eval' / 'shapes'}", "--out", str(tmp_path / "audit"),
+        env=gcs_environment,
+    )  # fmt: skip
+    assert audit.returncode == 2
+    assert audit.stderr.strip() == (
+        "openwit: error: cannot list gs://openwit-no-such-bucket/shards/*.parquet: "
+        "no such bucket (HTTP 404)"
+    )
+    # Nothing listens there: Google's client alone retries for two minutes (the bound
+    # here); the bucket's first request is made without retries.
+    closed = {**gcs_environment, "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"}
+    unreachable = subprocess.run(
+        openwit_command("build", "--config", str(config)),
+        cwd=REPO, env=closed, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert unreachable.returncode == 2
+    assert len(unreachable.stderr.strip().splitlines()) == 1, unreachable.stderr
+    assert "Connection refused" in unreachable.stderr
+
+
+def test_a_missing_object_is_a_missing_file(gcs, gcs_environment):
+    bucket = gcs.bucket("openwit-missing")
+    fs.write_bytes(f"{bucket}/here.json", b"{}")
+
+    assert fs.read_json(f"{bucket}/here.json") == {}
+    assert not fs.exists(f"{bucket}/gone.json")
+    with pytest.raises(FileNotFoundError, match=r"gs://openwit-missing/gone\.json"):
+        fs.read_bytes(f"{bucket}/gone.json")
+    with pytest.raises(FileNotFoundError):
+        with fs.open_input(f"{bucket}/gone.json") as stream:
+            stream.seek(0, 2)  # a Parquet reader's first move: the footer
+
+
+@pytest.mark.slow
+def test_a_build_in_gcs_equals_the_build_on_disk_and_reruns_nothing(
+    gcs,
+    served,  # noqa: F811 (the fixture imported above)
+    gcs_environment,
+    tmp_path,
+):
+    root, inputs = served
+    bucket = gcs.bucket("openwit-whole-build")
+    remote_inputs, queries = upload_inputs(root, inputs, bucket)
+    remote_eval = upload_eval_set(root, bucket)
+    in_bucket = write_yaml(
+        tmp_path / "gs.yaml",
+        build_config(root, remote_inputs, queries, f"{bucket}/build", remote_eval),
+    )
+    local_eval = str(root / "eval" / "shapes")
+    on_disk = write_yaml(
+        tmp_path / "disk.yaml",
+        build_config(
+            root, inputs, str(root / "queries.parquet"), str(tmp_path / "disk"), local_eval
+        ),
+    )
+    # The bucket's build on openwit's worker pool: its workers reach the bucket themselves.
+    pool = {k: v for k, v in gcs_environment.items() if k != "OPENWIT_WORKERS"}
+    first = openwit("build", "--config", str(in_bucket), env=pool)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Traceback" not in first.stdout + first.stderr
+    local = openwit("build", "--config", str(on_disk), env=gcs_environment)
+    assert local.returncode == 0, local.stderr
+
+    remote_build = BuildDir(f"{bucket}/build")
+    assert remote_build.is_complete()
+    assert remote_build.funnel()["dedup"]["rejected"]["eval_overlap"] == 3  # the planted copies
+    assert remote_build.funnel() == BuildDir(tmp_path / "disk").funnel()
+    assert shard_bytes(f"{bucket}/build") == shard_bytes(str(tmp_path / "disk"))
+    assert f"report: {bucket}/build/report/index.html" in first.stdout
+    before = gcs.objects(bucket, "build/")
+    assert any(name.startswith("build/shards/") for name in before)
+
+    again = openwit("build", "--config", str(in_bucket), env=gcs_environment)
+
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("up to date") == 8
+    assert gcs.objects(bucket, "build/") == before  # not one object rewritten
+
+    # The audit reads the shards and the eval set from the bucket, and writes its report
+    # into it: the same figures as from the disk build's shards.
+    audit = openwit(
+        "audit", "--shards", f"{bucket}/build/shards", "--eval", f"shapes={remote_eval}",
+        "--out", f"{bucket}/audit", env=gcs_environment,
+    )  # fmt: skip
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "Traceback" not in audit.stdout + audit.stderr
+    report = fs.read_json(f"{bucket}/audit/audit.json")
+    assert report["n_shard_samples"] == remote_build.funnel()["shard"]["out"] > 0
+    assert report["sets"][0]["root"] == remote_eval
+    assert fs.exists(f"{bucket}/audit/index.html")

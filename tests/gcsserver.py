@@ -1,0 +1,169 @@
+"""A GCS-compatible server on 127.0.0.1 for the ``gs://`` tests (gcp-storage-emulator).
+
+Run as its own process (``python tests/gcsserver.py GCS_PORT METADATA_PORT``), it serves two
+things on loopback:
+
+- the GCS JSON API, in memory (gcp-storage-emulator), which Google's client library reaches
+  through the standard ``STORAGE_EMULATOR_HOST``;
+- the few paths of a Compute Engine metadata server that Google's auth library asks for an
+  access token (``GCE_METADATA_HOST`` / ``GCE_METADATA_IP``). Beam's GCS filesystem looks
+  for application default credentials in every process and, finding none, retries for
+  about 30 seconds before it connects anonymously; a token from this server is what a
+  worker on Compute Engine gets from the real one. The emulator does not check it.
+
+Tests reach both the way a user's process reaches GCS: through the environment
+(:meth:`GcsServer.environment`), which the fixture sets for the test and every process it
+starts. Nothing here is a stand-in for openwit's own code: the build talks to the server
+through Beam's ``FileSystems`` and Google's client, as it would to GCS.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+PROJECT = "openwit-test"
+
+
+@dataclass
+class GcsServer:
+    endpoint: str
+    metadata: str
+    credentials_dir: Path
+    process: subprocess.Popen
+
+    def environment(self) -> dict[str, str]:
+        """What a process needs to reach this server as it would reach GCS. No gcloud
+        configuration and no key file, so the auth library asks the metadata server."""
+        return {
+            "STORAGE_EMULATOR_HOST": self.endpoint,
+            "GCE_METADATA_HOST": self.metadata,
+            "GCE_METADATA_IP": self.metadata,
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "CLOUDSDK_CONFIG": str(self.credentials_dir),
+        }
+
+    def client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(
+            project=PROJECT,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.endpoint},
+        )
+
+    def bucket(self, name: str) -> str:
+        self.client().create_bucket(name)
+        return f"gs://{name}"
+
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, tuple[int, int]]:
+        """Each object's size and generation (a rewrite gives a new generation)."""
+        name = bucket.removeprefix("gs://")
+        return {
+            blob.name: (blob.size, blob.generation)
+            for blob in self.client().list_blobs(name, prefix=prefix)
+        }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the GCS emulator did not start") from None
+            time.sleep(0.1)
+
+
+@contextmanager
+def gcs_server(credentials_dir: Path) -> Iterator[GcsServer]:
+    """Start the emulator and the metadata paths (one process); ``credentials_dir``: an
+    empty folder to stand for gcloud's configuration."""
+    storage_port, metadata_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, __file__, str(storage_port), str(metadata_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(storage_port, process)
+        _wait_for(metadata_port, process)
+        yield GcsServer(
+            f"http://127.0.0.1:{storage_port}",
+            f"127.0.0.1:{metadata_port}",
+            credentials_dir,
+            process,
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+class _Metadata(BaseHTTPRequestHandler):
+    """The metadata server's answers the auth library needs: that it is one, the project,
+    the default service account and its token."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path == "":
+            body = b""
+        elif path.endswith("/project/project-id"):
+            body = PROJECT.encode()
+        elif path.endswith("/service-accounts/default/token"):
+            token = {"access_token": "openwit-test", "expires_in": 3600, "token_type": "Bearer"}
+            body = json.dumps(token).encode()
+        elif path.endswith("/service-accounts/default"):
+            account = {"email": f"test@{PROJECT}.invalid", "scopes": [], "aliases": ["default"]}
+            body = json.dumps(account).encode()
+        elif path.endswith("/universe/universe-domain"):
+            body = b"googleapis.com"
+        else:
+            self.send_response(404)
+            self.send_header("Metadata-Flavor", "Google")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Metadata-Flavor", "Google")
+        self.send_header("Content-Type", "application/json" if body[:1] == b"{" else "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _serve(storage_port: int, metadata_port: int) -> None:
+    import logging
+
+    from gcp_storage_emulator.server import create_server
+
+    logging.disable(logging.CRITICAL)  # it logs every missing object as an error
+    create_server("127.0.0.1", storage_port, in_memory=True).start()
+    ThreadingHTTPServer(("127.0.0.1", metadata_port), _Metadata).serve_forever()
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), int(sys.argv[2]))
