@@ -86,7 +86,10 @@ def modified(url: str | Path) -> float:
             head = stores.s3_client().head_object(Bucket=bucket, Key=key)
         return head["LastModified"].timestamp()
     fs = stores.beam_fs(url)
-    return fs.last_updated(url) if fs else stores.fsspec_fs(url).modified(url).timestamp()
+    if fs is None:
+        return stores.fsspec_fs(url).modified(url).timestamp()
+    with _store_errors(url, "read"):
+        return fs.last_updated(url)
 
 
 def is_file(url: str | Path) -> bool:

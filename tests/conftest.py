@@ -57,21 +57,25 @@ def s3():
         yield server
 
 
+def _bucket_name(request: pytest.FixtureRequest) -> str:
+    """A bucket name of the test's own (its parameters differ in the node id's digest)."""
+    import hashlib
+    import re
+
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    return f"openwit-{name}-{hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]}"
+
+
 @pytest.fixture
 def bucket(s3, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
     """A new bucket named after the test (``s3://openwit-...``), with the server's endpoint
     and credentials in the environment of the test and of every process it starts."""
-    import hashlib
-    import re
-
     from openwit import fs
 
     for key, value in s3.environment().items():
         monkeypatch.setenv(key, value)
     fs.configure({})
-    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
-    digest = hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:8]  # params differ
-    return s3.bucket(f"openwit-{name}-{digest}")
+    return s3.bucket(_bucket_name(request))
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +100,16 @@ def gcs_environment(gcs, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         monkeypatch.setenv(key, value)
     fs.configure({})
     return {**os.environ}
+
+
+@pytest.fixture
+def gcs_bucket(gcs, gcs_environment, request: pytest.FixtureRequest) -> str:
+    """As :func:`bucket`, in the GCS emulator (``gs://openwit-...``)."""
+    return gcs.bucket(_bucket_name(request))
+
+
+@pytest.fixture(params=["s3", "gs"])
+def any_bucket(request: pytest.FixtureRequest) -> str:
+    """A new bucket of each store the tests have a server for: a test of code that only
+    goes through ``openwit.fs`` runs once per store."""
+    return request.getfixturevalue("bucket" if request.param == "s3" else "gcs_bucket")

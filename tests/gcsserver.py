@@ -20,6 +20,7 @@ through Beam's ``FileSystems`` and Google's client, as it would to GCS.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -133,10 +134,10 @@ class _Metadata(BaseHTTPRequestHandler):
             body = b""
         elif path.endswith("/project/project-id"):
             body = PROJECT.encode()
-        elif path.endswith("/service-accounts/default/token"):
+        elif re.search(r"/service-accounts/[^/]+/token$", path):  # "default" or its email
             token = {"access_token": "openwit-test", "expires_in": 3600, "token_type": "Bearer"}
             body = json.dumps(token).encode()
-        elif path.endswith("/service-accounts/default"):
+        elif re.search(r"/service-accounts/[^/]+$", path):
             account = {"email": f"test@{PROJECT}.invalid", "scopes": [], "aliases": ["default"]}
             body = json.dumps(account).encode()
         elif path.endswith("/universe/universe-domain"):

@@ -77,10 +77,11 @@ def test_the_page_goes_up_after_what_it_links(bucket, tmp_path, monkeypatch):
     assert order[-1] == "index.html" and sorted(order) == ["1.png", "a.png", "index.html", "z.json"]
 
 
-def test_a_missing_object_is_file_not_found_as_a_missing_file_is(bucket, tmp_path):
+def test_a_missing_object_is_file_not_found_as_a_missing_file_is(any_bucket, tmp_path):
     for call in (
-        lambda: fs.modified(f"{bucket}/none"),
-        lambda: fs.copy(f"{bucket}/none", f"{bucket}/x"),
+        lambda: fs.modified(f"{any_bucket}/none"),
+        lambda: fs.copy(f"{any_bucket}/none", f"{any_bucket}/x"),
+        lambda: fs.read_bytes(f"{any_bucket}/none"),
     ):
         with pytest.raises(FileNotFoundError):
             call()
