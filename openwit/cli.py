@@ -77,13 +77,14 @@ def build(
     Stages: ingest, text, match, balance, download, image, dedup, shard. A rerun with the
     same config skips every stage that is complete.
     """
+    from openwit import fs
     from openwit.config import load_build_config, parse_assignments
     from openwit.console import BuildReporter, print_funnel, stdout
     from openwit.workers import spawned_early_for
 
     overrides = parse_assignments(set_ or [], "--set")
     if out is not None:
-        overrides["out"] = out if "://" in out else str(Path(out).resolve())
+        overrides["out"] = fs.absolute(out)
     if runner is not None:
         overrides["runner"] = runner
     if beam_option:

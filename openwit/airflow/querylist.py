@@ -18,12 +18,9 @@ from typing import Any
 
 from openwit.config import json_hash
 from openwit.errors import UserError
+from openwit.urls import is_local, local_path
 
 REQUEST_KEYS = ("wiki_dump", "pageviews", "wordnet", "settings")
-
-
-def _is_url(path: str) -> bool:
-    return "://" in path
 
 
 def _file_list(value: Any, key: str) -> list[str]:
@@ -35,10 +32,10 @@ def _file_list(value: Any, key: str) -> list[str]:
         raise UserError(f"queries.{key}: expected a list of paths or URLs")
     files = []
     for path in value:
-        if _is_url(path):
+        if not is_local(path):
             files.append(path)
             continue
-        local = Path(path).expanduser()
+        local = local_path(path).expanduser()
         if not local.is_file():
             raise UserError(f"queries.{key}: no such file: {path}")
         files.append(str(local.resolve()))
@@ -80,12 +77,12 @@ def check_query_request(request: Mapping[str, Any], out: str) -> dict[str, Any]:
 
 def _describe(path: str) -> list[Any]:
     """What identifies an input's content without reading it: size and modification time."""
-    if _is_url(path):
+    if not is_local(path):
         from apache_beam.io.filesystems import FileSystems
 
         found = FileSystems.match([path])[0].metadata_list
         return sorted([m.path, m.size_in_bytes, m.last_updated_in_seconds] for m in found)
-    stat = Path(path).stat()
+    stat = local_path(path).stat()
     return [path, stat.st_size, stat.st_mtime_ns]
 
 

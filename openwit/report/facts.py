@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 from openwit.builddir import BuildDir
@@ -139,14 +138,18 @@ def _queries(build: BuildDir, manifest: dict[str, Any], series: dict[str, Any]) 
 
 
 def _query_list_size(path: str | None) -> int | None:
-    """Rows of the build's query list (a config input, outside the build directory)."""
-    if not path or "://" in path or not Path(path).is_file():
+    """Rows of the build's query list (a config input, outside the build directory, a
+    file or an object: its footer only)."""
+    if not path:
         return None
     import pyarrow.parquet as pq
 
+    from openwit import fs
+
     try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except Exception:  # a replaced or damaged list: the report says "unknown"
+        with fs.open_input(path) as stream:
+            return pq.ParquetFile(stream).metadata.num_rows
+    except Exception:  # a moved, replaced or damaged list: the report says "unknown"
         return None
 
 

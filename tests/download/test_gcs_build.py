@@ -118,6 +118,11 @@ def test_a_build_in_gcs_equals_the_build_on_disk_and_reruns_nothing(
     assert remote_build.funnel() == BuildDir(tmp_path / "disk").funnel()
     assert shard_bytes(f"{bucket}/build") == shard_bytes(str(tmp_path / "disk"))
     assert f"report: {bucket}/build/report/index.html" in first.stdout
+    facts = fs.read_json(f"{bucket}/build/report/report.json")
+    assert facts["queries"]["list"] == queries
+    on_disk_facts = fs.read_json(tmp_path / "disk" / "report" / "report.json")
+    # the list's size, read from the bucket's list as from a local one
+    assert facts["queries"]["list_size"] == on_disk_facts["queries"]["list_size"] > 0
     before = gcs.objects(bucket, "build/")
     assert any(name.startswith("build/shards/") for name in before)
 
