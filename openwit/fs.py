@@ -434,13 +434,19 @@ def copy_into(stream: IO[bytes], url: str) -> None:
 
 
 def copy(source: str | Path, target: str | Path) -> None:
-    """Copy one file to ``target``: inside S3 by the store itself (nothing passes through
-    this machine, however large), elsewhere streamed; atomic at the target."""
+    """Copy one file to ``target``: inside one store by the store itself (S3's copy, GCS's
+    rewrite: nothing passes through this machine, however large), elsewhere streamed;
+    atomic at the target."""
     source, target = str(source), str(target)
     if scheme(source) == scheme(target) == "s3":
         bucket, key = s3clients.split_url(source)
         with _store_errors(f"{source} to {target}", "copy"):
             stores.s3_client().copy({"Bucket": bucket, "Key": key}, *s3clients.split_url(target))
+        return
+    if scheme(source) == scheme(target) == "gs":
+        fs = stores.beam_fs(source)
+        with _store_errors(source, "read"):  # a missing source is FileNotFoundError
+            fs.copy([source], [target])
         return
     with open_input(source) as stream:
         copy_into(stream, target)
