@@ -135,12 +135,13 @@ def job_service(staging: Path) -> Iterator[int]:
         _kill(process)
 
 
-def portable_flags(job_port: int, pool_port: int, s3_endpoint: str) -> list[str]:
-    """``openwit build`` flags for the portable runner with the external workers."""
+def portable_flags(job_port: int, pool_port: int, s3_endpoint: str | None = None) -> list[str]:
+    """``openwit build`` flags for the portable runner with the external workers (and the
+    S3 endpoint, which travels with the pipeline)."""
     return [
         "--runner", "PortableRunner",
         "--beam-option", f"job_endpoint=localhost:{job_port}",
         "--beam-option", "environment_type=EXTERNAL",
         "--beam-option", f"environment_config=localhost:{pool_port}",
-        "--beam-option", f"s3_endpoint_url={s3_endpoint}",
+        *(["--beam-option", f"s3_endpoint_url={s3_endpoint}"] if s3_endpoint else []),
     ]  # fmt: skip

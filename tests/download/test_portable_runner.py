@@ -112,3 +112,49 @@ def test_portable_runner_with_external_workers_gives_the_direct_runners_shards(
     assert portable[1], "no shards were written"
     assert portable[0]["dedup"]["rejected"] == {"eval_overlap": 2}  # the planted copies
     assert portable == results["in_memory"] == results["multi_processing"]
+
+
+def test_portable_runner_writes_a_gcs_bucket_as_the_direct_runner_does(
+    gcs, gcs_environment, job_endpoint, tmp_path_factory, tmp_path
+):
+    """The same, with the bucket in ``gs://`` (the GCS emulator): Dataflow's shape, workers
+    that reach the store on their own, with what their environment gives them."""
+    reason = can_unshare()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path / "src"
+    images = write_images(root / "web", 12, seed=7)
+    images += plant_eval_copies(
+        write_eval_set(root / "eval" / "shapes", per_class=2), root / "web", 2
+    )
+    basetemp = Path(tmp_path_factory.getbasetemp())
+    with (
+        ImageServer(root / "web") as images_server,
+        isolated_worker_pool(basetemp, tmp_path, gcs.environment()) as pool_port,
+    ):
+        inputs = write_demo_inputs(root / "inputs", images, root / "web", images_server.base_url)
+        write_queries(root / "queries.parquet", list(iter_vocabulary()))
+        bucket = gcs.bucket("openwit-portable")
+        remote_inputs, queries = upload_inputs(root, inputs, bucket)
+        eval_set = upload_eval_set(root, bucket)
+        results = {}
+        runs = {
+            "portable": portable_flags(job_endpoint, pool_port),
+            "in_memory": ["--beam-option", "direct_running_mode=in_memory"],
+        }
+        for name, flags in runs.items():
+            out = f"{bucket}/{name}"
+            config = write_yaml(
+                tmp_path / f"{name}.yaml",
+                build_config(root, remote_inputs, queries, out, eval_set),
+            )
+            process = start_openwit("build", "--config", str(config), *flags, env=gcs_environment)
+            stdout, stderr = process.communicate(timeout=600)
+            assert process.returncode == 0, f"{name}: {stderr[-3000:]}"
+            assert "Traceback" not in stdout + stderr, name
+            results[name] = (BuildDir(out).funnel(), shard_bytes(out))
+
+    portable = results["portable"]
+    assert portable[1], "no shards were written"
+    assert portable[0]["dedup"]["rejected"] == {"eval_overlap": 2}  # the planted copies
+    assert portable == results["in_memory"]
