@@ -181,16 +181,6 @@ def map_urls(function: Callable[[str], T], urls: Sequence[str]) -> list[T]:
     return [function(url) for url in urls]
 
 
-def size(url: str | Path) -> int:
-    url = str(url)
-    if is_local(url):
-        return local_path(url).stat().st_size
-    listed = list_files(url)
-    if url not in listed:
-        raise FileNotFoundError(url)
-    return listed[url]
-
-
 def list_files(prefix: str | Path) -> dict[str, int]:
     """Every file under ``prefix`` (a directory, recursively) with its size, by URL.
 
