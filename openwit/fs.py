@@ -116,34 +116,34 @@ def open_input(url: str | Path) -> IO[bytes]:
 
 class _StoreReader:
     """A Beam filesystem's read stream whose errors are :func:`_store_errors`'s: GCS opens
-    an object lazily, so a missing one fails at the first read or seek (a 404 from the
-    client library), where a caller expects :class:`FileNotFoundError` as from a file."""
+    an object lazily, so a missing one fails at the first call that reaches the store
+    (``tell`` and ``seek`` fetch its size; pyarrow's first call is ``tell``, a text
+    wrapper's ``read1``), with the client library's 404, where a caller expects
+    :class:`FileNotFoundError` as from a file. Every method of the stream is wrapped."""
 
     def __init__(self, stream: IO[bytes], url: str) -> None:
         self._stream, self._url = stream, url
 
-    def read(self, size: int = -1) -> bytes:
-        with _store_errors(self._url, "read"):
-            return self._stream.read(size)
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._stream, name)
+        if not callable(attribute):  # closed, mode, name ...
+            return attribute
 
-    def readline(self, size: int = -1) -> bytes:
-        with _store_errors(self._url, "read"):
-            return self._stream.readline(size)
+        def translated(*args: Any, **kwargs: Any) -> Any:
+            with _store_errors(self._url, "read"):
+                return attribute(*args, **kwargs)
 
-    def readinto(self, buffer: Any) -> int:
-        with _store_errors(self._url, "read"):
-            return self._stream.readinto(buffer)
+        return translated
 
     def __iter__(self) -> Iterator[bytes]:
-        with _store_errors(self._url, "read"):
-            yield from self._stream
+        return self
 
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+    def __next__(self) -> bytes:
         with _store_errors(self._url, "read"):
-            return self._stream.seek(offset, whence)
-
-    def __getattr__(self, name: str) -> Any:  # tell, close, closed, seekable ...
-        return getattr(self._stream, name)
+            line = self._stream.readline()
+        if not line:
+            raise StopIteration
+        return line
 
     def __enter__(self) -> _StoreReader:
         return self
@@ -280,10 +280,10 @@ def _store_errors(url: str, action: str) -> Iterator[None]:
             reason = f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
         elif isinstance(exc, FileNotFoundError):
             raise exc from None
-        elif _http_status(exc) == 404:  # Google's client: no such object, or no such bucket
+        elif _google_status(exc) == 404:  # Google's client: no such object, or no such bucket
             if action == "read":
                 raise FileNotFoundError(f"no such object: {url}") from None
-            reason = "no such bucket (HTTP 404)"
+            reason = "not found (HTTP 404: does the bucket exist?)"
         else:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise StorageError(f"cannot {action} {url}: {reason}") from None
@@ -297,9 +297,12 @@ def _client_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def _http_status(exc: BaseException) -> int | None:
-    """The HTTP status of a Google client error: ``code`` of google.api_core's errors,
-    the response's of google-resumable-media's (an upload's)."""
+def _google_status(exc: BaseException) -> int | None:
+    """The HTTP status of a Google client library's error: ``code`` of google.api_core's
+    errors, the response's of google-resumable-media's (an upload's); None for any other
+    exception (Beam's S3 errors have a ``code`` too, and their own messages)."""
+    if not type(exc).__module__.startswith("google."):
+        return None
     code = getattr(exc, "code", None)
     if isinstance(code, int):
         return code
@@ -424,22 +427,26 @@ def copy_into(stream: IO[bytes], url: str) -> None:
 
 
 def copy(source: str | Path, target: str | Path) -> None:
-    """Copy one file to ``target``: inside one store by the store itself (S3's copy, GCS's
-    rewrite: nothing passes through this machine, however large), elsewhere streamed;
-    atomic at the target."""
+    """Copy one file to ``target``: inside S3, or inside one GCS bucket, by the store
+    itself (S3's copy, GCS's objects.copy through Beam: nothing passes through this
+    machine, however large), elsewhere streamed; atomic at the target."""
     source, target = str(source), str(target)
     if scheme(source) == scheme(target) == "s3":
         bucket, key = s3clients.split_url(source)
         with _store_errors(f"{source} to {target}", "copy"):
             stores.s3_client().copy({"Bucket": bucket, "Key": key}, *s3clients.split_url(target))
         return
-    if scheme(source) == scheme(target) == "gs":
+    if scheme(source) == scheme(target) == "gs" and _bucket(source) == _bucket(target):
         fs = stores.beam_fs(source)
-        with _store_errors(source, "read"):  # a missing source is FileNotFoundError
+        with _store_errors(source, "read"):  # a 404: the source (the bucket is the same)
             fs.copy([source], [target])
         return
     with open_input(source) as stream:
         copy_into(stream, target)
+
+
+def _bucket(url: str) -> str:
+    return url.split("://", 1)[1].split("/", 1)[0]
 
 
 def upload_file(path: Path, url: str) -> None:

@@ -92,8 +92,29 @@ def _gcs_bucket_tried(url: str) -> None:
     from apache_beam.io.gcp import gcsio
 
     client = gcsio.create_storage_client(FileSystems._pipeline_options)
-    client.bucket(bucket).blob("openwit-probe").exists(retry=None, timeout=30)
+    try:
+        client.bucket(bucket).blob("openwit-probe").exists(retry=None, timeout=30)
+    except Exception as exc:
+        if _transient(exc):
+            return  # the requests that follow retry it, as they would anyway
+        from openwit.errors import StorageError
+
+        reason = (str(exc).splitlines() or [""])[0]
+        raise StorageError(f"cannot use {url}: {type(exc).__name__}: {reason}") from None
     _tried_buckets.add(key)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Whether a request may succeed when made again: the store busy or failing (408, 429,
+    5xx), a connection cut or a read timed out; not a refusal (401, 403), nor a connection
+    that could not be made (refused, no route, no such host, or a connect timeout)."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code in (408, 429) or code >= 500
+    name = type(exc).__name__
+    if name == "ConnectTimeout" or "Failed to establish a new connection" in str(exc):
+        return False
+    return name in ("ConnectionError", "ReadTimeout", "Timeout", "ChunkedEncodingError")
 
 
 def s3_client() -> Any:

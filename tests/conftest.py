@@ -113,3 +113,17 @@ def any_bucket(request: pytest.FixtureRequest) -> str:
     """A new bucket of each store the tests have a server for: a test of code that only
     goes through ``openwit.fs`` runs once per store."""
     return request.getfixturevalue("bucket" if request.param == "s3" else "gcs_bucket")
+
+
+@pytest.fixture
+def stored_keys(request: pytest.FixtureRequest):
+    """The keys under a URL of a test bucket as its server lists them (not through
+    ``openwit.fs``, the code under test): ``stored_keys("s3://b/runs/")``."""
+
+    def keys(url: str) -> set[str]:
+        bucket, _, prefix = url.split("://", 1)[1].partition("/")
+        if url.startswith("s3://"):
+            return set(request.getfixturevalue("s3").keys(bucket, prefix))
+        return set(request.getfixturevalue("gcs").objects(f"gs://{bucket}", prefix))
+
+    return keys

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,28 +74,12 @@ class GcsServer:
         }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the GCS emulator did not start") from None
-            time.sleep(0.1)
-
-
 @contextmanager
 def gcs_server(credentials_dir: Path) -> Iterator[GcsServer]:
     """Start the emulator and the metadata paths (one process); ``credentials_dir``: an
     empty folder to stand for gcloud's configuration."""
+    from tests.loopback import free_port, stop, wait_for_port
+
     storage_port, metadata_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, __file__, str(storage_port), str(metadata_port)],
@@ -105,8 +87,8 @@ def gcs_server(credentials_dir: Path) -> Iterator[GcsServer]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(storage_port, process)
-        _wait_for(metadata_port, process)
+        wait_for_port(storage_port, process, "the GCS emulator")
+        wait_for_port(metadata_port, process, "the GCS emulator's metadata server")
         yield GcsServer(
             f"http://127.0.0.1:{storage_port}",
             f"127.0.0.1:{metadata_port}",
@@ -114,11 +96,7 @@ def gcs_server(credentials_dir: Path) -> Iterator[GcsServer]:
             process,
         )
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 class _Metadata(BaseHTTPRequestHandler):

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from tests.loopback import free_port, stop, wait_for_port
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "openwit-test",
@@ -58,17 +58,11 @@ def _session() -> dict[str, str]:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def s3_server(unauthenticated_actions: int | None = None) -> Iterator[S3Server]:
     """Start moto's S3 server; with ``unauthenticated_actions``, requests after that many
     are checked against IAM policies (moto's ``INITIAL_NO_AUTH_ACTION_COUNT``)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **CREDENTIALS}
     if unauthenticated_actions is not None:
         env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(unauthenticated_actions)
@@ -80,22 +74,10 @@ def s3_server(unauthenticated_actions: int | None = None) -> Iterator[S3Server]:
     )
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto's S3 server did not start") from None
-                time.sleep(0.1)
+        wait_for_port(port, process, "moto's S3 server")
         yield S3Server(endpoint, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def read_only_credentials(server: S3Server, bucket: str) -> dict[str, str]:

@@ -11,24 +11,25 @@ first read instead of ``FileNotFoundError``.
 
 from __future__ import annotations
 
+import io
 import subprocess
+import tarfile
 
+import pyarrow.parquet as pq
 import pytest
 
 from openwit import fs
-from openwit.builddir import BuildDir
 from tests.conftest import REPO
 from tests.download.test_object_store_build import (
     build_config,
+    built_in_bucket_and_on_disk,
+    configs_in_bucket_and_on_disk,
     openwit,
     openwit_command,
     served,  # noqa: F401 (a fixture)
-    shard_bytes,
-    upload_eval_set,
-    upload_inputs,
     write_yaml,
 )
-from tests.gcsserver import free_port
+from tests.loopback import free_port
 
 
 def test_a_missing_bucket_or_an_unreachable_store_is_one_line(
@@ -45,7 +46,8 @@ def test_a_missing_bucket_or_an_unreachable_store_is_one_line(
     missing = openwit("build", "--config", str(config), env=gcs_environment)
     assert missing.returncode == 2
     assert missing.stderr.strip() == (
-        f"openwit: error: cannot write {out}/.openwit.lock: no such bucket (HTTP 404)"
+        f"openwit: error: cannot write {out}/.openwit.lock: "
+        "not found (HTTP 404: does the bucket exist?)"
     )
     audit = openwit(
         "audit", "--shards", "gs://openwit-no-such-bucket/shards",
@@ -55,7 +57,7 @@ def test_a_missing_bucket_or_an_unreachable_store_is_one_line(
     assert audit.returncode == 2
     assert audit.stderr.strip() == (
         "openwit: error: cannot list gs://openwit-no-such-bucket/shards/*.parquet: "
-        "no such bucket (HTTP 404)"
+        "not found (HTTP 404: does the bucket exist?)"
     )
     # Nothing listens there: Google's client alone retries for two minutes (the bound
     # here); the bucket's first request is made without retries.
@@ -77,9 +79,23 @@ def test_a_missing_object_is_a_missing_file(gcs, gcs_environment):
     assert not fs.exists(f"{bucket}/gone.json")
     with pytest.raises(FileNotFoundError, match=r"gs://openwit-missing/gone\.json"):
         fs.read_bytes(f"{bucket}/gone.json")
-    with pytest.raises(FileNotFoundError):
-        with fs.open_input(f"{bucket}/gone.json") as stream:
-            stream.seek(0, 2)  # a Parquet reader's first move: the footer
+    # GCS opens an object lazily: each reader's first call must say "missing" as for a file
+    # (pyarrow's first is tell, a text wrapper's read1, tarfile's tell, iteration next).
+    gone = f"{bucket}/gone.parquet"
+    readers = {
+        "pyarrow": lambda stream: pq.ParquetFile(stream),
+        "text": lambda stream: io.TextIOWrapper(stream, encoding="utf-8").readline(),
+        "tar": lambda stream: tarfile.open(fileobj=stream, mode="r:*"),  # noqa: SIM115
+        "lines": lambda stream: next(iter(stream)),
+        "seek": lambda stream: stream.seek(0, 2),
+    }
+    for name, read in readers.items():
+        with pytest.raises(FileNotFoundError), fs.open_input(gone) as stream:
+            read(stream)
+            pytest.fail(f"{name}: read a missing object")
+    assert fs.read_bytes(f"{bucket}/here.json") == b"{}"  # a present one reads as before
+    with fs.open_input(f"{bucket}/here.json") as stream:
+        assert list(stream) == [b"{}"] and stream.tell() == 2
 
 
 @pytest.mark.slow
@@ -89,34 +105,14 @@ def test_a_build_in_gcs_equals_the_build_on_disk_and_reruns_nothing(
     gcs_environment,
     tmp_path,
 ):
-    root, inputs = served
     bucket = gcs.bucket("openwit-whole-build")
-    remote_inputs, queries = upload_inputs(root, inputs, bucket)
-    remote_eval = upload_eval_set(root, bucket)
-    in_bucket = write_yaml(
-        tmp_path / "gs.yaml",
-        build_config(root, remote_inputs, queries, f"{bucket}/build", remote_eval),
-    )
-    local_eval = str(root / "eval" / "shapes")
-    on_disk = write_yaml(
-        tmp_path / "disk.yaml",
-        build_config(
-            root, inputs, str(root / "queries.parquet"), str(tmp_path / "disk"), local_eval
-        ),
-    )
+    in_bucket, on_disk, remote_eval = configs_in_bucket_and_on_disk(served, bucket, tmp_path)
+    queries = f"{bucket}/queries.parquet"
     # The bucket's build on openwit's worker pool: its workers reach the bucket themselves.
     pool = {k: v for k, v in gcs_environment.items() if k != "OPENWIT_WORKERS"}
-    first = openwit("build", "--config", str(in_bucket), env=pool)
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert "Traceback" not in first.stdout + first.stderr
-    local = openwit("build", "--config", str(on_disk), env=gcs_environment)
-    assert local.returncode == 0, local.stderr
-
-    remote_build = BuildDir(f"{bucket}/build")
-    assert remote_build.is_complete()
-    assert remote_build.funnel()["dedup"]["rejected"]["eval_overlap"] == 3  # the planted copies
-    assert remote_build.funnel() == BuildDir(tmp_path / "disk").funnel()
-    assert shard_bytes(f"{bucket}/build") == shard_bytes(str(tmp_path / "disk"))
+    first, remote_build = built_in_bucket_and_on_disk(
+        in_bucket, on_disk, bucket, tmp_path, gcs_environment, bucket_env=pool
+    )
     assert f"report: {bucket}/build/report/index.html" in first.stdout
     facts = fs.read_json(f"{bucket}/build/report/report.json")
     assert facts["queries"]["list"] == queries

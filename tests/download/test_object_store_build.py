@@ -100,6 +100,53 @@ def upload_inputs(root: Path, inputs: list[dict], bucket: str) -> tuple[list[dic
     return remote, queries
 
 
+def configs_in_bucket_and_on_disk(
+    served: tuple[Path, list[dict]], bucket: str, tmp_path: Path
+) -> tuple[Path, Path, str]:
+    """The served inputs, query list and eval set uploaded into ``bucket``; the config of a
+    build of them there (``BUCKET/build``) and of the same build on disk
+    (``tmp_path/disk``), and the bucket's eval set URL."""
+    root, inputs = served
+    remote_inputs, queries = upload_inputs(root, inputs, bucket)
+    remote_eval = upload_eval_set(root, bucket)
+    in_bucket = write_yaml(
+        tmp_path / "bucket.yaml",
+        build_config(root, remote_inputs, queries, f"{bucket}/build", remote_eval),
+    )
+    local_eval = str(root / "eval" / "shapes")
+    on_disk = write_yaml(
+        tmp_path / "disk.yaml",
+        build_config(
+            root, inputs, str(root / "queries.parquet"), str(tmp_path / "disk"), local_eval
+        ),
+    )
+    return in_bucket, on_disk, remote_eval
+
+
+def built_in_bucket_and_on_disk(
+    in_bucket: Path,
+    on_disk: Path,
+    bucket: str,
+    tmp_path: Path,
+    env: dict[str, str],
+    bucket_env: dict[str, str] | None = None,
+) -> tuple[subprocess.CompletedProcess, BuildDir]:
+    """Both builds of :func:`configs_in_bucket_and_on_disk` (the bucket's with
+    ``bucket_env``, if given): the bucket's output and build, checked to equal the disk's
+    (funnel, shard bytes, the planted eval copies rejected)."""
+    first = openwit("build", "--config", str(in_bucket), env=bucket_env or env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Traceback" not in first.stdout + first.stderr
+    local = openwit("build", "--config", str(on_disk), env=env)
+    assert local.returncode == 0, local.stderr
+    remote_build = BuildDir(f"{bucket}/build")
+    assert remote_build.is_complete()
+    assert remote_build.funnel()["dedup"]["rejected"]["eval_overlap"] == 3  # the planted copies
+    assert remote_build.funnel() == BuildDir(tmp_path / "disk").funnel()
+    assert shard_bytes(f"{bucket}/build") == shard_bytes(str(tmp_path / "disk"))
+    return first, remote_build
+
+
 def openwit_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "openwit.cli", *args]
 
@@ -149,32 +196,13 @@ def keys(s3, bucket: str) -> dict[str, tuple[int, str]]:
 def test_a_build_in_a_bucket_equals_the_build_on_disk_and_reruns_nothing(
     s3, served, environment, tmp_path
 ):
-    root, inputs = served
+    root = served[0]
     bucket = s3.bucket("openwit-whole-build")
-    remote_inputs, queries = upload_inputs(root, inputs, bucket)
-    remote_eval = upload_eval_set(root, bucket)
-    in_bucket = write_yaml(
-        tmp_path / "s3.yaml",
-        build_config(root, remote_inputs, queries, f"{bucket}/build", remote_eval),
-    )
+    in_bucket, on_disk, remote_eval = configs_in_bucket_and_on_disk(served, bucket, tmp_path)
     local_eval = str(root / "eval" / "shapes")
-    on_disk = write_yaml(
-        tmp_path / "disk.yaml",
-        build_config(
-            root, inputs, str(root / "queries.parquet"), str(tmp_path / "disk"), local_eval
-        ),
+    first, remote_build = built_in_bucket_and_on_disk(
+        in_bucket, on_disk, bucket, tmp_path, environment
     )
-    first = openwit("build", "--config", str(in_bucket), env=environment)
-    assert first.returncode == 0, first.stderr
-    assert "Traceback" not in first.stdout + first.stderr
-    local = openwit("build", "--config", str(on_disk), env=environment)
-    assert local.returncode == 0, local.stderr
-
-    remote_build = BuildDir(f"{bucket}/build")
-    assert remote_build.is_complete()
-    assert remote_build.funnel()["dedup"]["rejected"]["eval_overlap"] == 3  # the planted copies
-    assert remote_build.funnel() == BuildDir(tmp_path / "disk").funnel()
-    assert shard_bytes(f"{bucket}/build") == shard_bytes(str(tmp_path / "disk"))
     assert remote_build.shard_sizes() and not (tmp_path / "build").exists()
     before = keys(s3, bucket)
 

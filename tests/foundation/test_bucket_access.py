@@ -203,6 +203,44 @@ def test_access_errors_are_found_inside_what_beam_wraps_them_in():
     assert access_error(ValueError("a bug")) is None
 
 
+def test_google_clients_refusals_and_lost_connections_are_one_line():
+    google = pytest.importorskip("google.api_core.exceptions")
+    from apache_beam.io.filesystem import BeamIOError
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    forbidden = google.Forbidden("GET gs://b/k: caller lacks storage.objects.get access")
+    wrapped = BeamIOError("Match operation failed", {"gs://b/*": forbidden})
+    assert str(access_error(wrapped)) == (
+        "the store refused a request: 403 GET gs://b/k: caller lacks storage.objects.get access"
+    )
+    refused = RequestsConnectionError("Failed to establish a new connection: Connection refused")
+    assert str(access_error(refused)).startswith("cannot reach the store: ")
+    assert access_error(ConnectionResetError("a worker's own socket")) is None
+
+
+def test_a_gcs_buckets_first_request_fails_now_only_for_what_a_retry_cannot_mend():
+    """The probe of a GCS bucket (no retries) raises for a refusal or a connection that
+    cannot be made; for what Google's client would retry (busy, failing, a connection cut)
+    it leaves the bucket to the requests that follow."""
+    google = pytest.importorskip("google.api_core.exceptions")
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import ConnectTimeout, ReadTimeout
+
+    from openwit.stores import _transient
+
+    assert _transient(google.ServiceUnavailable("busy"))
+    assert _transient(google.TooManyRequests("slow down"))
+    assert _transient(google.InternalServerError("oops"))
+    assert _transient(ReadTimeout("read timed out"))
+    assert _transient(RequestsConnectionError("('Connection aborted.', RemoteDisconnected())"))
+    assert not _transient(google.Forbidden("no"))
+    assert not _transient(google.Unauthorized("no"))
+    assert not _transient(ConnectTimeout("connect timed out"))
+    assert not _transient(
+        RequestsConnectionError("Failed to establish a new connection: [Errno 111] refused")
+    )
+
+
 def test_error_lines_show_square_brackets_as_written(capsys):
     error("inputs[0].path: no such file: s3://b/run[bold]/x.jsonl; pip install 'openwit[gcp]'")
     shown = capsys.readouterr().err

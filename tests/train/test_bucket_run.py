@@ -39,15 +39,14 @@ def _steps(url: str) -> list[int]:
 
 
 def test_a_run_in_a_bucket_writes_there_and_resumes_from_there(
-    any_bucket, colour_world, tmp_path, capsys
+    any_bucket, stored_keys, colour_world, tmp_path, capsys
 ):
     shards, eval_root = colour_world
     run = f"{any_bucket}/runs/r1"
     assert main([*_args(shards, run), "--eval", f"colours={eval_root}"]) == 0
     assert f"openwit train: {run}" in capsys.readouterr().out
-    keys = set(fs.list_files(run))
-    assert keys == {
-        f"{run}/{name}"
+    assert stored_keys(f"{run}/") == {
+        f"runs/r1/{name}"
         for name in (
             "config.json",
             "metrics.jsonl",

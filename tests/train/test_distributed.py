@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 
 import pytest
 import torch
@@ -13,21 +12,16 @@ import torch.multiprocessing as mp
 
 from openwit.train.models import create_model
 from openwit.train.step import train_step
+from tests.loopback import free_port
 from tests.train import dist_worker
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_process_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist") / "results.pt"
-    mp.spawn(dist_worker.run, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(dist_worker.run, args=(2, free_port(), str(out)), nprocs=2, join=True)
     return torch.load(out, weights_only=True)
 
 
