@@ -72,10 +72,6 @@ def summary_path(out: str | Path) -> str:
     return beside(out, ".summary.json")
 
 
-def _is_url(path: str | Path) -> bool:
-    return "://" in str(path)
-
-
 def _match(pattern: str) -> list[str]:
     """Paths matching ``pattern`` on any filesystem Beam knows (local, gs://, s3://, ...)."""
     from apache_beam.io.filesystems import FileSystems
@@ -90,13 +86,13 @@ def _existing_files(paths: Sequence[str | Path], what: str) -> list[str]:
     """Local paths must exist; URLs may be globs (``gs://b/enwiki-*.bz2``) and must match."""
     found = []
     for path in paths:
-        if _is_url(path):
+        if not fs.is_local(str(path)):
             matched = _match(str(path))
             if not matched:
                 raise UserError(f"{what} not found: {path}")
             found.extend(matched)
             continue
-        path = Path(path)
+        path = fs.local_path(path)  # file:// is a local path too
         if not path.is_file():
             raise UserError(f"{what} not found: {path}")
         found.append(str(path.resolve()))
@@ -129,8 +125,8 @@ def _new_work_dir(out: str, work_dir: str | Path | None) -> str:
 def _remove_work_dir(work_dir: str) -> None:
     from apache_beam.io.filesystems import FileSystems
 
-    if not _is_url(work_dir):
-        shutil.rmtree(work_dir, ignore_errors=True)
+    if fs.is_local(work_dir):
+        shutil.rmtree(fs.local_path(work_dir), ignore_errors=True)
         return
     # Leftovers in a bucket are harmless: the list is already written.
     with contextlib.suppress(Exception):

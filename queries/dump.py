@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from openwit.errors import UserError
+from openwit.urls import is_local, local_path
 
 #: Why a page is not counted as an article.
 SKIP_REASONS: tuple[str, ...] = ("redirect", "disambiguation", "other_namespace", "malformed_page")
@@ -89,9 +90,9 @@ def open_compressed(path: str | Path) -> IO[bytes]:
     Local files are recognised by their magic bytes; URLs (``gs://``, ``s3://``, ``hdfs://``:
     whatever Beam's filesystems can open) by their ``.bz2``/``.gz`` suffix.
     """
-    if "://" in str(path):
+    if not is_local(str(path)):
         return _open_url(str(path))
-    path = Path(path)
+    path = local_path(path)
     with path.open("rb") as handle:
         magic = handle.read(3)
     if magic == b"BZh":

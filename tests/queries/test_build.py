@@ -195,3 +195,18 @@ def test_the_number_of_shards_does_not_change_the_list(inputs, built, tmp_path):
 def test_an_unreadable_url_is_a_user_error_not_a_traceback(tmp_path):
     with pytest.raises(UserError, match=r"cannot list nosuchscheme://bucket/enwiki-\*\.bz2"):
         build_queries(["nosuchscheme://bucket/enwiki-*.bz2"], tmp_path / "q.parquet")
+
+
+def test_file_urls_of_the_inputs_are_local_paths(inputs, built, tmp_path):
+    """``file:///...`` names a local file (Beam's filesystems know no ``file`` scheme: the
+    builder sent such paths to them and failed)."""
+    out, _ = built
+    other = tmp_path / "q.parquet"
+    build_queries(
+        [Path(p).resolve().as_uri() for p in inputs["dumps"]],
+        other,
+        [Path(p).resolve().as_uri() for p in inputs["pageviews"]],
+        inputs["wordnet"],
+        test_config(),
+    )
+    assert other.read_bytes() == out.read_bytes()
