@@ -6,6 +6,7 @@ Beam lacks, and the one check a bucket gets before a process first uses it (:fun
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ def configure(beam_options: dict[str, Any] | None) -> None:
 
     FileSystems.set_options(PipelineOptions.from_dictionary(dict(beam_options or {})))
     s3clients.set_options(beam_options)
+    global _gcs_options_version
+    _gcs_options_version += 1  # every thread's GCS client is made again, for these options
 
 
 def beam_fs(url: str) -> Any:
@@ -88,12 +91,8 @@ def _gcs_bucket_tried(url: str) -> None:
     key = (os.getpid(), f"gs://{bucket}")
     if key in _tried_buckets:
         return
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.io.gcp import gcsio
-
-    client = gcsio.create_storage_client(FileSystems._pipeline_options)
     try:
-        client.bucket(bucket).blob("openwit-probe").exists(retry=None, timeout=30)
+        gcs_client().bucket(bucket).blob("openwit-probe").exists(retry=None, timeout=30)
     except Exception as exc:
         if _transient(exc):
             return  # the requests that follow retry it, as they would anyway
@@ -122,6 +121,27 @@ def s3_client() -> Any:
     url_clients.require("s3")
     _configured()
     return s3clients.client()
+
+
+_gcs_clients = threading.local()
+_gcs_options_version = 0
+
+
+def gcs_client() -> Any:
+    """This thread's Google Cloud Storage client, made as Beam makes its own (credentials,
+    project and emulator from the filesystems' options and the environment); for the
+    requests Beam's GCS filesystem makes in two (a small upload)."""
+    url_clients.require("gs")
+    _configured()
+    made_for = (os.getpid(), _gcs_options_version)
+    client = getattr(_gcs_clients, "client", None)
+    if client is None or _gcs_clients.made_for != made_for:
+        from apache_beam.io.filesystems import FileSystems
+        from apache_beam.io.gcp import gcsio
+
+        client = gcsio.create_storage_client(FileSystems._pipeline_options)
+        _gcs_clients.client, _gcs_clients.made_for = client, made_for
+    return client
 
 
 def fsspec_fs(url: str) -> Any:
