@@ -1,6 +1,7 @@
-"""Training on shards in a bucket: the build writes ``s3://.../shards``, and ``openwit train``
-reads them there (listing, ``sizes.json``, every data worker's streams) through the real S3
-server on 127.0.0.1, with the same samples in the same order as from a local folder."""
+"""Training on shards in a bucket: the build writes ``s3://.../shards`` (or ``gs://``), and
+``openwit train`` reads them there (listing, ``sizes.json``, every data worker's streams)
+through the real S3 server or the GCS emulator on 127.0.0.1, with the same samples in the
+same order as from a local folder."""
 
 from __future__ import annotations
 
@@ -16,12 +17,12 @@ from tests.train.test_data import _keys_in_order, tiny  # noqa: F401 (a fixture)
 
 
 @pytest.fixture
-def shards_in_bucket(bucket, demo_shards) -> str:
-    """The demo shards and their sizes.json under ``s3://<bucket>/build/shards``."""
-    folder = f"{bucket}/build/shards"
+def shards_in_bucket(any_bucket, demo_shards) -> str:
+    """The demo shards and their sizes.json under ``<bucket>/build/shards``, in S3 and GCS."""
+    folder = f"{any_bucket}/build/shards"
     for path in sorted(demo_shards.iterdir()):
         fs.write_bytes(f"{folder}/{path.name}", path.read_bytes())
-    fs.write_text(f"{bucket}/build/other/readme.txt", "no shards here\n")
+    fs.write_text(f"{any_bucket}/build/other/readme.txt", "no shards here\n")
     return folder
 
 
