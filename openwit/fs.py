@@ -28,13 +28,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from openwit import s3clients, stores
+from openwit import stores
 from openwit.stores import configure as configure
 from openwit.stores import probe as probe
 from openwit.stores import s3_client as s3_client
 from openwit.urls import absolute as absolute
 from openwit.urls import as_uri as as_uri
 from openwit.urls import basename as basename
+from openwit.urls import bucket_and_key
 from openwit.urls import is_local as is_local
 from openwit.urls import join as join
 from openwit.urls import local_path as local_path
@@ -81,7 +82,7 @@ def modified(url: str | Path) -> float:
     if is_local(url):
         return local_path(url).stat().st_mtime
     if scheme(url) == "s3":
-        bucket, key = s3clients.split_url(url)
+        bucket, key = bucket_and_key(url)
         with _store_errors(url, "read"):
             head = stores.s3_client().head_object(Bucket=bucket, Key=key)
         return head["LastModified"].timestamp()
@@ -319,7 +320,7 @@ def _upload_unchecked(url: str, stream: IO[bytes]) -> None:
     if scheme(url) == "s3":
         length = _length(stream)
         if length <= SPOOL_BYTES:  # one PUT; Beam's writer always makes a multipart upload
-            bucket, key = s3clients.split_url(url)
+            bucket, key = bucket_and_key(url)
             stores.s3_client().put_object(Bucket=bucket, Key=key, Body=stream.read())
             return
         with stores.s3io(url).open(url, "wb") as out:
@@ -330,9 +331,11 @@ def _upload_unchecked(url: str, stream: IO[bytes]) -> None:
         with stores.fsspec_fs(url).open(url, "wb") as out:
             shutil.copyfileobj(stream, out, 8 * 1024 * 1024)
         return
-    if scheme(url) == "gs" and _length(stream) <= GCS_ONE_REQUEST_BYTES:
-        _upload_to_gcs(url, stream)
-        return
+    if scheme(url) == "gs":
+        length = _length(stream)
+        if length <= GCS_ONE_REQUEST_BYTES:
+            _upload_to_gcs(url, stream, length)
+            return
     _upload_through_beam(fs, url, stream)
 
 
@@ -350,13 +353,12 @@ def _length(stream: IO[bytes]) -> int:
     return length
 
 
-def _upload_to_gcs(url: str, stream: IO[bytes]) -> None:
+def _upload_to_gcs(url: str, stream: IO[bytes], length: int) -> None:
     """A small object in one request (a multipart upload): Beam's writer always opens a
     resumable upload session first, two requests for every marker and small unit file."""
     from google.cloud.storage.retry import DEFAULT_RETRY
 
-    length = _length(stream)
-    bucket, key = _bucket(url), url.split("://", 1)[1].split("/", 1)[1]
+    bucket, key = bucket_and_key(url)
     blob = stores.gcs_client().bucket(bucket).blob(key)
     # the same bytes to the same name: safe to retry, which Google's client only does for
     # uploads it is told are
@@ -464,21 +466,19 @@ def copy(source: str | Path, target: str | Path) -> None:
     machine, however large), elsewhere streamed; atomic at the target."""
     source, target = str(source), str(target)
     if scheme(source) == scheme(target) == "s3":
-        bucket, key = s3clients.split_url(source)
+        bucket, key = bucket_and_key(source)
         with _store_errors(f"{source} to {target}", "copy"):
-            stores.s3_client().copy({"Bucket": bucket, "Key": key}, *s3clients.split_url(target))
+            stores.s3_client().copy({"Bucket": bucket, "Key": key}, *bucket_and_key(target))
         return
-    if scheme(source) == scheme(target) == "gs" and _bucket(source) == _bucket(target):
+    if scheme(source) == scheme(target) == "gs" and (
+        bucket_and_key(source)[0] == bucket_and_key(target)[0]
+    ):
         fs = stores.beam_fs(source)
         with _store_errors(source, "read"):  # a 404: the source (the bucket is the same)
             fs.copy([source], [target])
         return
     with open_input(source) as stream:
         copy_into(stream, target)
-
-
-def _bucket(url: str) -> str:
-    return url.split("://", 1)[1].split("/", 1)[0]
 
 
 def upload_file(path: Path, url: str) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from openwit import fs
 from openwit.errors import StorageError, UserError
+from openwit.urls import bucket_and_key
 
 LOCK_NAME = ".openwit.lock"
 #: How long a lease lives without renewal; renewed every third of it.
@@ -121,7 +122,7 @@ def _s3_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
     from botocore.exceptions import ClientError
 
     client = fs.s3_client()
-    bucket, key = url.removeprefix("s3://").split("/", 1)
+    bucket, key = bucket_and_key(url)
     owner = _owner()
 
     def refused(exc: ClientError) -> bool:

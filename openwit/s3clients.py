@@ -96,11 +96,6 @@ def _thread_client(boto3_s3: Any) -> Any:
     return wrapper
 
 
-def split_url(url: str) -> tuple[str, str]:
-    bucket, _, key = url.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
 def client() -> Any:
     """This thread's boto3 S3 client (for conditional writes, which Beam does not offer)."""
     return s3io().client.client

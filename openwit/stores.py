@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from openwit import s3clients, url_clients
-from openwit.urls import is_local, scheme
+from openwit.urls import bucket_and_key, is_local, scheme
 
 
 def configure(beam_options: dict[str, Any] | None) -> None:
@@ -76,7 +76,7 @@ def bucket_tried(url: str) -> None:
     ``HEAD`` through boto3 (:func:`probe`): Beam retries a missing credential or an
     unreachable endpoint with backoff for minutes, so a command hung there before it
     failed; now it fails at once, with the CLI's one line."""
-    key = (os.getpid(), f"s3://{s3clients.split_url(url)[0]}")
+    key = (os.getpid(), f"s3://{bucket_and_key(url)[0]}")
     if key not in _tried_buckets:
         probe(url)
         _tried_buckets.add(key)
@@ -87,7 +87,7 @@ def _gcs_bucket_tried(url: str) -> None:
     two minutes (measured: 115 s before a build into an unreachable endpoint failed). One
     request without retries says at once whether the bucket can be reached; its absence
     and a refusal come from the store as they would later (404, 403)."""
-    bucket = url.removeprefix("gs://").split("/", 1)[0]
+    bucket = bucket_and_key(url)[0]
     key = (os.getpid(), f"gs://{bucket}")
     if key in _tried_buckets:
         return
@@ -166,7 +166,7 @@ def probe(url: str | Path) -> None:
     if scheme(url) == "s3":
         from botocore.exceptions import ClientError
 
-        bucket, key = s3clients.split_url(url)
+        bucket, key = bucket_and_key(url)
         try:
             s3_client().head_object(Bucket=bucket, Key=key or "/")
         except ClientError as exc:

@@ -27,6 +27,12 @@ def local_path(url: str | Path) -> Path:
     return Path(text.removeprefix("file://"))
 
 
+def bucket_and_key(url: str) -> tuple[str, str]:
+    """``("bucket", "path/to/object")`` of a store's URL (``s3://``, ``gs://`` ...)."""
+    bucket, _, key = str(url).split("://", 1)[1].partition("/")
+    return bucket, key
+
+
 def join(base: str | Path, *parts: str) -> str:
     """``base/part/...`` with exactly one slash between parts."""
     text = str(base)
