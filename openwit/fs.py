@@ -83,13 +83,13 @@ def modified(url: str | Path) -> float:
         return local_path(url).stat().st_mtime
     if scheme(url) == "s3":
         bucket, key = bucket_and_key(url)
-        with _store_errors(url, "read"):
+        with store_errors(url, "read"):
             head = stores.s3_client().head_object(Bucket=bucket, Key=key)
         return head["LastModified"].timestamp()
     fs = stores.beam_fs(url)
     if fs is None:
         return stores.fsspec_fs(url).modified(url).timestamp()
-    with _store_errors(url, "read"):
+    with store_errors(url, "read"):
         return fs.last_updated(url)
 
 
@@ -110,13 +110,13 @@ def open_input(url: str | Path) -> IO[bytes]:
         return stores.fsspec_fs(url).open(url, "rb")
     from apache_beam.io.filesystem import CompressionTypes
 
-    with _store_errors(url, "read"):
+    with store_errors(url, "read"):
         stream = fs.open(url, compression_type=CompressionTypes.UNCOMPRESSED)
     return _StoreReader(stream, url)  # type: ignore[return-value]
 
 
 class _StoreReader:
-    """A Beam filesystem's read stream whose errors are :func:`_store_errors`'s: GCS opens
+    """A Beam filesystem's read stream whose errors are :func:`store_errors`'s: GCS opens
     an object lazily, so a missing one fails at the first call that reaches the store
     (``tell`` and ``seek`` fetch its size; pyarrow's first call is ``tell``, a text
     wrapper's ``read1``), with the client library's 404, where a caller expects
@@ -131,7 +131,7 @@ class _StoreReader:
             return attribute
 
         def translated(*args: Any, **kwargs: Any) -> Any:
-            with _store_errors(self._url, "read"):
+            with store_errors(self._url, "read"):
                 return attribute(*args, **kwargs)
 
         return translated
@@ -140,7 +140,7 @@ class _StoreReader:
         return self
 
     def __next__(self) -> bytes:
-        with _store_errors(self._url, "read"):
+        with store_errors(self._url, "read"):
             line = self._stream.readline()
         if not line:
             raise StopIteration
@@ -207,7 +207,7 @@ def list_files(prefix: str | Path) -> dict[str, int]:
     if fs is None:
         files = stores.fsspec_fs(prefix).find(prefix, detail=True)
         return {_with_scheme(prefix, name): info.get("size", 0) for name, info in files.items()}
-    with _store_errors(prefix, "list"):
+    with store_errors(prefix, "list"):
         result = fs.match([prefix + "/**"])[0]
     return {meta.path: meta.size_in_bytes for meta in result.metadata_list}
 
@@ -229,7 +229,7 @@ def glob(pattern: str) -> list[str]:
     fs = stores.beam_fs(pattern)
     if fs is None:
         return sorted(_with_scheme(pattern, m) for m in stores.fsspec_fs(pattern).glob(pattern))
-    with _store_errors(pattern, "list"):
+    with store_errors(pattern, "list"):
         return sorted(m.path for m in fs.match([pattern])[0].metadata_list)
 
 
@@ -263,7 +263,7 @@ def open_output(url: str | Path) -> Iterator[IO[bytes]]:
 
 
 @contextmanager
-def _store_errors(url: str, action: str) -> Iterator[None]:
+def store_errors(url: str, action: str) -> Iterator[None]:
     """A store's refusal as one :class:`StorageError` line naming the URL and the reason."""
     from openwit.errors import StorageError
 
@@ -312,7 +312,7 @@ def _google_status(exc: BaseException) -> int | None:
 
 
 def _upload(url: str, stream: IO[bytes]) -> None:
-    with _store_errors(url, "write"):
+    with store_errors(url, "write"):
         _upload_unchecked(url, stream)
 
 
@@ -358,8 +358,7 @@ def _upload_to_gcs(url: str, stream: IO[bytes], length: int) -> None:
     resumable upload session first, two requests for every marker and small unit file."""
     from google.cloud.storage.retry import DEFAULT_RETRY
 
-    bucket, key = bucket_and_key(url)
-    blob = stores.gcs_client().bucket(bucket).blob(key)
+    blob = stores.gcs_bucket(url).blob(bucket_and_key(url)[1])
     # the same bytes to the same name: safe to retry, which Google's client only does for
     # uploads it is told are
     blob.upload_from_file(stream, size=length, retry=DEFAULT_RETRY)
@@ -418,7 +417,7 @@ def delete(urls: Iterable[str]) -> None:
     if not remote:
         return
     if scheme(remote[0]) == "s3":
-        with _store_errors(remote[0], "delete"):
+        with store_errors(remote[0], "delete"):
             results = stores.s3io(remote[0]).delete_files(remote)
         failed = {p: e for p, e in results if e is not None}
         failed = {p: e for p, e in failed.items() if not _is_missing(e)}
@@ -467,14 +466,14 @@ def copy(source: str | Path, target: str | Path) -> None:
     source, target = str(source), str(target)
     if scheme(source) == scheme(target) == "s3":
         bucket, key = bucket_and_key(source)
-        with _store_errors(f"{source} to {target}", "copy"):
+        with store_errors(f"{source} to {target}", "copy"):
             stores.s3_client().copy({"Bucket": bucket, "Key": key}, *bucket_and_key(target))
         return
     if scheme(source) == scheme(target) == "gs" and (
         bucket_and_key(source)[0] == bucket_and_key(target)[0]
     ):
         fs = stores.beam_fs(source)
-        with _store_errors(source, "read"):  # a 404: the source (the bucket is the same)
+        with store_errors(source, "read"):  # a 404: the source (the bucket is the same)
             fs.copy([source], [target])
         return
     with open_input(source) as stream:

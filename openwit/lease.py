@@ -10,6 +10,10 @@ owner's lease) and deleted at the end. A lease whose owner died expires (or, on 
 machine, is seen to have no process behind it) and may be taken over, again with
 ``If-Match`` on the ETag that was read, so two builds cannot both take it.
 
+GCS has the same in generations: the lease is created with ``ifGenerationMatch=0`` (only
+if there is no live object), and renewed, taken over and deleted with ``ifGenerationMatch``
+on the generation its writer last saw.
+
 Stores without conditional writes (other Beam filesystems) get a best-effort lease: the
 object is checked, then written. Two builds started within the same second can both pass;
 docs/scale.md says so.
@@ -83,6 +87,9 @@ def build_lease(build_url: str, seconds: float = LEASE_SECONDS) -> Iterator[Leas
             yield lease
     elif fs.scheme(url) == "s3":
         with _s3_lease(build_url, url, seconds) as lease:
+            yield lease
+    elif fs.scheme(url) == "gs":
+        with _gcs_lease(build_url, url, seconds) as lease:
             yield lease
     else:
         with _best_effort_lease(build_url, url, seconds) as lease:
@@ -168,6 +175,63 @@ def _s3_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
     def release() -> None:
         if not lease.lost:
             client.delete_object(Bucket=bucket, Key=key)
+
+    with _renewed(renew, release, seconds):
+        yield lease
+
+
+@contextlib.contextmanager
+def _gcs_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
+    """:func:`_s3_lease` with GCS's generation preconditions (0: no live object)."""
+    from google.api_core.exceptions import PreconditionFailed
+
+    from openwit.stores import gcs_bucket
+
+    key = bucket_and_key(url)[1]
+    owner = _owner()
+
+    def write(expected: int) -> int | None:
+        """Write our lease if the live generation is ``expected``; its new generation, or
+        None when the store refused (another build's lease is there)."""
+        blob = gcs_bucket(url).blob(key)
+        with fs.store_errors(url, "write"):
+            try:
+                blob.upload_from_string(
+                    _body(owner, seconds), "application/json", if_generation_match=expected
+                )
+            except PreconditionFailed:
+                return None
+        return int(blob.generation)
+
+    generation = write(0)
+    if generation is None:
+        held: dict[str, Any] = {}
+        with fs.store_errors(url, "read"):
+            current = gcs_bucket(url).get_blob(key)
+            live = int(current.generation) if current is not None else 0
+            if current is not None:  # else given back a moment ago: free to take
+                held = json.loads(current.download_as_bytes() or b"{}")
+        if held and not _expired(held):
+            raise _busy(build_url, held)
+        # free or expired: take it, unless someone else just did
+        generation = write(live)
+        if generation is None:
+            raise _busy(build_url, held)
+
+    lease = Lease(url)
+
+    def renew() -> bool:
+        nonlocal generation
+        renewed = write(generation)
+        if renewed is None:
+            lease.lost = f"the build lease {url} was taken by another build"
+            return False
+        generation = renewed
+        return True
+
+    def release() -> None:
+        if not lease.lost:
+            gcs_bucket(url).blob(key).delete(if_generation_match=generation)
 
     with _renewed(renew, release, seconds):
         yield lease

@@ -144,6 +144,15 @@ def gcs_client() -> Any:
     return client
 
 
+def gcs_bucket(url: str) -> Any:
+    """This thread's client's handle on ``url``'s GCS bucket, once this process has tried
+    the bucket (:func:`_gcs_bucket_tried`): for what Beam's GCS filesystem does not offer
+    (a small upload in one request, writes with generation preconditions)."""
+    bucket = gcs_client().bucket(bucket_and_key(url)[0])
+    _gcs_bucket_tried(url)
+    return bucket
+
+
 def fsspec_fs(url: str) -> Any:
     import fsspec
 

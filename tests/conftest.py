@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,3 +128,32 @@ def stored_keys(request: pytest.FixtureRequest):
         return set(request.getfixturevalue("gcs").objects(f"gs://{bucket}", prefix))
 
     return keys
+
+
+def _server_and_key(request: pytest.FixtureRequest, url: str) -> tuple[Any, str, str]:
+    bucket, _, key = url.split("://", 1)[1].partition("/")
+    return request.getfixturevalue("s3" if url.startswith("s3://") else "gcs"), bucket, key
+
+
+@pytest.fixture
+def stored_bytes(request: pytest.FixtureRequest):
+    """An object of a test bucket as its server returns it (not through ``openwit.fs``):
+    ``stored_bytes("gs://b/build/manifest.json")``."""
+
+    def read(url: str) -> bytes:
+        server, bucket, key = _server_and_key(request, url)
+        return server.read(bucket, key)
+
+    return read
+
+
+@pytest.fixture
+def store_bytes(request: pytest.FixtureRequest):
+    """Write an object of a test bucket through its server (as another program would):
+    ``store_bytes("s3://b/build/.openwit.lock", data)``."""
+
+    def write(url: str, data: bytes) -> None:
+        server, bucket, key = _server_and_key(request, url)
+        server.write(bucket, key, data)
+
+    return write

@@ -11,6 +11,12 @@ things on loopback:
   about 30 seconds before it connects anonymously; a token from this server is what a
   worker on Compute Engine gets from the real one. The emulator does not check it.
 
+One thing GCS does that the emulator does not is added here: generation preconditions on
+writes and deletes (:func:`_honour_generation_preconditions`). GCS refuses an upload or a
+delete whose ``ifGenerationMatch`` is not the object's live generation (0: no live object)
+with ``412 Precondition Failed``; the emulator ignored the parameter, so the conditional
+build lease on ``gs://`` (:mod:`openwit.lease`) could not be tested against it.
+
 Tests reach both the way a user's process reaches GCS: through the environment
 (:meth:`GcsServer.environment`), which the fixture sets for the test and every process it
 starts. Nothing here is a stand-in for openwit's own code: the build talks to the server
@@ -73,6 +79,12 @@ class GcsServer:
             for blob in self.client().list_blobs(name, prefix=prefix)
         }
 
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.client().bucket(bucket.removeprefix("gs://")).blob(key).download_as_bytes()
+
+    def write(self, bucket: str, key: str, data: bytes) -> None:
+        self.client().bucket(bucket.removeprefix("gs://")).blob(key).upload_from_string(data)
+
 
 @contextmanager
 def gcs_server(credentials_dir: Path) -> Iterator[GcsServer]:
@@ -134,9 +146,60 @@ class _Metadata(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+def _honour_generation_preconditions() -> None:
+    """Make the emulator's object uploads and deletes honour ``ifGenerationMatch`` as GCS
+    documents it: the live object's generation must equal it (0: there must be none), or
+    the request is refused with 412 and changes nothing. A lock makes check and write one
+    step, as they are in GCS. Must run before the emulator's server module is imported (its
+    routes hold the handler functions)."""
+    import threading
+    from http import HTTPStatus
+
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects
+
+    lock = threading.Lock()
+    refusal = {
+        "error": {
+            "code": 412,
+            "message": "At least one of the pre-conditions you specified did not hold.",
+            "errors": [{"reason": "conditionNotMet", "domain": "global"}],
+        }
+    }
+
+    def uploaded_name(request: Any) -> str | None:
+        if "name" in request.query:
+            return request.query["name"][0]
+        data = request.data
+        return data.get("meta", {}).get("name") if isinstance(data, dict) else None
+
+    def guarded(handler: Any, name_of: Any) -> Any:
+        def handle(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+            wanted = request.query.get("ifGenerationMatch")
+            if not wanted:
+                return handler(request, response, storage, *args, **kwargs)
+            with lock:
+                try:
+                    live = storage.get_file_obj(request.params["bucket_name"], name_of(request))
+                    generation = int(live.get("generation") or 0)
+                except NotFound:
+                    generation = 0
+                if generation != int(wanted[0]):
+                    response.status = HTTPStatus.PRECONDITION_FAILED
+                    response.json(refusal)
+                    return None
+                return handler(request, response, storage, *args, **kwargs)
+
+        return handle
+
+    objects.insert = guarded(objects.insert, uploaded_name)
+    objects.delete = guarded(objects.delete, lambda request: request.params["object_id"])
+
+
 def _serve(storage_port: int, metadata_port: int) -> None:
     import logging
 
+    _honour_generation_preconditions()
     from gcp_storage_emulator.server import create_server
 
     logging.disable(logging.CRITICAL)  # it logs every missing object as an error

@@ -49,6 +49,12 @@ class S3Server:
         )
         return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
 
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def write(self, bucket: str, key: str, data: bytes) -> None:
+        self.client().put_object(Bucket=bucket, Key=key, Body=data)
+
 
 def _session() -> dict[str, str]:
     return {

@@ -1,7 +1,8 @@
 """A build directory in a bucket: the runner on a real S3-compatible server (moto, 127.0.0.1).
 
 Toy stages keep these tests about the runner's storage: commits without renames, reruns
-that rewrite nothing, a resumed attempt, the lease, a bucket that refuses writes. The whole
+that rewrite nothing, a resumed attempt, the lease (per store: S3 and the GCS emulator), a
+bucket that refuses writes. The whole
 build against S3 is tested with the real stages in tests/download/test_object_store_build.py.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
@@ -16,7 +18,7 @@ from openwit import fs, s3clients
 from openwit.builddir import BuildDir
 from openwit.config import load_build_config
 from openwit.errors import StorageError, UserError
-from openwit.lease import build_lease
+from openwit.lease import LeaseLost, build_lease
 from openwit.runner import BuildRunner
 from tests.foundation.test_runner import LINES
 from tests.foundation.toy_stages import CrashingFilter, ToyFilter, ToyIngest
@@ -76,23 +78,65 @@ def test_an_interrupted_build_in_a_bucket_resumes_to_the_same_objects(s3, bucket
     assert attempts == {outcome.manifest["stages"]["toy_filter"]["attempt"]}
 
 
-def test_the_lease_keeps_a_second_build_out_of_a_bucket(bucket):
-    with build_lease(f"{bucket}/build"):
+def test_the_lease_keeps_a_second_build_out_of_a_bucket(any_bucket):
+    with build_lease(f"{any_bucket}/build"):
         with pytest.raises(UserError, match="another openwit build is running"):
-            with build_lease(f"{bucket}/build"):
+            with build_lease(f"{any_bucket}/build"):
                 pass
-    with build_lease(f"{bucket}/build"):  # given back: taken again
+    with build_lease(f"{any_bucket}/build"):  # given back: taken again
         pass
 
 
-def test_an_expired_lease_is_taken_over(s3, bucket):
-    client = s3.client()
-    name = bucket.removeprefix("s3://")
+def test_an_expired_lease_is_taken_over(any_bucket, stored_bytes, store_bytes):
+    lock = f"{any_bucket}/build/.openwit.lock"
     stale = {"owner": "crashed-host:1:abc", "expires": 1.0}
-    client.put_object(Bucket=name, Key="build/.openwit.lock", Body=json.dumps(stale).encode())
-    with build_lease(f"{bucket}/build"):
-        held = json.loads(client.get_object(Bucket=name, Key="build/.openwit.lock")["Body"].read())
+    store_bytes(lock, json.dumps(stale).encode())
+    with build_lease(f"{any_bucket}/build"):
+        held = json.loads(stored_bytes(lock))
         assert held["owner"] != stale["owner"]
+
+
+def test_of_builds_started_at_once_one_takes_the_lease(any_bucket):
+    """The lease is created with a conditional write (S3's ``If-None-Match: *``, GCS's
+    ``ifGenerationMatch=0``): of eight builds that try at the same moment, one gets it."""
+    import threading
+
+    start, tried = threading.Barrier(8), threading.Barrier(8)
+    took, refused = [], []
+
+    def build() -> None:
+        fs.configure({})  # as a process would: this thread's own clients
+        start.wait()
+        try:
+            with build_lease(f"{any_bucket}/build"):
+                took.append(1)
+                tried.wait(timeout=120)  # held until every build has tried
+        except UserError:
+            refused.append(1)
+            tried.wait(timeout=120)
+
+    threads = [threading.Thread(target=build) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (len(took), len(refused)) == (1, 7)
+
+
+def test_a_lease_another_build_took_is_lost_and_not_deleted(any_bucket, stored_bytes, store_bytes):
+    """Our lease expired unrenewed (a stalled launcher) and another build took it: the next
+    renewal is refused (conditional on what we last wrote), the build stops before its next
+    commit, and leaving does not delete the other build's lease."""
+    lock = f"{any_bucket}/build/.openwit.lock"
+    theirs = json.dumps({"owner": "other-host:7:x", "expires": time.time() + 60}).encode()
+    with build_lease(f"{any_bucket}/build", seconds=0.6) as lease:
+        store_bytes(lock, theirs)  # the other build's takeover
+        deadline = time.monotonic() + 10
+        while not lease.lost and time.monotonic() < deadline:
+            time.sleep(0.05)  # renewals every 0.2 s
+        with pytest.raises(LeaseLost, match="taken by another build"):
+            lease.check()
+    assert stored_bytes(lock) == theirs
 
 
 def test_a_bucket_that_refuses_writes_is_one_clear_error_and_nothing_is_complete(monkeypatch):
@@ -119,11 +163,9 @@ def test_a_bucket_that_refuses_writes_is_one_clear_error_and_nothing_is_complete
     fs.configure({})
 
 
-def test_a_lease_of_a_dead_process_on_this_machine_is_taken_at_once(s3, bucket):
+def test_a_lease_of_a_dead_process_on_this_machine_is_taken_at_once(any_bucket, store_bytes):
     import socket
-    import subprocess
     import sys
-    import time
 
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True)  # fmt: skip
@@ -132,13 +174,13 @@ def test_a_lease_of_a_dead_process_on_this_machine_is_taken_at_once(s3, bucket):
         "expires": time.time() + 60,
     }
     alive = {"owner": f"{socket.gethostname()}:1:x", "expires": time.time() + 60}  # init lives
-    name = bucket.removeprefix("s3://")
-    s3.client().put_object(Bucket=name, Key="build/.openwit.lock", Body=json.dumps(alive).encode())
+    lock = f"{any_bucket}/build/.openwit.lock"
+    store_bytes(lock, json.dumps(alive).encode())
     with pytest.raises(UserError, match="another openwit build"):
-        with build_lease(f"{bucket}/build"):
+        with build_lease(f"{any_bucket}/build"):
             pass
-    s3.client().put_object(Bucket=name, Key="build/.openwit.lock", Body=json.dumps(dead).encode())
-    with build_lease(f"{bucket}/build"):
+    store_bytes(lock, json.dumps(dead).encode())
+    with build_lease(f"{any_bucket}/build"):
         pass
 
 
