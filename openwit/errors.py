@@ -150,6 +150,32 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return list(seen.values())
 
 
+def google_status(exc: BaseException) -> int | None:
+    """The HTTP status of a Google client library's error: ``code`` of google.api_core's
+    errors, the response's of google-resumable-media's (an upload's); None for any other
+    exception (Beam's S3 errors have a ``code`` too, and their own messages)."""
+    if not type(exc).__module__.startswith("google."):
+        return None
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def google_reason(exc: BaseException) -> str:
+    """What GCS said, from a Google client library's error: the ``error.message`` of the
+    JSON body (an upload's error carries the whole body and request line in its text)."""
+    response = getattr(exc, "response", None)
+    try:
+        said = response.json()["error"]["message"]  # type: ignore[union-attr]
+    except Exception:
+        said = None
+    if isinstance(said, str) and said:
+        return said
+    return (str(getattr(exc, "message", "") or exc).splitlines() or [""])[0]
+
+
 def access_error(exc: BaseException) -> StorageError | None:
     """One line for a bucket the command could not use: no credentials, no route to the
     store, or the store's refusal (botocore's ``ClientError``: ``AccessDenied``,
@@ -173,11 +199,11 @@ def access_error(exc: BaseException) -> StorageError | None:
                 f"the store refused {operation}: {error.get('Code', '?')}: "
                 f"{error.get('Message', '')}".rstrip(": ")
             )
-        code = getattr(current, "code", None)
-        if type(current).__module__.startswith("google.") and isinstance(code, int):
-            # google.api_core's errors (Forbidden, NotFound ...): the status and its message
-            message = getattr(current, "message", "") or first_line
-            return StorageError(f"the store refused a request: {code} {message}".rstrip())
+        code = google_status(current)
+        if code is not None:  # google.api_core's errors (Forbidden, NotFound ...)
+            return StorageError(
+                f"the store refused a request: {code} {google_reason(current)}".rstrip()
+            )
     return None
 
 

@@ -265,7 +265,7 @@ def open_output(url: str | Path) -> Iterator[IO[bytes]]:
 @contextmanager
 def store_errors(url: str, action: str) -> Iterator[None]:
     """A store's refusal as one :class:`StorageError` line naming the URL and the reason."""
-    from openwit.errors import StorageError
+    from openwit.errors import StorageError, google_reason, google_status
 
     try:
         yield
@@ -281,10 +281,12 @@ def store_errors(url: str, action: str) -> Iterator[None]:
             reason = f"{error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": ")
         elif isinstance(exc, FileNotFoundError):
             raise exc from None
-        elif _google_status(exc) == 404:  # Google's client: no such object, or no such bucket
+        elif (status := google_status(exc)) == 404:  # no such object, or no such bucket
             if action == "read":
                 raise FileNotFoundError(f"no such object: {url}") from None
             reason = "not found (HTTP 404: does the bucket exist?)"
+        elif status is not None:  # Google's client: a refusal, the store failing
+            reason = f"{type(exc).__name__} (HTTP {status}: {google_reason(exc)})"
         else:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise StorageError(f"cannot {action} {url}: {reason}") from None
@@ -296,19 +298,6 @@ def _client_error(exc: BaseException) -> BaseException:
     if isinstance(details, dict) and details:
         return _client_error(next(iter(details.values())))
     return exc
-
-
-def _google_status(exc: BaseException) -> int | None:
-    """The HTTP status of a Google client library's error: ``code`` of google.api_core's
-    errors, the response's of google-resumable-media's (an upload's); None for any other
-    exception (Beam's S3 errors have a ``code`` too, and their own messages)."""
-    if not type(exc).__module__.startswith("google."):
-        return None
-    code = getattr(exc, "code", None)
-    if isinstance(code, int):
-        return code
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    return status if isinstance(status, int) else None
 
 
 def _upload(url: str, stream: IO[bytes]) -> None:

@@ -96,10 +96,10 @@ def _gcs_bucket_tried(url: str) -> None:
     except Exception as exc:
         if _transient(exc):
             return  # the requests that follow retry it, as they would anyway
-        from openwit.errors import StorageError
+        from openwit.errors import StorageError, google_reason
 
-        reason = (str(exc).splitlines() or [""])[0]
-        raise StorageError(f"cannot use {url}: {type(exc).__name__}: {reason}") from None
+        reason = f"{type(exc).__name__}: {google_reason(exc)}"
+        raise StorageError(f"cannot use {url}: {reason}") from None
     _tried_buckets.add(key)
 
 

@@ -11,11 +11,15 @@ things on loopback:
   about 30 seconds before it connects anonymously; a token from this server is what a
   worker on Compute Engine gets from the real one. The emulator does not check it.
 
-One thing GCS does that the emulator does not is added here: generation preconditions on
-writes and deletes (:func:`_honour_generation_preconditions`). GCS refuses an upload or a
-delete whose ``ifGenerationMatch`` is not the object's live generation (0: no live object)
-with ``412 Precondition Failed``; the emulator ignored the parameter, so the conditional
-build lease on ``gs://`` (:mod:`openwit.lease`) could not be tested against it.
+Two things GCS does that the emulator does not are added here (:func:`_as_gcs_does`):
+
+- generation preconditions on writes and deletes: GCS refuses an upload or a delete whose
+  ``ifGenerationMatch`` is not the object's live generation (0: no live object) with
+  ``412 Precondition Failed``; the emulator ignored the parameter, so the conditional
+  build lease on ``gs://`` (:mod:`openwit.lease`) could not be tested against it;
+- a refusal: a second metadata server hands out the token of an account that may read but
+  not write (:meth:`GcsServer.read_only_environment`), and every write it sends is refused
+  with ``403 Forbidden``, as IAM refuses a service account without ``storage.objects.create``.
 
 Tests reach both the way a user's process reaches GCS: through the environment
 (:meth:`GcsServer.environment`), which the fixture sets for the test and every process it
@@ -43,6 +47,7 @@ PROJECT = "openwit-test"
 class GcsServer:
     endpoint: str
     metadata: str
+    read_only_metadata: str
     credentials_dir: Path
     process: subprocess.Popen
 
@@ -56,6 +61,11 @@ class GcsServer:
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             "CLOUDSDK_CONFIG": str(self.credentials_dir),
         }
+
+    def read_only_environment(self) -> dict[str, str]:
+        """:meth:`environment` with the credentials of an account that may only read."""
+        metadata = {"GCE_METADATA_HOST": self.read_only_metadata}
+        return {**self.environment(), **metadata, "GCE_METADATA_IP": self.read_only_metadata}
 
     def client(self) -> Any:
         from google.auth.credentials import AnonymousCredentials
@@ -92,18 +102,20 @@ def gcs_server(credentials_dir: Path) -> Iterator[GcsServer]:
     empty folder to stand for gcloud's configuration."""
     from tests.loopback import free_port, stop, wait_for_port
 
-    storage_port, metadata_port = free_port(), free_port()
+    storage_port, metadata_port, read_only_port = free_port(), free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, __file__, str(storage_port), str(metadata_port)],
+        [sys.executable, __file__, str(storage_port), str(metadata_port), str(read_only_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(storage_port, process, "the GCS emulator")
         wait_for_port(metadata_port, process, "the GCS emulator's metadata server")
+        wait_for_port(read_only_port, process, "the GCS emulator's read-only metadata server")
         yield GcsServer(
             f"http://127.0.0.1:{storage_port}",
             f"127.0.0.1:{metadata_port}",
+            f"127.0.0.1:{read_only_port}",
             credentials_dir,
             process,
         )
@@ -111,9 +123,16 @@ def gcs_server(credentials_dir: Path) -> Iterator[GcsServer]:
         stop(process)
 
 
+#: The access token of the account that may read but not write (the other's: "openwit-test").
+READ_ONLY_TOKEN = "openwit-test-read-only"
+
+
 class _Metadata(BaseHTTPRequestHandler):
     """The metadata server's answers the auth library needs: that it is one, the project,
-    the default service account and its token."""
+    the default service account and its token (``token``: which account this server's
+    processes act as)."""
+
+    token = "openwit-test"
 
     def log_message(self, *args: object) -> None:
         pass
@@ -125,7 +144,7 @@ class _Metadata(BaseHTTPRequestHandler):
         elif path.endswith("/project/project-id"):
             body = PROJECT.encode()
         elif re.search(r"/service-accounts/[^/]+/token$", path):  # "default" or its email
-            token = {"access_token": "openwit-test", "expires_in": 3600, "token_type": "Bearer"}
+            token = {"access_token": self.token, "expires_in": 3600, "token_type": "Bearer"}
             body = json.dumps(token).encode()
         elif re.search(r"/service-accounts/[^/]+$", path):
             account = {"email": f"test@{PROJECT}.invalid", "scopes": [], "aliases": ["default"]}
@@ -146,12 +165,26 @@ class _Metadata(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def _honour_generation_preconditions() -> None:
-    """Make the emulator's object uploads and deletes honour ``ifGenerationMatch`` as GCS
-    documents it: the live object's generation must equal it (0: there must be none), or
-    the request is refused with 412 and changes nothing. A lock makes check and write one
-    step, as they are in GCS. Must run before the emulator's server module is imported (its
-    routes hold the handler functions)."""
+class _ReadOnlyMetadata(_Metadata):
+    token = READ_ONLY_TOKEN
+
+
+def _gcs_error(code: int, message: str, reason: str) -> dict[str, Any]:
+    """An error body as GCS's JSON API sends it (Google's client reads ``error.message``)."""
+    return {"error": {"code": code, "message": message, "errors": [{"reason": reason}]}}
+
+
+def _as_gcs_does() -> None:
+    """Make the emulator's object writes behave as GCS's in two ways it did not:
+
+    - an upload or delete with ``ifGenerationMatch`` goes through only if the live
+      object's generation equals it (0: there must be none); otherwise 412, nothing
+      changed. A lock makes check and write one step, as they are in GCS;
+    - every write (upload, resumable chunk, delete, copy, rewrite, compose, patch, batch)
+      sent with the read-only account's token is refused with 403.
+
+    Must run before the emulator's server module is imported (its routes hold the handler
+    functions)."""
     import threading
     from http import HTTPStatus
 
@@ -159,13 +192,14 @@ def _honour_generation_preconditions() -> None:
     from gcp_storage_emulator.handlers import objects
 
     lock = threading.Lock()
-    refusal = {
-        "error": {
-            "code": 412,
-            "message": "At least one of the pre-conditions you specified did not hold.",
-            "errors": [{"reason": "conditionNotMet", "domain": "global"}],
-        }
-    }
+    not_met = _gcs_error(
+        412, "At least one of the pre-conditions you specified did not hold.", "conditionNotMet"
+    )
+    forbidden = _gcs_error(
+        403,
+        f"test@{PROJECT}.invalid does not have storage.objects.create access to the object.",
+        "forbidden",
+    )
 
     def uploaded_name(request: Any) -> str | None:
         if "name" in request.query:
@@ -173,10 +207,14 @@ def _honour_generation_preconditions() -> None:
         data = request.data
         return data.get("meta", {}).get("name") if isinstance(data, dict) else None
 
-    def guarded(handler: Any, name_of: Any) -> Any:
+    def write(handler: Any, name_of: Any = None) -> Any:
         def handle(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:
+            if request.get_header("Authorization") == f"Bearer {READ_ONLY_TOKEN}":
+                response.status = HTTPStatus.FORBIDDEN
+                response.json(forbidden)
+                return None
             wanted = request.query.get("ifGenerationMatch")
-            if not wanted:
+            if not wanted or name_of is None:
                 return handler(request, response, storage, *args, **kwargs)
             with lock:
                 try:
@@ -186,26 +224,31 @@ def _honour_generation_preconditions() -> None:
                     generation = 0
                 if generation != int(wanted[0]):
                     response.status = HTTPStatus.PRECONDITION_FAILED
-                    response.json(refusal)
+                    response.json(not_met)
                     return None
                 return handler(request, response, storage, *args, **kwargs)
 
         return handle
 
-    objects.insert = guarded(objects.insert, uploaded_name)
-    objects.delete = guarded(objects.delete, lambda request: request.params["object_id"])
+    objects.insert = write(objects.insert, uploaded_name)
+    objects.delete = write(objects.delete, lambda request: request.params["object_id"])
+    for name in ("upload_partial", "xml_upload", "copy", "rewrite", "compose", "patch", "batch"):
+        setattr(objects, name, write(getattr(objects, name)))
 
 
-def _serve(storage_port: int, metadata_port: int) -> None:
+def _serve(storage_port: int, metadata_port: int, read_only_port: int) -> None:
     import logging
+    import threading
 
-    _honour_generation_preconditions()
+    _as_gcs_does()
     from gcp_storage_emulator.server import create_server
 
     logging.disable(logging.CRITICAL)  # it logs every missing object as an error
     create_server("127.0.0.1", storage_port, in_memory=True).start()
+    read_only = ThreadingHTTPServer(("127.0.0.1", read_only_port), _ReadOnlyMetadata)
+    threading.Thread(target=read_only.serve_forever, daemon=True).start()
     ThreadingHTTPServer(("127.0.0.1", metadata_port), _Metadata).serve_forever()
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]))
+    _serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))

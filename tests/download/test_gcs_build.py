@@ -71,6 +71,32 @@ def test_a_missing_bucket_or_an_unreachable_store_is_one_line(
     assert "Connection refused" in unreachable.stderr
 
 
+def test_a_bucket_that_refuses_writes_is_one_line_and_nothing_is_complete(
+    gcs,
+    served,  # noqa: F811 (the fixture imported above)
+    gcs_environment,
+    tmp_path,
+):
+    """As IAM refuses an account without ``storage.objects.create`` (the test server's
+    read-only account): exit 2, one line naming the URL and GCS's reason, no manifest."""
+    root, inputs = served
+    bucket = gcs.bucket("openwit-refusing")
+    out = f"{bucket}/build"
+    config = write_yaml(
+        tmp_path / "refused.yaml", build_config(root, inputs, str(root / "queries.parquet"), out)
+    )
+    refused = openwit("build", "--config", str(config), env=gcs.read_only_environment())
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stdout + refused.stderr
+    lines = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, refused.stderr
+    assert lines[0] == (
+        f"openwit: error: cannot write {out}/.openwit.lock: Forbidden (HTTP 403: "
+        "test@openwit-test.invalid does not have storage.objects.create access to the object.)"
+    )
+    assert gcs.objects(bucket) == {}  # nothing written, nothing marked complete
+
+
 def test_a_missing_object_is_a_missing_file(gcs, gcs_environment):
     bucket = gcs.bucket("openwit-missing")
     fs.write_bytes(f"{bucket}/here.json", b"{}")
