@@ -106,7 +106,8 @@ def test_a_query_rebuild_checks_its_own_inputs_instead_of_the_missing_list(tmp_p
         )
 
 
-def test_a_query_list_in_a_bucket_is_rebuilt_there_once(bucket):
+def test_a_query_list_in_a_bucket_is_rebuilt_there_once(any_bucket):
+    bucket = any_bucket
     from openwit import fs
     from openwit.airflow.querylist import build_query_list, check_query_request
 

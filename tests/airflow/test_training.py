@@ -115,7 +115,8 @@ def test_the_newest_checkpoint_of_a_run_on_these_shards(tmp_path):
     assert run_model(other) == "ViT-L-14" and run_model(tmp_path / "x.pt") is None
 
 
-def test_runs_in_a_bucket_are_named_and_found_there(bucket):
+def test_runs_in_a_bucket_are_named_and_found_there(any_bucket):
+    bucket = any_bucket
     from openwit import fs
 
     runs = f"{bucket}/runs"
