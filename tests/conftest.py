@@ -130,6 +130,20 @@ def stored_keys(request: pytest.FixtureRequest):
     return keys
 
 
+@pytest.fixture
+def stored_versions(request: pytest.FixtureRequest):
+    """Each object under a URL of a test bucket with what changes when it is rewritten
+    (S3: size, ETag and time; GCS: size and generation), as its server lists them."""
+
+    def versions(url: str) -> dict[str, tuple]:
+        server, bucket, prefix = _server_and_key(request, url)
+        if url.startswith("s3://"):
+            return server.versions(bucket, prefix)
+        return server.objects(f"gs://{bucket}", prefix)
+
+    return versions
+
+
 def _server_and_key(request: pytest.FixtureRequest, url: str) -> tuple[Any, str, str]:
     bucket, _, key = url.split("://", 1)[1].partition("/")
     return request.getfixturevalue("s3" if url.startswith("s3://") else "gcs"), bucket, key

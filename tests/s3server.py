@@ -49,6 +49,17 @@ class S3Server:
         )
         return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
 
+    def versions(self, bucket: str, prefix: str = "") -> dict[str, tuple]:
+        """Each object's size, ETag and modification time (a rewrite changes the time)."""
+        pages = (
+            self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        )
+        return {
+            o["Key"]: (o["Size"], o["ETag"], o["LastModified"])
+            for page in pages
+            for o in page.get("Contents", [])
+        }
+
     def read(self, bucket: str, key: str) -> bytes:
         return self.client().get_object(Bucket=bucket, Key=key)["Body"].read()
 

@@ -97,7 +97,8 @@ def test_set_override_is_validated_like_the_file(tmp_path, capsys):
     assert "image.min_side" in capsys.readouterr().err
 
 
-def test_a_config_in_a_bucket_is_read_there(bucket, tmp_path, capsys):
+def test_a_config_in_a_bucket_is_read_there(any_bucket, tmp_path, capsys):
+    bucket = any_bucket
     from openwit import fs
 
     (tmp_path / "pool.jsonl").write_text('{"url": "http://x.example/a.jpg", "text": "a red fox"}\n')

@@ -1,9 +1,11 @@
-"""A build directory in a bucket: the runner on a real S3-compatible server (moto, 127.0.0.1).
+"""A build directory in a bucket: the runner on a real S3-compatible server (moto, 127.0.0.1)
+and on the GCS emulator: every test of code that only goes through ``openwit.fs`` runs once
+per store (``any_bucket``).
 
 Toy stages keep these tests about the runner's storage: commits without renames, reruns
-that rewrite nothing, a resumed attempt, the lease (per store: S3 and the GCS emulator), a
-bucket that refuses writes. The whole
-build against S3 is tested with the real stages in tests/download/test_object_store_build.py.
+that rewrite nothing, a resumed attempt, the lease, a bucket that refuses writes. The whole
+build in a bucket is tested with the real stages in tests/download/test_object_store_build.py
+and tests/download/test_gcs_build.py.
 """
 
 from __future__ import annotations
@@ -33,14 +35,8 @@ def config_in(bucket: str):
     )
 
 
-def objects(s3, bucket: str) -> dict[str, tuple[int, str]]:
-    client = s3.client()
-    name = bucket.removeprefix("s3://")
-    listing = client.list_objects_v2(Bucket=name, Prefix="build/")["Contents"]
-    return {o["Key"]: (o["Size"], o["ETag"], o["LastModified"]) for o in listing}
-
-
-def test_a_build_in_a_bucket_commits_reruns_nothing_and_reads_back(s3, bucket):
+def test_a_build_in_a_bucket_commits_reruns_nothing_and_reads_back(any_bucket, stored_versions):
+    bucket = any_bucket
     config = config_in(bucket)
     outcome = BuildRunner(config, [ToyIngest(), ToyFilter()]).run()
     assert outcome.complete
@@ -48,16 +44,19 @@ def test_a_build_in_a_bucket_commits_reruns_nothing_and_reads_back(s3, bucket):
     build = BuildDir(f"{bucket}/build")
     assert build.read_table(build.stage_files("toy_filter")).num_rows == 3
     assert build.funnel()["toy_ingest"] == {"in": 7, "out": 5, "rejected": {"malformed_record": 2}}
-    before = objects(s3, bucket)
+    before = stored_versions(f"{bucket}/build/")
     assert not [k for k in before if k.endswith(".openwit.lock")]  # the lease is given back
 
     again = BuildRunner(config, [ToyIngest(), ToyFilter()]).run()
 
     assert again.ran == []
-    assert objects(s3, bucket) == before  # not one object rewritten
+    assert stored_versions(f"{bucket}/build/") == before  # not one object rewritten
 
 
-def test_an_interrupted_build_in_a_bucket_resumes_to_the_same_objects(s3, bucket, tmp_path):
+def test_an_interrupted_build_in_a_bucket_resumes_to_the_same_objects(
+    any_bucket, stored_keys, tmp_path
+):
+    bucket = any_bucket
     config = config_in(bucket)
     with pytest.raises(Exception, match="killed"):
         BuildRunner(config, [ToyIngest(), CrashingFilter()]).run()
@@ -73,8 +72,8 @@ def test_an_interrupted_build_in_a_bucket_resumes_to_the_same_objects(s3, bucket
         ours = [fs.read_bytes(u) for u in resumed.stage_files(stage)]
         assert ours == [fs.read_bytes(u) for u in local.stage_files(stage)], stage
     # Only the committed attempt of each stage is left in the bucket.
-    keys = objects(s3, bucket)
-    attempts = {k.split("/")[3] for k in keys if k.startswith("build/stages/toy_filter/")}
+    keys = stored_keys(f"{bucket}/build/stages/toy_filter/")
+    attempts = {k.split("/")[3] for k in keys}
     assert attempts == {outcome.manifest["stages"]["toy_filter"]["attempt"]}
 
 
@@ -184,11 +183,12 @@ def test_a_lease_of_a_dead_process_on_this_machine_is_taken_at_once(any_bucket, 
         pass
 
 
-def test_threads_read_and_write_a_bucket_at_once_without_mixing_streams(bucket, caplog):
-    """Threads share the process's S3 client (making one per thread cost most of a small
-    build's CPU), but each reads through its own stream: interleaved reads of different
-    objects, in ranges, must each get their own object's bytes, with no connection dropped
-    for want of room in the client's pool."""
+def test_threads_read_and_write_a_bucket_at_once_without_mixing_streams(any_bucket, caplog):
+    """Each thread reads through its own stream: interleaved reads of different objects, in
+    ranges, must each get their own object's bytes, with no connection dropped for want of
+    room in the client's pool. On S3 the threads share the process's client (making one per
+    thread cost most of a small build's CPU); on GCS each thread has its own."""
+    bucket = any_bucket
     import logging
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -209,13 +209,15 @@ def test_threads_read_and_write_a_bucket_at_once_without_mixing_streams(bucket, 
 
     with caplog.at_level(logging.WARNING), ThreadPoolExecutor(24) as pool:
         assert all(pool.map(write_then_read, payloads.items()))
-        # Beam's wrapper keeps a thread's open download stream: one a thread, one boto3
-        # client under them all.
-        barrier = threading.Barrier(4)
-        wrappers = list(pool.map(lambda _: (barrier.wait(), s3clients.s3io().client)[1], range(4)))
+        if bucket.startswith("s3://"):
+            # Beam's wrapper keeps a thread's open download stream: one a thread, one boto3
+            # client under them all.
+            barrier = threading.Barrier(4)
+            s3io = s3clients.s3io
+            wrappers = list(pool.map(lambda _: (barrier.wait(), s3io().client)[1], range(4)))
+            assert len({id(w) for w in wrappers}) > 1
+            assert len({id(w.client) for w in wrappers}) == 1
     assert "Connection pool is full" not in caplog.text
-    assert len({id(w) for w in wrappers}) > 1
-    assert len({id(w.client) for w in wrappers}) == 1
 
 
 def test_a_process_nobody_configured_makes_one_s3_client(s3, bucket):
@@ -268,9 +270,10 @@ def _run_script(script: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_an_eval_set_in_a_bucket_is_copied_whole_to_the_launcher(s3, bucket):
+def test_an_eval_set_in_a_bucket_is_copied_whole_to_the_launcher(any_bucket):
     """The launcher hashes eval sets once, from a local copy; a set in a bucket (class
     folders of images) arrives file for file, read many at a time."""
+    bucket = any_bucket
 
     from openwit.evalsets import EvalSet
     from openwit.staging import local_copy
@@ -290,7 +293,8 @@ def test_an_eval_set_in_a_bucket_is_copied_whole_to_the_launcher(s3, bucket):
     assert len(opened.samples) == 90 and opened.classes == ["class-0", "class-1", "class-2"]
 
 
-def test_an_input_folder_in_a_bucket_is_its_data_files(bucket):
+def test_an_input_folder_in_a_bucket_is_its_data_files(any_bucket):
+    bucket = any_bucket
     from openwit.inputs import expand_input_paths
 
     for name in ("part-0.jsonl", "sub/part-1.jsonl", "_SUCCESS", "_temporary/part-2.jsonl"):
