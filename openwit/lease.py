@@ -12,7 +12,9 @@ machine, is seen to have no process behind it) and may be taken over, again with
 
 GCS has the same in generations: the lease is created with ``ifGenerationMatch=0`` (only
 if there is no live object), and renewed, taken over and deleted with ``ifGenerationMatch``
-on the generation its writer last saw.
+on the generation its writer last saw (:mod:`openwit.lease_objects` has both stores). A
+write whose answer was lost and that is retried finds its own lease there: the owner in the
+object (host, pid and a random part) says so, and the build goes on with it.
 
 Stores without conditional writes (other Beam filesystems) get a best-effort lease: the
 object is checked, then written. Two builds started within the same second can both pass;
@@ -32,8 +34,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from openwit import fs
-from openwit.errors import StorageError, UserError
-from openwit.urls import bucket_and_key
+from openwit.errors import UserError
+from openwit.lease_objects import LeaseObject, lease_object
 
 LOCK_NAME = ".openwit.lock"
 #: How long a lease lives without renewal; renewed every third of it.
@@ -63,7 +65,8 @@ def _owner() -> str:
 def _expired(held: dict[str, Any]) -> bool:
     """Whether a lease may be taken: past its expiry, or held by a process of this machine
     that no longer runs (a build killed a moment ago need not be waited for)."""
-    if held.get("expires", 0) <= time.time():
+    expires = held.get("expires", 0)
+    if not isinstance(expires, int | float) or expires <= time.time():
         return True
     host, _, rest = str(held.get("owner", "")).partition(":")
     pid = rest.partition(":")[0]
@@ -85,11 +88,8 @@ def build_lease(build_url: str, seconds: float = LEASE_SECONDS) -> Iterator[Leas
     if fs.is_local(url):
         with _local_lock(build_url, url) as lease:
             yield lease
-    elif fs.scheme(url) == "s3":
-        with _s3_lease(build_url, url, seconds) as lease:
-            yield lease
-    elif fs.scheme(url) == "gs":
-        with _gcs_lease(build_url, url, seconds) as lease:
+    elif (store := lease_object(url, build_url, seconds)) is not None:
+        with _conditional_lease(build_url, url, store, seconds) as lease:
             yield lease
     else:
         with _best_effort_lease(build_url, url, seconds) as lease:
@@ -117,124 +117,78 @@ def _body(owner: str, seconds: float) -> bytes:
 
 
 def _busy(build_url: str, held: dict[str, Any]) -> UserError:
+    if not held.get("owner"):
+        return UserError(
+            f"another openwit build is running in {build_url} (it took the lease just now)"
+        )
     until = time.strftime("%H:%M:%S", time.localtime(held.get("expires", 0)))
     return UserError(
         f"another openwit build is running in {build_url} "
-        f"(lease held by {held.get('owner', '?')} until {until})"
+        f"(lease held by {held['owner']} until {until})"
     )
 
 
 @contextlib.contextmanager
-def _s3_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
-    from botocore.exceptions import ClientError
-
-    client = fs.s3_client()
-    bucket, key = bucket_and_key(url)
+def _conditional_lease(
+    build_url: str, url: str, store: LeaseObject, seconds: float
+) -> Iterator[Lease]:
+    """The lease through a store's conditional writes (:mod:`openwit.lease_objects`)."""
     owner = _owner()
-
-    def refused(exc: ClientError) -> bool:
-        return exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412")
-
-    try:
-        etag = client.put_object(
-            Bucket=bucket, Key=key, Body=_body(owner, seconds), IfNoneMatch="*"
-        )["ETag"]
-    except ClientError as exc:
-        if not refused(exc):
-            error = exc.response.get("Error", {})
-            raise StorageError(
-                f"cannot write to {build_url}: {error.get('Code')}: {error.get('Message')}"
-            ) from None
-        current = client.get_object(Bucket=bucket, Key=key)
-        held = json.loads(current["Body"].read() or b"{}")
-        if not _expired(held):
-            raise _busy(build_url, held) from None
-        try:  # expired: take it over, unless someone else just did
-            etag = client.put_object(
-                Bucket=bucket, Key=key, Body=_body(owner, seconds), IfMatch=current["ETag"]
-            )["ETag"]
-        except ClientError as again:
-            if refused(again):
-                raise _busy(build_url, held) from None
-            raise
-
+    version = _take(build_url, store, owner, seconds)
     lease = Lease(url)
 
     def renew() -> bool:
-        nonlocal etag
-        try:
-            etag = fs.s3_client().put_object(
-                Bucket=bucket, Key=key, Body=_body(owner, seconds), IfMatch=etag
-            )["ETag"]
-        except ClientError as exc:
-            if refused(exc):
+        nonlocal version
+        body = _body(owner, seconds)
+        renewed = store.replace(version, body)
+        if renewed is None:
+            current = store.read()
+            if current is None or _held(current[1]).get("owner") != owner:
                 lease.lost = f"the build lease {url} was taken by another build"
                 return False
+            renewed = current[0]  # our write went through; its answer was lost (a retry)
+        version = renewed
         return True
 
     def release() -> None:
         if not lease.lost:
-            client.delete_object(Bucket=bucket, Key=key)
+            store.delete(version)
 
     with _renewed(renew, release, seconds):
         yield lease
 
 
-@contextlib.contextmanager
-def _gcs_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
-    """:func:`_s3_lease` with GCS's generation preconditions (0: no live object)."""
-    from google.api_core.exceptions import PreconditionFailed
-
-    from openwit.stores import gcs_bucket
-
-    key = bucket_and_key(url)[1]
-    owner = _owner()
-
-    def write(expected: int) -> int | None:
-        """Write our lease if the live generation is ``expected``; its new generation, or
-        None when the store refused (another build's lease is there)."""
-        blob = gcs_bucket(url).blob(key)
-        with fs.store_errors(url, "write"):
-            try:
-                blob.upload_from_string(
-                    _body(owner, seconds), "application/json", if_generation_match=expected
-                )
-            except PreconditionFailed:
-                return None
-        return int(blob.generation)
-
-    generation = write(0)
-    if generation is None:
-        held: dict[str, Any] = {}
-        with fs.store_errors(url, "read"):
-            current = gcs_bucket(url).get_blob(key)
-            live = int(current.generation) if current is not None else 0
-            if current is not None:  # else given back a moment ago: free to take
-                held = json.loads(current.download_as_bytes() or b"{}")
-        if held and not _expired(held):
+def _take(build_url: str, store: LeaseObject, owner: str, seconds: float) -> str:
+    """Create the lease, or take over an expired one: its version.
+    Each step is conditional on what the one before saw; a step that finds the object
+    changed under it starts again (a few times: each time another build moved first)."""
+    held: dict[str, Any] = {}
+    for _ in range(5):
+        created = store.create(_body(owner, seconds))
+        if created is not None:
+            return created
+        current = store.read()
+        if current is None:
+            continue  # given back a moment ago: try to create it again
+        live, raw = current
+        held = _held(raw)
+        if held.get("owner") == owner:
+            return live  # our create went through; its answer was lost (a retry)
+        if not _expired(held):
             raise _busy(build_url, held)
-        # free or expired: take it, unless someone else just did
-        generation = write(live)
-        if generation is None:
-            raise _busy(build_url, held)
+        taken = store.replace(live, _body(owner, seconds))
+        if taken is not None:
+            return taken
+    raise _busy(build_url, held)
 
-    lease = Lease(url)
 
-    def renew() -> bool:
-        nonlocal generation
-        renewed = write(generation)
-        if renewed is None:
-            lease.lost = f"the build lease {url} was taken by another build"
-            return False
-        generation = renewed
-        return True
-
-    def release() -> None:
-        if not lease.lost:
-            gcs_bucket(url).blob(key).delete(if_generation_match=generation)
-
-    with _renewed(renew, release, seconds):
-        yield lease
+def _held(raw: bytes) -> dict[str, Any]:
+    """A lease object's contents; anything unreadable counts as an expired lease."""
+    try:
+        held = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return held if isinstance(held, dict) else {}
 
 
 @contextlib.contextmanager
@@ -268,9 +222,9 @@ def _renewed(
 @contextlib.contextmanager
 def _best_effort_lease(build_url: str, url: str, seconds: float) -> Iterator[Lease]:
     try:
-        held = fs.read_json(url)
-    except (FileNotFoundError, OSError, ValueError):
-        held = None
+        held = _held(fs.read_bytes(url))
+    except (FileNotFoundError, OSError):
+        held = {}
     if held and not _expired(held):
         raise _busy(build_url, held)
     owner = _owner()

@@ -204,8 +204,8 @@ def _as_gcs_does() -> None:
     def uploaded_name(request: Any) -> str | None:
         if "name" in request.query:
             return request.query["name"][0]
-        data = request.data
-        return data.get("meta", {}).get("name") if isinstance(data, dict) else None
+        data = request.data  # multipart: the metadata under "meta"; resumable: itself
+        return data.get("meta", data).get("name") if isinstance(data, dict) else None
 
     def write(handler: Any, name_of: Any = None) -> Any:
         def handle(request: Any, response: Any, storage: Any, *args: Any, **kwargs: Any) -> Any:

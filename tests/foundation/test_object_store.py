@@ -138,6 +138,50 @@ def test_a_lease_another_build_took_is_lost_and_not_deleted(any_bucket, stored_b
     assert stored_bytes(lock) == theirs
 
 
+def test_leaving_after_another_build_took_the_lease_leaves_its_lease(
+    any_bucket, stored_bytes, store_bytes
+):
+    """Our lease was taken over (we stalled past its expiry) and the build ends before its
+    next renewal: giving the lease back is conditional on the version we wrote, so the
+    other build's lease stays."""
+    lock = f"{any_bucket}/build/.openwit.lock"
+    theirs = json.dumps({"owner": "other-host:7:x", "expires": time.time() + 60}).encode()
+    with build_lease(f"{any_bucket}/build"):  # renewed every 20 s: not in this test
+        store_bytes(lock, theirs)
+    assert stored_bytes(lock) == theirs
+
+
+def test_a_lease_that_names_this_build_is_its_own(any_bucket, store_bytes, monkeypatch):
+    """A create whose answer was lost is retried and finds the object there: the owner in
+    it (host, pid, a random part) is this build's, so the build holds the lease instead of
+    reporting itself as another build."""
+    from openwit import lease as leases
+
+    monkeypatch.setattr(leases, "_owner", lambda: "this-host:1:retried")
+    mine = {"owner": "this-host:1:retried", "expires": time.time() + 60}
+    store_bytes(f"{any_bucket}/build/.openwit.lock", json.dumps(mine).encode())
+    with build_lease(f"{any_bucket}/build") as lease:
+        lease.check()
+
+
+def test_a_lease_object_that_is_not_a_lease_counts_as_expired(any_bucket, store_bytes):
+    lock = f"{any_bucket}/build/.openwit.lock"
+    for junk in (b"[]", b"not json", b'{"owner": "x:1:y", "expires": "soon"}'):
+        store_bytes(lock, junk)
+        with build_lease(f"{any_bucket}/build"):
+            pass
+
+
+def test_the_busy_line_names_the_holder_or_says_it_just_came():
+    from openwit.lease import _busy
+
+    held = {"owner": "host:42:abc", "expires": time.time() + 60}
+    assert "lease held by host:42:abc until" in str(_busy("s3://b/build", held))
+    assert str(_busy("s3://b/build", {})) == (
+        "another openwit build is running in s3://b/build (it took the lease just now)"
+    )
+
+
 def test_a_bucket_that_refuses_writes_is_one_clear_error_and_nothing_is_complete(monkeypatch):
     with s3_server(unauthenticated_actions=4) as server:
         keys = read_only_credentials(server, "refusing")
