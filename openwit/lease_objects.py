@@ -101,15 +101,16 @@ class S3LeaseObject:
         return put["ETag"]
 
     def delete(self, version: str) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, ParamValidationError
 
         client = fs.s3_client()
         try:
             client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=version)
-        except ClientError as exc:
-            if self._refused(exc):
+        except (ClientError, ParamValidationError) as exc:
+            if isinstance(exc, ClientError) and self._refused(exc):
                 return  # another build's lease now: leave it
-            # a store without conditional deletes: delete it only while it is ours
+            # a store (or a botocore) without conditional deletes: delete it only while
+            # it is ours
             current = self.read()
             if current is not None and current[0] == version:
                 client.delete_object(Bucket=self.bucket, Key=self.key)
