@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import threading
@@ -47,15 +48,23 @@ class LeaseLost(RuntimeError):
 
 
 class Lease:
-    """A held build lock; :meth:`check` raises :class:`LeaseLost` if it was lost."""
+    """A held build lock; :meth:`check` raises :class:`LeaseLost` if it was lost, or if it
+    was not renewed in time (``valid_until``, this process's monotonic clock: past it
+    another build may have taken it, whether or not a renewal said so)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, valid_until: float = math.inf) -> None:
         self.url = url
         self.lost: str | None = None
+        self.valid_until = valid_until
 
     def check(self) -> None:
         if self.lost:
             raise LeaseLost(self.lost)
+        if time.monotonic() > self.valid_until:
+            raise LeaseLost(
+                f"the build lease {self.url} could not be renewed in time (the store did "
+                "not answer): another build may hold it now"
+            )
 
 
 def _owner() -> str:
@@ -134,11 +143,14 @@ def _conditional_lease(
 ) -> Iterator[Lease]:
     """The lease through a store's conditional writes (:mod:`openwit.lease_objects`)."""
     owner = _owner()
+    written = time.monotonic()
     version = _take(build_url, store, owner, seconds)
-    lease = Lease(url)
+    # Trusted a beat less than its life: clocks of other machines read its expiry.
+    lease = Lease(url, valid_until=written + seconds * 2 / 3)
 
     def renew() -> bool:
         nonlocal version
+        written = time.monotonic()
         body = _body(owner, seconds)
         renewed = store.replace(version, body)
         if renewed is None:
@@ -148,6 +160,7 @@ def _conditional_lease(
                 return False
             renewed = current[0]  # our write went through; its answer was lost (a retry)
         version = renewed
+        lease.valid_until = written + seconds * 2 / 3
         return True
 
     def release() -> None:

@@ -62,17 +62,18 @@ class S3LeaseObject:
     def create(self, body: bytes) -> str | None:
         from botocore.exceptions import ClientError
 
-        try:
-            put = fs.s3_client().put_object(
-                Bucket=self.bucket, Key=self.key, Body=body, IfNoneMatch="*"
-            )
-        except ClientError as exc:
-            if self._refused(exc):
-                return None
-            error = exc.response.get("Error", {})
-            raise StorageError(
-                f"cannot write to {self.build_url}: {error.get('Code')}: {error.get('Message')}"
-            ) from None
+        with fs.store_errors(self.url, "write"):  # a timeout, an old botocore: one line
+            try:
+                put = fs.s3_client().put_object(
+                    Bucket=self.bucket, Key=self.key, Body=body, IfNoneMatch="*"
+                )
+            except ClientError as exc:
+                if self._refused(exc):
+                    return None
+                error = exc.response.get("Error", {})
+                raise StorageError(
+                    f"cannot write to {self.build_url}: {error.get('Code')}: {error.get('Message')}"
+                ) from None
         return put["ETag"]
 
     def read(self) -> tuple[str, bytes] | None:
@@ -107,8 +108,12 @@ class S3LeaseObject:
         try:
             client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=version)
         except (ClientError, ParamValidationError) as exc:
-            if isinstance(exc, ClientError) and self._refused(exc):
-                return  # another build's lease now: leave it
+            unsupported = isinstance(exc, ParamValidationError) or self._code(exc) in (
+                "NotImplemented",
+                "501",
+            )
+            if not unsupported:
+                return  # another build's lease now, or the store failing: it expires
             # a store (or a botocore) without conditional deletes: delete it only while
             # it is ours
             current = self.read()
@@ -164,7 +169,7 @@ class GcsLeaseObject:
                 except (NotFound, PreconditionFailed):
                     continue
             return str(live), body
-        return None
+        raise StorageError(f"cannot read {self.url}: it changed under three reads in a row")
 
     def replace(self, version: str, body: bytes) -> str | None:
         return self._write(int(version), body, retry=self.patient, timeout=self.timeout)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from openwit import lease as leases
-from openwit.errors import UserError
+from openwit.errors import StorageError, UserError
 from openwit.lease import LeaseLost, _conditional_lease, _take
 
 BUILD = "gs://b/build"
@@ -29,6 +29,7 @@ class ConditionalObject:
         self.body: bytes | None = None
         self.before: dict[str, list[Callable[[], None]]] = {}
         self.calls: list[str] = []
+        self.failing: set[str] = set()  # operations the store fails (as an outage would)
 
     def move_before(self, operation: str, move: Callable[[], None]) -> None:
         """Run ``move`` (another build's write) just before our next ``operation``."""
@@ -39,6 +40,8 @@ class ConditionalObject:
         moves = self.before.get(operation)
         if moves:
             moves.pop(0)()
+        if operation in self.failing:
+            raise StorageError(f"cannot {operation} {URL}: the store did not answer")
 
     def put(self, body: bytes | None) -> str:
         self.version += 1
@@ -117,12 +120,14 @@ def test_builds_that_keep_taking_it_first_make_us_give_up_with_one_line():
 def test_a_renewal_whose_answer_was_lost_keeps_the_lease(monkeypatch):
     monkeypatch.setattr(leases, "_owner", lambda: "us:3:c")
     store = ConditionalObject()
-    with _conditional_lease(BUILD, URL, store, 0.3) as lease:
+    with _conditional_lease(BUILD, URL, store, 1.5) as lease:  # renewed every 0.5 s
         # our renewal goes through, its answer is lost, and the retry is refused
         store.move_before("replace", lambda: store.put(lease_body("us:3:c", 60)))
-        deadline = time.monotonic() + 5
-        while store.calls.count("replace") < 3 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 10
+        while store.calls.count("replace") < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
+        assert store.calls.count("replace") >= 2 and not store.before["replace"]
+        assert store.calls[store.calls.index("replace") + 1] == "read"  # it looked
         lease.check()  # not lost
     assert store.body is None  # given back
 
@@ -139,3 +144,20 @@ def test_a_build_whose_lease_was_taken_stops_and_leaves_the_taker_s_lease(monkey
             lease.check()
     assert owner_of(store) == "taker:9:z"
     assert "delete" not in store.calls
+
+
+def test_a_lease_the_store_cannot_renew_is_lost_before_it_could_expire(monkeypatch):
+    """Another build took the lease and the store then fails every read and write of it:
+    no renewal can say so, but past two thirds of the lease's life without one the build
+    stops at its next commit (another build may hold it by then)."""
+    monkeypatch.setattr(leases, "_owner", lambda: "us:3:c")
+    store = ConditionalObject()
+    with _conditional_lease(BUILD, URL, store, 0.6) as lease:
+        store.put(lease_body("taker:9:z", 60))
+        store.failing = {"read", "replace"}
+        time.sleep(0.6)  # past 0.4 s without a renewal
+        assert lease.lost is None  # no renewal could tell
+        with pytest.raises(LeaseLost, match="could not be renewed in time"):
+            lease.check()
+        store.failing = set()
+    assert owner_of(store) == "taker:9:z"
