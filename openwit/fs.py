@@ -265,7 +265,7 @@ def open_output(url: str | Path) -> Iterator[IO[bytes]]:
 @contextmanager
 def store_errors(url: str, action: str) -> Iterator[None]:
     """A store's refusal as one :class:`StorageError` line naming the URL and the reason."""
-    from openwit.errors import StorageError, google_reason, google_status
+    from openwit.errors import StorageError, access_error, google_reason, google_status
 
     try:
         yield
@@ -287,6 +287,8 @@ def store_errors(url: str, action: str) -> Iterator[None]:
             reason = "not found (HTTP 404: does the bucket exist?)"
         elif status is not None:  # Google's client: a refusal, the store failing
             reason = f"{type(exc).__name__} (HTTP {status}: {google_reason(exc)})"
+        elif (access := access_error(exc)) is not None:
+            raise access from None  # no credentials, no route: the store's, not the URL's
         else:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
         raise StorageError(f"cannot {action} {url}: {reason}") from None
