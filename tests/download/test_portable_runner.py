@@ -59,6 +59,12 @@ def job_endpoint(tmp_path):
         yield port
 
 
+#: Three builds (one on the portable runner's workers) share two cores with the image
+#: server: a 5-second download budget timed images out under that load (one CI run,
+#: 2026-12-08), so the builds' outputs differed by their timeouts, not by their runner.
+PATIENT = {"timeout_s": 60}
+
+
 def test_portable_runner_with_external_workers_gives_the_direct_runners_shards(
     s3, worker_pool, job_endpoint, tmp_path, monkeypatch
 ):
@@ -91,7 +97,7 @@ def test_portable_runner_with_external_workers_gives_the_direct_runners_shards(
             out = f"{bucket}/{name}"
             config = write_yaml(
                 tmp_path / f"{name}.yaml",
-                build_config(root, remote_inputs, queries, out, eval_set),
+                build_config(root, remote_inputs, queries, out, eval_set, download=PATIENT),
             )
             builds[name] = (out, start_openwit("build", "--config", str(config), *flags, env=env))
         # The three builds run at once, each under its own prefix: the portable runner's
@@ -146,7 +152,7 @@ def test_portable_runner_writes_a_gcs_bucket_as_the_direct_runner_does(
             out = f"{bucket}/{name}"
             config = write_yaml(
                 tmp_path / f"{name}.yaml",
-                build_config(root, remote_inputs, queries, out, eval_set),
+                build_config(root, remote_inputs, queries, out, eval_set, download=PATIENT),
             )
             process = start_openwit("build", "--config", str(config), *flags, env=gcs_environment)
             stdout, stderr = process.communicate(timeout=600)
