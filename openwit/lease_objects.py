@@ -56,8 +56,8 @@ class S3LeaseObject:
         return str(exc.response.get("Error", {}).get("Code"))
 
     def _refused(self, exc: Any) -> bool:
-        """A failed condition, or (``If-Match`` on an object that is gone) no object."""
-        return self._code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404")
+        """A failed condition (an object that is gone is ``store_errors``'s missing file)."""
+        return self._code(exc) in ("PreconditionFailed", "412")
 
     def create(self, body: bytes) -> str | None:
         from botocore.exceptions import ClientError
@@ -97,7 +97,7 @@ class S3LeaseObject:
                     if self._refused(exc):
                         return None
                     raise
-        except FileNotFoundError:
+        except FileNotFoundError:  # gone (If-Match on no object: NoSuchKey)
             return None
         return put["ETag"]
 
